@@ -1,0 +1,5 @@
+"""Explanations of the model under study, its ground truth, and the study bundle.
+
+``explain.bundle_format`` imports neither torch nor the other modules here: the study
+server and the analysis read bundles through it alone.
+"""
