@@ -89,12 +89,11 @@ class BundleWriter:
 
     def __init__(self, out: Path, overwrite: bool = False):
         self.out = Path(out)
-        if self.out.exists() and (not self.out.is_dir() or any(self.out.iterdir())):
-            if not overwrite:
-                raise UserError(
-                    f"output folder {self.out} exists and is not empty; "
-                    "pass --overwrite to replace it"
-                )
+        occupied = self.out.exists() and (not self.out.is_dir() or any(self.out.iterdir()))
+        if occupied and not overwrite:
+            raise UserError(
+                f"output folder {self.out} exists and is not empty; pass --overwrite to replace it"
+            )
         self.tmp = self.out.with_name(f"{self.out.name}.partial-{os.getpid()}")
         if self.tmp.exists():
             shutil.rmtree(self.tmp)

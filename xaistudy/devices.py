@@ -16,5 +16,7 @@ def resolve_device(name: str = "auto"):
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda was asked for but no CUDA device is available; use auto or cpu")
+        raise UserError(
+            "--device cuda was asked for but no CUDA device is available; use auto or cpu"
+        )
     return torch.device(name)

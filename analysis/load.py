@@ -1,0 +1,263 @@
+"""Reading what the analysis needs: the responses (database or CSV export) and the bundle.
+
+Responses come as three tables in the study server's export format (docs/analysis.md):
+``participants`` (one row per participant), ``answers`` (long: one row per participant
+and attribute) and ``pages`` (time spent per page). ``--responses`` may also be a
+single ``answers.csv``; then the exclusions that need participant columns are reported
+as not applicable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from xaistudy.errors import UserError
+
+ANSWER_COLUMNS = ("participant_id", "condition", "attribute", "rating")
+PARTICIPANT_COLUMNS = (
+    "participant_id",
+    "condition",
+    "status",
+    "preview",
+    "excluded",
+    "attention_passed",
+    "duration_s",
+)
+PAGE_COLUMNS = ("participant_id", "condition", "page", "seconds")
+STATUSES = ("started", "completed", "screened_out", "returned", "abandoned")
+_ID_COLUMNS = {"participant_id": str, "prolific_pid": str, "study_id": str, "session_id": str}
+
+
+@dataclasses.dataclass
+class Responses:
+    """The study's responses; ``participants`` and ``pages`` are None when not available."""
+
+    answers: pd.DataFrame
+    participants: pd.DataFrame | None
+    pages: pd.DataFrame | None
+    source: str
+
+
+@dataclasses.dataclass
+class Bundle:
+    """What the analysis takes from a study bundle's manifest.
+
+    ``attributes``: one row per study attribute (``attribute``, ``name``, ``relevant``,
+    ``factors``), the labels answers are scored against. ``ground_truth``: one row per
+    factor (``factor``, ``effect``, ``ci_low``, ``ci_high``, ``flip_rate``,
+    ``variance_share``, ``relevant``).
+    """
+
+    path: Path
+    attributes: pd.DataFrame
+    ground_truth: pd.DataFrame
+    conditions: list[str]
+    model_card: dict[str, Any]
+    ground_truth_rule: dict[str, Any]
+
+
+def load_bundle(bundle_dir: Path) -> Bundle:
+    """Read a bundle's manifest (structure checked, no hashing: the images are not used)."""
+    from explain.bundle_format import load_manifest
+
+    manifest = load_manifest(Path(bundle_dir))
+    attributes = pd.DataFrame(
+        [
+            {
+                "attribute": str(a["key"]),
+                "name": str(a["name"]),
+                "relevant": bool(a["relevant"]),
+                "factors": ", ".join(a["factors"]),
+            }
+            for a in manifest["attributes"]
+        ]
+    )
+    truth_rows = []
+    for factor, entry in manifest["ground_truth"].items():
+        ci = list(entry.get("ci") or [float("nan"), float("nan")])
+        truth_rows.append(
+            {
+                "factor": factor,
+                "effect": float(entry["effect"]),
+                "ci_low": float(ci[0]),
+                "ci_high": float(ci[1]),
+                "flip_rate": float(entry["flip_rate"]),
+                "variance_share": float(entry.get("variance_share", float("nan"))),
+                "relevant": bool(entry["relevant"]),
+            }
+        )
+    return Bundle(
+        path=Path(bundle_dir),
+        attributes=attributes,
+        ground_truth=pd.DataFrame(truth_rows),
+        conditions=list(manifest["conditions"]),
+        model_card=dict(manifest.get("model_card") or {}),
+        ground_truth_rule=dict(manifest.get("ground_truth_rule") or {}),
+    )
+
+
+def _require_columns(frame: pd.DataFrame, required: tuple[str, ...], what: str) -> None:
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise UserError(
+            f"{what} lacks column(s) {', '.join(missing)}; it needs {', '.join(required)}"
+        )
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path, dtype=_ID_COLUMNS, keep_default_na=True)
+    except pd.errors.EmptyDataError as exc:
+        raise UserError(f"{path} is empty: it has no header row") from exc
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path} is not a readable CSV file: {exc}") from exc
+
+
+def read_export(path: Path) -> Responses:
+    """Read an export folder (participants.csv, answers.csv, pages.csv) or one answers.csv."""
+    path = Path(path)
+    if path.is_dir():
+        answers_path = path / "answers.csv"
+        if not answers_path.exists():
+            raise UserError(
+                f"{path} holds no answers.csv; --responses takes the export folder "
+                "(participants.csv, answers.csv, pages.csv) or a single answers.csv"
+            )
+        participants_path = path / "participants.csv"
+        participants = _read_csv(participants_path) if participants_path.exists() else None
+        pages_path = path / "pages.csv"
+        pages = _read_csv(pages_path) if pages_path.exists() else None
+        answers = _read_csv(answers_path)
+        source = str(path)
+    elif path.is_file():
+        answers, participants, pages = _read_csv(path), None, None
+        source = str(path)
+    else:
+        raise UserError(f"responses {path} do not exist")
+    return _normalise(Responses(answers, participants, pages, source), answers_name=source)
+
+
+def read_database(url: str) -> Responses:
+    """Read the study database through the server's export (plain SQLAlchemy, no app)."""
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+    from study_server.export import export_frames
+
+    try:
+        frames = export_frames(url)
+    except ArgumentError as exc:
+        raise UserError(f"--db {url!r} is not a database URL: {exc}") from exc
+    except SQLAlchemyError as exc:
+        reason = str(exc).splitlines()[0]
+        raise UserError(f"cannot read the study database at {url}: {reason}") from exc
+    participants = frames.get("participants")
+    if participants is None or participants.empty:
+        raise UserError(f"the study database at {url} has no participants yet")
+    responses = Responses(
+        answers=frames["answers"],
+        participants=participants,
+        pages=frames.get("pages"),
+        source=url,
+    )
+    return _normalise(responses, answers_name=f"the answers table of {url}")
+
+
+def load_responses(responses: Path | None = None, db_url: str | None = None) -> Responses:
+    """Exactly one of ``responses`` (CSV export) and ``db_url`` (database URL)."""
+    if (responses is None) == (db_url is None):
+        raise UserError("give exactly one of --db URL and --responses CSV")
+    if db_url is not None:
+        return read_database(db_url)
+    return read_export(Path(responses))
+
+
+def as_bool(series: pd.Series) -> pd.Series:
+    """Booleans as written by CSV/SQL (True/False, true/false, 1/0, t/f); empty stays NA."""
+    mapping = {"true": True, "t": True, "1": True, "yes": True, "1.0": True}
+    mapping |= {"false": False, "f": False, "0": False, "no": False, "0.0": False}
+
+    def convert(value):
+        if value is None or (isinstance(value, float) and pd.isna(value)) or value is pd.NA:
+            return pd.NA
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("", "nan", "none"):
+            return pd.NA
+        if text not in mapping:
+            raise UserError(f"{series.name} holds {value!r}, which is not a boolean (true/false)")
+        return mapping[text]
+
+    return series.map(convert).astype("boolean")
+
+
+def _normalise(responses: Responses, answers_name: str) -> Responses:
+    answers = responses.answers
+    _require_columns(answers, ANSWER_COLUMNS, answers_name)
+    answers = answers.copy()
+    answers["participant_id"] = answers["participant_id"].astype(str)
+    answers["condition"] = answers["condition"].astype(str)
+    answers["attribute"] = answers["attribute"].astype(str)
+    answers["rating"] = pd.to_numeric(answers["rating"], errors="coerce")
+    answers = answers[answers["rating"].notna()]
+    bad = ~answers["rating"].isin([1, 2, 3, 4, 5])
+    if bad.any():
+        row = answers[bad].iloc[0]
+        raise UserError(
+            f"rating {row['rating']!r} of participant {row['participant_id']} "
+            f"(attribute {row['attribute']}) is outside the scale 1..5"
+        )
+    answers["rating"] = answers["rating"].astype(int)
+
+    participants = responses.participants
+    if participants is not None:
+        _require_columns(participants, PARTICIPANT_COLUMNS, "participants.csv")
+        participants = participants.copy()
+        participants["participant_id"] = participants["participant_id"].astype(str)
+        participants["condition"] = participants["condition"].astype(str)
+        for column in ("preview", "excluded", "attention_passed"):
+            participants[column] = as_bool(participants[column])
+        participants["duration_s"] = pd.to_numeric(participants["duration_s"], errors="coerce")
+        unknown = sorted(set(participants["status"].dropna().astype(str)) - set(STATUSES))
+        if unknown:
+            raise UserError(
+                f"participants.csv has unknown status value(s) {', '.join(unknown)}; "
+                f"allowed are {', '.join(STATUSES)}"
+            )
+
+    pages = responses.pages
+    if pages is not None:
+        _require_columns(pages, PAGE_COLUMNS, "pages.csv")
+        pages = pages.copy()
+        pages["participant_id"] = pages["participant_id"].astype(str)
+        pages["seconds"] = pd.to_numeric(pages["seconds"], errors="coerce")
+
+    if answers.empty:
+        raise UserError(f"{responses.source} holds no answers to analyse")
+    return Responses(answers, participants, pages, responses.source)
+
+
+def check_bundle_matches(responses: Responses, bundle: Bundle) -> None:
+    """The answers' attributes and conditions must be ones the bundle defines."""
+    known = set(bundle.attributes["attribute"])
+    asked = sorted(set(responses.answers["attribute"]))
+    unknown = [a for a in asked if a not in known]
+    if unknown:
+        raise UserError(
+            f"the responses rate attribute(s) {', '.join(unknown)} that bundle "
+            f"{bundle.path} does not define (it defines {', '.join(sorted(known))}); "
+            "analyse with the bundle the study served"
+        )
+    conditions = set(responses.answers["condition"])
+    if responses.participants is not None:
+        conditions |= set(responses.participants["condition"].dropna())
+    unknown = sorted(conditions - set(bundle.conditions) - {"nan", "None", ""})
+    if unknown:
+        raise UserError(
+            f"the responses use condition(s) {', '.join(unknown)} that bundle {bundle.path} "
+            f"does not define (it defines {', '.join(bundle.conditions)})"
+        )

@@ -1,0 +1,362 @@
+"""``xaistudy analyze``: every table as CSV and one self-contained ``report.html``.
+
+Files written to the report folder (each atomically: a temporary name, then renamed;
+``report.html`` last, so a folder with it is complete): ``accuracy_by_condition.csv``,
+``accuracy_by_attribute.csv``, ``accuracy_by_condition_attribute.csv``,
+``participant_accuracy.csv``, ``exclusions.csv``, ``sample.csv``, ``comparisons.csv``,
+``mixed_model.csv``, ``page_times.csv`` (when page timings exist), ``power.csv`` (when
+asked) and ``report.html``. docs/analysis.md describes every column.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import html
+import os
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+from tqdm import tqdm
+
+from analysis import plots
+from analysis.load import Bundle, Responses, load_bundle, load_responses
+from analysis.mixed_model import ModelFit, fit_model
+from analysis.scoring import SCALE, ExclusionRules, ScoredStudy, ScoringRule, score_study
+from analysis.statistics import (
+    AccuracyTables,
+    accuracy_tables,
+    bootstrap,
+    compare_conditions,
+    participant_matrix,
+)
+from xaistudy.errors import UserError
+
+
+@dataclasses.dataclass
+class Analysis:
+    """Everything the report shows; ``timings`` holds seconds per stage."""
+
+    scored: ScoredStudy
+    tables: AccuracyTables
+    comparisons: pd.DataFrame
+    model: ModelFit
+    page_times: pd.DataFrame | None
+    power: pd.DataFrame | None
+    timings: dict[str, float]
+    level: float = 0.95
+
+
+def page_time_table(responses: Responses, scored: ScoredStudy) -> pd.DataFrame | None:
+    """Median and quartiles of seconds per page and condition, included participants only."""
+    pages = responses.pages
+    if pages is None or pages.empty:
+        return None
+    pages = pages[pages["participant_id"].isin(scored.participants["participant_id"])]
+    pages = pages.dropna(subset=["seconds"])
+    if pages.empty:
+        return None
+    # Pages in the order participants typically reach them (mean rank within participant).
+    rank = pages.groupby("participant_id", sort=False).cumcount()
+    order = list(rank.groupby(pages["page"]).mean().sort_values().index)
+    grouped = pages.groupby(["page", "condition"])["seconds"]
+    table = grouped.agg(
+        median="median",
+        q25=lambda s: s.quantile(0.25),
+        q75=lambda s: s.quantile(0.75),
+        n="count",
+    ).reset_index()
+    table["page"] = pd.Categorical(table["page"], categories=order, ordered=True)
+    return table.sort_values(["page", "condition"]).reset_index(drop=True).astype({"page": str})
+
+
+def run_analysis(
+    responses: Responses,
+    bundle: Bundle,
+    rule: ScoringRule | None = None,
+    exclusions: ExclusionRules | None = None,
+    n_boot: int = 2000,
+    seed: int = 0,
+    model: str = "auto",
+    level: float = 0.95,
+    power: pd.DataFrame | None = None,
+) -> Analysis:
+    """Score, bootstrap, compare and fit the model; no files written."""
+    if n_boot < 100:
+        raise UserError(f"--bootstrap must be at least 100 resamples, got {n_boot}")
+    if not 0.5 <= level < 1:
+        raise UserError(f"--level must be in [0.5, 1), got {level}")
+    timings: dict[str, float] = {}
+    progress = tqdm(total=4, desc="analysis", unit="stage", leave=False)
+
+    start = time.perf_counter()
+    scored = score_study(responses, bundle, rule, exclusions)
+    timings["score"] = time.perf_counter() - start
+    progress.update()
+
+    start = time.perf_counter()
+    matrix = participant_matrix(scored)
+    boot = bootstrap(matrix, n_boot=n_boot, seed=seed)
+    relevant = dict(zip(scored.attributes["attribute"], scored.attributes["relevant"], strict=True))
+    tables = accuracy_tables(matrix, boot, relevant, level)
+    comparisons = compare_conditions(tables, boot, scored.conditions, level)
+    timings["bootstrap"] = time.perf_counter() - start
+    progress.update()
+
+    start = time.perf_counter()
+    fit = fit_model(scored, model)
+    timings["model"] = time.perf_counter() - start
+    comparisons = comparisons.merge(fit.odds_ratios, on=["condition_a", "condition_b"], how="left")
+    progress.update()
+
+    start = time.perf_counter()
+    page_times = page_time_table(responses, scored)
+    timings["page_times"] = time.perf_counter() - start
+    progress.update()
+    progress.close()
+    return Analysis(scored, tables, comparisons, fit, page_times, power, timings, level)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _img(png: bytes, alt: str) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _p_value(value: float) -> str:
+    if pd.isna(value):
+        return ""
+    return "< 0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def _table(frame: pd.DataFrame, digits: int = 3) -> str:
+    formatters = {c: _p_value for c in frame.columns if c in ("p_value", "p_holm")}
+    table = frame.to_html(
+        index=False,
+        border=0,
+        classes="t",
+        na_rep="",
+        formatters=formatters,
+        float_format=lambda v: f"{v:.{digits}f}",
+    )
+    return f"<div class='wide'>{table}</div>"
+
+
+STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2rem auto;
+max-width:1150px;color:#222;line-height:1.45;padding:0 1rem}
+h1{font-size:1.6rem}h2{font-size:1.25rem;border-bottom:1px solid #ddd;padding-bottom:.2rem;
+margin-top:2.2rem}p.note{color:#555;font-size:.9rem}
+table.t{border-collapse:collapse;font-size:.85rem;margin:.6rem 0}
+table.t th,table.t td{padding:.25rem .6rem;border-bottom:1px solid #e4e4e4;text-align:right}
+table.t th{background:#f5f5f5}table.t td:first-child,table.t th:first-child{text-align:left}
+img{max-width:100%;height:auto}.wide{overflow-x:auto}.grid{display:flex;gap:2rem;flex-wrap:wrap;align-items:flex-start}
+"""
+
+
+def render_html(analysis: Analysis, bundle: Bundle, source: str) -> str:
+    """The self-contained report: tables inline, plots as base64 PNG."""
+    scored, tables, fit = analysis.scored, analysis.tables, analysis.model
+    names = dict(zip(scored.attributes["attribute"], scored.attributes["name"], strict=True))
+    guess = (len(scored.rule.relies_on) + len(scored.rule.not_relies_on)) / 2 / len(SCALE)
+    created = datetime.now(UTC).isoformat(timespec="seconds")
+    parts: list[str] = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        "<title>xaistudy analysis</title>",
+        f"<style>{STYLE}</style></head><body>",
+        "<h1>Study analysis: which attributes does the model rely on?</h1>",
+        f"<p class='note'>Responses: {html.escape(source)}<br>Bundle: "
+        f"{html.escape(str(bundle.path))}<br>Written {created}. Scoring: "
+        f"{html.escape(scored.rule.describe())}.</p>",
+    ]
+
+    included = len(scored.participants)
+    parts += [
+        "<h2>Exclusions</h2>",
+        f"<p>{scored.n_recorded} participants recorded, {included} included. Each excluded "
+        "participant is counted under the first reason that applies (<code>n_excluded</code>); "
+        "<code>n_matching</code> counts everyone meeting the criterion.</p>",
+        _table(scored.exclusions),
+    ]
+    if not scored.exclusions["applicable"].any():
+        parts.append(
+            "<p class='note'>Only answers were given (no participants table): the "
+            "exclusions are not applicable.</p>"
+        )
+
+    by_condition = tables.by_condition
+    parts += [
+        "<h2>Sample and accuracy per condition</h2>",
+        _table(scored.sample),
+        f"<p>Accuracy is the share of correct ratings; {round(analysis.level * 100)}% "
+        "intervals are percentile bootstrap intervals over participants (resampled within "
+        "each condition).</p>",
+        _table(by_condition),
+        _img(
+            plots.accuracy_plot(by_condition, tables.by_condition_attribute, names, guess),
+            "accuracy by condition and attribute",
+        ),
+        "<h2>Condition comparisons</h2>",
+        "<p><code>difference</code> = accuracy of <code>condition_a</code> minus "
+        "<code>condition_b</code> with its bootstrap interval; Cohen's h on the two "
+        "accuracies; Welch t-test on per-participant accuracy (p Holm-adjusted over pairs); "
+        "odds ratio of a correct rating from the model below (averaged over attributes on "
+        "the log-odds scale).</p>",
+        _table(analysis.comparisons.drop(columns=["accuracy_a", "accuracy_b"])),
+        "<h2>Accuracy by condition and attribute</h2>",
+        _table(tables.by_condition_attribute),
+        "<h3>Accuracy per attribute (conditions pooled)</h3>",
+        _table(tables.by_attribute),
+        "<h2>Ratings per attribute and condition</h2>",
+        _img(
+            plots.rating_plot(scored.answers, scored.attributes, scored.conditions),
+            "rating distributions",
+        ),
+    ]
+
+    truth = bundle.ground_truth
+    parts += [
+        "<h2>Ground truth</h2>",
+        "<p>What the answers are scored against: for each attribute, whether the model "
+        "relies on it, measured by redrawing the attribute's factors in test scenes.</p>",
+        "<div class='grid'><div>",
+        _table(bundle.attributes.rename(columns={"relevant": "relies_on"})),
+        "</div><div>",
+        _img(plots.ground_truth_plot(truth), "ground truth effects"),
+        "</div></div>",
+        _table(truth),
+    ]
+    if bundle.ground_truth_rule.get("description"):
+        parts.append(
+            f"<p class='note'>Rule: {html.escape(str(bundle.ground_truth_rule['description']))}</p>"
+        )
+    accuracy = bundle.model_card.get("accuracy")
+    if isinstance(accuracy, dict) and accuracy:
+        card = pd.DataFrame({"split": list(accuracy), "accuracy": list(accuracy.values())})
+        parts += ["<h3>The model</h3>", _table(card)]
+        if "ceiling_accuracy" in bundle.model_card:
+            parts.append(
+                f"<p class='note'>Ceiling accuracy (best possible on these data): "
+                f"{bundle.model_card['ceiling_accuracy']}</p>"
+            )
+
+    re_text = (
+        f" Participant random-intercept sd (log-odds): {fit.random_effect_sd:.3f}."
+        if fit.random_effect_sd is not None
+        else ""
+    )
+    parts += [
+        "<h2>Logistic model of a correct rating</h2>",
+        f"<p>{html.escape(fit.description)}{re_text} Fitted on {fit.n_observations} answers "
+        f"of {fit.n_participants} participants in {fit.seconds:.1f} s.</p>",
+        _table(fit.table),
+    ]
+    if fit.notes:
+        notes = "; ".join(html.escape(n) for n in fit.notes)
+        parts.append(f"<p class='note'>Fitting notes: {notes}</p>")
+
+    parts.append("<h2>Time spent per page</h2>")
+    if analysis.page_times is None:
+        parts.append("<p class='note'>No page timings in these responses.</p>")
+    else:
+        parts += [
+            "<p>Seconds per page, included participants (median and quartiles).</p>",
+            _img(plots.page_time_plot(analysis.page_times, scored.conditions), "time per page"),
+            _table(analysis.page_times, digits=1),
+        ]
+
+    if analysis.power is not None:
+        parts += [
+            "<h2>Power by simulation</h2>",
+            "<p>Share of simulated studies (accuracies as observed) in which the Welch test "
+            "detects the difference at alpha 0.05, against participants per condition.</p>",
+            _img(plots.power_plot(analysis.power), "power curve"),
+            _table(analysis.power),
+        ]
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(analysis: Analysis, bundle: Bundle, source: str, out_dir: Path) -> Path:
+    """Write the CSV tables and ``report.html`` (last) into ``out_dir``."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out {out_dir} is a file, not a folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stale = out_dir / "report.html"
+    if stale.exists():
+        stale.unlink()  # the folder is incomplete until the new report is written
+    frames = {
+        "accuracy_by_condition": analysis.tables.by_condition,
+        "accuracy_by_attribute": analysis.tables.by_attribute,
+        "accuracy_by_condition_attribute": analysis.tables.by_condition_attribute,
+        "participant_accuracy": analysis.tables.participant_accuracy,
+        "exclusions": analysis.scored.exclusions,
+        "sample": analysis.scored.sample,
+        "comparisons": analysis.comparisons,
+        "mixed_model": analysis.model.table,
+    }
+    if analysis.page_times is not None:
+        frames["page_times"] = analysis.page_times
+    if analysis.power is not None:
+        frames["power"] = analysis.power
+    for name, frame in frames.items():
+        _atomic_write(out_dir / f"{name}.csv", frame.to_csv(index=False).encode())
+    _atomic_write(out_dir / "report.html", render_html(analysis, bundle, source).encode())
+    return out_dir / "report.html"
+
+
+def analyze(
+    out_dir: Path,
+    bundle_dir: Path,
+    responses: Path | None = None,
+    db_url: str | None = None,
+    rule: ScoringRule | None = None,
+    exclusions: ExclusionRules | None = None,
+    n_boot: int = 2000,
+    seed: int = 0,
+    model: str = "auto",
+    level: float = 0.95,
+    power_sims: int = 0,
+) -> Analysis:
+    """Load, analyse and write the report folder; returns the analysis (with timings)."""
+    start = time.perf_counter()
+    bundle = load_bundle(bundle_dir)
+    loaded = load_responses(responses, db_url)
+    load_seconds = time.perf_counter() - start
+
+    power = None
+    power_seconds = 0.0
+    if power_sims:
+        from analysis.power import default_ns, power_curve
+
+        pre = score_study(loaded, bundle, rule, exclusions)
+        observed = pre.answers.groupby("condition")["correct"].mean()
+        accuracy = {c: float(observed[c]) for c in pre.conditions}
+        if len(accuracy) >= 2:
+            t0 = time.perf_counter()
+            n_now = int(pre.participants.groupby("condition").size().mean())
+            power = power_curve(
+                accuracy,
+                default_ns(n_now),
+                sims=power_sims,
+                seed=seed,
+                n_attributes=len(pre.attributes),
+            )
+            power_seconds = time.perf_counter() - t0
+
+    analysis = run_analysis(loaded, bundle, rule, exclusions, n_boot, seed, model, level, power)
+    analysis.timings = {"load": load_seconds, **analysis.timings}
+    if power is not None:
+        analysis.timings["power"] = power_seconds
+    start = time.perf_counter()
+    write_report(analysis, bundle, loaded.source, out_dir)
+    analysis.timings["report"] = time.perf_counter() - start
+    return analysis

@@ -1,0 +1,394 @@
+"""Simulated participants with known per-condition accuracies.
+
+A participant in a condition with set accuracy p draws an ability a (Beta-distributed
+with mean p and standard deviation ``ability_sd``; a = p when it is 0) and, for each
+attribute, rates on the correct side with probability a (4-5 if the attribute is
+relevant, 1-2 if not, under the default scoring rule) and otherwise uniformly among the
+other ratings (the wrong side or 3). Some participants can fail the attention check or
+finish too fast, so the exclusions are exercised.
+
+Three outputs: CSV tables in the export format (no server), a study database filled
+through the real participant flow of an in-process app, or a running server over HTTP.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from analysis.load import Bundle
+from analysis.scoring import SCALE, ScoringRule
+from xaistudy.errors import UserError
+
+MEDIAN_SECONDS = 600.0  # a typical participant's time for the whole study
+FAST_SECONDS = (30.0, 90.0)  # the range a too-fast participant takes
+# A short reason per rating 1..5, as a participant might write it.
+REASONS = (
+    "the model ignores it",
+    "it hardly matters",
+    "hard to tell",
+    "it seems to matter",
+    "it changes what the model decides",
+)
+
+
+def parse_accuracy(text: str, conditions: list[str]) -> dict[str, float]:
+    """``"baseline=0.7,concepts=0.6"`` -> ``{"baseline": 0.7, "concepts": 0.6}``."""
+    result: dict[str, float] = {}
+    for part in str(text).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        if not sep:
+            raise UserError(
+                f"--accuracy {text!r}: {part!r} is not CONDITION=VALUE "
+                "(e.g. baseline=0.7,concepts=0.6)"
+            )
+        if name not in conditions:
+            raise UserError(
+                f"--accuracy names unknown condition {name!r}; allowed are {', '.join(conditions)}"
+            )
+        try:
+            accuracy = float(value)
+        except ValueError:
+            raise UserError(f"--accuracy {name}={value!r} is not a number") from None
+        if not 0.0 <= accuracy <= 1.0:
+            raise UserError(f"--accuracy {name}={accuracy:g} is outside [0, 1]")
+        if name in result:
+            raise UserError(f"--accuracy gives condition {name!r} twice")
+        result[name] = accuracy
+    if not result:
+        raise UserError("--accuracy is empty; give e.g. baseline=0.7,concepts=0.6")
+    return result
+
+
+def _fraction(value: float, option: str) -> float:
+    if not 0.0 <= value <= 1.0:
+        raise UserError(f"{option}={value:g} is outside [0, 1]")
+    return float(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class SimulationSpec:
+    """What to simulate; ``n`` participants are assigned to the conditions in turn."""
+
+    accuracy: dict[str, float]
+    n: int = 240
+    seed: int = 0
+    ability_sd: float = 0.1
+    attention_fail: float = 0.0
+    too_fast: float = 0.0
+    rule: ScoringRule = dataclasses.field(default_factory=ScoringRule)
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise UserError(f"--n must be at least 1, got {self.n}")
+        if self.ability_sd < 0:
+            raise UserError(f"--ability-sd must be >= 0, got {self.ability_sd}")
+        _fraction(self.attention_fail, "--attention-fail")
+        _fraction(self.too_fast, "--too-fast")
+        if self.attention_fail + self.too_fast > 1:
+            raise UserError("--attention-fail plus --too-fast must not exceed 1")
+
+
+def draw_abilities(rng: np.random.Generator, p: float, n: int, sd: float) -> np.ndarray:
+    """(n,) per-participant accuracies with mean ``p``: Beta(p k, (1-p) k), sd ~= ``sd``."""
+    if sd == 0 or p in (0.0, 1.0):
+        return np.full(n, p)
+    # Beta variance p(1-p)/(k+1); k is floored so the distribution stays unimodal-ish.
+    concentration = max(p * (1 - p) / sd**2 - 1, 2.0)
+    return rng.beta(p * concentration, (1 - p) * concentration, size=n)
+
+
+def draw_ratings(
+    rng: np.random.Generator, correct: np.ndarray, relevant: np.ndarray, rule: ScoringRule
+) -> np.ndarray:
+    """Ratings (same shape as ``correct``) on the correct side where ``correct``, else
+    uniformly among the ratings that score as wrong."""
+    correct = np.asarray(correct, dtype=bool)
+    relevant = np.broadcast_to(np.asarray(relevant, dtype=bool), correct.shape)
+    ratings = np.zeros(correct.shape, dtype=int)
+    for is_relevant in (True, False):
+        right = np.array(rule.relies_on if is_relevant else rule.not_relies_on)
+        wrong = np.array([r for r in SCALE if r not in right])
+        for choices, mask in ((right, correct), (wrong, ~correct)):
+            cells = mask & (relevant == is_relevant)
+            ratings[cells] = rng.choice(choices, size=int(cells.sum()))
+    return ratings
+
+
+def assign_conditions(rng: np.random.Generator, conditions: list[str], n: int) -> np.ndarray:
+    """Balanced assignment: each block of len(conditions) participants covers every
+    condition once, in a random order."""
+    k = len(conditions)
+    blocks = -(-n // k)
+    order = np.argsort(rng.random((blocks, k)), axis=1).ravel()[:n]
+    return np.asarray(conditions, dtype=object)[order]
+
+
+PAGE_WEIGHTS = {
+    "consent": 1.0,
+    "intro": 1.0,
+    "tutorial": 3.0,
+    "comprehension": 1.5,
+    "explanations": 6.0,
+    "rating": 1.5,
+    "attention": 0.3,
+    "demographics": 0.7,
+}
+
+
+def study_pages(n_attributes: int) -> tuple[list[str], list[float]]:
+    """The pages of the server's default study for ``n_attributes`` ratings, with the
+    relative time a participant spends on each."""
+    from study_server.study import load_study
+
+    study = load_study(None)
+    pages = ["consent", "intro", "tutorial", "comprehension", "explanations"]
+    for i in range(1, n_attributes + 1):
+        pages.append(f"rating-{i}")
+        pages += [f"attention-{c.id}" for c in study.attention_checks if c.after_rating == i]
+    pages.append("demographics")
+    return pages, [PAGE_WEIGHTS[page.split("-")[0]] for page in pages]
+
+
+def _iso(times: pd.Series) -> pd.Series:
+    return times.dt.strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+
+
+def simulate_frames(bundle: Bundle, spec: SimulationSpec) -> dict[str, pd.DataFrame]:
+    """Participants, answers and pages tables in the export format (docs/analysis.md)."""
+    rng = np.random.default_rng(spec.seed)
+    conditions = list(spec.accuracy)
+    attributes = bundle.attributes["attribute"].to_numpy()
+    relevant = bundle.attributes["relevant"].to_numpy(dtype=bool)
+    n, a = spec.n, len(attributes)
+
+    condition = assign_conditions(rng, conditions, n)
+    ability = np.empty(n)
+    for name, p in spec.accuracy.items():
+        rows = condition == name
+        ability[rows] = draw_abilities(rng, p, int(rows.sum()), spec.ability_sd)
+    correct = rng.random((n, a)) < ability[:, None]
+    ratings = draw_ratings(rng, correct, relevant[None, :], spec.rule)
+
+    kind = rng.random(n)
+    attention_failed = kind < spec.attention_fail
+    too_fast = (kind >= spec.attention_fail) & (kind < spec.attention_fail + spec.too_fast)
+    duration = MEDIAN_SECONDS * np.exp(rng.normal(0.0, 0.25, n))
+    duration[too_fast] = rng.uniform(*FAST_SECONDS, size=int(too_fast.sum()))
+
+    ids = np.array([f"sim-{spec.seed}-{i:06d}" for i in range(n)], dtype=object)
+    pids = np.array([f"SIMPID{spec.seed}X{i:06d}" for i in range(n)], dtype=object)
+    start = pd.Timestamp("2026-01-01T09:00:00") + pd.to_timedelta(np.arange(n) * 37.0, unit="s")
+    started = pd.Series(start)
+    completed = started + pd.to_timedelta(duration, unit="s")
+
+    # Each participant rates the attributes in their own random order: ``order[i, q]`` is
+    # the attribute on participant i's q-th rating page, ``position[i, j]`` the page of j.
+    order = np.argsort(rng.random((n, a)), axis=1)
+    position = np.argsort(order, axis=1)
+
+    # Pages as the server names them (rating-1.. by position, attention checks between);
+    # the participant's time split among them (Dirichlet, explanations weighted most).
+    page_list, weight_list = study_pages(a)
+    page_names = np.array(page_list)
+    p_count = len(page_names)
+    rating_index = np.array([page_list.index(f"rating-{q + 1}") for q in range(a)])
+    seconds = rng.dirichlet(np.array(weight_list) * 4, size=n) * duration[:, None]
+    left_offsets = np.cumsum(seconds, axis=1)
+    entered_offsets = left_offsets - seconds
+    page_start = np.repeat(start.to_numpy(), p_count)
+    pages = pd.DataFrame(
+        {
+            "participant_id": np.repeat(ids, p_count),
+            "condition": np.repeat(condition, p_count),
+            "page": np.tile(page_names, n),
+            "entered_at": _iso(
+                pd.Series(page_start + pd.to_timedelta(entered_offsets.ravel(), "s"))
+            ),
+            "left_at": _iso(pd.Series(page_start + pd.to_timedelta(left_offsets.ravel(), "s"))),
+            "seconds": seconds.ravel().round(3),
+        }
+    )
+
+    answered = np.repeat(start.to_numpy(), a) + pd.to_timedelta(
+        np.take_along_axis(left_offsets, rating_index[position], axis=1).ravel(), "s"
+    )
+    order_text = ["|".join(row) for row in attributes.astype(str)[order]]
+    answers = pd.DataFrame(
+        {
+            "participant_id": np.repeat(ids, a),
+            "prolific_pid": np.repeat(pids, a),
+            "condition": np.repeat(condition, a),
+            "attribute": np.tile(attributes, n),
+            "position": position.ravel() + 1,
+            "rating": ratings.ravel(),
+            "reason": np.asarray(REASONS, dtype=object)[ratings.ravel() - 1],
+            "answered_at": _iso(pd.Series(answered)),
+        }
+    )
+    participants = pd.DataFrame(
+        {
+            "participant_id": ids,
+            "prolific_pid": pids,
+            "study_id": "SIMSTUDY",
+            "session_id": [f"SIMSESSION{i:06d}" for i in range(n)],
+            "condition": condition,
+            "status": "completed",
+            "preview": False,
+            "excluded": False,
+            "attention_passed": ~attention_failed,
+            "comprehension_attempts": 1,
+            "attribute_order": order_text,
+            "started_at": _iso(started),
+            "completed_at": _iso(completed),
+            "duration_s": duration.round(3),
+            "age": rng.integers(18, 70, n),
+            "gender": rng.choice(["female", "male", "other"], n, p=[0.48, 0.48, 0.04]),
+            "ml_experience": rng.choice(["none", "some", "expert"], n, p=[0.5, 0.4, 0.1]),
+        }
+    )
+    return {"participants": participants, "answers": answers, "pages": pages}
+
+
+def write_frames(frames: dict[str, pd.DataFrame], out_dir: Path, overwrite: bool = False) -> Path:
+    """Write ``<name>.csv`` for each frame into ``out_dir``, atomically (temp folder, rename)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not overwrite:
+        raise UserError(f"output folder {out_dir} exists and is not empty; pass --overwrite")
+    tmp = out_dir.with_name(f"{out_dir.name}.partial-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        for name, frame in frames.items():
+            frame.to_csv(tmp / f"{name}.csv", index=False)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        tmp.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+@dataclasses.dataclass
+class FlowSummary:
+    """What a simulation through the participant flow produced."""
+
+    statuses: dict[str, int]
+    conditions: dict[str, int]
+    completion_codes: int
+
+
+class _Participant:
+    """The answers of one simulated participant, drawn once their condition is known."""
+
+    def __init__(self, spec: SimulationSpec, relevant: dict[str, bool], index: int):
+        self.spec, self.relevant = spec, relevant
+        self.rng = np.random.default_rng([spec.seed, index])
+        self.ability: float | None = None
+
+    def answer(self, attribute: str, condition: str | None) -> tuple[int, str]:
+        if condition not in self.spec.accuracy:
+            raise UserError(
+                f"the server assigned condition {condition!r}, for which --accuracy gives no "
+                f"value (it gives {', '.join(self.spec.accuracy)})"
+            )
+        if attribute not in self.relevant:
+            raise UserError(f"the server asks about attribute {attribute!r}, unknown to the bundle")
+        if self.ability is None:
+            p = self.spec.accuracy[condition]
+            self.ability = float(draw_abilities(self.rng, p, 1, self.spec.ability_sd)[0])
+        relevant = self.relevant[attribute]
+        correct = self.rng.random() < self.ability
+        rating = int(
+            draw_ratings(self.rng, np.array([correct]), np.array([relevant]), self.spec.rule)[0]
+        )
+        return rating, REASONS[rating - 1]
+
+
+def run_flow(
+    transport_for: Callable[[int], object], bundle: Bundle, spec: SimulationSpec, study=None
+) -> FlowSummary:
+    """Walk ``spec.n`` participants through the server's flow, one transport each."""
+    from study_server.client import FlowError, ParticipantClient, TransportError
+
+    relevant = dict(zip(bundle.attributes["attribute"], bundle.attributes["relevant"], strict=True))
+    rng = np.random.default_rng(spec.seed)
+    kind = rng.random(spec.n)
+    statuses: dict[str, int] = {}
+    conditions: dict[str, int] = {}
+    codes = 0
+    for i in tqdm(range(spec.n), desc="participants", unit="p", file=None, leave=False):
+        participant = _Participant(spec, relevant, i)
+        client = ParticipantClient(
+            transport_for(i),
+            prolific_pid=f"SIMPID{spec.seed}X{i:06d}",
+            study_id="SIMSTUDY",
+            session_id=f"SIMSESSION{spec.seed}X{i:06d}",
+            study=study,
+        )
+        try:
+            result = client.run(
+                answer=participant.answer,
+                attention="fail" if kind[i] < spec.attention_fail else "pass",
+            )
+        except (FlowError, TransportError) as exc:
+            raise UserError(f"simulated participant {i} could not finish the study: {exc}") from exc
+        statuses[result.status] = statuses.get(result.status, 0) + 1
+        conditions[result.condition] = conditions.get(result.condition, 0) + 1
+        codes += bool(result.completion_code)
+    return FlowSummary(statuses, conditions, codes)
+
+
+def simulate_database(
+    bundle_dir: Path, db_url: str, spec: SimulationSpec, study: str | None = None
+) -> FlowSummary:
+    """Fill the database at ``db_url`` through an in-process app serving ``bundle_dir``."""
+    from analysis.load import load_bundle
+    from study_server import create_app
+    from study_server.client import FlaskTransport
+
+    bundle = load_bundle(bundle_dir)
+    settings = {
+        "SQLALCHEMY_DATABASE_URI": db_url,
+        "XAISTUDY_BUNDLE": str(bundle_dir),
+        "SECRET_KEY": secrets.token_hex(32),  # sessions live only as long as this run
+    }
+    if study is not None:
+        settings["XAISTUDY_STUDY"] = str(study)
+    app = create_app(settings)
+    _migrate(app)
+    study_obj = app.extensions["xaistudy"].study
+    return run_flow(lambda _: FlaskTransport(app), bundle, spec, study=study_obj)
+
+
+def _migrate(app) -> None:
+    """Bring the database to the current schema (Alembic, as 'xaistudy serve' does)."""
+    import flask_migrate
+    from sqlalchemy.exc import SQLAlchemyError
+
+    with app.app_context():
+        try:
+            flask_migrate.upgrade()
+        except SQLAlchemyError as exc:
+            reason = str(exc).splitlines()[0]
+            raise UserError(f"cannot prepare the study database: {reason}") from exc
+
+
+def simulate_http(url: str, bundle: Bundle, spec: SimulationSpec) -> FlowSummary:
+    """Drive a running server at ``url`` over HTTP."""
+    from study_server.client import HttpTransport
+
+    return run_flow(lambda _: HttpTransport(url), bundle, spec)

@@ -1,0 +1,150 @@
+"""Renderer throughput: images/s at 128x128 with anti-aliasing, peak memory, time per stage.
+
+Usage: ``.venv/bin/python bench/render.py [--images 1024] [--batch-size 64]
+[--threads 1,2] [--workers 2]``. On the CPU it measures ``render_scenes`` end to end with
+worker processes (one torch thread each, start-up included), then one process with each
+torch thread count, then the time per stage with one thread; on CUDA one process. Every
+figure comes with the load average at the time, since other work on the machine slows it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+
+from generator.attributes import LABELS, RANGES
+from generator.render import Renderer, frame_to_batch, render_scenes, usable_cores
+
+
+def random_scenes(count: int, seed: int) -> pd.DataFrame:
+    """Scenes drawn uniformly over every attribute's range."""
+    rng = np.random.default_rng(seed)
+    columns = {name: rng.uniform(low, high, count) for name, (low, high) in RANGES.items()}
+    columns["obj_name"] = rng.choice(LABELS, count)
+    columns["fliplr"] = rng.random(count) < 0.5
+    return pd.DataFrame(columns)
+
+
+def load() -> str:
+    """The 1-minute load average, or '?' where the OS does not tell."""
+    return f"{os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "?"
+
+
+def peak_rss_mib(who: int) -> float:
+    """Max resident set size in MiB of this process (RUSAGE_SELF) or of the largest
+    finished child (RUSAGE_CHILDREN); Linux reports KiB."""
+    return resource.getrusage(who).ru_maxrss / 1024
+
+
+def bench_workers(scenes: pd.DataFrame, batch_size: int, size: int, workers: int) -> None:
+    """``render_scenes`` on the CPU with ``workers`` processes, fork and transfer included."""
+    torch.set_num_threads(workers)  # each worker then gets one thread
+    render_scenes(scenes.iloc[: 2 * workers], size=size, workers=workers)  # warm-up
+    before = load()
+    start = time.perf_counter()
+    render_scenes(scenes, size=size, batch_size=batch_size, workers=workers)
+    elapsed = time.perf_counter() - start
+    n = len(scenes)
+    print(
+        f"cpu, {workers} worker processes x 1 thread, batch size {batch_size}: {n} images in "
+        f"{elapsed:.2f} s, {n / elapsed:.1f} images/s (load average {before} -> {load()})"
+    )
+    worker_rss = peak_rss_mib(resource.RUSAGE_CHILDREN)
+    print(f"  peak resident memory of the largest worker: {worker_rss:.0f} MiB")
+
+
+def bench_process(device: torch.device, scenes, batch_size: int, size: int, threads: int):
+    """One process rendering batches with ``threads`` torch threads; returns the renderer."""
+    torch.set_num_threads(threads)
+    renderer = Renderer(size=size, device=device, antialias=True)
+    batch = frame_to_batch(scenes)
+    parts = [
+        {k: v[i : i + batch_size] for k, v in batch.items()}
+        for i in range(0, len(scenes), batch_size)
+    ]
+    renderer.render(parts[0])  # warm-up: allocator, kernels
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    before = load()
+    start, cpu_start = time.perf_counter(), time.process_time()
+    for part in parts:
+        images, masks = renderer.render(part)
+        images.cpu(), masks.cpu()
+    elapsed = time.perf_counter() - start
+    cpu = time.process_time() - cpu_start
+    n = len(scenes)
+    print(
+        f"{device}, 1 process x {threads} thread(s), batch size {batch_size}: {n} images in "
+        f"{elapsed:.2f} s, {n / elapsed:.1f} images/s, {n / cpu:.1f} images per CPU-second "
+        f"(load average {before} -> {load()})"
+    )
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(device) / 2**20
+        print(f"  peak CUDA memory allocated: {peak:.0f} MiB")
+    return renderer, parts
+
+
+def stage_times(renderer: Renderer, parts) -> None:
+    """A timed pass (synchronising on CUDA, which costs a little): seconds per stage."""
+    renderer.timer.enabled = True
+    renderer.timer.seconds.clear()
+    for part in parts:
+        renderer.render(part)
+    renderer.timer.enabled = False
+    stages = dict(renderer.timer.seconds)
+    total = sum(stages.values())
+    print(f"  time per stage ({torch.get_num_threads()} thread(s), timed pass):")
+    for name, seconds in sorted(stages.items(), key=lambda kv: -kv[1]):
+        print(f"    {name:<13} {seconds:7.3f} s  {100 * seconds / total:5.1f} %")
+
+
+def int_list(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=1024)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--threads", type=int_list, default=[1, 2], help="e.g. 1,2")
+    parser.add_argument(
+        "--workers", type=int_list, default=[usable_cores()], help="e.g. 2 (default: cores)"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    scenes = random_scenes(args.images, args.seed)
+    print(f"{args.size}x{args.size}, anti-aliasing on, {usable_cores()} usable CPU cores")
+    # workers first, so that their memory figure is not inflated by the pages the
+    # single-process runs below leave in this process
+    for workers in args.workers:
+        if workers > 1:
+            bench_workers(scenes, args.batch_size, args.size, workers)
+    cpu = torch.device("cpu")
+    timed = None
+    for threads in args.threads:
+        renderer, parts = bench_process(cpu, scenes, args.batch_size, args.size, threads)
+        timed = timed or (renderer, parts, threads)
+    rss = peak_rss_mib(resource.RUSAGE_SELF)
+    print(f"  peak resident memory of this process: {rss:.0f} MiB")
+    if timed is not None:
+        torch.set_num_threads(timed[2])
+        stage_times(timed[0], timed[1])
+    if torch.cuda.is_available():
+        renderer, parts = bench_process(
+            torch.device("cuda"), scenes, args.batch_size, args.size, args.threads[0]
+        )
+        stage_times(renderer, parts)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""Training speed of the invertible classifier: images per second and peak memory.
+
+Runs full training steps (forward, bits/dim + BCE loss, backward, Adam) on random
+images: ``cpu-small`` on the CPU, and ``paper`` on CUDA when a GPU is present. Besides
+wall-clock images/s it prints images per CPU-second, which stays meaningful on a machine
+whose cores are shared; on a quiet machine wall-clock images/s is about that figure
+times the number of threads.
+
+    .venv/bin/python bench/train.py [--steps 10] [--threads N] [--batch-size B]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import time
+
+import torch
+import torch.nn.functional as F
+
+from modeling.configs import CONFIGS
+from modeling.network import build_model
+
+
+def bench(config_name: str, device: torch.device, batch_size: int, steps: int) -> dict:
+    config = CONFIGS[config_name]
+    model = build_model(config, seed=0).to(device).train()
+    if device.type == "cuda" and config.mixed_precision:
+        model.set_mixed_precision(torch.bfloat16)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    generator = torch.Generator(device=device).manual_seed(0)
+    size = config.input_size
+    x = torch.rand(batch_size, 3, size, size, generator=generator, device=device)
+    labels = (torch.rand(batch_size, generator=generator, device=device) > 0.5).float()
+
+    def step() -> None:
+        out = model(x)
+        loss = config.nll_weight * model.bits_per_dim(out).mean()
+        loss = loss + config.bce_weight * F.binary_cross_entropy_with_logits(out.logit, labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    step()  # ActNorm initialisation and allocator warm-up
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(steps):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    images = steps * batch_size
+    if device.type == "cuda":
+        peak_mib = torch.cuda.max_memory_allocated() / 2**20
+    else:  # ru_maxrss is KiB on Linux: the whole process, model and data included
+        peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {
+        "config": config_name,
+        "device": device.type,
+        "batch_size": batch_size,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "images_per_s": images / wall,
+        "images_per_cpu_s": images / cpu if cpu > 0 else float("nan"),
+        "peak_mib": peak_mib,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--batch-size", type=int, help="default: the config's")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    runs = [("cpu-small", torch.device("cpu"), args.batch_size or CONFIGS["cpu-small"].batch_size)]
+    if torch.cuda.is_available():
+        runs.append(
+            ("paper", torch.device("cuda"), args.batch_size or CONFIGS["paper"].cuda_batch_size)
+        )
+    for name, device, batch_size in runs:
+        r = bench(name, device, batch_size, args.steps)
+        threads = f", {args.threads} threads" if device.type == "cpu" else ""
+        print(
+            f"{r['config']} on {r['device']}{threads}: batch {r['batch_size']}, "
+            f"{r['parameters'] / 1e6:.2f} M parameters, {r['images_per_s']:.1f} images/s "
+            f"({r['images_per_cpu_s']:.1f} images per CPU-second), "
+            f"peak memory {r['peak_mib']:.0f} MiB"
+        )
+        if device.type == "cpu":
+            epoch_images = 4000 * CONFIGS[name].epochs
+            print(
+                f"  default {name} run ({CONFIGS[name].epochs} epochs of 4,000 images): "
+                f"{epoch_images / r['images_per_s']:.0f} s at this rate"
+            )
+
+
+if __name__ == "__main__":
+    main()

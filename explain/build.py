@@ -1,0 +1,324 @@
+"""``xaistudy explain``: all three conditions, ground truth and tutorial into one bundle.
+
+Everything is computed on the same model and the same test images (the first
+``n_test`` of the dataset's test split), batched, on the device chosen once by the
+caller. The bundle is written to a temporary folder and renamed when complete
+(:class:`explain.bundle_format.BundleWriter`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from explain.baseline import baseline_condition
+from explain.batching import batched_logits
+from explain.bundle_format import BundleWriter
+from explain.concepts import analyse_concepts, concept_condition
+from explain.counterfactuals import counterfactual_condition
+from explain.ground_truth import RelevanceRule, attribute_entries, ground_truth
+from explain.images import encode_png
+from explain.tutorial import tutorial_section
+from generator.attributes import FACTORS, intervention_split
+from generator.dataset import DatasetFolder
+from xaistudy.errors import UserError
+
+STAGES = ("logits", "baseline", "counterfactuals", "concepts", "ground_truth", "tutorial", "write")
+
+
+@dataclass(frozen=True)
+class ExplainSettings:
+    """Every knob of ``xaistudy explain`` (defaults are the study's)."""
+
+    n_test: int = 1000  # test images the conditions draw from
+    baseline_rows: int = 30
+    baseline_columns: int = 5
+    max_percentile: float = 90.0  # outermost bin centre / target, percentile of |logit|
+    counterfactual_sources: int = 6
+    counterfactual_targets: int = 5
+    concepts: int = 8
+    concept_layer: int | None = None  # None: the model's default (8 x 8 at 64 px)
+    concept_highest: int = 4
+    concept_lowest: int = 2
+    concept_overlay_size: int = 128
+    ground_truth_scenes: int = 500  # intervened scenes per factor
+    tutorial_examples: int = 4
+    batch_size: int = 128
+    seed: int = 0
+    relevance_rule: RelevanceRule = field(default_factory=RelevanceRule)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["relevance_rule"] = self.relevance_rule.to_dict()
+        return data
+
+
+class ImageStore:
+    """PNG-encodes images into a :class:`BundleWriter`; test images are stored once."""
+
+    def __init__(self, writer: BundleWriter, test_images: np.ndarray):
+        self.writer = writer
+        self.test_images = test_images
+        self._test_paths: dict[int, str] = {}
+
+    def __call__(self, image: np.ndarray) -> str:
+        return self.writer.add_image_bytes(encode_png(np.asarray(image)))
+
+    def test_image(self, index: int) -> str:
+        if index not in self._test_paths:
+            self._test_paths[index] = self(self.test_images[index])
+        return self._test_paths[index]
+
+
+def default_renderer(
+    device: torch.device, batch_size: int
+) -> Callable[[pd.DataFrame, int], np.ndarray]:
+    """``render(params, size) -> images`` using the generator's renderer on ``device``."""
+
+    def render(params: pd.DataFrame, size: int) -> np.ndarray:
+        from generator.render import render_scenes
+
+        images, _ = render_scenes(
+            params, size=size, device=device, batch_size=batch_size, antialias=True, progress=False
+        )
+        return np.asarray(images)
+
+    return render
+
+
+class GroundTruthScenes:
+    """Paired (original, intervened) scenes per factor: from the dataset's intervention
+    split, or made on the fly with the generator when the dataset lacks it."""
+
+    def __init__(self, dataset: DatasetFolder, test_params: pd.DataFrame, render, seed: int):
+        self.dataset = dataset
+        self.index_of_id = {str(i): n for n, i in enumerate(test_params["id"].astype(str))}
+        self.test_params = test_params
+        self.render = render
+        self.seed = seed
+        self.made_on_the_fly: list[str] = []
+
+    def scenes(self, factor: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """(test indices (m,), intervened images m x H x W x 3 uint8) with m <= n."""
+        name = intervention_split(factor)
+        if self.dataset.has_split(name):
+            split = self.dataset.split(name)
+            params = split.params.iloc[:n]
+            images = np.asarray(split.images[: len(params)])
+        else:
+            params, images = self._make(factor, n)
+        try:
+            originals = np.array([self.index_of_id[str(i)] for i in params["original_id"]])
+        except KeyError as exc:
+            raise UserError(
+                f"split {name} names original scene {exc.args[0]!r}, which is not in the test split"
+            ) from exc
+        return originals, images
+
+    def _make(self, factor: str, n: int) -> tuple[pd.DataFrame, np.ndarray]:
+        from generator.biases import load_spec
+        from generator.generate import intervene
+
+        if "spec" not in self.dataset.meta:
+            raise UserError(
+                f"dataset {self.dataset.root} has no {intervention_split(factor)} split and no "
+                "bias specification in meta.json to make it; regenerate with --interventions"
+            )
+        spec = load_spec(self.dataset.meta["spec"])
+        rng = np.random.default_rng([self.seed, list(FACTORS).index(factor)])
+        params = intervene(self.test_params.iloc[:n].reset_index(drop=True), factor, spec, rng)
+        self.made_on_the_fly.append(factor)
+        return params, self.render(params, self.dataset.size)
+
+
+def build_bundle(
+    model,
+    model_card: dict,
+    dataset: DatasetFolder,
+    out: Path,
+    device: torch.device,
+    settings: ExplainSettings = ExplainSettings(),
+    render: Callable[[pd.DataFrame, int], np.ndarray] | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> tuple[Path, dict[str, float]]:
+    """Write the study bundle for ``model`` on ``dataset`` to ``out``.
+
+    Returns the bundle's path and the seconds each stage took (``STAGES``).
+    """
+    model.eval()
+    render = render or default_renderer(device, settings.batch_size)
+    if dataset.size != model.input_size:
+        raise UserError(
+            f"the model takes {model.input_size} px images but dataset {dataset.root} has "
+            f"{dataset.size} px; explain a model with the dataset it was trained for"
+        )
+    test = dataset.split("test")
+    n = min(settings.n_test, len(test))
+    images = np.asarray(test.images[:n])
+    params = test.params.iloc[:n].reset_index(drop=True)
+    writer = BundleWriter(out, overwrite=overwrite)
+    store = ImageStore(writer, images)
+    timings: dict[str, float] = {}
+    bar = tqdm(total=len(STAGES), desc="explain", unit="stage", disable=not progress)
+
+    def stage(name: str):
+        bar.set_postfix_str(name)
+        return _Timer(timings, name, bar)
+
+    try:
+        with stage("logits"):
+            logits = batched_logits(model.logit, images, device, settings.batch_size)
+        with stage("baseline"):
+            baseline = baseline_condition(
+                logits,
+                store.test_image,
+                rows=settings.baseline_rows,
+                columns=settings.baseline_columns,
+                max_percentile=settings.max_percentile,
+                seed=settings.seed,
+            )
+        with stage("counterfactuals"):
+            counterfactuals = counterfactual_condition(
+                model,
+                images,
+                logits,
+                store,
+                device,
+                n_sources=settings.counterfactual_sources,
+                n_targets=settings.counterfactual_targets,
+                max_percentile=settings.max_percentile,
+            )
+        with stage("concepts"):
+            analysis = analyse_concepts(
+                model,
+                images,
+                device,
+                k=settings.concepts,
+                layer=settings.concept_layer,
+                seed=settings.seed,
+                batch_size=settings.batch_size,
+            )
+            concepts = concept_condition(
+                analysis,
+                images,
+                store,
+                n_highest=settings.concept_highest,
+                n_lowest=settings.concept_lowest,
+                overlay_size=settings.concept_overlay_size,
+            )
+        with stage("ground_truth"):
+            truth, made = _ground_truth(
+                model, dataset, test, logits, render, device, settings, progress
+            )
+        with stage("tutorial"):
+            tutorial = tutorial_section(
+                images,
+                params["label"].to_numpy(),
+                store,
+                render,
+                dataset.size,
+                n_examples=settings.tutorial_examples,
+                seed=settings.seed,
+            )
+        with stage("write"):
+            manifest = {
+                "model_card": model_card,
+                "dataset": {
+                    "fingerprint": dataset.fingerprint(),
+                    "preset": dataset.meta.get("preset"),
+                    "size": dataset.size,
+                    "test_images": n,
+                },
+                "ground_truth": truth,
+                "ground_truth_rule": {
+                    **settings.relevance_rule.to_dict(),
+                    "scenes_per_factor": settings.ground_truth_scenes,
+                    "made_on_the_fly": made,
+                },
+                "attributes": attribute_entries(truth),
+                "tutorial": tutorial,
+                "conditions": {
+                    "baseline": baseline,
+                    "counterfactuals": counterfactuals,
+                    "concepts": concepts,
+                },
+                "explain_settings": settings.to_dict(),
+            }
+            path = writer.finish(manifest)
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        bar.close()
+    return path, timings
+
+
+def _ground_truth(model, dataset, test, logits, render, device, settings, progress):
+    """``ground_truth`` for every factor, and the factors whose split was made on the fly.
+
+    ``test`` is the whole test split; ``logits`` those of its first ``len(logits)`` images
+    (originals beyond them are run through the model here).
+    """
+    scenes = GroundTruthScenes(dataset, test.params, render, settings.seed)
+    pairs = {}
+    for factor in tqdm(FACTORS, desc="ground truth", leave=False, disable=not progress):
+        originals, intervened = scenes.scenes(factor, settings.ground_truth_scenes)
+        if originals.size == 0:
+            raise UserError(f"no intervened scenes for {factor}: the split is empty")
+        before = np.empty(len(originals))
+        known = originals < len(logits)
+        before[known] = logits[originals[known]]
+        if not known.all():
+            extra = np.asarray(test.images[np.sort(originals[~known])])
+            order = np.argsort(np.argsort(originals[~known]))
+            before[~known] = batched_logits(model.logit, extra, device, settings.batch_size)[order]
+        after = batched_logits(model.logit, intervened, device, settings.batch_size)
+        pairs[factor] = (before, after)
+    variance = float(np.var(logits))
+    truth = ground_truth(pairs, variance, settings.relevance_rule, settings.seed)
+    return truth, scenes.made_on_the_fly
+
+
+class _Timer:
+    def __init__(self, timings: dict, name: str, bar):
+        self.timings, self.name, self.bar = timings, name, bar
+
+    def __enter__(self):
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.timings[self.name] = time.perf_counter() - self.start
+        if exc[0] is None:
+            self.bar.update(1)
+        return False
+
+
+def explain(
+    run_dir: Path,
+    data_dir: Path,
+    out: Path,
+    device: torch.device,
+    settings: ExplainSettings = ExplainSettings(),
+    overwrite: bool = False,
+    progress: bool = True,
+) -> tuple[Path, dict[str, float]]:
+    """Load the run and the dataset, then :func:`build_bundle`. Adds a ``load`` timing."""
+    from modeling import load_run
+
+    start = time.perf_counter()
+    dataset = DatasetFolder(data_dir)
+    run = load_run(run_dir, device)
+    loaded = time.perf_counter() - start
+    path, timings = build_bundle(
+        run.model, run.card, dataset, out, device, settings, overwrite=overwrite, progress=progress
+    )
+    return path, {"load": loaded, **timings}

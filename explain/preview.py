@@ -1,0 +1,105 @@
+"""``xaistudy bundle preview``: one PNG per condition showing what a participant sees.
+
+Reads the bundle through :mod:`explain.bundle_format` only (no torch): title,
+description, column and row labels, and the stimuli in their grid.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from explain.bundle_format import verify_bundle  # noqa: E402
+
+CELL_INCHES = 1.3
+
+
+def _read(bundle: Path, rel: str):
+    with Image.open(bundle / rel) as image:
+        return image.convert("RGB").copy()
+
+
+def preview_condition(bundle: Path, name: str, condition: dict, out: Path) -> Path:
+    """Draw one condition's grid with its labels to ``out`` (PNG)."""
+    layout = condition["layout"]
+    rows, columns = layout["rows"], layout["columns"]
+    description = textwrap.wrap(condition.get("description", ""), 100)
+    # Sizes in inches: a text header, a column of row labels, square cells.
+    header, labels, margin = 0.6 + 0.16 * len(description), 1.8, 0.3
+    width = labels + columns * CELL_INCHES + margin
+    height = header + 0.35 + rows * CELL_INCHES + margin
+    figure, axes = plt.subplots(rows, columns, figsize=(width, height), squeeze=False)
+    figure.subplots_adjust(
+        left=labels / width,
+        right=1 - margin / width,
+        top=1 - (header + 0.35) / height,
+        bottom=margin / height,
+        wspace=0.08,
+        hspace=0.3,
+    )
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+    for stimulus in condition["stimuli"]:
+        ax = axes[stimulus["row"]][stimulus["column"]]
+        ax.imshow(_read(bundle, stimulus["image"]), interpolation="nearest")
+        if "logit" in stimulus:
+            ax.set_xlabel(f"{stimulus['logit']:+.2f}", fontsize=7, labelpad=1)
+    for column, label in enumerate(layout.get("column_labels", [])):
+        axes[0][column].set_title("\n".join(textwrap.wrap(label, 18)), fontsize=8)
+    for row, label in enumerate(layout.get("row_labels", [])):
+        axes[row][0].set_ylabel("\n".join(textwrap.wrap(label, 24)), fontsize=7)
+    top = 1 - 0.15 / height
+    figure.text(0.01, top, condition.get("title", name), fontsize=11, weight="bold", va="top")
+    figure.text(0.01, top - 0.3 / height, "\n".join(description), fontsize=8, va="top")
+    figure.savefig(out, dpi=90)
+    plt.close(figure)
+    return out
+
+
+def preview_tutorial(bundle: Path, tutorial: dict, out: Path) -> Path:
+    """The tutorial's animal examples and attribute rows in one sheet."""
+    rows = [(f"{animal} examples", items) for animal, items in tutorial["examples"].items()]
+    rows += [(key, entry["images"]) for key, entry in tutorial.get("attributes", {}).items()]
+    columns = max(len(items) for _, items in rows)
+    figure, axes = plt.subplots(
+        len(rows), columns, figsize=(columns * 1.2 + 1.5, len(rows) * 1.4 + 0.6), squeeze=False
+    )
+    for ax in axes.flat:
+        ax.axis("off")
+    for row, (label, items) in enumerate(rows):
+        for column, stimulus in enumerate(items):
+            ax = axes[row][column]
+            ax.imshow(_read(bundle, stimulus["image"]), interpolation="nearest")
+            ax.set_title("\n".join(textwrap.wrap(stimulus.get("caption", ""), 16)), fontsize=6)
+        axes[row][0].text(
+            -0.15, 0.5, label, transform=axes[row][0].transAxes, ha="right", va="center", fontsize=8
+        )
+    figure.suptitle("Tutorial", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(out, dpi=90)
+    plt.close(figure)
+    return out
+
+
+def preview_bundle(bundle: Path, out_dir: Path | None = None) -> list[Path]:
+    """Verify ``bundle`` and write ``<condition>.png`` for each condition plus
+    ``tutorial.png`` into ``out_dir`` (default: ``<bundle>-preview`` beside the bundle)."""
+    bundle = Path(bundle)
+    manifest = verify_bundle(bundle)
+    out_dir = Path(out_dir) if out_dir else bundle.with_name(f"{bundle.name}-preview")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = [
+        preview_condition(bundle, name, condition, out_dir / f"{name}.png")
+        for name, condition in manifest["conditions"].items()
+    ]
+    written.append(preview_tutorial(bundle, manifest["tutorial"], out_dir / "tutorial.png"))
+    return written

@@ -1,0 +1,121 @@
+"""Tutorial stimuli: examples of each animal, and rows of scenes in which one attribute varies.
+
+The attribute rows are rendered by the generator from Two4Two's neutral scene
+(:class:`generator.attributes.SceneAttributes` defaults), changing only that attribute,
+so the study server can teach participants what each attribute means.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from generator.attributes import LABELS, SceneAttributes
+from xaistudy.errors import UserError
+
+DEG = math.pi / 180
+
+
+def _steps(name: str, values, fmt: Callable[[float], str]):
+    return [({name: v}, fmt(v)) for v in values]
+
+
+def attribute_variations() -> dict[str, tuple[str, list[tuple[dict, str]]]]:
+    """For each study attribute: its caption and the scenes (attribute changes, caption)."""
+    unit = np.linspace(0.0, 1.0, 5)
+    return {
+        "arm_position": (
+            "Arm position: how far the right pair of arms sits from the body's centre.",
+            _steps("arm_position", unit, lambda v: f"arm position {v:.2f}"),
+        ),
+        "obj_color": (
+            "Object colour: the colour of the blocks, from blue to red.",
+            _steps("obj_color", unit, lambda v: f"object colour {v:.2f}"),
+        ),
+        "spherical": (
+            "Shape: the blocks range from cubes to spheres.",
+            _steps("spherical", unit, lambda v: f"shape {v:.2f} (0 cube, 1 sphere)"),
+        ),
+        "bg_color": (
+            "Background colour: the colour behind the animal, from blue to red.",
+            _steps("bg_color", unit, lambda v: f"background colour {v:.2f}"),
+        ),
+        "bending": (
+            "Bending: how much the animal's spine is bent.",
+            _steps(
+                "bending",
+                np.linspace(-math.pi / 8, math.pi / 8, 5),
+                lambda v: f"bending {v / DEG:+.0f} degrees",
+            ),
+        ),
+        "rotation": (
+            "Rotation: the animal turned in the image plane (yaw), tilted (pitch) or "
+            "rolled (roll).",
+            _steps("obj_rotation_yaw", np.array([-90, -45, 45, 90]) * DEG, _deg("yaw"))
+            + _steps("obj_rotation_pitch", np.array([-45, 45]) * DEG, _deg("pitch"))
+            + _steps("obj_rotation_roll", np.array([-45, 45]) * DEG, _deg("roll")),
+        ),
+        "position": (
+            "Position: where the animal sits in the image, left to right.",
+            _steps("position_x", np.linspace(-1.5, 1.5, 5), lambda v: f"position x {v:+.1f}"),
+        ),
+    }
+
+
+def _deg(name: str) -> Callable[[float], str]:
+    return lambda v: f"rotation {name} {v / DEG:+.0f} degrees"
+
+
+def tutorial_scenes(animal: str = "peaky") -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+    """All tutorial scenes as one parameter table, and (attribute key, caption) per row."""
+    # Light blue blocks on the neutral grey background, so the animal stands out.
+    base = SceneAttributes(obj_name=animal, obj_color=0.25)
+    rows, keys = [], []
+    for key, (_, steps) in attribute_variations().items():
+        for change, caption in steps:
+            scene = dataclasses.replace(base, **change)
+            rows.append({**dataclasses.asdict(scene), "label": scene.label})
+            keys.append((key, caption))
+    frame = pd.DataFrame(rows)
+    frame.insert(0, "id", [f"tutorial-{i:03d}" for i in range(len(frame))])
+    return frame, keys
+
+
+def tutorial_section(
+    test_images: np.ndarray,
+    test_labels: np.ndarray,
+    store: Callable[[np.ndarray], str],
+    render: Callable[[pd.DataFrame, int], np.ndarray],
+    size: int,
+    n_examples: int = 4,
+    seed: int = 0,
+) -> dict:
+    """The manifest's ``tutorial``.
+
+    ``test_images`` N x H x W x 3 uint8 with ``test_labels`` (N,) 0/1 give the animal
+    examples (drawn at random); ``render(params, size)`` renders scene rows to
+    M x size x size x 3 uint8 for the attribute rows; ``store`` puts an image in the bundle.
+    """
+    rng = np.random.default_rng(seed)
+    examples = {}
+    for label, animal in enumerate(LABELS):
+        members = np.flatnonzero(np.asarray(test_labels) == label)
+        if len(members) == 0:
+            raise UserError(f"the test split has no {animal} images for the tutorial")
+        chosen = rng.choice(members, size=min(n_examples, len(members)), replace=False)
+        examples[animal] = [
+            {"image": store(test_images[i]), "caption": f"a {animal}", "test_index": int(i)}
+            for i in sorted(chosen)
+        ]
+    params, keys = tutorial_scenes()
+    rendered = render(params, size)
+    attributes: dict[str, dict] = {}
+    variations = attribute_variations()
+    for (key, caption), image in zip(keys, rendered, strict=True):
+        entry = attributes.setdefault(key, {"caption": variations[key][0], "images": []})
+        entry["images"].append({"image": store(image), "caption": caption})
+    return {"examples": examples, "attributes": attributes}

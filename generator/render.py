@@ -1,0 +1,696 @@
+"""Batched torch renderer of Two4Two scenes: images and per-pixel block-id masks.
+
+The model of the scene (docs/renderer.md): eight rounded boxes (:mod:`generator.geometry`)
+in front of a diffuse background plane, seen by Two4Two's pinhole camera and lit by an
+area light at (10, 10, 10). Rays are cast analytically: a ray is tested only against the
+blocks whose projected bounding circle covers its pixel, enters the block's box by a slab
+test and reaches the rounded surface in a few sphere-tracing steps. Shadows treat each
+block as a sphere and the light as a disc, which gives their soft edges in closed form.
+Anti-aliasing supersamples only the pixels on block edges.
+
+Everything is torch, float32, the same code on CPU and CUDA, deterministic.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import time
+from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from generator.attributes import ATTRIBUTES, CONTINUOUS, LABELS, coolwarm, validate_frame
+from generator.geometry import DEFAULT_CALIBRATION, BlockPoses, Calibration, block_poses
+from xaistudy.errors import UserError
+
+CAMERA_X = 9.0
+FOCAL_OVER_SENSOR = 50.0 / 36.0  # 50 mm lens on a 36 mm sensor
+LIGHT_POSITION = (10.0, 10.0, 10.0)
+# Two4Two's light: an ellipse 20 x 15 turned by Euler XYZ (pi/4, pi/4, pi/2); its local x
+# and y axes and its emitting direction (local -z) in the world:
+LIGHT_AXES = ((0.0, 0.70710678, -0.70710678), (-0.70710678, 0.5, 0.5))
+LIGHT_NORMAL = (-0.70710678, -0.5, -0.5)
+LIGHT_SEMI_AXES = (10.0, 7.5)
+LIGHT_SAMPLES = 16
+PLANE_GAP = 10.0
+NUM_BLOCKS = 8
+# rotated-grid offsets (in pixels) of the four samples of an edge pixel
+AA_OFFSETS = ((-0.375, -0.125), (0.125, -0.375), (0.375, 0.125), (-0.125, 0.375))
+
+
+@dataclass(frozen=True)
+class Look:
+    """Light, shadow and tone constants fitted to the Two4Two reference renders."""
+
+    light_power: float = 1.0  # area light, irradiance at the origin facing it
+    ambient: float = 0.13  # Blender's grey world, and light bounced about
+    background_gain: float = 0.957
+    light_radius: float = 8.75  # the 20 x 15 ellipse as a disc, for shadows
+    shadow_sphere: float = 1.0  # occluder sphere radius / block half edge
+    tone_middle: float = 0.0712
+    tone_contrast: float = 0.645
+    tone_white: float = 1.1214
+    background_cell: int = 8  # the background is lit every this many pixels
+
+
+DEFAULT_LOOK = Look()
+
+
+class StageTimer:
+    """Wall time per named stage; synchronises CUDA so the figures are honest."""
+
+    def __init__(self, device: torch.device, enabled: bool = False):
+        self.device, self.enabled = device, enabled
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    @contextmanager
+    def __call__(self, name: str):
+        if not self.enabled:
+            yield
+            return
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        start = time.perf_counter()
+        yield
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.seconds[name] += time.perf_counter() - start
+
+
+def _coolwarm_table(device: torch.device) -> torch.Tensor:
+    """matplotlib's 256-entry coolwarm table (256, 3), indexed the way matplotlib does."""
+    return torch.tensor(coolwarm((np.arange(256) + 0.5) / 256), dtype=torch.float32, device=device)
+
+
+def _ellipse_samples(device: torch.device) -> torch.Tensor:
+    """Fixed, evenly spread points (K, 3) on the elliptic area light (a sunflower pattern)."""
+    k = torch.arange(LIGHT_SAMPLES, dtype=torch.float64)
+    radius = torch.sqrt((k + 0.5) / LIGHT_SAMPLES)
+    angle = k * math.pi * (3 - math.sqrt(5))
+    axes = torch.tensor(LIGHT_AXES, dtype=torch.float64)
+    u = (radius * torch.cos(angle) * LIGHT_SEMI_AXES[0])[:, None] * axes[0]
+    v = (radius * torch.sin(angle) * LIGHT_SEMI_AXES[1])[:, None] * axes[1]
+    points = torch.tensor(LIGHT_POSITION, dtype=torch.float64) + u + v
+    return points.to(device=device, dtype=torch.float32)
+
+
+def _bilinear_matrix(coarse: int, size: int, device: torch.device) -> torch.Tensor:
+    """Weights (size, coarse) of bilinear upsampling from ``coarse`` to ``size`` samples,
+    with cell centres aligned and edges clamped (F.interpolate's align_corners=False)."""
+    source = ((torch.arange(size, dtype=torch.float64) + 0.5) * (coarse / size) - 0.5).clamp(min=0)
+    low = source.floor().long().clamp(max=coarse - 1)
+    high = (low + 1).clamp(max=coarse - 1)
+    weight = source - low
+    matrix = torch.zeros(size, coarse, dtype=torch.float64)
+    rows = torch.arange(size)
+    matrix.index_put_((rows, low), 1 - weight, accumulate=True)
+    matrix.index_put_((rows, high), weight, accumulate=True)
+    return matrix.to(device=device, dtype=torch.float32)
+
+
+def _gather_rows(rows: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``rows[:, index]`` for ``rows`` (K, M): one contiguous gather per row, several
+    times faster than indexing the second axis."""
+    out = rows.new_empty(rows.shape[0], index.shape[0])
+    for k in range(rows.shape[0]):
+        torch.index_select(rows[k], 0, index, out=out[k])
+    return out
+
+
+def _lookup(table: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    index = (values * table.shape[0]).floor().clamp(0, table.shape[0] - 1).long()
+    return table[index]
+
+
+def ray_rounded_box(origin, direction, core, radius, t_enter) -> torch.Tensor:
+    """Exact distance (M,) along rays to the first hit on rounded boxes, inf on a miss.
+
+    Local frame, one row per coordinate: ``origin`` and ``direction`` (3, M), origins
+    outside the boxes. ``core`` (M,) is half edge minus ``radius`` (M,); ``t_enter`` (M,)
+    where each ray enters the box of half edge ``core + radius``. The rounded box is the
+    union of its three face slabs, twelve edge cylinders and eight corner spheres; a ray
+    entering on a flat face hits there, else only the corner sphere and the three edge
+    cylinders of the octant it enters in can be hit first (closed form, after I. Quilez).
+    """
+    entry = torch.addcmul(origin, direction, t_enter)
+    sign = torch.where(entry < 0, -1.0, 1.0)  # mirror every ray into the first octant
+    entry = entry.abs_().sub_(core)
+    # flat face: two of the entry point's coordinates lie within the core
+    x, y, z = entry
+    on_face = (
+        torch.minimum(torch.minimum(torch.maximum(x, y), torch.maximum(y, z)), torch.maximum(z, x))
+        < 0
+    )
+    o = origin * sign
+    d = direction * sign
+    oc = o - core
+    od, oo, dd = oc * d, oc * oc, d * d
+    ra2 = radius * radius
+    # corner sphere
+    b = od.sum(0)
+    h = b * b - (oo.sum(0) - ra2)
+    t = torch.where(h > 0, -b - h.clamp(min=0).sqrt(), math.inf)
+    # edge cylinders along axis ``axis``, through the two other coordinates ``i``, ``j``
+    for axis, i, j in ((0, 1, 2), (1, 2, 0), (2, 0, 1)):
+        a = dd[i] + dd[j]
+        b = od[i] + od[j]
+        h = b * b - a * (oo[i] + oo[j] - ra2)
+        edge_t = (-b - h.clamp(min=0).sqrt()) / a
+        along = torch.addcmul(o[axis], d[axis], edge_t).abs()
+        closer = (h > 0) & (edge_t > 0) & (edge_t < t) & (along < core)
+        t = torch.where(closer, edge_t, t)
+    return torch.where(on_face, t_enter, t)
+
+
+def rounded_box_normal(p: torch.Tensor, core: torch.Tensor) -> torch.Tensor:
+    """Unit outward normals (M, 3) of rounded boxes at local surface points ``p`` (M, 3)."""
+    q = p.abs() - core[:, None]
+    outward = q.clamp(min=0)
+    flat = outward.norm(dim=-1, keepdim=True) < 1e-6
+    face = F.one_hot(q.argmax(-1), 3).to(p.dtype)
+    direction = torch.where(flat, face, outward)
+    return F.normalize(direction * torch.sign(p + 1e-12), dim=-1)
+
+
+@dataclass
+class Hits:
+    """Nearest block hit of R rays: ``block`` (R,) 0 = none, 1..8. For the W rays that hit:
+    ``ray`` (W,) their index, ``t`` (W,) distance, ``normal`` (W, 3) world normal (or None)."""
+
+    block: torch.Tensor
+    ray: torch.Tensor
+    t: torch.Tensor
+    normal: torch.Tensor | None
+
+
+class Renderer:
+    """Renders batches of scenes at ``size`` x ``size`` on ``device``.
+
+    ``render(batch)`` takes a dict of (N,) float tensors (the columns of
+    ``generator.attributes.ATTRIBUTES``; ``obj_name`` as 0/1 label, ``fliplr`` as 0/1) and
+    returns uint8 tensors: images (N, H, W, 3) and masks (N, H, W) with block ids 0..8.
+    """
+
+    def __init__(
+        self,
+        size: int = 128,
+        device: torch.device | None = None,
+        antialias: bool = True,
+        calibration: Calibration = DEFAULT_CALIBRATION,
+        look: Look = DEFAULT_LOOK,
+    ):
+        if int(size) < 8:
+            raise UserError(f"image size must be at least 8 pixels, got {size}")
+        self.size = int(size)
+        self.device = torch.device("cpu") if device is None else torch.device(device)
+        self.antialias = antialias
+        self.calibration = calibration
+        self.look = look
+        self.focal = self.size * FOCAL_OVER_SENSOR  # focal length in pixels
+        self.table = _coolwarm_table(self.device)
+        self.camera = torch.tensor([CAMERA_X, 0.0, 0.0], device=self.device)
+        self.light = torch.tensor(LIGHT_POSITION, device=self.device)
+        self.light_normal = torch.tensor(LIGHT_NORMAL, device=self.device)
+        self.light_samples = _ellipse_samples(self.device)
+        self.light_norm = 1.0  # set just below: the unnormalised vector's size at the origin
+        facing = -self.light_normal[None]
+        self.light_norm = float(
+            (self._light_vector(torch.zeros(1, 3, device=self.device)) * facing).sum()
+        )
+        self.timer = StageTimer(self.device)
+
+    # ---- rays -------------------------------------------------------------------------
+    def ray_directions(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """Unit directions (..., 3) through image points (pixel units, centres at +0.5)."""
+        half = self.size / 2
+        d = torch.stack([torch.full_like(rows, -self.focal), cols - half, half - rows], -1)
+        return F.normalize(d, dim=-1)
+
+    def _project(self, points: torch.Tensor):
+        """Image (row, col) of world points (..., 3) and their depth along the view axis."""
+        depth = CAMERA_X - points[..., 0]
+        half = self.size / 2
+        return (
+            half - self.focal * points[..., 2] / depth,
+            half + self.focal * points[..., 1] / depth,
+            depth,
+        )
+
+    # ---- intersection -----------------------------------------------------------------
+    def _intersect_pairs(self, poses: BlockPoses, image, block, direction):
+        """Which of the M pairs hit: pair indices (H,), distance (H,) along ``direction``
+        from the camera to block ``block`` of scene ``image``, and the local hit points
+        (H, 3). ``image``, ``block`` (M,), ``direction`` (M, 3)."""
+        n = poses.centres.shape[0]
+        # per block: the camera in its frame, R^T (camera - c), its rotation's nine entries
+        # (row major), half edge and radius; gathered for all pairs by one index_select
+        cameras = ((self.camera - poses.centres)[..., None, :] @ poses.rotations)[..., 0, :]
+        sizes = torch.stack([poses.half, poses.radius], -1)[:, None].expand(n, NUM_BLOCKS, 2)
+        table = torch.cat([cameras, poses.rotations.flatten(-2), sizes], -1)  # (N, 8, 14)
+        pair = _gather_rows(table.reshape(-1, 14).t(), image * NUM_BLOCKS + block)
+        origin, rot, half, radius = pair[0:3], pair[3:12], pair[12], pair[13]
+        d = direction.t()
+        # R^T d, one coordinate at a time
+        local_dir = torch.stack(
+            [d[0] * rot[j] + d[1] * rot[3 + j] + d[2] * rot[6 + j] for j in range(3)]
+        )
+        safe = torch.where(local_dir.abs() < 1e-9, torch.full_like(local_dir, 1e-9), local_dir)
+        inverse = 1.0 / safe
+        scaled = origin * inverse
+        reach = half * inverse.abs()
+        near = -scaled - reach  # entry and exit along each axis, ordered
+        far = reach.sub_(scaled)
+        t_enter = torch.maximum(torch.maximum(near[0], near[1]), near[2])
+        t_exit = torch.minimum(torch.minimum(far[0], far[1]), far[2])
+        box_hit = (t_enter <= t_exit) & (t_exit > 0)
+        keep = box_hit.nonzero()[:, 0]
+        rows = torch.cat([origin, local_dir, (half - radius)[None], radius[None]])
+        rows = _gather_rows(torch.cat([rows, t_enter[None], t_exit[None]]), keep)
+        o, d, core, r, t_enter, t_exit = rows[0:3], rows[3:6], rows[6], rows[7], rows[8], rows[9]
+        t = ray_rounded_box(o, d, core, r, t_enter)
+        hit = (t <= t_exit).nonzero()[:, 0]  # inf (a miss) fails this too
+        t = t.index_select(0, hit)
+        point = torch.addcmul(_gather_rows(o, hit), _gather_rows(d, hit), t).t()
+        return keep.index_select(0, hit), t, point
+
+    def _nearest(self, poses, ray, image, block, direction, num_rays, normals=True) -> Hits:
+        """Resolve candidate (ray, block) pairs to the nearest hit per ray."""
+        pair, t, local = self._intersect_pairs(poses, image, block, direction)
+        # index_select throughout: much faster than tensor[index] on the CPU
+        ray, image, block = (
+            ray.index_select(0, pair),
+            image.index_select(0, pair),
+            block.index_select(0, pair),
+        )
+        depth = torch.full((num_rays,), math.inf, device=self.device)
+        depth.scatter_reduce_(0, ray, t, reduce="amin")
+        win = (t == depth.index_select(0, ray)).nonzero()[:, 0]
+        winner = ray.index_select(0, win)
+        block, t = block.index_select(0, win), t.index_select(0, win)
+        hit_block = torch.zeros(num_rays, dtype=torch.int8, device=self.device)
+        hit_block.index_copy_(0, winner, (block + 1).to(torch.int8))
+        if not normals:
+            return Hits(hit_block, winner, t, None)
+        wi = image.index_select(0, win)
+        core = (poses.half - poses.radius).index_select(0, wi)
+        local_normal = rounded_box_normal(local.index_select(0, win), core)
+        rotation = poses.rotations.reshape(-1, 3, 3).index_select(0, wi * NUM_BLOCKS + block)
+        normal = (rotation @ local_normal[..., None])[..., 0]
+        return Hits(hit_block, winner, t, normal)
+
+    def _primary_pairs(self, poses: BlockPoses):
+        """Candidate (pixel, block) pairs: the pixels whose centre lies in the screen
+        rectangle around the projected corners of the block's box (which holds the rounded
+        block). Returns image, block, row, col (M,) each."""
+        n, size = poses.centres.shape[0], self.size
+        signs = torch.tensor(
+            [[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)],
+            dtype=torch.float32,
+            device=self.device,
+        )
+        local = signs * poses.half[:, None, None]  # (N, 8 corners, 3)
+        corners = poses.centres[:, :, None] + local[:, None] @ poses.rotations.transpose(-1, -2)
+        row, col, _ = self._project(corners)  # (N, 8 blocks, 8 corners)
+        # first and last pixel whose centre (index + 0.5) lies within the corners' range
+        top = torch.ceil(row.amin(-1) - 0.5).long()
+        left = torch.ceil(col.amin(-1) - 0.5).long()
+        bottom = torch.floor(row.amax(-1) - 0.5).long()
+        right = torch.floor(col.amax(-1) - 0.5).long()
+        extent = torch.maximum(bottom - top, right - left).max().item() + 1 if n else 1
+        steps = torch.arange(max(1, min(int(extent), size)), device=self.device)
+        rows = top[..., None, None] + steps[:, None]  # (N, 8, S, 1)
+        cols = left[..., None, None] + steps[None, :]  # (N, 8, 1, S)
+        # ... and within the projected bounding sphere, widened for off-axis stretch
+        centre_row, centre_col, depth = self._project(poses.centres)  # (N, 8)
+        bound = poses.bounding_radius()[:, None]
+        reach = self.focal * bound / (depth - bound).clamp(min=1e-3) * 1.2 + 1.0
+        near = (rows + 0.5 - centre_row[..., None, None]) ** 2 + (
+            cols + 0.5 - centre_col[..., None, None]
+        ) ** 2 <= reach[..., None, None] ** 2
+        candidate = near & (
+            (rows >= 0)
+            & (rows < size)
+            & (rows <= bottom[..., None, None])
+            & (cols >= 0)
+            & (cols < size)
+            & (cols <= right[..., None, None])
+        )
+        image, block, r, c = candidate.nonzero(as_tuple=True)
+        flat = image * NUM_BLOCKS + block
+        return image, block, top.view(-1)[flat] + r, left.view(-1)[flat] + c
+
+    # ---- light ------------------------------------------------------------------------
+    def _light_vector(self, points: torch.Tensor) -> torch.Tensor:
+        """Vector irradiance (M, 3) of the elliptic area light at world ``points`` (M, 3):
+        a surface with unit normal n, seeing all of the light, receives ``n . vector``.
+        Normalised to 1 at the origin for a surface facing the light."""
+        rel = self.light_samples[None] - points[:, None]  # (M, K, 3) point -> light sample
+        distance = rel.norm(dim=-1, keepdim=True)
+        direction = rel / distance
+        emitted = (-(direction * self.light_normal).sum(-1, keepdim=True)).clamp(min=0)
+        vector = (emitted * direction / distance**2).sum(1)
+        return vector / self.light_norm
+
+    def _visibility(self, poses: BlockPoses, points, image, skip_block=None):
+        """Fraction (M,) of the area light seen from world ``points`` (M, 3) of scene
+        ``image`` (M,): the light as a disc, each block as a sphere occluder (closed-form
+        soft shadows). ``skip_block`` (M,) 1..8 leaves out the block a point lies on."""
+        look = self.look
+        to_light = self.light - points
+        light_distance = to_light.norm(dim=-1, keepdim=True)
+        light_dir = to_light / light_distance
+        light_angle = look.light_radius / light_distance  # (M, 1)
+        # point -> block centre, one (M, 8) plane per coordinate: no reductions over 3
+        centres = poses.centres.permute(2, 0, 1).reshape(3, -1, NUM_BLOCKS)
+        rel = torch.stack([c.index_select(0, image) for c in centres])  # (3, M, 8)
+        rel.sub_(points.t()[..., None])
+        along = (rel * light_dir.t()[..., None]).sum(0)  # (M, 8)
+        across = ((rel * rel).sum(0) - along * along).clamp_(min=0).sqrt_()
+        sphere = (look.shadow_sphere * poses.half.index_select(0, image))[:, None]
+        ahead = along > sphere
+        along = along.clamp(min=1e-3)
+        blocker_angle = sphere / along
+        separation = across / along
+        # overlap of the blocker's and the light's discs, smooth in their separation
+        spread = blocker_angle + light_angle
+        overlap = (spread - separation) / (2 * torch.minimum(blocker_angle, light_angle))
+        overlap = overlap.clamp(0, 1)
+        overlap = overlap * overlap * (3 - 2 * overlap)
+        coverage = (blocker_angle / light_angle).clamp(max=1) ** 2
+        occlusion = torch.where(ahead, overlap * coverage, torch.zeros_like(overlap))
+        if skip_block is not None:
+            own = F.one_hot(skip_block, NUM_BLOCKS + 1)[:, 1:].bool()
+            occlusion = occlusion.masked_fill(own, 0.0)
+        return (1 - occlusion).prod(-1)
+
+    def _irradiance(self, points, normals, visibility):
+        """Light (M,) reaching surface points: the area light plus the ambient world."""
+        look = self.look
+        direct = (self._light_vector(points) * normals).sum(-1).clamp(min=0)
+        return look.ambient + look.light_power * direct * visibility
+
+    def _tone(self, linear):
+        """Display values in [0, 1] from linear radiance: a filmic curve, logistic in
+        log exposure, which compresses highlights and lifts shadows as Blender's does."""
+        look = self.look
+        x = (linear.clamp(min=1e-6) / look.tone_middle) ** look.tone_contrast
+        return (look.tone_white * x / (1 + x)).clamp(0, 1)
+
+    def _backdrop(self, poses: BlockPoses, bg_colour) -> torch.Tensor:
+        """Display colour (N, H, W, 3) of the background plane behind every pixel.
+
+        The plane's light (its gradient and the very soft shadows of the blocks) varies
+        slowly, so it is lit and tone mapped on a coarse grid and interpolated.
+        """
+        n, size, cell = poses.centres.shape[0], self.size, self.look.background_cell
+        coarse = max(2, size // cell)
+        centres = (torch.arange(coarse, device=self.device) + 0.5) * (size / coarse)
+        rows, cols = torch.meshgrid(centres, centres, indexing="ij")
+        direction = self.ray_directions(rows, cols).reshape(-1, 3)  # (C, 3)
+        plane = self._plane_x(poses)  # (N,)
+        t = (plane[:, None] - CAMERA_X) / direction[None, :, 0]  # (N, C)
+        points = (self.camera + t[..., None] * direction).reshape(-1, 3)
+        m = direction.shape[0]
+        normal = torch.tensor([1.0, 0.0, 0.0], device=self.device).expand(n * m, 3)
+        image = torch.arange(n, device=self.device).repeat_interleave(m)
+        visible = self._visibility(poses, points, image)
+        light = self._irradiance(points, normal, visible).reshape(n, m, 1)
+        colour = self._tone(bg_colour[:, None, :] * self.look.background_gain * light)
+        # bilinear upsampling as two small matrix products, columns then rows: several
+        # times faster than F.interpolate on channel-last pictures
+        spread = _bilinear_matrix(coarse, size, self.device)  # (H, C)
+        colour = torch.einsum("sk,nrkx->nrsx", spread, colour.reshape(n, coarse, coarse, 3))
+        return torch.matmul(spread, colour.reshape(n, coarse, size * 3)).reshape(n, size, size, 3)
+
+    def _plane_x(self, poses: BlockPoses) -> torch.Tensor:
+        """Two4Two puts the background plane ``PLANE_GAP`` behind the object's back (N,)."""
+        back = (poses.centres[..., 0] - poses.extents()[..., 0]).amin(1)
+        return back - PLANE_GAP
+
+    def _shade_blocks(self, poses, hits: Hits, obj_colour, block_light) -> torch.Tensor:
+        """Display colours (W, 3) of the pixels ``hits.ray`` that see a block.
+        ``block_light`` (N, 8, 3): the light vector at each block's centre."""
+        size = self.size
+        pixel = hits.ray
+        image = pixel // (size * size)
+        local = pixel % (size * size)
+        direction = self.ray_directions((local // size).float() + 0.5, (local % size).float() + 0.5)
+        points = self.camera + hits.t[:, None] * direction
+        block = hits.block.index_select(0, pixel).long()
+        visible = self._visibility(poses, points, image, block)
+        # the light vector hardly changes across one block: take it at the block's centre
+        centre_light = block_light.reshape(-1, 3).index_select(0, image * NUM_BLOCKS + block - 1)
+        direct = (centre_light * hits.normal).sum(-1).clamp(min=0)
+        light = self.look.ambient + self.look.light_power * direct * visible
+        return self._tone(obj_colour.index_select(0, image) * light[:, None])
+
+    # ---- the whole picture ------------------------------------------------------------
+    def render(self, batch: dict[str, torch.Tensor]):
+        """Render a batch: dict of (N,) tensors -> images (N, H, W, 3), masks (N, H, W) uint8."""
+        with torch.inference_mode():
+            return self._render(batch)
+
+    def _render(self, batch):
+        timer = self.timer
+        size = self.size
+        with timer("geometry"):
+            batch = {k: v.to(self.device, torch.float32) for k, v in batch.items()}
+            poses = block_poses(batch, self.calibration)
+            n = poses.centres.shape[0]
+            obj_colour = _lookup(self.table, batch["obj_color"])
+            bg_colour = _lookup(self.table, batch["bg_color"])
+            block_light = self._light_vector(poses.centres.reshape(-1, 3)).reshape(n, 8, 3)
+        with timer("intersection"):
+            image, block, rows, cols = self._primary_pairs(poses)
+            pixel = (image * size + rows) * size + cols
+            direction = self.ray_directions(rows.float() + 0.5, cols.float() + 0.5)
+            hits = self._nearest(poses, pixel, image, block, direction, n * size * size)
+            mask = hits.block.reshape(n, size, size)
+        with timer("shadow"):
+            backdrop = self._backdrop(poses, bg_colour)
+        with timer("shading"):
+            colour = self._shade_blocks(poses, hits, obj_colour, block_light)
+            picture = backdrop.reshape(-1, 3).index_put((hits.ray,), colour)
+            picture = picture.reshape(n, size, size, 3)
+        if self.antialias:
+            with timer("antialias"):
+                picture = self._antialias(poses, mask, picture, backdrop)
+        with timer("transfer"):
+            images = picture.mul_(255).add_(0.5).clamp_(0, 255).to(torch.uint8)
+            mask = mask.to(torch.uint8)
+            flip = (batch["fliplr"] > 0.5).nonzero()[:, 0]
+            images[flip] = images[flip].flip(2)
+            mask[flip] = mask[flip].flip(2)
+        return images, mask
+
+    def _antialias(self, poses, mask, picture, backdrop):
+        """Supersample the pixels on block edges (id differs from a 4-neighbour's).
+
+        Each of four samples is intersected only with the blocks seen in the pixel and its
+        four neighbours, and takes the colour of the pixel (or neighbour) showing the same
+        block, or the background's colour here: coverage anti-aliasing, no re-shading.
+        """
+        size = self.size
+        padded = F.pad(mask, (1, 1, 1, 1), value=-1)  # (N, H+2, W+2) int8; -1 outside
+        centre = padded[:, 1:-1, 1:-1]
+        edge = torch.zeros_like(centre, dtype=torch.bool)
+        for dr, dc in ((0, 1), (2, 1), (1, 0), (1, 2)):
+            neighbour = padded[:, dr : dr + size, dc : dc + size]
+            edge |= (neighbour != centre) & (neighbour >= 0)
+        pixel = edge.view(-1).nonzero()[:, 0]  # flat (image, row, col) of the E edge pixels
+        if pixel.numel() == 0:
+            return picture
+        image, rows, cols = pixel // (size * size), pixel // size % size, pixel % size
+        # the pixel and its 4 neighbours, centre first: ids (E, 5) and colours (E, 5, 3),
+        # gathered through flat indices (much faster than indexing by three tensors)
+        steps = ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1))
+        nr = torch.stack([rows + 1 + r for r, _ in steps], 1)  # in padded coordinates
+        nc = torch.stack([cols + 1 + c for _, c in steps], 1)
+        slots = len(steps)
+        padded_index = (image[:, None] * (size + 2) + nr) * (size + 2) + nc
+        ids = padded.view(-1).index_select(0, padded_index.view(-1)).view(-1, slots)
+        # outside the image the id is -1, which no sample has: any colour will do there
+        inner = (image[:, None] * size + (nr - 1).clamp(0, size - 1)) * size
+        inner = inner + (nc - 1).clamp(0, size - 1)
+        flat_picture = picture.view(-1, 3)
+        colours = flat_picture.index_select(0, inner.view(-1)).view(-1, slots, 3)
+        # candidate blocks: each distinct id > 0 of the neighbourhood once
+        earlier = torch.triu(torch.ones(slots, slots, dtype=torch.bool, device=self.device), 1)
+        repeated = ((ids[:, :, None] == ids[:, None, :]) & earlier).any(1)
+        candidate = (ids > 0) & ~repeated  # (E, 5)
+
+        offsets = torch.tensor(AA_OFFSETS, device=self.device)
+        k = offsets.shape[0]
+        num = image.shape[0] * k
+        sample_rows = (rows[:, None] + 0.5 + offsets[:, 0]).reshape(-1)
+        sample_cols = (cols[:, None] + 0.5 + offsets[:, 1]).reshape(-1)
+        direction = self.ray_directions(sample_rows, sample_cols)
+        pairs = candidate[:, None, :].expand(-1, k, -1).reshape(-1).nonzero()[:, 0]
+        ray, slot = pairs // slots, pairs % slots
+        edge_index = ray // k
+        pair_block = ids.view(-1)[edge_index * slots + slot].long() - 1
+        hits = self._nearest(
+            poses,
+            ray,
+            image.index_select(0, edge_index),
+            pair_block,
+            direction.index_select(0, ray),
+            num,
+            normals=False,
+        )
+        sample_id = hits.block.view(-1, k)  # (E, K)
+        match = ids[:, None, :] == sample_id[..., None]  # (E, K, 5)
+        first = match.to(torch.uint8).argmax(-1)  # centre first, then the nearest neighbours
+        sampled = torch.gather(colours, 1, first[..., None].expand(-1, -1, 3))
+        ground = backdrop.view(-1, 3).index_select(0, pixel)[:, None, :].expand(-1, k, -1)
+        sampled = torch.where((sample_id == 0)[..., None], ground, sampled)
+        # ``picture`` is this render's own tensor: write the edge colours in place
+        flat_picture.index_copy_(0, pixel, sampled.mean(1))
+        return picture
+
+
+def frame_to_batch(params) -> dict[str, torch.Tensor]:
+    """Columns of a scene DataFrame as (N,) float32 tensors (labels 0/1, fliplr 0/1)."""
+    validate_frame(params)
+    columns = {name: params[name].to_numpy(dtype=np.float32) for name in CONTINUOUS}
+    columns["obj_name"] = params["obj_name"].map(LABELS.index).to_numpy(dtype=np.float32)
+    columns["fliplr"] = params["fliplr"].to_numpy(dtype=bool).astype(np.float32)
+    return {name: torch.tensor(values) for name, values in columns.items()}
+
+
+# a worker process pays for itself only with this many scenes to render
+MIN_SCENES_PER_WORKER = 128
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _can_fork() -> bool:
+    return "fork" in multiprocessing.get_all_start_methods()
+
+
+def worker_count(workers: int | None, device: torch.device, scenes: int) -> int:
+    """How many processes render ``scenes`` scenes: ``workers`` if given, else one per
+    usable core on the CPU when every worker gets ``MIN_SCENES_PER_WORKER`` scenes (torch's
+    threads scale poorly on a few cores, processes with one thread each do not), else 1."""
+    if workers is not None:
+        if int(workers) != workers or workers < 1:
+            raise UserError(f"workers must be a positive integer, got {workers}")
+        if workers > 1 and device.type != "cpu":
+            raise UserError(f"workers > 1 renders on the CPU only, not on {device}")
+        if workers > 1 and not _can_fork():
+            raise UserError("workers > 1 needs the 'fork' start method, which this OS lacks")
+        return int(workers)
+    if device.type != "cpu" or not _can_fork():
+        return 1
+    return max(1, min(usable_cores(), scenes // MIN_SCENES_PER_WORKER))
+
+
+# The renderer and scene batch of a worker process, inherited from its parent by fork.
+_WORKER_STATE: dict = {}
+
+
+def _start_worker(renderer: Renderer, batch: dict[str, torch.Tensor], threads: int) -> None:
+    torch.set_num_threads(threads)
+    _WORKER_STATE.update(renderer=renderer, batch=batch)
+
+
+def _render_rows(start: int, stop: int):
+    """Render rows ``start:stop`` of the inherited batch in a worker: numpy uint8 arrays."""
+    part = {k: v[start:stop] for k, v in _WORKER_STATE["batch"].items()}
+    image_t, mask_t = _WORKER_STATE["renderer"].render(part)
+    return start, image_t.numpy(), mask_t.numpy()
+
+
+def _render_in_workers(renderer, batch, images, masks, batch_size, workers, bar) -> None:
+    """Fill ``images`` (N, H, W, 3) and ``masks`` (N, H, W) from ``workers`` forked
+    processes with ``torch.get_num_threads() // workers`` threads each (at least one).
+
+    Work goes out in slices of at most ``batch_size`` rows, small enough that every worker
+    gets some; pixels do not depend on how scenes are batched, so the result equals the
+    single-process one.
+    """
+    n = images.shape[0]
+    step = max(1, min(batch_size, math.ceil(n / (2 * workers))))
+    threads = max(1, torch.get_num_threads() // workers)
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_start_worker, initargs=(renderer, batch, threads)
+    ) as pool:
+        futures = [pool.submit(_render_rows, s, min(s + step, n)) for s in range(0, n, step)]
+        try:
+            for future in as_completed(futures):
+                start, part_images, part_masks = future.result()
+                images[start : start + len(part_images)] = part_images
+                masks[start : start + len(part_masks)] = part_masks
+                bar.update(len(part_images))
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+
+def render_scenes(
+    params,
+    size: int = 128,
+    device: torch.device | None = None,
+    batch_size: int = 256,
+    antialias: bool = True,
+    progress: bool = False,
+    *,
+    workers: int | None = None,
+):
+    """Render every row of the scene table ``params`` (columns of ``ATTRIBUTES``).
+
+    Returns images (N, size, size, 3) uint8 and masks (N, size, size) uint8 as numpy arrays.
+    ``workers``: processes rendering in parallel on the CPU (see :func:`worker_count`;
+    None picks one per usable core for large enough tables). The pixels are the same for
+    any number of workers.
+    """
+    from tqdm import tqdm
+
+    if batch_size < 1:
+        raise UserError(f"batch_size must be a positive integer, got {batch_size}")
+    missing = [a for a in ATTRIBUTES if a not in params.columns]
+    if missing:
+        raise UserError(f"scene table lacks attribute column(s) {', '.join(missing)}")
+    batch = frame_to_batch(params)
+    renderer = Renderer(size=size, device=device, antialias=antialias)
+    n = len(params)
+    count = worker_count(workers, renderer.device, n)
+    images = np.empty((n, renderer.size, renderer.size, 3), dtype=np.uint8)
+    masks = np.empty((n, renderer.size, renderer.size), dtype=np.uint8)
+    with tqdm(total=n, disable=not progress, desc="rendering", unit="img") as bar:
+        if count > 1:
+            _render_in_workers(renderer, batch, images, masks, batch_size, count, bar)
+            return images, masks
+        for start in range(0, n, batch_size):
+            part = {k: v[start : start + batch_size] for k, v in batch.items()}
+            image_t, mask_t = renderer.render(part)
+            images[start : start + batch_size] = image_t.cpu().numpy()
+            masks[start : start + batch_size] = mask_t.cpu().numpy()
+            bar.update(image_t.shape[0])
+    return images, masks
+
+
+def block_iou(mask_a, mask_b) -> float:
+    """Mean over blocks present in either mask of the IoU of that block's pixels."""
+    a, b = np.asarray(mask_a), np.asarray(mask_b)
+    scores = []
+    for block in range(1, NUM_BLOCKS + 1):
+        in_a, in_b = a == block, b == block
+        union = np.logical_or(in_a, in_b).sum()
+        if union:
+            scores.append(np.logical_and(in_a, in_b).sum() / union)
+    return float(np.mean(scores)) if scores else 1.0

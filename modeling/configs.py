@@ -1,0 +1,175 @@
+"""Named model configurations: architecture and training settings in one dataclass.
+
+``cpu-small`` trains on two CPU cores in minutes; ``paper`` is the network of the ICLR
+2022 study (128 px, 7 stages of 32 steps, classifier on the 768-channel final latent).
+A TOML file with the same keys defines others::
+
+    name = "my-model"
+    input_size = 64
+    blocks_per_stage = [2, 2, 4]
+    coupling_widths = [16, 32, 64]
+    epochs = 10
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from xaistudy.errors import UserError
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture and training settings of one invertible classifier.
+
+    Stage ``i`` squeezes its input, applies ``blocks_per_stage[i]`` flow steps with
+    coupling networks ``coupling_widths[i]`` wide, then (except the last stage) splits
+    off half of its channels as a latent. The linear classifier reads the latent of
+    ``classifier_stage`` (``-1``: the final latent).
+    """
+
+    name: str
+    input_size: int
+    blocks_per_stage: tuple[int, ...]
+    coupling_widths: tuple[int, ...]
+    classifier_stage: int = -1
+    classifier_pooling: bool = False  # one weight per channel, shared over positions
+    scale_bound: float = 2.0
+    # loss = nll_weight * bits/dim + bce_weight * binary cross-entropy
+    nll_weight: float = 1.0
+    bce_weight: float = 1.0
+    label_noise: float = 0.0  # probability of flipping each training label
+    augment_flip: bool = True  # mirror training images at random (fliplr is not the label)
+    epochs: int = 10
+    batch_size: int = 64
+    cuda_batch_size: int = 256
+    learning_rate: float = 1e-3
+    warmup_steps: int = 100
+    weight_decay: float = 0.0
+    grad_clip: float = 50.0
+    mixed_precision: bool = True  # coupling networks in bfloat16 on CUDA
+    description: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "blocks_per_stage", tuple(int(b) for b in self.blocks_per_stage))
+        object.__setattr__(self, "coupling_widths", tuple(int(w) for w in self.coupling_widths))
+        self.validate()
+
+    @property
+    def num_stages(self) -> int:
+        return len(self.blocks_per_stage)
+
+    @property
+    def resolved_classifier_stage(self) -> int:
+        return self.classifier_stage % self.num_stages
+
+    def validate(self) -> None:
+        stages = self.num_stages
+        if stages < 1:
+            raise UserError(f"config {self.name!r}: blocks_per_stage must name at least one stage")
+        if len(self.coupling_widths) != stages:
+            raise UserError(
+                f"config {self.name!r}: coupling_widths has {len(self.coupling_widths)} entries "
+                f"but blocks_per_stage has {stages}; give one width per stage"
+            )
+        if any(b < 1 for b in self.blocks_per_stage) or any(w < 1 for w in self.coupling_widths):
+            raise UserError(f"config {self.name!r}: blocks and widths must be positive")
+        if self.input_size < 2**stages or self.input_size % 2**stages:
+            raise UserError(
+                f"config {self.name!r}: input_size {self.input_size} must be a multiple of "
+                f"2**{stages} (one squeeze per stage)"
+            )
+        if not -stages <= self.classifier_stage < stages:
+            raise UserError(
+                f"config {self.name!r}: classifier_stage {self.classifier_stage} is out of "
+                f"range: allowed is {-stages}..{stages - 1}"
+            )
+        if not 0.0 <= self.label_noise < 0.5:
+            raise UserError(f"config {self.name!r}: label_noise must be in [0, 0.5)")
+        for key in ("epochs", "batch_size", "cuda_batch_size"):
+            if getattr(self, key) < 1:
+                raise UserError(f"config {self.name!r}: {key} must be at least 1")
+        if self.learning_rate <= 0 or self.scale_bound <= 0:
+            raise UserError(f"config {self.name!r}: learning_rate and scale_bound must be > 0")
+        if self.nll_weight < 0 or self.bce_weight < 0 or self.nll_weight + self.bce_weight == 0:
+            raise UserError(f"config {self.name!r}: loss weights must be >= 0, not both 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["blocks_per_stage"] = list(self.blocks_per_stage)
+        data["coupling_widths"] = list(self.coupling_widths)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> ModelConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise UserError(
+                f"{source}: unknown key(s) {', '.join(unknown)}; "
+                f"allowed are {', '.join(sorted(known))}"
+            )
+        missing = [
+            k
+            for k in ("name", "input_size", "blocks_per_stage", "coupling_widths")
+            if k not in data
+        ]
+        if missing:
+            raise UserError(f"{source}: missing key(s) {', '.join(missing)}")
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise UserError(f"{source}: {exc}") from exc
+
+
+CONFIGS: dict[str, ModelConfig] = {
+    "cpu-small": ModelConfig(
+        name="cpu-small",
+        input_size=64,
+        blocks_per_stage=(2, 2, 4, 4),
+        coupling_widths=(16, 32, 64, 96),
+        nll_weight=0.05,
+        bce_weight=1.0,
+        epochs=14,
+        batch_size=32,
+        learning_rate=1e-3,
+        warmup_steps=50,
+        description="64 px, small enough to train on two CPU cores in about five minutes",
+    ),
+    "paper": ModelConfig(
+        name="paper",
+        input_size=128,
+        blocks_per_stage=(32,) * 7,
+        coupling_widths=(48, 128, 384, 512, 512, 512, 512),
+        nll_weight=1.0,
+        bce_weight=10.0,
+        epochs=40,
+        batch_size=16,
+        cuda_batch_size=64,
+        learning_rate=5e-4,
+        warmup_steps=1000,
+        description="the ICLR 2022 study's network: 128 px, 7 x 32 steps, for a GPU",
+    ),
+}
+
+
+def load_config(spec: str | Path) -> ModelConfig:
+    """A config by name (``cpu-small``, ``paper``) or from a TOML file path."""
+    spec_str = str(spec)
+    if spec_str in CONFIGS:
+        return CONFIGS[spec_str]
+    path = Path(spec_str)
+    if path.suffix != ".toml" or not path.is_file():
+        raise UserError(
+            f"unknown config {spec_str!r}: allowed are {', '.join(CONFIGS)} or a .toml file"
+        )
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{path} is not valid TOML: {exc}") from exc
+    data.setdefault("name", path.stem)
+    return ModelConfig.from_dict(data, source=str(path))

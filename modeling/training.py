@@ -1,0 +1,401 @@
+"""Training the invertible classifier, with exact resume and a model card at the end.
+
+Loss per batch: ``nll_weight * bits/dim + bce_weight * BCE(logit, label)``. The learning
+rate warms up linearly, then follows a cosine to zero over the planned epochs. After each
+epoch the weights, optimiser and RNG states are checkpointed atomically, so a killed run
+continues with ``resume=True`` exactly as if it had not stopped.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from generator.dataset import DatasetFolder, ImageDataset
+from modeling import checkpoint as ckpt
+from modeling.ceiling import ceiling_accuracy
+from modeling.configs import CONFIGS, ModelConfig
+from modeling.network import InvertibleClassifier, build_model
+from xaistudy.errors import UserError
+
+DEFAULT_CONFIG = "cpu-small"
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainOptions:
+    """What ``xaistudy train`` asks for. ``None`` means: the saved value on resume, else
+    the config's default."""
+
+    data: Path
+    out: Path
+    device: torch.device
+    config: ModelConfig | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    seed: int | None = None
+    resume: bool = False
+    max_minutes: float | None = None
+    progress: bool = True
+
+
+@dataclass
+class RunPlan:
+    """The settings a run was started with (``config.json``)."""
+
+    config: ModelConfig
+    seed: int
+    epochs: int
+    batch_size: int
+    fingerprint: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.config.to_dict(),
+            "seed": self.seed,
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "dataset_fingerprint": self.fingerprint,
+        }
+
+
+# -- data ------------------------------------------------------------------------------
+
+
+def load_split_tensors(folder: DatasetFolder, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """A whole split in memory: images (N, 3, H, W) uint8 and labels (N,) int64."""
+    data = ImageDataset(folder, split)
+    images = torch.from_numpy(np.array(data.images)).permute(0, 3, 1, 2).contiguous()
+    return images, torch.from_numpy(data.labels.copy())
+
+
+def to_unit_float(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 (N, 3, H, W) -> float32 in [0, 1] on ``device``, as ImageDataset yields."""
+    return images.to(device, non_blocking=True).float().div_(255.0)
+
+
+def noisy_labels(labels: torch.Tensor, probability: float, seed: int) -> torch.Tensor:
+    """``labels`` with each flipped with ``probability``; fixed for a given seed."""
+    if probability <= 0:
+        return labels.clone()
+    generator = torch.Generator().manual_seed(seed + 7919)
+    flip = torch.rand(labels.shape, generator=generator) < probability
+    return torch.where(flip, 1 - labels, labels)
+
+
+# -- evaluation --------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def evaluate(
+    model: InvertibleClassifier,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    device: torch.device,
+    batch_size: int = 256,
+) -> dict[str, float]:
+    """Accuracy and mean bits/dim of ``model`` on uint8 ``images`` (N, 3, H, W)."""
+    was_training = model.training
+    model.eval()
+    correct, bits = 0, 0.0
+    for start in range(0, len(images), batch_size):
+        x = to_unit_float(images[start : start + batch_size], device)
+        y = labels[start : start + batch_size].to(device)
+        out = model(x)
+        correct += int(((out.logit > 0).long() == y).sum())
+        bits += float(model.bits_per_dim(out).sum())
+    model.train(was_training)
+    n = max(len(images), 1)
+    return {"accuracy": correct / n, "bits_per_dim": bits / n}
+
+
+def learning_rate(config: ModelConfig, step: int, total_steps: int) -> float:
+    """Linear warm-up, then a cosine from ``learning_rate`` to 0 at ``total_steps``."""
+    warmup = min(config.warmup_steps, max(total_steps // 4, 1))
+    if step < warmup:
+        return config.learning_rate * (step + 1) / warmup
+    progress = min((step - warmup) / max(total_steps - warmup, 1), 1.0)
+    return config.learning_rate * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+# -- run folder --------------------------------------------------------------------------
+
+
+def _plan_run(options: TrainOptions, folder: DatasetFolder) -> tuple[RunPlan, dict | None]:
+    """Check the run folder against the options; return the plan and a checkpoint to resume."""
+    out = Path(options.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"run folder {out} exists and is not a folder")
+    fingerprint = folder.fingerprint()
+    has_checkpoint = (out / ckpt.CHECKPOINT_FILE).exists()
+    saved = ckpt.read_json(out / ckpt.CONFIG_FILE) if (out / ckpt.CONFIG_FILE).exists() else None
+
+    if not options.resume:
+        if out.exists() and any(out.iterdir()):
+            raise UserError(
+                f"run folder {out} is not empty; pass --resume to continue the run in it, "
+                "or choose a new folder"
+            )
+        config = options.config or CONFIGS[DEFAULT_CONFIG]
+        plan = RunPlan(
+            config=config,
+            seed=0 if options.seed is None else options.seed,
+            epochs=options.epochs or config.epochs,
+            batch_size=options.batch_size or _default_batch_size(config, options.device),
+            fingerprint=fingerprint,
+        )
+        return plan, None
+
+    if saved is None:
+        raise UserError(
+            f"nothing to resume in {out}: it has no {ckpt.CONFIG_FILE}; start a new run "
+            "without --resume"
+        )
+    saved_config = ModelConfig.from_dict(saved["model"], source=str(out / ckpt.CONFIG_FILE))
+    if options.config is not None and options.config != saved_config:
+        raise UserError(
+            f"run folder {out} belongs to config {saved_config.name!r}, not "
+            f"{options.config.name!r}; resume it with --config {saved_config.name} or "
+            "start a new run folder"
+        )
+    if saved["dataset_fingerprint"] != fingerprint:
+        raise UserError(
+            f"run folder {out} was trained on another dataset (fingerprint "
+            f"{saved['dataset_fingerprint']}, this one is {fingerprint}); resume it with "
+            "the same --data or start a new run folder"
+        )
+    for key, given in (("seed", options.seed), ("batch_size", options.batch_size)):
+        if given is not None and given != saved[key]:
+            raise UserError(
+                f"run folder {out} was started with {key.replace('_', '-')} {saved[key]}; "
+                f"resuming needs the same value, not {given}"
+            )
+    plan = RunPlan(
+        config=saved_config,
+        seed=saved["seed"],
+        epochs=options.epochs or saved["epochs"],
+        batch_size=saved["batch_size"],
+        fingerprint=fingerprint,
+    )
+    state = ckpt.load_checkpoint(out, "cpu") if has_checkpoint else None
+    return plan, state
+
+
+def _default_batch_size(config: ModelConfig, device: torch.device) -> int:
+    return config.cuda_batch_size if device.type == "cuda" else config.batch_size
+
+
+def _write_metrics(out: Path, rows: list[dict[str, Any]]) -> None:
+    buffer = io.StringIO()
+    pd.DataFrame(rows).to_csv(buffer, index=False)
+    ckpt.atomic_write_text(out / ckpt.METRICS_FILE, buffer.getvalue())
+
+
+# -- training ----------------------------------------------------------------------------
+
+
+def train(options: TrainOptions) -> dict[str, Any]:
+    """Train (or resume) a run; return the model card written to ``RUN_DIR``."""
+    folder = DatasetFolder(options.data)
+    for split in ("train", "test"):
+        if not folder.has_split(split):
+            raise UserError(
+                f"dataset {folder.root} has no {split!r} split; it has {', '.join(folder.splits)}"
+            )
+    plan, state = _plan_run(options, folder)
+    config, device = plan.config, options.device
+    if folder.size != config.input_size:
+        raise UserError(
+            f"dataset {folder.root} has {folder.size} px images but config {config.name!r} "
+            f"takes {config.input_size} px; generate with --size {config.input_size} or pick "
+            "a config for that size"
+        )
+
+    out = Path(options.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / ckpt.CARD_FILE).unlink(missing_ok=True)  # the run is not complete until the end
+    ckpt.write_json(out / ckpt.CONFIG_FILE, plan.to_dict())
+
+    model = build_model(config, plan.seed).to(device)
+    if device.type == "cuda" and config.mixed_precision:
+        model.set_mixed_precision(torch.bfloat16)
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    order_generator = torch.Generator().manual_seed(plan.seed)
+    noise_generator = torch.Generator(device=device).manual_seed(plan.seed + 1)
+    epoch, step, rows, elapsed = 0, 0, [], 0.0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        order_generator.set_state(state["order_generator"])
+        noise_generator.set_state(state["noise_generator"])
+        epoch, step, rows = state["epoch"], state["step"], state["metrics"]
+        elapsed = state["training_seconds"]
+
+    images, labels = load_split_tensors(folder, "train")
+    train_labels = noisy_labels(labels, config.label_noise, plan.seed)
+    val = load_split_tensors(folder, "val") if folder.has_split("val") else None
+    steps_per_epoch = math.ceil(len(images) / plan.batch_size)
+    total_steps = plan.epochs * steps_per_epoch
+    started = time.monotonic()
+    model.train()
+
+    while epoch < plan.epochs:
+        epoch_start = time.monotonic()
+        order = torch.randperm(len(images), generator=order_generator)
+        sums = {"loss": 0.0, "bits_per_dim": 0.0, "correct": 0, "n": 0}
+        bar = tqdm(
+            total=steps_per_epoch,
+            desc=f"epoch {epoch + 1}/{plan.epochs}",
+            file=sys.stderr,
+            disable=not options.progress,
+            dynamic_ncols=True,
+        )
+        for start in range(0, len(images), plan.batch_size):
+            index = order[start : start + plan.batch_size]
+            x = to_unit_float(images[index], device)
+            if config.augment_flip:
+                flip = (torch.rand(len(index), generator=order_generator) < 0.5).to(device)
+                x[flip] = x[flip].flip(-1)
+            y = train_labels[index].to(device)
+            noise = torch.rand(x.shape, generator=noise_generator, device=device)
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(config, step, total_steps)
+            out_batch = model(x, dequant_noise=noise)
+            bits = model.bits_per_dim(out_batch).mean()
+            bce = F.binary_cross_entropy_with_logits(out_batch.logit, y.float())
+            loss = config.nll_weight * bits + config.bce_weight * bce
+            if not torch.isfinite(loss):
+                bar.close()
+                kept = (
+                    f"the checkpoint after epoch {epoch} is kept in {out}"
+                    if epoch
+                    else "no checkpoint had been written yet"
+                )
+                raise TrainingDiverged(
+                    f"training diverged: the loss became {loss.item()} in epoch {epoch + 1} "
+                    f"(step {step + 1}); {kept}. Lower learning_rate or scale_bound in a "
+                    "config file and train again"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            step += 1
+            n = len(index)
+            sums["loss"] += loss.item() * n
+            sums["bits_per_dim"] += bits.item() * n
+            sums["correct"] += int(((out_batch.logit > 0).long() == y).sum())
+            sums["n"] += n
+            bar.update(1)
+            bar.set_postfix(
+                loss=f"{sums['loss'] / sums['n']:.3f}",
+                bpd=f"{sums['bits_per_dim'] / sums['n']:.3f}",
+                acc=f"{sums['correct'] / sums['n']:.3f}",
+            )
+        bar.close()
+        epoch += 1
+        row = {
+            "epoch": epoch,
+            "train_loss": sums["loss"] / sums["n"],
+            "train_bits_per_dim": sums["bits_per_dim"] / sums["n"],
+            "train_accuracy": sums["correct"] / sums["n"],
+        }
+        if val is not None:
+            metrics = evaluate(model, *val, device, batch_size=2 * plan.batch_size)
+            row["val_accuracy"] = metrics["accuracy"]
+            row["val_bits_per_dim"] = metrics["bits_per_dim"]
+        elapsed += time.monotonic() - epoch_start
+        row["learning_rate"] = optimizer.param_groups[0]["lr"]
+        row["seconds"] = elapsed
+        rows.append(row)
+        ckpt.atomic_torch_save(
+            {
+                "epoch": epoch,
+                "step": step,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "order_generator": order_generator.get_state(),
+                "noise_generator": noise_generator.get_state(),
+                "metrics": rows,
+                "training_seconds": elapsed,
+            },
+            out / ckpt.CHECKPOINT_FILE,
+        )
+        _write_metrics(out, rows)
+        if (
+            options.max_minutes is not None
+            and time.monotonic() - started >= 60 * options.max_minutes
+        ):
+            break
+
+    card = model_card(model, folder, plan, epoch, elapsed, rows, device)
+    ckpt.write_json(out / ckpt.CARD_FILE, card)
+    return card
+
+
+def model_card(
+    model: InvertibleClassifier,
+    folder: DatasetFolder,
+    plan: RunPlan,
+    epochs_done: int,
+    training_seconds: float,
+    rows: list[dict[str, Any]],
+    device: torch.device,
+) -> dict[str, Any]:
+    """Accuracy and bits/dim on every split but train, the ceiling, and the settings."""
+    accuracy, bits_per_dim = {}, {}
+    for split in folder.splits:
+        if split == "train":
+            continue
+        metrics = evaluate(model, *load_split_tensors(folder, split), device, 2 * plan.batch_size)
+        accuracy[split] = metrics["accuracy"]
+        bits_per_dim[split] = metrics["bits_per_dim"]
+    ceiling = ceiling_accuracy(folder, seed=plan.seed)
+    config = plan.config
+    return {
+        "model": "InvertibleClassifier",
+        "config_name": config.name,
+        "config": config.to_dict(),
+        "input_size": config.input_size,
+        "num_stages": config.num_stages,
+        "classifier_layer": model.classifier_stage,
+        "head_shape": list(model.head_shape),
+        "default_concept_layer": model.default_concept_layer(),
+        "accuracy": accuracy,
+        "bits_per_dim": bits_per_dim,
+        "train_accuracy": rows[-1]["train_accuracy"] if rows else None,
+        "ceiling_accuracy": ceiling["ceiling"],
+        "ceiling": ceiling,
+        "gap_to_ceiling": ceiling["ceiling"] - accuracy["test"],
+        "label_noise": config.label_noise,
+        "dataset": {
+            "path": str(folder.root),
+            "fingerprint": plan.fingerprint,
+            "preset": folder.meta.get("preset"),
+            "size": folder.size,
+        },
+        "epochs": epochs_done,
+        "planned_epochs": plan.epochs,
+        "batch_size": plan.batch_size,
+        "seed": plan.seed,
+        "training_seconds": round(training_seconds, 2),
+        "device": device.type,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }

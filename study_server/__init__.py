@@ -1,0 +1,194 @@
+"""The study server: a Flask app serving a study bundle to participants.
+
+``create_app(config=None)`` is the app factory (``gunicorn "study_server:create_app()"``,
+``flask --app study_server db upgrade``). ``config`` is ``None`` (environment only), a
+dict of overrides, or a class/object with upper-case attributes. It never imports torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, render_template
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+from werkzeug.security import generate_password_hash
+
+from study_server.config import Config, configure_sqlite, engine_options, normalize_database_url
+from study_server.extensions import csrf, db, migrate
+from study_server.study import Study, load_study
+from xaistudy.errors import UserError
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+_HASH_PREFIXES = ("scrypt:", "pbkdf2:")
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyContext:
+    """What the app read from disk at start-up (read-only, identical in every worker)."""
+
+    study: Study
+    manifest: dict[str, Any]
+    bundle_dir: Path
+    tutorial_images: frozenset[str]
+    condition_images: dict[str, frozenset[str]]
+    grids: dict[str, list[list[list[dict]]]]  # condition -> rows -> columns -> stimuli
+
+    @classmethod
+    def load(cls, bundle: str | Path, study_path: str | Path | None) -> StudyContext:
+        from explain.bundle_format import verify_bundle
+
+        bundle_dir = Path(bundle).resolve()
+        manifest = verify_bundle(bundle_dir)
+        study = load_study(study_path)
+        study.check_bundle(manifest)
+        tutorial = manifest["tutorial"]
+        tutorial_images = {s["image"] for v in tutorial["examples"].values() for s in v}
+        tutorial_images |= {
+            s["image"] for row in tutorial.get("attributes", {}).values() for s in row["images"]
+        }
+        condition_images = {
+            name: frozenset(s["image"] for s in cond["stimuli"])
+            for name, cond in manifest["conditions"].items()
+        }
+        grids = {}
+        for name, cond in manifest["conditions"].items():
+            layout = cond["layout"]
+            cells = [[[] for _ in range(layout["columns"])] for _ in range(layout["rows"])]
+            for stimulus in cond["stimuli"]:
+                cells[stimulus["row"]][stimulus["column"]].append(stimulus)
+            grids[name] = cells
+        return cls(study, manifest, bundle_dir, frozenset(tutorial_images), condition_images, grids)
+
+
+def _settings(config: Any) -> dict:
+    settings = Config.from_env()
+    if isinstance(config, dict):
+        settings.update(config)
+    elif config is not None:
+        settings.update({k: getattr(config, k) for k in dir(config) if k.isupper()})
+    return settings
+
+
+def create_app(config: Any = None) -> Flask:
+    """Build the app: settings, bundle and study, database, blueprints, error pages."""
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.update(_settings(config))
+
+    if not app.config.get("SECRET_KEY"):
+        if not (app.config.get("DEBUG") or app.config.get("TESTING")):
+            raise UserError(
+                "SECRET_KEY is not set; set the SECRET_KEY environment variable to a long "
+                "random string (the same for every worker), e.g. "
+                "python -c 'import secrets; print(secrets.token_hex(32))'"
+            )
+        app.config["SECRET_KEY"] = "insecure-debug-key"
+
+    url = app.config.get("SQLALCHEMY_DATABASE_URI")
+    if not url:
+        Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+        url = f"sqlite:///{Path(app.instance_path) / 'xaistudy.sqlite'}"
+    url = normalize_database_url(url)
+    app.config["SQLALCHEMY_DATABASE_URI"] = url
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {
+        **engine_options(url),
+        **(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {}),
+    }
+
+    password = app.config.get("XAISTUDY_ADMIN_PASSWORD")
+    if password and not password.startswith(_HASH_PREFIXES):
+        app.config["XAISTUDY_ADMIN_PASSWORD"] = generate_password_hash(password)
+
+    bundle = app.config.get("XAISTUDY_BUNDLE")
+    if not bundle:
+        raise UserError(
+            "no study bundle: set XAISTUDY_BUNDLE (or pass --bundle) to a folder made by "
+            "'xaistudy explain'"
+        )
+    app.extensions["xaistudy"] = StudyContext.load(bundle, app.config.get("XAISTUDY_STUDY"))
+
+    if app.config.get("XAISTUDY_PROXY_FIX"):
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(MIGRATIONS_DIR), render_as_batch=True)
+    csrf.init_app(app)
+    with app.app_context():
+        configure_sqlite(db.engine)
+
+    from study_server import admin, participant
+
+    app.register_blueprint(participant.bp)
+    app.register_blueprint(admin.bp)
+    _register_error_pages(app)
+    _register_security_headers(app)
+
+    @app.context_processor
+    def _study_globals():
+        return {"study": app.extensions["xaistudy"].study}
+
+    return app
+
+
+def study_context(app: Flask | None = None) -> StudyContext:
+    from flask import current_app
+
+    return (app or current_app).extensions["xaistudy"]
+
+
+_ERROR_TEXT = {
+    400: "The request could not be understood.",
+    403: "This page is not available to you.",
+    404: "There is no such page.",
+    405: "This page cannot be used that way.",
+    413: "What you sent is too large.",
+    429: "Too many attempts; please wait a few minutes and try again.",
+}
+
+
+def _register_error_pages(app: Flask) -> None:
+    def render_error(code: int, message: str):
+        return render_template("error.html", code=code, message=message), code
+
+    @app.errorhandler(CSRFError)
+    def _csrf_error(exc):
+        db.session.rollback()
+        return render_error(
+            400,
+            "This form has expired or was not sent from this site. Please go back to the "
+            "study page, reload it and try again.",
+        )
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        db.session.rollback()
+        code = exc.code or 500
+        description = exc.description if getattr(exc, "_xaistudy_message", False) else None
+        return render_error(code, description or _ERROR_TEXT.get(code, exc.name))
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc):
+        db.session.rollback()
+        app.logger.exception("unexpected error")
+        return render_error(500, "Something went wrong on our side. Please reload the page.")
+
+
+def _register_security_headers(app: Flask) -> None:
+    @app.after_request
+    def _headers(response):
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        # same-origin: Flask-WTF checks the Referer on HTTPS; other sites never see the URL.
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self'; style-src 'self'; script-src 'none'; "
+            "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
+        )
+        if response.mimetype == "text/html":
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response

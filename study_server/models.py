@@ -1,0 +1,133 @@
+"""The study database (docs/database.md): SQLAlchemy 2.0 typed models, one module.
+
+Times are naive UTC ``datetime`` values (SQLite keeps no time zone); the export writes
+them as ISO 8601 with ``+00:00``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from study_server.extensions import db
+
+STATUSES = ("started", "completed", "screened_out", "returned")
+PID_MAX = 64
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class StudyRecord(db.Model):
+    """One row per study slug: the lock row for assignment and what the export needs."""
+
+    __tablename__ = "studies"
+
+    slug: Mapped[str] = mapped_column(String(40), primary_key=True)
+    title: Mapped[str] = mapped_column(String(200))
+    attribute_keys: Mapped[str] = mapped_column(Text)  # joined by "|"
+    abandonment_timeout_s: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Participant(db.Model):
+    __tablename__ = "participants"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study: Mapped[str] = mapped_column(ForeignKey("studies.slug"), index=True)
+    prolific_pid: Mapped[str] = mapped_column(String(PID_MAX), unique=True)
+    study_id: Mapped[str] = mapped_column(String(PID_MAX), default="")
+    session_id: Mapped[str] = mapped_column(String(PID_MAX), default="")
+    condition: Mapped[str] = mapped_column(String(32), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="started", index=True)
+    preview: Mapped[bool] = mapped_column(Boolean, default=False)
+    excluded: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The server's page pointer and a revision bumped by every accepted post: a post
+    # carrying an old revision is a replay or double submit and changes nothing.
+    page: Mapped[str] = mapped_column(String(40), default="consent")
+    revision: Mapped[int] = mapped_column(Integer, default=0)
+    attribute_order: Mapped[str] = mapped_column(Text)  # keys joined by "|"
+    comprehension_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    attention_passed: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    age: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    gender: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    ml_experience: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+    answers: Mapped[list[Answer]] = relationship(
+        back_populates="participant", order_by="Answer.position"
+    )
+
+    @property
+    def order(self) -> list[str]:
+        return self.attribute_order.split("|") if self.attribute_order else []
+
+
+class Answer(db.Model):
+    """One rating with its reason: one row per participant x attribute."""
+
+    __tablename__ = "answers"
+    __table_args__ = (UniqueConstraint("participant_id", "attribute"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
+    attribute: Mapped[str] = mapped_column(String(40))
+    position: Mapped[int] = mapped_column(Integer)
+    rating: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
+    answered_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    participant: Mapped[Participant] = relationship(back_populates="answers")
+
+
+class CheckAnswer(db.Model):
+    """An answer to a comprehension question (one row per attempt) or attention check."""
+
+    __tablename__ = "check_answers"
+    __table_args__ = (UniqueConstraint("participant_id", "kind", "question", "attempt"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # comprehension | attention
+    question: Mapped[str] = mapped_column(String(40))
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    answer: Mapped[str] = mapped_column(Text)
+    correct: Mapped[bool] = mapped_column(Boolean)
+    answered_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class PageVisit(db.Model):
+    """When a participant first saw a page and when they left it (their accepted post)."""
+
+    __tablename__ = "page_visits"
+    __table_args__ = (UniqueConstraint("participant_id", "page"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
+    page: Mapped[str] = mapped_column(String(40))
+    entered_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    left_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class LoginAttempt(db.Model):
+    """Admin login attempts, kept in the database so every worker sees the rate limit."""
+
+    __tablename__ = "login_attempts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    remote_addr: Mapped[str] = mapped_column(String(64), index=True)
+    succeeded: Mapped[bool] = mapped_column(Boolean)
+    attempted_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)

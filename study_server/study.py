@@ -1,0 +1,321 @@
+"""The study definition: a TOML file (docs/study.md), loaded into frozen dataclasses.
+
+``load_study(None)`` reads the default that ships with the package
+(``study_server/studies/default.toml``); every unknown key or bad value raises
+:class:`UserError` naming the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from xaistudy.errors import UserError
+
+CONDITION_NAMES = ("baseline", "counterfactuals", "concepts")
+_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Attribute:
+    key: str
+    name: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Condition:
+    name: str
+    target_n: int
+    tutorial: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Question:
+    """A multiple-choice question: comprehension (``after_rating`` 0) or attention check."""
+
+    id: str
+    question: str
+    options: tuple[str, ...]
+    correct: str
+    conditions: tuple[str, ...] = ()
+    after_rating: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Study:
+    slug: str
+    title: str
+    estimated_minutes: int
+    abandonment_timeout_minutes: int
+    reason_max_chars: int
+    consent: str
+    intro: str
+    scale_statement: str
+    scale_labels: tuple[str, ...]
+    attributes: tuple[Attribute, ...]
+    conditions: tuple[Condition, ...]
+    comprehension_max_attempts: int
+    comprehension: tuple[Question, ...]
+    attention_checks: tuple[Question, ...]
+    demographics: bool
+    completed_code: str
+    screened_out_code: str
+    completion_url: str
+    redirect_after_s: int
+
+    @property
+    def attribute_keys(self) -> tuple[str, ...]:
+        return tuple(a.key for a in self.attributes)
+
+    @property
+    def condition_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.conditions)
+
+    def attribute(self, key: str) -> Attribute:
+        return next(a for a in self.attributes if a.key == key)
+
+    def condition(self, name: str) -> Condition:
+        return next(c for c in self.conditions if c.name == name)
+
+    def comprehension_for(self, condition: str) -> tuple[Question, ...]:
+        return tuple(q for q in self.comprehension if not q.conditions or condition in q.conditions)
+
+    def attention_check(self, check_id: str) -> Question:
+        return next(q for q in self.attention_checks if q.id == check_id)
+
+    def completion_link(self, code: str) -> str:
+        return self.completion_url.replace("{code}", code)
+
+    def check_bundle(self, manifest: dict[str, Any]) -> None:
+        """Every attribute and condition asked about must exist in the bundle manifest."""
+        bundle_keys = {a["key"] for a in manifest["attributes"]}
+        missing = [k for k in self.attribute_keys if k not in bundle_keys]
+        if missing:
+            raise UserError(
+                f"study attribute(s) {', '.join(missing)} are not in the bundle; "
+                f"the bundle has {', '.join(sorted(bundle_keys))}"
+            )
+        absent = [c for c in self.condition_names if c not in manifest["conditions"]]
+        if absent:
+            raise UserError(
+                f"study condition(s) {', '.join(absent)} are not in the bundle; "
+                f"the bundle has {', '.join(sorted(manifest['conditions']))}"
+            )
+
+
+def default_study_path() -> Path:
+    return Path(str(resources.files("study_server") / "studies" / "default.toml"))
+
+
+class _Reader:
+    """Typed access to one TOML table that remembers which keys were used."""
+
+    def __init__(self, table: Any, where: str):
+        if not isinstance(table, dict):
+            raise UserError(f"study: {where} must be a table")
+        self.table, self.where, self.used = table, where, set()
+
+    def _get(self, key: str, kind: type | tuple[type, ...], default: Any) -> Any:
+        self.used.add(key)
+        full = f"{self.where}.{key}" if self.where else key
+        if key not in self.table:
+            if default is _REQUIRED:
+                raise UserError(f"study: {full} is missing")
+            return default
+        value = self.table[key]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            name = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+            raise UserError(f"study: {full} must be {name}, got {value!r}")
+        return value
+
+    def text(self, key: str, default: Any = None, max_len: int = 20000) -> str:
+        value = self._get(key, str, _REQUIRED if default is None else default).strip()
+        if not value:
+            raise UserError(f"study: {self.where}.{key} must not be empty".lstrip("."))
+        if len(value) > max_len:
+            raise UserError(f"study: {key} is longer than {max_len} characters")
+        return value
+
+    def integer(self, key: str, low: int, high: int, default: Any = None) -> int:
+        value = self._get(key, int, _REQUIRED if default is None else default)
+        if not low <= value <= high:
+            raise UserError(f"study: {key} = {value} is outside the allowed range {low}..{high}")
+        return value
+
+    def texts(self, key: str) -> tuple[str, ...]:
+        value = self._get(key, list, _REQUIRED)
+        if not value or not all(isinstance(v, str) and v.strip() for v in value):
+            raise UserError(f"study: {self.where}.{key} must be a list of non-empty strings")
+        return tuple(v.strip() for v in value)
+
+    def tables(self, key: str) -> list[_Reader]:
+        value = self._get(key, list, [])
+        return [_Reader(t, f"{self.where}.{key}[{i}]".lstrip(".")) for i, t in enumerate(value)]
+
+    def table_of(self, key: str, required: bool = True) -> _Reader:
+        return _Reader(self._get(key, dict, _REQUIRED if required else {}), key)
+
+    def done(self) -> None:
+        unknown = sorted(set(self.table) - self.used)
+        if unknown:
+            raise UserError(
+                f"study: unknown key(s) {', '.join(unknown)} in {self.where or 'the top level'}; "
+                f"allowed are {', '.join(sorted(self.used))}"
+            )
+
+
+_REQUIRED = object()
+
+
+def _question(reader: _Reader, conditions: tuple[str, ...], attention: bool) -> Question:
+    qid = reader.text("id")
+    if not _ID.match(qid):
+        raise UserError(f"study: {reader.where}.id {qid!r} must be lowercase letters/digits/-/_")
+    options = reader.texts("options")
+    correct = reader.text("correct")
+    if correct not in options:
+        raise UserError(f"study: {reader.where}.correct {correct!r} is not one of its options")
+    kwargs: dict[str, Any] = {}
+    if attention:
+        kwargs["after_rating"] = reader.integer("after_rating", 1, 100)
+    else:
+        allowed = reader._get("conditions", list, [])
+        bad = [c for c in allowed if c not in conditions]
+        if bad:
+            raise UserError(
+                f"study: {reader.where}.conditions names unknown condition(s) {bad}; "
+                f"allowed are {', '.join(conditions)}"
+            )
+        kwargs["conditions"] = tuple(allowed)
+    question = Question(
+        id=qid, question=reader.text("question"), options=options, correct=correct, **kwargs
+    )
+    reader.done()
+    return question
+
+
+def parse_study(data: dict[str, Any]) -> Study:
+    """Build a :class:`Study` from parsed TOML, raising :class:`UserError` on bad input."""
+    top = _Reader(data, "")
+    slug = top.text("slug")
+    if not _ID.match(slug):
+        raise UserError(f"study: slug {slug!r} must be lowercase letters, digits, - or _")
+
+    scale = top.table_of("scale")
+    statement = scale.text("statement")
+    if "{attribute}" not in statement:
+        raise UserError("study: scale.statement must contain {attribute}")
+    labels = scale.texts("labels")
+    if len(labels) != 5:
+        raise UserError(
+            f"study: scale.labels must have 5 entries (a 5-point scale), got {len(labels)}"
+        )
+    scale.done()
+
+    attributes = []
+    for reader in top.tables("attributes"):
+        attributes.append(Attribute(key=reader.text("key"), name=reader.text("name")))
+        reader.done()
+    if not attributes:
+        raise UserError("study: at least one [[attributes]] entry is needed")
+    keys = [a.key for a in attributes]
+    if len(set(keys)) != len(keys):
+        raise UserError(f"study: attribute keys repeat: {keys}")
+
+    conditions_table = top.table_of("conditions")
+    conditions = []
+    for name in list(conditions_table.table):
+        if name not in CONDITION_NAMES:
+            raise UserError(
+                f"study: unknown condition {name!r}; allowed are {', '.join(CONDITION_NAMES)}"
+            )
+        reader = conditions_table.table_of(name)
+        reader.where = f"conditions.{name}"
+        conditions.append(
+            Condition(
+                name=name,
+                target_n=reader.integer("target_n", 1, 100000),
+                tutorial=reader.text("tutorial"),
+            )
+        )
+        reader.done()
+    conditions_table.done()
+    if not conditions:
+        raise UserError("study: [conditions] must name at least one condition")
+    condition_names = tuple(c.name for c in conditions)
+
+    comprehension = top.table_of("comprehension")
+    max_attempts = comprehension.integer("max_attempts", 1, 10)
+    questions = tuple(
+        _question(r, condition_names, attention=False) for r in comprehension.tables("questions")
+    )
+    comprehension.done()
+    for name in condition_names:
+        if not any(not q.conditions or name in q.conditions for q in questions):
+            raise UserError(f"study: condition {name!r} has no comprehension question")
+
+    checks = tuple(
+        _question(r, condition_names, attention=True) for r in top.tables("attention_checks")
+    )
+    for check in checks:
+        if check.after_rating > len(attributes):
+            raise UserError(
+                f"study: attention check {check.id!r} comes after rating {check.after_rating}, "
+                f"but there are only {len(attributes)} attributes"
+            )
+    ids = [q.id for q in (*questions, *checks)]
+    if len(set(ids)) != len(ids):
+        raise UserError(f"study: question ids repeat: {ids}")
+
+    demographics = top.table_of("demographics", required=False)
+    demographics_enabled = demographics._get("enabled", bool, True)
+    demographics.done()
+
+    completion = top.table_of("completion")
+    completed_code = completion.text("completed_code", max_len=64)
+    screened_code = completion.text("screened_out_code", max_len=64)
+    url = completion.text("url", max_len=500)
+    if not url.startswith(("https://", "http://")) or "{code}" not in url:
+        raise UserError("study: completion.url must be an http(s) URL containing {code}")
+    redirect_after_s = completion.integer("redirect_after_s", 0, 3600, default=15)
+    completion.done()
+
+    study = Study(
+        slug=slug,
+        title=top.text("title", max_len=200),
+        estimated_minutes=top.integer("estimated_minutes", 1, 600, default=20),
+        abandonment_timeout_minutes=top.integer("abandonment_timeout_minutes", 1, 24 * 60),
+        reason_max_chars=top.integer("reason_max_chars", 20, 10000, default=1000),
+        consent=top.text("consent"),
+        intro=top.text("intro"),
+        scale_statement=statement,
+        scale_labels=labels,
+        attributes=tuple(attributes),
+        conditions=tuple(conditions),
+        comprehension_max_attempts=max_attempts,
+        comprehension=questions,
+        attention_checks=checks,
+        demographics=demographics_enabled,
+        completed_code=completed_code,
+        screened_out_code=screened_code,
+        completion_url=url,
+        redirect_after_s=redirect_after_s,
+    )
+    top.done()
+    return study
+
+
+def load_study(path: str | Path | None = None) -> Study:
+    """Load a study TOML file; ``None`` loads the default that ships with the package."""
+    path = default_study_path() if path is None else Path(path)
+    if not path.is_file():
+        raise UserError(f"study file {path} does not exist")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"study file {path} is not valid TOML: {exc}") from exc
+    return parse_study(data)

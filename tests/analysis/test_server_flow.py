@@ -1,0 +1,167 @@
+"""Simulated participants through the real study server: in-process and over HTTP."""
+
+from __future__ import annotations
+
+import threading
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from xaistudy.cli import cli
+
+ACCURACY = "baseline=0.9,counterfactuals=0.6,concepts=0.3"
+
+
+def test_simulate_into_a_database_then_analyse_it(bundle_dir, tmp_path):
+    url = f"sqlite:///{tmp_path / 'study.sqlite'}"
+    runner = CliRunner()
+    result = runner.invoke(
+        cli,
+        [
+            "simulate",
+            "--bundle",
+            str(bundle_dir),
+            "--n",
+            "6",
+            "--accuracy",
+            ACCURACY,
+            "--attention-fail",
+            "0.5",
+            "--db",
+            url,
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "completed 6" in result.output
+    result = runner.invoke(
+        cli,
+        [
+            "analyze",
+            "--db",
+            url,
+            "--bundle",
+            str(bundle_dir),
+            "--out",
+            str(tmp_path / "report"),
+            "--bootstrap",
+            "200",
+            "--min-seconds",
+            "0",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+
+    from study_server.export import export_frames
+
+    people = export_frames(url)["participants"]
+    assert len(people) == 6 and people["condition"].value_counts().tolist() == [2, 2, 2]
+    failed = int((people["attention_passed"] == False).sum())  # noqa: E712
+    exclusions = pd.read_csv(tmp_path / "report" / "exclusions.csv").set_index("reason")
+    assert exclusions.loc["attention_failed", "n_excluded"] == failed
+    table = pd.read_csv(tmp_path / "report" / "accuracy_by_condition.csv")
+    assert failed > 0 and table["n"].sum() == 6 - failed
+    assert (tmp_path / "report" / "page_times.csv").exists()
+
+
+@pytest.fixture()
+def running_server(bundle_dir, tmp_path):
+    import flask_migrate
+    from werkzeug.serving import make_server
+
+    from study_server import create_app
+
+    url = f"sqlite:///{tmp_path / 'http.sqlite'}"
+    app = create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": url,
+            "XAISTUDY_BUNDLE": str(bundle_dir),
+            "SECRET_KEY": "http-test",
+        }
+    )
+    with app.app_context():
+        flask_migrate.upgrade()
+    server = make_server("127.0.0.1", 0, app, threaded=True)  # port 0: a free port
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}", url
+    server.shutdown()
+    thread.join(5)
+
+
+def test_simulate_over_http(running_server, bundle_dir):
+    base, url = running_server
+    result = CliRunner().invoke(
+        cli,
+        [
+            "simulate",
+            "--bundle",
+            str(bundle_dir),
+            "--n",
+            "3",
+            "--accuracy",
+            ACCURACY,
+            "--url",
+            base,
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    from study_server.export import export_frames
+
+    frames = export_frames(url)
+    assert sorted(frames["participants"]["status"]) == ["completed"] * 3
+    assert len(frames["answers"]) == 3 * 7
+
+
+@pytest.fixture()
+def postgres_url():
+    import uuid
+
+    psycopg = pytest.importorskip("psycopg")
+    admin = "postgresql://postgres@127.0.0.1:5432/postgres"
+    name = f"xaistudy_analysis_{uuid.uuid4().hex[:10]}"  # one database per test and worker
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.mark.postgres
+def test_simulate_into_postgresql_then_analyse_it(bundle_dir, postgres_url, tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(
+        cli,
+        [
+            "simulate",
+            "--bundle",
+            str(bundle_dir),
+            "--n",
+            "3",
+            "--accuracy",
+            ACCURACY,
+            "--db",
+            postgres_url,
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(
+        cli,
+        [
+            "analyze",
+            "--db",
+            postgres_url,
+            "--bundle",
+            str(bundle_dir),
+            "--out",
+            str(tmp_path / "report"),
+            "--bootstrap",
+            "200",
+            "--min-seconds",
+            "0",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(tmp_path / "report" / "accuracy_by_condition.csv")
+    assert sorted(table["condition"]) == ["baseline", "concepts", "counterfactuals"]
+    assert table["n"].tolist() == [1, 1, 1]

@@ -1,0 +1,169 @@
+"""The study bundle end to end: build, manifest contents, verify, damage, preview, CLI."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from explain.build import ExplainSettings, GroundTruthScenes, build_bundle, default_renderer
+from explain.bundle_format import BundleError, verify_bundle
+from explain.images import decode_png
+from generator.attributes import FACTORS, STUDY_ATTRIBUTES
+from generator.biases import load_spec
+from generator.dataset import DatasetFolder
+from generator.generate import generate_dataset
+from xaistudy.cli import cli
+from xaistudy.errors import UserError
+
+CPU = torch.device("cpu")
+SETTINGS = ExplainSettings(
+    baseline_rows=3,
+    counterfactual_sources=3,
+    concepts=4,
+    concept_highest=2,
+    concept_lowest=1,
+    concept_overlay_size=64,
+    ground_truth_scenes=48,
+    tutorial_examples=2,
+)
+
+
+@pytest.fixture(scope="module")
+def bundle(tiny_model, tiny_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bundle") / "bundle"
+    path, timings = build_bundle(
+        tiny_model, {"name": "tiny"}, tiny_data, out, CPU, SETTINGS, progress=False
+    )
+    assert set(timings) == {
+        "logits", "baseline", "counterfactuals", "concepts", "ground_truth", "tutorial", "write"
+    }  # fmt: skip
+    return path
+
+
+@pytest.fixture
+def manifest(bundle):
+    return json.loads((bundle / "manifest.json").read_text())
+
+
+def test_bundle_verifies_and_every_image_is_named_by_its_content_hash(bundle, manifest):
+    assert verify_bundle(bundle)["schema_version"] == 1
+    assert not list(bundle.parent.glob("*.partial-*"))
+    for rel, digest in manifest["files"].items():
+        assert re.fullmatch(r"images/[0-9a-f]{16}\.png", rel)
+        assert rel == f"images/{digest[:16]}.png"
+    assert manifest["model_card"] == {"name": "tiny"}
+    assert manifest["dataset"]["size"] == 32 and manifest["dataset"]["preset"] == "iclr2022"
+
+
+def test_ground_truth_covers_every_factor_and_attribute(manifest):
+    truth = manifest["ground_truth"]
+    assert list(sorted(truth)) == sorted(FACTORS)
+    for entry in truth.values():
+        assert entry["ci"][0] <= entry["effect"] <= entry["ci"][1]
+        assert 0 <= entry["flip_rate"] <= 1 and 0 <= entry["variance_share"] <= 1
+        assert entry["n"] == 48
+    assert "description" in manifest["ground_truth_rule"]
+    attributes = {a["key"]: a for a in manifest["attributes"]}
+    assert list(attributes) == list(STUDY_ATTRIBUTES)
+    for key, attr in attributes.items():
+        assert attr["relevant"] == any(truth[f]["relevant"] for f in STUDY_ATTRIBUTES[key])
+
+
+def test_conditions_layouts_and_numbers(manifest, bundle, tiny_model):
+    conditions = manifest["conditions"]
+    assert set(conditions) == {"baseline", "counterfactuals", "concepts"}
+    for condition in conditions.values():
+        layout = condition["layout"]
+        assert condition["title"] and condition["description"]
+        assert len(condition["stimuli"]) == layout["rows"] * layout["columns"]
+        assert len(layout["row_labels"]) == layout["rows"]
+        assert len(layout["column_labels"]) == layout["columns"]
+        order = [(s["row"], s["column"]) for s in condition["stimuli"]]
+        assert order == sorted(order)
+    baseline = conditions["baseline"]
+    assert baseline["layout"]["columns"] == 5 and len(baseline["layout"]["bins"]["edges"]) == 6
+    # The stored counterfactual images give the target logit (up to 8-bit rounding of
+    # the stored PNG), and the decoded ones exactly.
+    counterfactuals = conditions["counterfactuals"]
+    for stim in counterfactuals["stimuli"]:
+        assert abs(stim["logit"] - stim["target"]) < 1e-3
+        image = decode_png((bundle / stim["image"]).read_bytes())
+        x = torch.from_numpy(image.copy()).permute(2, 0, 1)[None].float() / 255
+        with torch.no_grad():
+            assert tiny_model.logit(x).item() == pytest.approx(stim["stored_logit"], abs=1e-4)
+    concepts = conditions["concepts"]
+    assert concepts["factorisation"] in ("nmf", "signed")
+    assert len(concepts["importance"]) == concepts["layout"]["rows"] == 4
+    assert 0 <= concepts["fidelity"]["decision_agreement"] <= 1
+
+
+def test_tutorial_has_examples_and_one_row_per_study_attribute(manifest, bundle):
+    tutorial = manifest["tutorial"]
+    assert len(tutorial["examples"]["peaky"]) == 2 and len(tutorial["examples"]["stretchy"]) == 2
+    assert set(tutorial["attributes"]) == set(STUDY_ATTRIBUTES)
+    arm = tutorial["attributes"]["arm_position"]
+    assert [s["caption"] for s in arm["images"]][0] == "arm position 0.00"
+    images = [decode_png((bundle / s["image"]).read_bytes()) for s in arm["images"]]
+    assert all(im.shape == (32, 32, 3) for im in images)
+    assert len({im.tobytes() for im in images}) == len(images)  # the arms really move
+
+
+def test_damaged_bundle_is_refused_with_a_clear_message(bundle, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(bundle, copy)
+    victim = sorted((copy / "images").iterdir())[0]
+    victim.write_bytes(victim.read_bytes() + b"x")
+    with pytest.raises(BundleError, match=r"damaged bundle: images/.* has hash"):
+        verify_bundle(copy)
+    result = CliRunner().invoke(cli, ["bundle", "verify", str(copy)])
+    assert result.exit_code == 2
+    assert "Error: damaged bundle" in result.output and "Traceback" not in result.output
+    victim.unlink()
+    result = CliRunner().invoke(cli, ["bundle", "verify", str(copy)])
+    assert result.exit_code == 2 and "missing" in result.output
+    result = CliRunner().invoke(cli, ["bundle", "verify", str(tmp_path / "nothing")])
+    assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_cli_verify_and_preview(bundle, tmp_path):
+    result = CliRunner().invoke(cli, ["bundle", "verify", str(bundle)])
+    assert result.exit_code == 0 and "intact" in result.output
+    out = tmp_path / "preview"
+    result = CliRunner().invoke(cli, ["bundle", "preview", str(bundle), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["baseline.png", "concepts.png", "counterfactuals.png", "tutorial.png"]
+    assert decode_png((out / "concepts.png").read_bytes()).shape[0] > 200
+
+
+def test_failed_build_leaves_nothing_that_looks_complete(tiny_model, tiny_data, tmp_path):
+    out = tmp_path / "bundle"
+    too_many_rows = ExplainSettings(baseline_rows=80)
+    with pytest.raises(UserError, match="rows were asked for"):
+        build_bundle(tiny_model, {}, tiny_data, out, CPU, too_many_rows, progress=False)
+    assert list(tmp_path.iterdir()) == []
+    (out / "keep.txt").parent.mkdir()
+    (out / "keep.txt").write_text("x")
+    with pytest.raises(UserError, match="--overwrite"):
+        build_bundle(tiny_model, {}, tiny_data, out, CPU, SETTINGS, progress=False)
+
+
+def test_missing_intervention_splits_are_made_on_the_fly(tmp_path):
+    out = tmp_path / "plain"
+    generate_dataset(
+        load_spec("iclr2022"), out, n_train=0, n_val=0, n_test=12, size=32, progress=False
+    )
+    folder = DatasetFolder(out)
+    test = folder.split("test")
+    scenes = GroundTruthScenes(folder, test.params, default_renderer(CPU, 64), seed=0)
+    originals, images = scenes.scenes("bg_color", 8)
+    np.testing.assert_array_equal(originals, np.arange(8))
+    assert images.shape == (8, 32, 32, 3) and scenes.made_on_the_fly == ["bg_color"]
+    # The background was redrawn: the corner pixel (background) changes colour.
+    corners_before = np.asarray(test.images[:8, 0, 0]).astype(int)
+    assert np.abs(images[:, 0, 0].astype(int) - corners_before).sum() > 0

@@ -1,0 +1,70 @@
+"""``xaistudy explain`` on a run folder made by the modeling package's own training."""
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from explain.bundle_format import verify_bundle
+from modeling.configs import ModelConfig
+from modeling.training import TrainOptions, train
+from xaistudy.cli import cli
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "run"
+    config = ModelConfig(
+        name="tiny",
+        input_size=32,
+        blocks_per_stage=(1, 1, 1),
+        coupling_widths=(8, 8, 8),
+        epochs=1,
+        batch_size=64,
+    )
+    train(TrainOptions(data=tiny_data.root, out=out, device=torch.device("cpu"), config=config,
+                       progress=False))  # fmt: skip
+    return out
+
+
+def test_explain_writes_a_verified_bundle(tiny_run, tiny_data, tmp_path):
+    out = tmp_path / "bundle"
+    args = [
+        "explain", "--model", str(tiny_run), "--data", str(tiny_data.root), "--out", str(out),
+        "--device", "cpu", "--baseline-rows", "2", "--baseline-columns", "3", "--cf-sources", "2",
+        "--cf-targets", "3", "--concepts", "3", "--gt-scenes", "24",
+        "--relevance-rule", "min_flip_rate=0.5,min_variance_share=1",
+    ]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "wrote study bundle" in result.output
+    manifest = verify_bundle(out)
+    assert manifest["model_card"] == json.loads((tiny_run / "model_card.json").read_text())
+    assert manifest["ground_truth_rule"]["min_flip_rate"] == 0.5
+    assert manifest["conditions"]["baseline"]["layout"]["columns"] == 3
+    assert manifest["conditions"]["counterfactuals"]["targets"][1] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--relevance-rule", "nonsense=1"], "unknown relevance rule key"),
+        (["--baseline-columns", "4"], "must be odd"),
+        (["--gt-scenes", "0"], "--gt-scenes must be at least 1"),
+    ],
+)
+def test_explain_refuses_bad_options_with_one_line(tiny_run, tiny_data, tmp_path, extra, message):
+    args = ["explain", "--model", str(tiny_run), "--data", str(tiny_data.root),
+            "--out", str(tmp_path / "b"), *extra]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2
+    assert message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "b").exists()
+
+
+def test_explain_names_a_missing_run_folder(tiny_data, tmp_path):
+    args = ["explain", "--model", str(tmp_path / "none"), "--data", str(tiny_data.root),
+            "--out", str(tmp_path / "b")]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2 and "run folder" in result.output

@@ -1,0 +1,97 @@
+"""Tiny dataset folders, configs and models for the modeling tests (16 px, few images)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from generator.attributes import ATTRIBUTES, CONTINUOUS, RANGES
+from generator.dataset import DatasetWriter
+from modeling.configs import ModelConfig
+from modeling.network import build_model
+
+TINY_TOML = """
+name = "tiny"
+input_size = 16
+blocks_per_stage = [1, 1, 2]
+coupling_widths = [8, 8, 16]
+nll_weight = 0.05
+bce_weight = 1.0
+epochs = 2
+batch_size = 16
+learning_rate = 0.003
+warmup_steps = 4
+"""
+
+
+def tiny_config(**changes) -> ModelConfig:
+    values = {
+        "name": "tiny",
+        "input_size": 16,
+        "blocks_per_stage": (1, 1, 2),
+        "coupling_widths": (8, 8, 16),
+        "nll_weight": 0.05,
+        "epochs": 2,
+        "batch_size": 16,
+        "learning_rate": 3e-3,
+        "warmup_steps": 4,
+    }
+    values.update(changes)
+    return ModelConfig(**values)
+
+
+def scene_params(labels: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
+    """Scene attributes with arm_position separating the classes (as in Two4Two)."""
+    n = len(labels)
+    frame = {"id": [f"s{i:05d}" for i in range(n)], "label": labels}
+    for name in CONTINUOUS:
+        low, high = RANGES[name]
+        frame[name] = rng.uniform(low, high, n)
+    frame["arm_position"] = np.where(labels == 1, rng.uniform(0.6, 1, n), rng.uniform(0, 0.4, n))
+    frame["obj_name"] = np.where(labels == 1, "stretchy", "peaky")
+    frame["fliplr"] = rng.random(n) < 0.5
+    return pd.DataFrame(frame)[["id", "label", *ATTRIBUTES]]
+
+
+def pattern_images(params: pd.DataFrame, size: int, rng: np.random.Generator) -> np.ndarray:
+    """N x size x size x 3 uint8: a bar whose length is the arm position, on a noisy background."""
+    n = len(params)
+    images = rng.integers(0, 60, (n, size, size, 3)).astype(np.uint8)
+    images[..., 2] = (params["bg_color"].to_numpy()[:, None, None] * 120).astype(np.uint8)
+    for i, arm in enumerate(params["arm_position"].to_numpy()):
+        length = 2 + int(arm * (size - 4))
+        images[i, size // 2 - 2 : size // 2 + 2, 2 : 2 + length, 0] = 230
+    return images
+
+
+def write_dataset(root: Path, size: int = 16, counts=None, seed: int = 0) -> Path:
+    """A complete dataset folder with train, val, test and one intervention split."""
+    counts = counts or {"train": 96, "val": 16, "test": 32, "test_intervene_bg_color": 16}
+    rng = np.random.default_rng(seed)
+    writer = DatasetWriter(root)
+    for split, n in counts.items():
+        labels = np.arange(n) % 2
+        params = scene_params(labels, rng)
+        if split.startswith("test_intervene"):
+            params["original_id"] = params["id"]
+            params["intervened"] = "bg_color"
+        images = pattern_images(params, size, rng)
+        writer.write_split(split, params, images, np.zeros(images.shape[:3], np.uint8))
+    return writer.finish({"size": size, "preset": "pattern-test", "seed": seed})
+
+
+def randomized_model(config: ModelConfig, seed: int = 0, dtype=torch.float32):
+    """A model whose every parameter is perturbed, so no layer is the identity."""
+    model = build_model(config, seed).to(dtype)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            noise = torch.randn(parameter.shape, generator=generator, dtype=dtype)
+            parameter.add_(0.05 * noise)
+        for module in model.modules():
+            if hasattr(module, "initialized"):
+                module.initialized.fill_(True)
+    return model.eval()

@@ -1,0 +1,185 @@
+"""``xaistudy train``: run folder, model card, exact resume, and clear errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+from modeling_helpers import write_dataset
+
+from generator.dataset import DatasetFolder
+from modeling import load_run
+from modeling import training as training_module
+from modeling.ceiling import ceiling_accuracy
+from modeling.configs import CONFIGS, load_config
+from modeling.training import TrainOptions, noisy_labels, train
+from xaistudy.cli import cli
+from xaistudy.errors import UserError
+
+CPU = torch.device("cpu")
+
+
+def run_cli(*args):
+    return CliRunner().invoke(cli, ["train", *map(str, args)])
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_dataset, tmp_path_factory):
+    toml = tmp_path_factory.mktemp("cfg") / "tiny.toml"
+    from modeling_helpers import TINY_TOML
+
+    toml.write_text(TINY_TOML)
+    out = tmp_path_factory.mktemp("runs") / "run"
+    result = run_cli(
+        "--data", tiny_dataset, "--out", out, "--config", toml, "--epochs", 3, "--quiet"
+    )
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_train_writes_a_complete_run_folder(finished_run, tiny_dataset):
+    card = json.loads((finished_run / "model_card.json").read_text())
+    assert set(card["accuracy"]) == {"val", "test", "test_intervene_bg_color"}
+    assert all(0.0 <= v <= 1.0 for v in card["accuracy"].values())
+    assert 0.9 <= card["ceiling_accuracy"] <= 1.0  # arm_position separates the classes
+    assert card["dataset"]["fingerprint"] == DatasetFolder(tiny_dataset).fingerprint()
+    assert card["config_name"] == "tiny" and card["input_size"] == 16
+    assert card["classifier_layer"] == 2 and card["epochs"] == 3
+    assert card["bits_per_dim"]["test"] > 0
+    assert card["training_seconds"] > 0
+    metrics = pd.read_csv(finished_run / "metrics.csv")
+    assert list(metrics["epoch"]) == [1, 2, 3]
+    assert {"train_loss", "train_bits_per_dim", "train_accuracy", "val_accuracy"} <= set(metrics)
+
+
+def test_training_learns_the_visible_pattern(finished_run):
+    card = json.loads((finished_run / "model_card.json").read_text())
+    assert card["accuracy"]["test"] >= 0.8
+
+
+def test_load_run_gives_the_trained_model(finished_run, tiny_dataset):
+    run = load_run(finished_run, "cpu")
+    assert run.config.name == "tiny" and not run.model.training
+    data = training_module.load_split_tensors(DatasetFolder(tiny_dataset), "test")
+    metrics = training_module.evaluate(run.model, *data, CPU)
+    assert metrics["accuracy"] == pytest.approx(run.card["accuracy"]["test"])
+
+
+def test_load_run_refuses_an_incomplete_folder(finished_run, tmp_path):
+    partial = tmp_path / "partial"
+    shutil.copytree(finished_run, partial)
+    (partial / "model_card.json").unlink()
+    with pytest.raises(UserError, match="not a complete run folder"):
+        load_run(partial)
+
+
+def options(data, out, **kw):
+    from modeling_helpers import tiny_config
+
+    kw.setdefault("config", tiny_config())
+    return TrainOptions(data=data, out=out, device=CPU, progress=False, **kw)
+
+
+def test_resume_continues_exactly_where_a_stopped_run_ended(tiny_dataset, tmp_path):
+    straight = tmp_path / "straight"
+    train(options(tiny_dataset, straight, epochs=2))
+    stopped = tmp_path / "stopped"
+    # --max-minutes so small that the run stops after its first epoch
+    first = train(options(tiny_dataset, stopped, epochs=2, max_minutes=1e-9))
+    assert first["epochs"] == 1
+    resumed = train(options(tiny_dataset, stopped, resume=True, config=None))
+    assert resumed["epochs"] == 2
+    a = torch.load(straight / "checkpoint.pt", weights_only=False)["model"]
+    b = torch.load(stopped / "checkpoint.pt", weights_only=False)["model"]
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert pd.read_csv(stopped / "metrics.csv")["epoch"].tolist() == [1, 2]
+
+
+def test_nan_loss_stops_with_a_message_and_keeps_the_last_checkpoint(
+    tiny_dataset, tmp_path, monkeypatch
+):
+    out = tmp_path / "run"
+    train(options(tiny_dataset, out, epochs=1))
+    before = (out / "checkpoint.pt").read_bytes()
+    real_bce = training_module.F.binary_cross_entropy_with_logits
+
+    def nan_bce(logit, target):
+        return real_bce(logit, target) * float("nan")
+
+    monkeypatch.setattr(training_module.F, "binary_cross_entropy_with_logits", nan_bce)
+    result = run_cli("--data", tiny_dataset, "--out", out, "--resume", "--epochs", 2, "--quiet")
+    assert result.exit_code == 2
+    assert "training diverged" in result.output and "after epoch 1 is kept" in result.output
+    assert (out / "checkpoint.pt").read_bytes() == before
+    assert not (out / "model_card.json").exists()
+
+
+def test_dataset_without_meta_json_is_refused(tiny_dataset, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_dataset, broken)
+    (broken / "meta.json").unlink()
+    result = run_cli("--data", broken, "--out", tmp_path / "run")
+    assert result.exit_code == 2
+    assert "no meta.json" in result.output and "Traceback" not in result.output
+
+
+def test_image_size_must_match_the_config(tiny_dataset, tmp_path):
+    result = run_cli("--data", tiny_dataset, "--out", tmp_path / "run", "--config", "cpu-small")
+    assert result.exit_code == 2
+    assert "16 px images but config 'cpu-small' takes 64 px" in result.output
+
+
+def test_resume_with_another_config_is_refused(finished_run, tiny_dataset, tmp_path, tiny_toml):
+    other = tmp_path / "other.toml"
+    other.write_text(
+        tiny_toml.read_text().replace("coupling_widths = [8, 8, 16]", "coupling_widths = [8, 8, 8]")
+    )
+    copy = tmp_path / "run"
+    shutil.copytree(finished_run, copy)
+    result = run_cli("--data", tiny_dataset, "--out", copy, "--resume", "--config", other)
+    assert result.exit_code == 2
+    assert "belongs to config 'tiny'" in result.output
+
+
+def test_a_used_run_folder_needs_resume(finished_run, tiny_dataset):
+    result = run_cli("--data", tiny_dataset, "--out", finished_run)
+    assert result.exit_code == 2 and "pass --resume" in result.output
+
+
+def test_unknown_config_and_bad_toml_keys_are_refused(tmp_path):
+    with pytest.raises(UserError, match="unknown config 'huge'"):
+        load_config("huge")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("input_size = 16\nblocks_per_stage = [1]\ncoupling_widths = [8]\ndepth = 3\n")
+    with pytest.raises(UserError, match="unknown key"):
+        load_config(bad)
+    mismatched = tmp_path / "mismatched.toml"
+    mismatched.write_text("input_size = 16\nblocks_per_stage = [1, 1]\ncoupling_widths = [8]\n")
+    with pytest.raises(UserError, match="one width per stage"):
+        load_config(mismatched)
+
+
+def test_toml_config_is_loaded_with_its_file_name(tiny_toml):
+    config = load_config(tiny_toml)
+    assert config.name == "tiny" and config.blocks_per_stage == (1, 1, 2)
+    assert load_config("cpu-small") is CONFIGS["cpu-small"]
+
+
+def test_label_noise_flips_the_asked_share_deterministically():
+    labels = torch.arange(4000) % 2
+    noisy = noisy_labels(labels, 0.1, seed=3)
+    assert torch.equal(noisy, noisy_labels(labels, 0.1, seed=3))
+    assert 0.08 < (noisy != labels).float().mean() < 0.12
+    assert torch.equal(noisy_labels(labels, 0.0, seed=3), labels)
+
+
+def test_ceiling_reflects_how_separable_the_attributes_are(tmp_path):
+    folder = DatasetFolder(write_dataset(tmp_path / "d", counts={"train": 200, "test": 100}))
+    scores = ceiling_accuracy(folder)
+    assert scores["ceiling"] == max(scores["logistic_regression"], scores["gradient_boosting"])
+    assert scores["ceiling"] >= 0.95

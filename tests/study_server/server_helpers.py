@@ -1,0 +1,92 @@
+"""Small helpers shared by the study server's tests."""
+
+from __future__ import annotations
+
+import re
+from html import unescape
+from pathlib import Path
+
+import flask_migrate
+from sqlalchemy import func, select
+
+ADMIN_PASSWORD = "correct horse battery staple"
+
+
+def answer_all(key: str, condition: str) -> tuple[int, str]:
+    return (5 if key == "arm_position" else 2, f"because of {key}")
+
+
+def enter(client, pid: str = "P1", follow: bool = True):
+    url = f"/?PROLIFIC_PID={pid}&STUDY_ID=S1&SESSION_ID=X1"
+    return client.get(url, follow_redirects=follow)
+
+
+def hidden_fields(html: str) -> dict[str, str]:
+    fields = {}
+    for tag in re.findall(r"<input[^>]*type=\"hidden\"[^>]*>", html):
+        name = re.search(r'name="([^"]+)"', tag).group(1)
+        value = re.search(r'value="([^"]*)"', tag)
+        fields[name] = unescape(value.group(1)) if value else ""
+    return fields
+
+
+def current_page(html: str) -> str:
+    return re.search(r'<meta name="xaistudy-page" content="([^"]+)"', html).group(1)
+
+
+def walk_to(client, page: str, pid: str = "P1") -> str:
+    """Enter and click through (correct answers) until ``page`` is shown; return its HTML."""
+    from study_server.client import choose_option, parse_page
+    from study_server.study import load_study
+
+    html = enter(client, pid).get_data(as_text=True)
+    study = load_study(None)
+    while current_page(html) != page:
+        data = hidden_fields(html)
+        name = current_page(html)
+        if name == "consent":
+            data["consent"] = "yes"
+        elif name in ("comprehension",) or name.startswith("attention-"):
+            parsed = parse_page(html)
+            for field in parsed.radios:
+                data[field] = choose_option(study, parsed, field, "pass")
+        elif name.startswith("rating-"):
+            data.update(rating="3", reason="a reason")
+        response = client.post(f"/study/{name}", data=data, follow_redirects=True)
+        html = response.get_data(as_text=True)
+    return html
+
+
+def count(app, model, *where) -> int:
+    from study_server.extensions import db
+
+    with app.app_context():
+        return db.session.scalar(select(func.count()).select_from(model).where(*where))
+
+
+_migrated: set[str] = set()
+
+
+def make_app(bundle_dir: Path, database_url: str, migrate: bool = True, **overrides):
+    from study_server import create_app
+
+    settings = {
+        "TESTING": True,
+        "SECRET_KEY": "test-secret",
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "XAISTUDY_BUNDLE": str(bundle_dir),
+        "XAISTUDY_ADMIN_PASSWORD": ADMIN_PASSWORD,
+        **overrides,
+    }
+    app = create_app(settings)
+    with app.app_context():
+        if migrate and database_url not in _migrated:
+            flask_migrate.upgrade()
+            _migrated.add(database_url)
+    return app
+
+
+def login(client, password: str = ADMIN_PASSWORD):
+    """Post the admin login form (with its CSRF token); return the response."""
+    html = client.get("/admin/login").get_data(as_text=True)
+    return client.post("/admin/login", data={**hidden_fields(html), "password": password})

@@ -1,0 +1,297 @@
+"""``xaistudy analyze``, ``xaistudy simulate`` and ``xaistudy power`` (thin: see analysis/)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from xaistudy.errors import UserError
+
+_BUNDLE = click.option(
+    "--bundle",
+    "bundle_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Study bundle folder (made by 'xaistudy explain'): the ground truth.",
+)
+
+
+def _scoring_options(func):
+    func = click.option(
+        "--relies-on",
+        default="4,5",
+        show_default=True,
+        help="Ratings that mean 'the model relies on it'.",
+    )(func)
+    func = click.option(
+        "--not-relies-on",
+        default="1,2",
+        show_default=True,
+        help="Ratings that mean 'the model does not rely on it'.",
+    )(func)
+    return func
+
+
+@click.command()
+@click.option("--db", "db_url", help="Study database URL (sqlite:///..., postgresql://...).")
+@click.option(
+    "--responses",
+    type=click.Path(path_type=Path),
+    help="Export folder (participants.csv, answers.csv, pages.csv) or one answers.csv.",
+)
+@_BUNDLE
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Report folder: CSV tables and report.html.",
+)
+@_scoring_options
+@click.option(
+    "--min-seconds",
+    type=float,
+    default=None,
+    help="Exclude completions faster than this many seconds.",
+)
+@click.option(
+    "--min-median-fraction",
+    type=float,
+    default=0.3,
+    show_default=True,
+    help="Without --min-seconds: exclude completions faster than this fraction "
+    "of the median duration.",
+)
+@click.option(
+    "--bootstrap",
+    "n_boot",
+    type=int,
+    default=2000,
+    show_default=True,
+    help="Bootstrap resamples over participants.",
+)
+@click.option("--level", type=float, default=0.95, show_default=True, help="Interval level.")
+@click.option(
+    "--model",
+    type=click.Choice(["auto", "bayes", "gee"]),
+    default="auto",
+    show_default=True,
+    help="bayes: logistic mixed model (variational Bayes); gee: GEE logistic; "
+    "auto: bayes up to 1,000 participants, else gee.",
+)
+@click.option(
+    "--power-sims",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Add a power curve (simulated studies per N) to the report; 0: none.",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+def analyze(
+    db_url,
+    responses,
+    bundle_dir,
+    out_dir,
+    relies_on,
+    not_relies_on,
+    min_seconds,
+    min_median_fraction,
+    n_boot,
+    level,
+    model,
+    power_sims,
+    seed,
+):
+    """Score the responses against the bundle's ground truth and write the report."""
+    from analysis.report import analyze as run
+    from analysis.scoring import ExclusionRules, ScoringRule
+
+    if power_sims < 0:
+        raise UserError(f"--power-sims must be >= 0, got {power_sims}")
+    analysis = run(
+        out_dir=out_dir,
+        bundle_dir=bundle_dir,
+        responses=responses,
+        db_url=db_url,
+        rule=ScoringRule.parse(relies_on, not_relies_on),
+        exclusions=ExclusionRules(
+            min_seconds, None if min_seconds is not None else min_median_fraction
+        ),
+        n_boot=n_boot,
+        seed=seed,
+        model=model,
+        level=level,
+        power_sims=power_sims,
+    )
+    excluded = int(analysis.scored.exclusions["n_excluded"].sum())
+    click.echo(f"{len(analysis.scored.participants)} participants analysed, {excluded} excluded")
+    for _, row in analysis.tables.by_condition.iterrows():
+        click.echo(
+            f"  {row['condition']:<16} accuracy {row['accuracy']:.3f} "
+            f"[{row['ci_low']:.3f}, {row['ci_high']:.3f}]  n={row['n']}"
+        )
+    click.echo(f"report: {Path(out_dir) / 'report.html'}")
+
+
+@click.command()
+@_BUNDLE
+@click.option("--n", "n", type=int, default=240, show_default=True, help="Participants.")
+@click.option(
+    "--accuracy",
+    required=True,
+    help="Per-condition accuracy, e.g. baseline=0.7,concepts=0.6,counterfactuals=0.8.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    help="Write the CSV export format here (no server).",
+)
+@click.option("--db", "db_url", help="Fill this study database through the real flow.")
+@click.option("--url", help="Drive the running server at this URL over HTTP.")
+@click.option(
+    "--study",
+    type=click.Path(path_type=Path),
+    help="Study definition (TOML) for --db; the server's default when omitted.",
+)
+@click.option(
+    "--ability-sd",
+    type=float,
+    default=0.1,
+    show_default=True,
+    help="Spread of per-participant accuracy around the condition's value.",
+)
+@click.option(
+    "--attention-fail",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Share of participants who fail the attention check.",
+)
+@click.option(
+    "--too-fast",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Share of participants who finish too fast (--out only).",
+)
+@_scoring_options
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace a non-empty --out folder.")
+def simulate(
+    bundle_dir,
+    n,
+    accuracy,
+    out_dir,
+    db_url,
+    url,
+    study,
+    ability_sd,
+    attention_fail,
+    too_fast,
+    relies_on,
+    not_relies_on,
+    seed,
+    overwrite,
+):
+    """Simulated participants with known per-condition accuracies."""
+    from analysis import simulate as sim
+    from analysis.load import load_bundle
+    from analysis.scoring import ScoringRule
+
+    targets = [t for t in (out_dir, db_url, url) if t is not None]
+    if len(targets) != 1:
+        raise UserError("give exactly one of --out DIR, --db URL and --url URL")
+    bundle = load_bundle(bundle_dir)
+    spec = sim.SimulationSpec(
+        accuracy=sim.parse_accuracy(accuracy, bundle.conditions),
+        n=n,
+        seed=seed,
+        ability_sd=ability_sd,
+        attention_fail=attention_fail,
+        too_fast=too_fast,
+        rule=ScoringRule.parse(relies_on, not_relies_on),
+    )
+    if out_dir is not None:
+        frames = sim.simulate_frames(bundle, spec)
+        sim.write_frames(frames, out_dir, overwrite=overwrite)
+        counts = frames["participants"]["condition"].value_counts()
+        click.echo(
+            f"{n} simulated participants written to {out_dir}: "
+            + ", ".join(f"{c} {counts.get(c, 0)}" for c in spec.accuracy)
+        )
+        return
+    if too_fast:
+        raise UserError("--too-fast needs --out: through a server, durations are real")
+    if db_url is not None:
+        summary = sim.simulate_database(bundle_dir, db_url, spec, study=study)
+        where = db_url
+    else:
+        summary = sim.simulate_http(url, bundle, spec)
+        where = url
+    statuses = ", ".join(f"{k} {v}" for k, v in sorted(summary.statuses.items()))
+    conditions = ", ".join(f"{k} {v}" for k, v in sorted(summary.conditions.items()))
+    click.echo(f"{n} simulated participants through {where}: {statuses}; {conditions}")
+    click.echo("their durations are real (fractions of a second): analyse with --min-seconds 0")
+
+
+@click.command()
+@click.option(
+    "--accuracy",
+    required=True,
+    help="Expected accuracy per condition, e.g. baseline=0.7,concepts=0.75.",
+)
+@click.option("--n", "n", type=int, required=True, help="Participants per condition.")
+@click.option("--sims", type=int, default=500, show_default=True, help="Simulated studies.")
+@click.option(
+    "--attributes",
+    "n_attributes",
+    type=int,
+    default=7,
+    show_default=True,
+    help="Attributes each participant rates.",
+)
+@click.option("--ability-sd", type=float, default=0.1, show_default=True)
+@click.option("--alpha", type=float, default=0.05, show_default=True)
+@click.option(
+    "--curve",
+    type=click.Path(path_type=Path),
+    help="Also write a power curve over N as this PNG (its table beside it as CSV).",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+def power(accuracy, n, sims, n_attributes, ability_sd, alpha, curve, seed):
+    """Probability that a study with N per condition detects the differences."""
+    from analysis.power import default_ns, power_analysis, power_curve
+    from analysis.simulate import parse_accuracy
+    from explain.bundle_format import CONDITIONS
+
+    targets = parse_accuracy(accuracy, list(CONDITIONS))
+    options = dict(n_attributes=n_attributes, ability_sd=ability_sd, alpha=alpha)
+    table = power_analysis(targets, n, sims=sims, seed=seed, **options)
+    for _, row in table.iterrows():
+        click.echo(
+            f"{row['condition_a']} vs {row['condition_b']}: difference "
+            f"{row['difference']:+.3f}, N={n} per condition -> power {row['power']:.2f} "
+            f"[{row['power_ci_low']:.2f}, {row['power_ci_high']:.2f}] ({sims} simulations)"
+        )
+    if curve is not None:
+        import os
+
+        from analysis.plots import power_plot
+
+        if curve.suffix.lower() != ".png":
+            raise UserError(f"--curve {curve} must name a .png file")
+        curve_table = power_curve(targets, default_ns(n), sims=sims, seed=seed, **options)
+        curve.parent.mkdir(parents=True, exist_ok=True)
+        for path, data in (
+            (curve.with_suffix(".csv"), curve_table.to_csv(index=False).encode()),
+            (curve, power_plot(curve_table)),
+        ):
+            tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        click.echo(f"power curve: {curve}")
+
+
+COMMANDS = [analyze, simulate, power]

@@ -1,0 +1,83 @@
+"""``xaistudy demo``: the whole loop on one machine, from nothing to a running study."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from xaistudy.devices import DEVICE_CHOICES
+
+
+@click.command()
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("demo"),
+    show_default=True,
+    help="Folder for the dataset, model, bundle, database and report.",
+)
+@click.option(
+    "--simulate",
+    "n_simulated",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Also run this many simulated participants through the server and write the "
+    "analysis report.",
+)
+@click.option("--no-serve", is_flag=True, help="Exit after building (and the report).")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--device", type=click.Choice(DEVICE_CHOICES), default="auto", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def demo(out, n_simulated, no_serve, host, port, device, seed):
+    """Generate an iclr2022 dataset, train cpu-small, precompute the bundle, serve the study.
+
+    A second run reuses every stage that is already built and up to date.
+    """
+    from xaistudy.commands_server import serve
+    from xaistudy.demo import (
+        DemoSettings,
+        admin_password,
+        bundle_stage,
+        check_port_free,
+        dataset_stage,
+        model_stage,
+        simulate_stage,
+        study_links,
+    )
+    from xaistudy.devices import resolve_device
+
+    settings = DemoSettings(out=out, seed=seed)
+    if not no_serve:
+        check_port_free(host, port)  # fail before minutes of work, not after
+    torch_device = resolve_device(device)
+    dataset = dataset_stage(settings, torch_device)
+    card = model_stage(settings, dataset, torch_device)
+    click.echo(
+        f"      test accuracy {card['accuracy']['test']:.3f} "
+        f"(ceiling {card['ceiling_accuracy']:.3f} from the true scene attributes)",
+        err=True,
+    )
+    bundle_dir = bundle_stage(settings, dataset, card, torch_device)
+    if n_simulated:
+        report = simulate_stage(settings, n_simulated, host)
+        click.echo(f"Report: {report.resolve()}")
+    password = admin_password(settings)
+    if no_serve:
+        click.echo(f"Bundle: {bundle_dir.resolve()}  (serve it with 'xaistudy demo')")
+        return
+    click.echo(f"Study ready:\n{study_links(host, port, password)}")
+    click.get_current_context().invoke(
+        serve,
+        bundle=bundle_dir,
+        study=None,
+        db=settings.db_url,
+        host=host,
+        port=port,
+        workers=2,
+        admin_password=password,
+    )
+
+
+COMMANDS = [demo]

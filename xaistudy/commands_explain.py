@@ -1,0 +1,112 @@
+"""``xaistudy explain`` and ``xaistudy bundle verify|preview``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from xaistudy.devices import DEVICE_CHOICES
+
+_FOLDER = click.Path(path_type=Path, file_okay=False)
+
+
+@click.command()
+@click.option(
+    "--model", "run_dir", required=True, type=_FOLDER, help="Run folder (xaistudy train)."
+)
+@click.option("--data", "data_dir", required=True, type=_FOLDER, help="Dataset folder.")
+@click.option("--out", required=True, type=_FOLDER, help="Bundle folder to write.")
+@click.option("--device", type=click.Choice(DEVICE_CHOICES), default="auto", show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace an existing bundle folder.")
+@click.option("--n-test", default=1000, show_default=True, help="Test images the conditions use.")
+@click.option("--baseline-rows", default=30, show_default=True)
+@click.option("--baseline-columns", default=5, show_default=True, help="Logit bins (odd).")
+@click.option("--cf-sources", default=6, show_default=True, help="Counterfactual source images.")
+@click.option(
+    "--cf-targets", default=5, show_default=True, help="Counterfactual target logits (odd)."
+)
+@click.option("--concepts", "n_concepts", default=8, show_default=True, help="K concepts.")
+@click.option(
+    "--concept-layer", type=int, default=None, help="Stage whose activations are factorised."
+)
+@click.option("--gt-scenes", default=500, show_default=True, help="Intervened scenes per factor.")
+@click.option(
+    "--relevance-rule",
+    default=None,
+    help="key=value,... (min_flip_rate, min_variance_share, min_effect, combine) or a .toml file.",
+)
+@click.option("--batch-size", default=128, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+def explain(
+    run_dir, data_dir, out, device, overwrite, n_test, baseline_rows, baseline_columns,
+    cf_sources, cf_targets, n_concepts, concept_layer, gt_scenes, relevance_rule, batch_size, seed,
+):  # fmt: skip
+    """Precompute the explanations, ground truth and tutorial into a study bundle."""
+    from explain.build import ExplainSettings
+    from explain.build import explain as run_explain
+    from explain.ground_truth import RelevanceRule
+    from xaistudy.devices import resolve_device
+    from xaistudy.errors import UserError
+
+    for name, value in (
+        ("--n-test", n_test), ("--baseline-rows", baseline_rows), ("--cf-sources", cf_sources),
+        ("--concepts", n_concepts), ("--gt-scenes", gt_scenes), ("--batch-size", batch_size),
+    ):  # fmt: skip
+        if value < 1:
+            raise UserError(f"{name} must be at least 1, got {value}")
+    settings = ExplainSettings(
+        n_test=n_test,
+        baseline_rows=baseline_rows,
+        baseline_columns=baseline_columns,
+        counterfactual_sources=cf_sources,
+        counterfactual_targets=cf_targets,
+        concepts=n_concepts,
+        concept_layer=concept_layer,
+        ground_truth_scenes=gt_scenes,
+        batch_size=batch_size,
+        seed=seed,
+        relevance_rule=RelevanceRule.parse(relevance_rule),
+    )
+    path, timings = run_explain(
+        run_dir, data_dir, out, resolve_device(device), settings, overwrite=overwrite
+    )
+    total = sum(timings.values())
+    click.echo(f"wrote study bundle {path} in {total:.1f} s")
+
+
+@click.group()
+def bundle() -> None:
+    """Check or preview a study bundle."""
+
+
+@bundle.command()
+@click.argument("bundle_dir", type=click.Path(path_type=Path))
+def verify(bundle_dir: Path) -> None:
+    """Check the schema and the hash of every file of BUNDLE_DIR."""
+    from explain.bundle_format import verify_bundle
+
+    manifest = verify_bundle(bundle_dir)
+    click.echo(
+        f"bundle {bundle_dir} is intact: {len(manifest['files'])} files, "
+        f"conditions {', '.join(manifest['conditions'])}"
+    )
+
+
+@bundle.command()
+@click.argument("bundle_dir", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Folder for the PNGs (default: BUNDLE_DIR-preview beside the bundle).",
+)
+def preview(bundle_dir: Path, out: Path | None) -> None:
+    """Write one PNG per condition (and the tutorial) showing what participants see."""
+    from explain.preview import preview_bundle
+
+    for path in preview_bundle(bundle_dir, out):
+        click.echo(str(path))
+
+
+COMMANDS = [explain, bundle]

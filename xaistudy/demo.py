@@ -1,0 +1,282 @@
+"""The demo pipeline behind ``xaistudy demo``: dataset -> model -> bundle -> study.
+
+Each stage writes its folder under one demo folder and is skipped when that folder is
+complete and was made from the current inputs of the stage before it:
+
+- ``data/``: reused when ``meta.json`` records the demo's preset, seed, size and counts;
+- ``run/``: reused when ``model_card.json`` names the dataset's fingerprint and config;
+  a run killed mid-way is resumed from its last checkpoint;
+- ``bundle/``: reused when every hash verifies and its model card and dataset
+  fingerprint are those of ``run/`` and ``data/``.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+
+from xaistudy.errors import UserError
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """What the demo builds (the defaults are the documented demo)."""
+
+    out: Path = Path("demo")
+    preset: str = "iclr2022"
+    size: int = 64
+    n_train: int = 4000
+    n_val: int = 500
+    n_test: int = 1000
+    config: str = "cpu-small"
+    epochs: int | None = None  # None: the config's default
+    gt_scenes: int = 500
+    seed: int = 0
+    accuracy: dict[str, float] = field(
+        default_factory=lambda: {"baseline": 0.7, "counterfactuals": 0.8, "concepts": 0.6}
+    )
+
+    @property
+    def data_dir(self) -> Path:
+        return self.out / "data"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.out / "run"
+
+    @property
+    def bundle_dir(self) -> Path:
+        return self.out / "bundle"
+
+    @property
+    def report_dir(self) -> Path:
+        return self.out / "report"
+
+    @property
+    def db_url(self) -> str:
+        return f"sqlite:///{(self.out / 'study.sqlite').resolve()}"
+
+
+def _say(message: str) -> None:
+    click.secho(message, err=True, bold=True)
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+# -- stages ----------------------------------------------------------------------------
+
+
+def dataset_stage(settings: DemoSettings, device):
+    """Generate the demo dataset unless an identical one is there; return the folder."""
+    from generator.biases import load_spec
+    from generator.dataset import DatasetFolder
+    from generator.generate import generate_dataset
+
+    wanted = {"train": settings.n_train, "val": settings.n_val, "test": settings.n_test}
+    meta = _read_json(settings.data_dir / "meta.json")
+    if (
+        meta is not None
+        and meta.get("preset") == settings.preset
+        and meta.get("seed") == settings.seed
+        and meta.get("size") == settings.size
+        and all(meta.get("splits", {}).get(k) == v for k, v in wanted.items())
+        and meta.get("interventions")
+    ):
+        _say(f"[1/4] dataset: up to date in {settings.data_dir}")
+        return DatasetFolder(settings.data_dir)
+    _say(
+        f"[1/4] dataset: rendering {sum(wanted.values())} {settings.preset} scenes at "
+        f"{settings.size} px, plus the intervention splits"
+    )
+    generate_dataset(
+        load_spec(settings.preset),
+        settings.data_dir,
+        n_train=settings.n_train,
+        n_val=settings.n_val,
+        n_test=settings.n_test,
+        size=settings.size,
+        seed=settings.seed,
+        interventions=True,
+        device=device,
+        overwrite=True,
+    )
+    return DatasetFolder(settings.data_dir)
+
+
+def model_stage(settings: DemoSettings, dataset, device) -> dict:
+    """Train the demo model unless a finished run on this dataset is there; return its card."""
+    from modeling import CONFIGS
+    from modeling.training import TrainOptions, train
+
+    run_dir = settings.run_dir
+    fingerprint = dataset.fingerprint()
+    card = _read_json(run_dir / "model_card.json")
+    if (
+        card is not None
+        and card.get("config_name") == settings.config
+        and card.get("dataset", {}).get("fingerprint") == fingerprint
+    ):
+        _say(f"[2/4] model: up to date in {run_dir}")
+        return card
+    saved = _read_json(run_dir / "config.json")
+    resume = (
+        card is None
+        and saved is not None
+        and saved.get("dataset_fingerprint") == fingerprint
+        and saved.get("model", {}).get("name") == settings.config
+    )
+    if not resume and run_dir.exists():
+        shutil.rmtree(run_dir)
+    _say(f"[2/4] model: {'resuming' if resume else 'training'} {settings.config} on {dataset.root}")
+    return train(
+        TrainOptions(
+            data=dataset.root,
+            out=run_dir,
+            device=device,
+            config=None if resume else CONFIGS[settings.config],
+            epochs=settings.epochs,
+            seed=None if resume else settings.seed,
+            resume=resume,
+        )
+    )
+
+
+def bundle_stage(settings: DemoSettings, dataset, card: dict, device) -> Path:
+    """Precompute the bundle unless a verified one of this model and dataset is there."""
+    from explain.build import ExplainSettings, build_bundle
+    from explain.bundle_format import BundleError, verify_bundle
+    from modeling import load_run
+
+    bundle_dir = settings.bundle_dir
+    if (bundle_dir / "manifest.json").exists():
+        try:
+            manifest = verify_bundle(bundle_dir)
+        except BundleError:
+            manifest = None
+        if (
+            manifest is not None
+            and manifest.get("model_card", {}).get("created") == card.get("created")
+            and manifest.get("dataset", {}).get("fingerprint") == dataset.fingerprint()
+        ):
+            _say(f"[3/4] bundle: up to date in {bundle_dir}")
+            return bundle_dir
+    _say(f"[3/4] bundle: explanations and ground truth of {settings.run_dir}")
+    run = load_run(settings.run_dir, device)
+    path, _ = build_bundle(
+        run.model,
+        run.card,
+        dataset,
+        bundle_dir,
+        device,
+        ExplainSettings(ground_truth_scenes=settings.gt_scenes, seed=settings.seed),
+        overwrite=True,
+    )
+    return path
+
+
+def admin_password(settings: DemoSettings) -> str:
+    """The demo's admin password: made once, kept in ``admin-password.txt``."""
+    path = settings.out / "admin-password.txt"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(12) + "\n")
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def server_settings(settings: DemoSettings) -> dict:
+    from xaistudy.commands_server import build_settings
+
+    return build_settings(settings.bundle_dir, None, settings.db_url, admin_password(settings))
+
+
+@contextmanager
+def background_server(app, host: str, port: int):
+    """Serve ``app`` with werkzeug in a thread for as long as the block runs."""
+    from werkzeug.serving import make_server
+
+    server = make_server(host, port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://{host}:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join()
+
+
+def simulate_stage(settings: DemoSettings, n: int, host: str) -> Path:
+    """Run ``n`` simulated participants through the server over HTTP; write the report."""
+    import flask_migrate
+
+    from analysis.load import load_bundle
+    from analysis.report import analyze
+    from analysis.scoring import ExclusionRules
+    from analysis.simulate import SimulationSpec, simulate_http
+    from study_server import create_app
+
+    app = create_app(server_settings(settings))
+    with app.app_context():
+        flask_migrate.upgrade()
+    bundle = load_bundle(settings.bundle_dir)
+    spec = SimulationSpec(accuracy=dict(settings.accuracy), n=n, seed=settings.seed)
+    with background_server(app, host, 0) as url:
+        _say(f"[4/4] simulate: {n} participants through {url}")
+        summary = simulate_http(url, bundle, spec)
+    statuses = ", ".join(f"{k} {v}" for k, v in summary.statuses.items())
+    _say(f"      participants: {statuses}")
+    # Simulated participants click through in well under a second: no speed exclusion.
+    analysis = analyze(
+        settings.report_dir,
+        settings.bundle_dir,
+        db_url=settings.db_url,
+        exclusions=ExclusionRules(min_seconds=0.0, min_median_fraction=None),
+        seed=settings.seed,
+    )
+    table = analysis.tables.by_condition[["condition", "accuracy", "ci_low", "ci_high", "n"]]
+    _say("      accuracy by condition (set: " + _format_accuracy(settings.accuracy) + ")")
+    click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"), err=True)
+    return settings.report_dir / "report.html"
+
+
+def _format_accuracy(accuracy: dict[str, float]) -> str:
+    return ", ".join(f"{k}={v:g}" for k, v in accuracy.items())
+
+
+def study_links(host: str, port: int, password: str) -> str:
+    base = f"http://{host}:{port}"
+    return "\n".join(
+        [
+            f"  participant link: {base}/?PROLIFIC_PID=demo-participant&STUDY_ID=demo"
+            "&SESSION_ID=demo-session",
+            f"  preview link:     {base}/admin/ (log in, then 'Preview' a condition: "
+            "previews never count)",
+            f"  admin login:      {base}/admin/login   password: {password}",
+        ]
+    )
+
+
+def check_port_free(host: str, port: int) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise UserError(
+                f"cannot serve on {host}:{port} ({exc.strerror}); stop what uses it or pass "
+                "--port with a free port"
+            ) from exc
