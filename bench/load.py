@@ -1,6 +1,6 @@
 """Load and fault benchmark of the study server: N simulated participants at once.
 
-    python bench/load.py --start-server [--workers 3] [--participants 300] [--kill-workers]
+    python bench/load.py --start-server [--workers 4] [--participants 300] [--kill-workers]
     python bench/load.py --start-server --think-time 0          # stress test, closed loop
     python bench/load.py --url http://HOST:PORT --db DATABASE_URL \
         [--kill-workers --gunicorn-pid PID]
@@ -60,6 +60,7 @@ sys.path.insert(0, str(ROOT))
 
 from study_server.client import ParticipantClient, Reply, TransportError  # noqa: E402
 from study_server.export import export_frames  # noqa: E402
+from study_server.participant import page_sequence  # noqa: E402
 from study_server.study import load_study  # noqa: E402
 
 
@@ -470,11 +471,17 @@ def run(args, base: str, database_url: str, master: int | None) -> int:
     print(f"conditions         {dict(sorted(counts.items()))}")
     retries = sum(r.retries for r in results.values())
     print(f"client retries     {retries} (connection lost or 5xx, resumed from the entry link)")
+    # Resumed in place: every participant saw the study's pages once each, in order (a
+    # retry after a killed worker shows the same page again, never an earlier one).
+    sequence = list(page_sequence(study))
+    in_order = sum(r.pages == sequence for r in results.values())
+    print(f"pages in order     {in_order} / {n} participants saw every page once, in order")
     if args.kill_workers:
         print(f"workers killed     {len(killed)}")
     for i, error in sorted(errors.items())[:5]:
         print(f"participant {i} failed: {error}")
     ok = not lost and not errors and completed == n and len(answers) == expected
+    ok = ok and in_order == n
     print("result             " + ("OK: no answer lost" if ok else "FAILED"))
     return 0 if ok else 1
 

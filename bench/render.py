@@ -1,10 +1,12 @@
 """Renderer throughput: images/s at 128x128 with anti-aliasing, peak memory, time per stage.
 
-Usage: ``.venv/bin/python bench/render.py [--images 1024] [--batch-size 64]
+Usage: ``.venv/bin/python bench/render.py [--images 1024] [--batch-size 64,256]
 [--threads 1,2] [--workers 2]``. On the CPU it measures ``render_scenes`` end to end with
-worker processes (one torch thread each, start-up included), then one process with each
-torch thread count, then the time per stage with one thread; on CUDA one process. Every
-figure comes with the load average at the time, since other work on the machine slows it.
+worker processes (one torch thread each, start-up included; ``render_scenes`` renders at
+most ``CPU_BATCH`` scenes at once there), then one ``Renderer`` in this process with each
+torch thread count and batch size, then the time per stage with one thread; on CUDA one
+process. Every figure comes with the load average at the time, since other work on the
+machine slows it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import pandas as pd
 import torch
 
 from generator.attributes import LABELS, RANGES
-from generator.render import Renderer, frame_to_batch, render_scenes, usable_cores
+from generator.render import CPU_BATCH, Renderer, frame_to_batch, render_scenes, usable_cores
 
 
 def random_scenes(count: int, seed: int) -> pd.DataFrame:
@@ -57,7 +59,7 @@ def bench_workers(scenes: pd.DataFrame, batch_size: int, size: int, workers: int
         f"{elapsed:.2f} s, {n / elapsed:.1f} images/s (load average {before} -> {load()})"
     )
     worker_rss = peak_rss_mib(resource.RUSAGE_CHILDREN)
-    print(f"  peak resident memory of the largest worker: {worker_rss:.0f} MiB")
+    print(f"  peak resident memory of the largest worker so far: {worker_rss:.0f} MiB")
 
 
 def bench_process(device: torch.device, scenes, batch_size: int, size: int, threads: int):
@@ -89,6 +91,8 @@ def bench_process(device: torch.device, scenes, batch_size: int, size: int, thre
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated(device) / 2**20
         print(f"  peak CUDA memory allocated: {peak:.0f} MiB")
+    rss = peak_rss_mib(resource.RUSAGE_SELF)
+    print(f"  peak resident memory of this process so far: {rss:.0f} MiB")
     return renderer, parts
 
 
@@ -113,7 +117,7 @@ def int_list(text: str) -> list[int]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=1024)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int_list, default=[64, 256], help="e.g. 64,256")
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--threads", type=int_list, default=[1, 2], help="e.g. 1,2")
     parser.add_argument(
@@ -125,23 +129,25 @@ def main(argv=None) -> int:
     print(f"{args.size}x{args.size}, anti-aliasing on, {usable_cores()} usable CPU cores")
     # workers first, so that their memory figure is not inflated by the pages the
     # single-process runs below leave in this process
-    for workers in args.workers:
-        if workers > 1:
-            bench_workers(scenes, args.batch_size, args.size, workers)
+    # render_scenes renders at most CPU_BATCH scenes at once on the CPU
+    for batch_size in sorted({min(b, CPU_BATCH) for b in args.batch_size}):
+        for workers in args.workers:
+            if workers > 1:
+                bench_workers(scenes, batch_size, args.size, workers)
     cpu = torch.device("cpu")
     timed = None
-    for threads in args.threads:
-        renderer, parts = bench_process(cpu, scenes, args.batch_size, args.size, threads)
-        timed = timed or (renderer, parts, threads)
-    rss = peak_rss_mib(resource.RUSAGE_SELF)
-    print(f"  peak resident memory of this process: {rss:.0f} MiB")
+    for batch_size in args.batch_size:
+        for threads in args.threads:
+            renderer, parts = bench_process(cpu, scenes, batch_size, args.size, threads)
+            timed = timed or (renderer, parts, threads)
     if timed is not None:
         torch.set_num_threads(timed[2])
         stage_times(timed[0], timed[1])
     if torch.cuda.is_available():
-        renderer, parts = bench_process(
-            torch.device("cuda"), scenes, args.batch_size, args.size, args.threads[0]
-        )
+        for batch_size in args.batch_size:
+            renderer, parts = bench_process(
+                torch.device("cuda"), scenes, batch_size, args.size, args.threads[0]
+            )
         stage_times(renderer, parts)
     return 0
 

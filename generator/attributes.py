@@ -109,9 +109,7 @@ class SceneAttributes:
 def validate_values(values: Mapping[str, Any]) -> None:
     """Raise :class:`UserError` if a value is outside its attribute's range."""
     if "obj_name" in values and values["obj_name"] not in LABELS:
-        raise UserError(
-            f"obj_name must be one of {', '.join(LABELS)}, got {values['obj_name']!r}"
-        )
+        raise UserError(f"obj_name must be one of {', '.join(LABELS)}, got {values['obj_name']!r}")
     for name, (low, high) in RANGES.items():
         if name not in values:
             continue

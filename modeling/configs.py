@@ -44,10 +44,19 @@ class ModelConfig:
     bce_weight: float = 1.0
     label_noise: float = 0.0  # probability of flipping each training label
     augment_flip: bool = True  # mirror training images at random (fliplr is not the label)
+    # shift training images by up to this many pixels (edges replicated): position is
+    # not the label, so the classifier should not depend on where the object stands
+    augment_shift: int = 0
+    # rotate training images by a random multiple of 90 degrees: the object's in-plane
+    # rotation (yaw) is uniform, so the class does not depend on the orientation
+    augment_rot90: bool = False
     epochs: int = 10
     batch_size: int = 64
     cuda_batch_size: int = 256
     learning_rate: float = 1e-3
+    # the classifier's learning rate is learning_rate times this: a linear head that
+    # learns fast keeps the flow from inflating its latent to reach confident logits
+    classifier_lr_scale: float = 1.0
     warmup_steps: int = 100
     weight_decay: float = 0.0
     grad_clip: float = 50.0
@@ -88,13 +97,20 @@ class ModelConfig:
                 f"config {self.name!r}: classifier_stage {self.classifier_stage} is out of "
                 f"range: allowed is {-stages}..{stages - 1}"
             )
+        if not 0 <= self.augment_shift < self.input_size // 2:
+            raise UserError(
+                f"config {self.name!r}: augment_shift must be in 0..{self.input_size // 2 - 1}"
+            )
         if not 0.0 <= self.label_noise < 0.5:
             raise UserError(f"config {self.name!r}: label_noise must be in [0, 0.5)")
         for key in ("epochs", "batch_size", "cuda_batch_size"):
             if getattr(self, key) < 1:
                 raise UserError(f"config {self.name!r}: {key} must be at least 1")
-        if self.learning_rate <= 0 or self.scale_bound <= 0:
-            raise UserError(f"config {self.name!r}: learning_rate and scale_bound must be > 0")
+        if self.learning_rate <= 0 or self.scale_bound <= 0 or self.classifier_lr_scale <= 0:
+            raise UserError(
+                f"config {self.name!r}: learning_rate, classifier_lr_scale and scale_bound "
+                "must be > 0"
+            )
         if self.nll_weight < 0 or self.bce_weight < 0 or self.nll_weight + self.bce_weight == 0:
             raise UserError(f"config {self.name!r}: loss weights must be >= 0, not both 0")
 

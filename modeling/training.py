@@ -98,6 +98,29 @@ def noisy_labels(labels: torch.Tensor, probability: float, seed: int) -> torch.T
     return torch.where(flip, 1 - labels, labels)
 
 
+def random_rot90(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """``x`` (N, C, S, S) with each image rotated by a random multiple of 90 degrees."""
+    turns = torch.randint(0, 4, (x.shape[0],), generator=generator)
+    out = x.clone()
+    for k in range(1, 4):
+        chosen = (turns == k).to(x.device)
+        out[chosen] = x[chosen].rot90(k, dims=(-2, -1))
+    return out
+
+
+def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """``x`` (N, C, H, W) with each image moved by up to ``max_shift`` px in x and y.
+
+    Edge pixels are replicated into the uncovered border (the background continues).
+    """
+    n, _, height, width = x.shape
+    padded = F.pad(x, (max_shift,) * 4, mode="replicate")
+    offsets = torch.randint(0, 2 * max_shift + 1, (n, 2), generator=generator).tolist()
+    return torch.stack(
+        [padded[i, :, dy : dy + height, dx : dx + width] for i, (dy, dx) in enumerate(offsets)]
+    )
+
+
 # -- evaluation --------------------------------------------------------------------------
 
 
@@ -234,8 +257,15 @@ def train(options: TrainOptions) -> dict[str, Any]:
     model = build_model(config, plan.seed).to(device)
     if device.type == "cuda" and config.mixed_precision:
         model.set_mixed_precision(torch.bfloat16)
+    classifier = [model.classifier_w, model.classifier_b]
+    flow = [p for name, p in model.named_parameters() if not name.startswith("classifier_")]
     optimizer = torch.optim.Adam(
-        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        [
+            {"params": flow, "lr_scale": 1.0},
+            {"params": classifier, "lr_scale": config.classifier_lr_scale},
+        ],
+        lr=config.learning_rate,
+        weight_decay=config.weight_decay,
     )
     order_generator = torch.Generator().manual_seed(plan.seed)
     noise_generator = torch.Generator(device=device).manual_seed(plan.seed + 1)
@@ -273,10 +303,14 @@ def train(options: TrainOptions) -> dict[str, Any]:
             if config.augment_flip:
                 flip = (torch.rand(len(index), generator=order_generator) < 0.5).to(device)
                 x[flip] = x[flip].flip(-1)
+            if config.augment_rot90:
+                x = random_rot90(x, order_generator)
+            if config.augment_shift:
+                x = random_shift(x, config.augment_shift, order_generator)
             y = train_labels[index].to(device)
             noise = torch.rand(x.shape, generator=noise_generator, device=device)
             for group in optimizer.param_groups:
-                group["lr"] = learning_rate(config, step, total_steps)
+                group["lr"] = learning_rate(config, step, total_steps) * group["lr_scale"]
             out_batch = model(x, dequant_noise=noise)
             bits = model.bits_per_dim(out_batch).mean()
             bce = F.binary_cross_entropy_with_logits(out_batch.logit, y.float())

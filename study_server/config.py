@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
+import threading
 from datetime import timedelta
 
 from sqlalchemy import event
@@ -68,6 +69,9 @@ class Config:
         return values
 
 
+_queue_holder = threading.local()  # whether this thread holds the writer queue
+
+
 class QueuedSQLiteConnection(sqlite3.Connection):
     """A SQLite connection whose write transactions queue on a lock file first.
 
@@ -85,14 +89,18 @@ class QueuedSQLiteConnection(sqlite3.Connection):
     _queue_held: bool = False
 
     def acquire_write_queue(self, database_path: str) -> None:
+        if getattr(_queue_holder, "held", False):
+            # This thread's other connection is in a transaction: waiting here would wait
+            # for ourselves, so this one relies on SQLite's busy_timeout alone.
+            return
         if self._queue_fd is None:
             self._queue_fd = os.open(database_path + "-writer.lock", os.O_RDWR | os.O_CREAT, 0o600)
         fcntl.flock(self._queue_fd, fcntl.LOCK_EX)  # blocks without holding the GIL
-        self._queue_held = True
+        self._queue_held = _queue_holder.held = True
 
     def release_write_queue(self) -> None:
         if self._queue_held:
-            self._queue_held = False
+            self._queue_held = _queue_holder.held = False
             fcntl.flock(self._queue_fd, fcntl.LOCK_UN)
 
     def commit(self) -> None:

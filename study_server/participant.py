@@ -81,11 +81,18 @@ def _known_page(study: Study, page: str) -> bool:
     return page in page_sequence(study) or page in END_PAGES
 
 
+# Built once: a prepared statement's cache key is memoised, so executing it again skips
+# SQLAlchemy's statement construction (this one runs on every request).
+_PARTICIPANT_BY_ID = select(Participant).where(Participant.id == bindparam("p_id"))
+
+
 def _current_participant(required: bool = True) -> Participant | None:
     participant_id = session.get("participant_id")
     participant = None
     if isinstance(participant_id, int):
-        participant = db.session.get(Participant, participant_id)
+        participant = db.session.execute(
+            _PARTICIPANT_BY_ID, {"p_id": participant_id}
+        ).scalar_one_or_none()
     if participant is None and required:
         abort_with(
             403,
@@ -185,8 +192,7 @@ def step(page: str):
     return _submit(participant, page)
 
 
-# Statements of every page view, built once: a prepared statement's cache key is
-# memoised, so executing it again skips SQLAlchemy's statement construction and lookup.
+# Statements of every page view and answer, built once (see _PARTICIPANT_BY_ID).
 _visits = PageVisit.__table__
 _TOUCH = (
     update(Participant.__table__)

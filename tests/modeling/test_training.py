@@ -15,8 +15,8 @@ from generator.dataset import DatasetFolder
 from modeling import load_run
 from modeling import training as training_module
 from modeling.ceiling import ceiling_accuracy
-from modeling.configs import CONFIGS, load_config
-from modeling.training import TrainOptions, noisy_labels, train
+from modeling.configs import CONFIGS, ModelConfig, load_config
+from modeling.training import TrainOptions, noisy_labels, random_rot90, random_shift, train
 from xaistudy.cli import cli
 from xaistudy.errors import UserError
 
@@ -183,3 +183,32 @@ def test_ceiling_reflects_how_separable_the_attributes_are(tmp_path):
     scores = ceiling_accuracy(folder)
     assert scores["ceiling"] == max(scores["logistic_regression"], scores["gradient_boosting"])
     assert scores["ceiling"] >= 0.95
+
+
+def test_rot90_augmentation_turns_each_image_by_a_multiple_of_90_degrees():
+    images = torch.rand(32, 3, 8, 8)
+    turned = random_rot90(images, torch.Generator().manual_seed(0))
+    turns = []
+    for original, result in zip(images, turned, strict=True):
+        matches = [k for k in range(4) if torch.equal(result, original.rot90(k, dims=(-2, -1)))]
+        assert len(matches) == 1
+        turns.append(matches[0])
+    assert set(turns) == {0, 1, 2, 3}
+
+
+def test_shift_augmentation_moves_images_by_at_most_the_asked_pixels():
+    images = torch.zeros(16, 1, 12, 12)
+    images[:, :, 5, 5] = 1.0  # one bright pixel away from the edges
+    shifted = random_shift(images, 2, torch.Generator().manual_seed(1))
+    assert shifted.shape == images.shape
+    positions = [divmod(int(image.flatten().argmax()), 12) for image in shifted]
+    assert all(3 <= row <= 7 and 3 <= col <= 7 for row, col in positions)
+    assert len(set(positions)) > 1
+    with pytest.raises(UserError, match="augment_shift"):
+        ModelConfig(
+            name="bad",
+            input_size=16,
+            blocks_per_stage=(1,),
+            coupling_widths=(8,),
+            augment_shift=8,
+        )
