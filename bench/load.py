@@ -227,7 +227,7 @@ def start_server(args, workdir: Path, database_url: str) -> tuple[subprocess.Pop
         "--worker-class",
         args.worker_class,
         "--threads",
-        str(args.threads),
+        str(args.threads if args.worker_class == "gthread" else 1),  # sync: one at a time
         "--keep-alive",
         "30",  # participants pause between pages; a reverse proxy keeps them alive too
         "--log-level",

@@ -45,18 +45,28 @@ def peak_rss_mib(who: int) -> float:
     return resource.getrusage(who).ru_maxrss / 1024
 
 
+def cpu_seconds() -> float:
+    """User and system CPU time of this process and its finished children."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
+
+
 def bench_workers(scenes: pd.DataFrame, batch_size: int, size: int, workers: int) -> None:
     """``render_scenes`` on the CPU with ``workers`` processes, fork and transfer included."""
     torch.set_num_threads(workers)  # each worker then gets one thread
     render_scenes(scenes.iloc[: 2 * workers], size=size, workers=workers)  # warm-up
     before = load()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), cpu_seconds()
     render_scenes(scenes, size=size, batch_size=batch_size, workers=workers)
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, cpu_seconds() - cpu_start
     n = len(scenes)
     print(
         f"cpu, {workers} worker processes x 1 thread, batch size {batch_size}: {n} images in "
-        f"{elapsed:.2f} s, {n / elapsed:.1f} images/s (load average {before} -> {load()})"
+        f"{elapsed:.2f} s, {n / elapsed:.1f} images/s, {n / cpu:.1f} images per CPU-second "
+        f"(load average {before} -> {load()})"
     )
     worker_rss = peak_rss_mib(resource.RUSAGE_CHILDREN)
     print(f"  peak resident memory of the largest worker so far: {worker_rss:.0f} MiB")
@@ -76,12 +86,12 @@ def bench_process(device: torch.device, scenes, batch_size: int, size: int, thre
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
     before = load()
-    start, cpu_start = time.perf_counter(), time.process_time()
+    start, cpu_start = time.perf_counter(), cpu_seconds()
     for part in parts:
         images, masks = renderer.render(part)
         images.cpu(), masks.cpu()
     elapsed = time.perf_counter() - start
-    cpu = time.process_time() - cpu_start
+    cpu = cpu_seconds() - cpu_start
     n = len(scenes)
     print(
         f"{device}, 1 process x {threads} thread(s), batch size {batch_size}: {n} images in "

@@ -150,7 +150,11 @@ CONFIGS: dict[str, ModelConfig] = {
         coupling_widths=(16, 32, 64, 96),
         nll_weight=0.05,
         bce_weight=1.0,
-        epochs=14,
+        # Turns and shifts keep the linear head on 96 x 4 x 4 from memorising 4,000 images
+        # (without them: train accuracy 0.99, test 0.76).
+        augment_rot90=True,
+        augment_shift=4,
+        epochs=20,
         batch_size=32,
         learning_rate=1e-3,
         warmup_steps=50,
