@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import textwrap
 
 import matplotlib
 
@@ -67,7 +68,9 @@ def accuracy_plot(
         )
     relevant = by_cell.drop_duplicates("attribute").set_index("attribute")["relevant"]
     labels = [
-        f"{names.get(a, a)}\n({'relevant' if relevant[a] else 'irrelevant'})" for a in attributes
+        # Long attribute names wrap so that neighbouring labels do not overlap.
+        textwrap.fill(names.get(a, a), 14) + f"\n({'relevant' if relevant[a] else 'irrelevant'})"
+        for a in attributes
     ]
     right.set_xticks(range(len(attributes)), labels, fontsize=8)
     for i in range(1, len(attributes)):
