@@ -61,7 +61,7 @@ class StepForm(FlaskForm):
 
 
 class ContinueForm(StepForm):
-    pass
+    """A page whose only input is the "Next" button (intro, tutorial, explanations)."""
 
 
 class ConsentForm(StepForm):
