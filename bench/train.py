@@ -6,12 +6,16 @@ wall-clock images/s it prints images per CPU-second, which stays meaningful on a
 whose cores are shared; on a quiet machine wall-clock images/s is about that figure
 times the number of threads.
 
-    .venv/bin/python bench/train.py [--steps 10] [--threads N] [--batch-size B]
+    .venv/bin/python bench/train.py [--steps 10] [--threads N] [--batch-size B] [--float32]
+
+Coupling networks run in bfloat16 where training runs them so (a CUDA GPU, or a CPU with
+AVX512-BF16 or AMX); ``--float32`` measures without.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import resource
 import time
@@ -20,15 +24,16 @@ import torch
 import torch.nn.functional as F
 
 from modeling.configs import CONFIGS
-from modeling.network import build_model
+from modeling.training import build_training
 
 
-def bench(config_name: str, device: torch.device, batch_size: int, steps: int) -> dict:
-    config = CONFIGS[config_name]
-    model = build_model(config, seed=0).to(device).train()
-    if device.type == "cuda" and config.mixed_precision:
-        model.set_mixed_precision(torch.bfloat16)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+def bench(
+    config_name: str, device: torch.device, batch_size: int, steps: int, mixed: bool = True
+) -> dict:
+    config = dataclasses.replace(CONFIGS[config_name], mixed_precision=mixed)
+    model, optimizer = build_training(config, 0, device)  # the training set-up, exactly
+    model.train()
+    precision = any(m.amp_dtype is not None for m in model.modules() if hasattr(m, "amp_dtype"))
     generator = torch.Generator(device=device).manual_seed(0)
     size = config.input_size
     x = torch.rand(batch_size, 3, size, size, generator=generator, device=device)
@@ -61,6 +66,7 @@ def bench(config_name: str, device: torch.device, batch_size: int, steps: int) -
         "config": config_name,
         "device": device.type,
         "batch_size": batch_size,
+        "precision": "bfloat16 couplings" if precision else "float32",
         "parameters": sum(p.numel() for p in model.parameters()),
         "images_per_s": images / wall,
         "images_per_cpu_s": images / cpu if cpu > 0 else float("nan"),
@@ -73,6 +79,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--batch-size", type=int, help="default: the config's")
+    parser.add_argument(
+        "--float32", action="store_true", help="no bfloat16 couplings even where training uses them"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -82,10 +91,10 @@ def main() -> None:
             ("paper", torch.device("cuda"), args.batch_size or CONFIGS["paper"].cuda_batch_size)
         )
     for name, device, batch_size in runs:
-        r = bench(name, device, batch_size, args.steps)
+        r = bench(name, device, batch_size, args.steps, mixed=not args.float32)
         threads = f", {args.threads} threads" if device.type == "cpu" else ""
         print(
-            f"{r['config']} on {r['device']}{threads}: batch {r['batch_size']}, "
+            f"{r['config']} on {r['device']}{threads}, {r['precision']}: batch {r['batch_size']}, "
             f"{r['parameters'] / 1e6:.2f} M parameters, {r['images_per_s']:.1f} images/s "
             f"({r['images_per_cpu_s']:.1f} images per CPU-second), "
             f"peak memory {r['peak_mib']:.0f} MiB"
