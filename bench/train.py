@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from modeling.configs import CONFIGS
-from modeling.training import build_training
+from modeling.training import build_training, mixed_precision_dtype
 
 
 def bench(
@@ -33,7 +33,7 @@ def bench(
     config = dataclasses.replace(CONFIGS[config_name], mixed_precision=mixed)
     model, optimizer = build_training(config, 0, device)  # the training set-up, exactly
     model.train()
-    precision = any(m.amp_dtype is not None for m in model.modules() if hasattr(m, "amp_dtype"))
+    precision = mixed_precision_dtype(config, device)  # as build_training set it
     generator = torch.Generator(device=device).manual_seed(0)
     size = config.input_size
     x = torch.rand(batch_size, 3, size, size, generator=generator, device=device)
@@ -66,7 +66,7 @@ def bench(
         "config": config_name,
         "device": device.type,
         "batch_size": batch_size,
-        "precision": "bfloat16 couplings" if precision else "float32",
+        "precision": "float32" if precision is None else "bfloat16 couplings",
         "parameters": sum(p.numel() for p in model.parameters()),
         "images_per_s": images / wall,
         "images_per_cpu_s": images / cpu if cpu > 0 else float("nan"),

@@ -9,14 +9,22 @@ import pandas as pd
 import pytest
 import torch
 from click.testing import CliRunner
-from modeling_helpers import write_dataset
+from modeling_helpers import tiny_config, write_dataset
 
 from generator.dataset import DatasetFolder
 from modeling import load_run
 from modeling import training as training_module
 from modeling.ceiling import ceiling_accuracy
 from modeling.configs import CONFIGS, ModelConfig, load_config
-from modeling.training import TrainOptions, noisy_labels, random_rot90, random_shift, train
+from modeling.training import (
+    TrainOptions,
+    build_training,
+    native_bfloat16,
+    noisy_labels,
+    random_rot90,
+    random_shift,
+    train,
+)
 from xaistudy.cli import cli
 from xaistudy.errors import UserError
 
@@ -78,8 +86,6 @@ def test_load_run_refuses_an_incomplete_folder(finished_run, tmp_path):
 
 
 def options(data, out, **kw):
-    from modeling_helpers import tiny_config
-
     kw.setdefault("config", tiny_config())
     return TrainOptions(data=data, out=out, device=CPU, progress=False, **kw)
 
@@ -212,3 +218,16 @@ def test_shift_augmentation_moves_images_by_at_most_the_asked_pixels():
             coupling_widths=(8,),
             augment_shift=8,
         )
+
+
+@pytest.mark.parametrize("allowed", [True, False])
+def test_mixed_precision_follows_the_config_and_the_hardware(allowed):
+    config = tiny_config(mixed_precision=allowed)
+    model, optimizer = build_training(config, 0, CPU)
+    dtypes = {m.amp_dtype for m in model.modules() if hasattr(m, "amp_dtype")}
+    expected = torch.bfloat16 if allowed and native_bfloat16(CPU) else None
+    assert dtypes == {expected}
+    assert optimizer.defaults["fused"] is True
+    # every parameter is trained: flow and classifier
+    trained = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    assert trained == {id(p) for p in model.parameters()}
