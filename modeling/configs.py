@@ -165,14 +165,19 @@ CONFIGS: dict[str, ModelConfig] = {
         # Shifts of up to 4 px; 90-degree turns are off: with the pooled head the model
         # does not memorise without them (train 0.97, test 0.95 to 0.96 either way).
         augment_shift=4,
-        epochs=14,
-        batch_size=32,
-        # At 1.5e-3 and above the flow stays on the shortcut of shape and colour
-        # (validation accuracy near 0.78); 7e-4 reached test 0.959 and 0.961 (seeds 0
-        # and 1) where 1e-3 reached 0.951 to 0.958.
-        learning_rate=7e-4,
+        # Batches of 48 run 1.1 to 1.3 x more images/s than 32 on two cores (less
+        # overhead per image), which buys 18 epochs in about the time 14 took: the model
+        # is still improving at the end of a short run (it leaves the shortcut near
+        # epoch 7), so the extra epochs are worth more than smaller batches' extra steps.
+        # Test accuracy 0.958, 0.960, 0.971, 0.956 (seeds 0 to 3; ceiling 0.995).
+        epochs=18,
+        batch_size=48,
+        # At 1.5e-3 and above (batch 32) the flow stays on the shortcut of shape and
+        # colour (validation accuracy near 0.78); at 4e-4 it leaves it but learns too
+        # slowly (0.87). 8.5e-4 is 7e-4, the best at batch 32, scaled by sqrt(48 / 32).
+        learning_rate=8.5e-4,
         warmup_steps=50,
-        description="64 px, small enough to train on two CPU cores in about five minutes",
+        description="64 px, small enough to train on two CPU cores in about four minutes",
     ),
     "paper": ModelConfig(
         name="paper",
