@@ -8,7 +8,7 @@ from modeling_helpers import randomized_model, tiny_config
 
 from generator.dataset import ImageDataset
 from modeling.configs import CONFIGS
-from modeling.layers import squeeze, unsqueeze
+from modeling.layers import FlowStep, squeeze, unsqueeze
 from modeling.network import InvertibleClassifier, build_model, stage_shapes
 
 
@@ -18,6 +18,23 @@ def test_squeeze_is_a_permutation_undone_by_unsqueeze():
     assert y.shape == (2, 12, 2, 2)
     assert torch.equal(torch.sort(y.flatten()).values, torch.sort(x.flatten()).values)
     assert torch.equal(unsqueeze(y), x)
+
+
+def test_flow_step_equals_actnorm_then_1x1_convolution_then_coupling():
+    # The step folds ActNorm into the 1x1 convolution; the separate layers are the reference.
+    step = FlowStep(8, 16, scale_bound=0.7, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(4, 8, 6, 6, generator=torch.Generator().manual_seed(1))
+    step(x, torch.zeros(4))  # data-dependent ActNorm initialisation
+    with torch.no_grad():
+        for p in step.parameters():  # move every parameter off its initial value
+            p.add_(0.1 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+        step.eval()
+        y, log_det = step(x, torch.zeros(4))
+        h, ref_det = step.actnorm(x, torch.zeros(4))
+        h, ref_det = step.invconv(h, ref_det)
+        ref, ref_det = step.coupling(h, ref_det)
+    assert (y - ref).abs().max() < 1e-5
+    assert (log_det - ref_det).abs().max() < 1e-4
 
 
 def test_inverse_reconstructs_random_images():
