@@ -16,6 +16,8 @@ import numpy as np
 from xaistudy.errors import UserError
 
 LABEL_WORDS = ("peaky", "stretchy")  # logit < 0 | > 0
+# How sure the model is, from the outermost column inwards (see :func:`confidence_labels`).
+DEGREE_WORDS = ("clearly", "rather", "slightly", "barely")
 
 
 def symmetric_centres(logits: np.ndarray, count: int, max_percentile: float = 90.0) -> np.ndarray:
@@ -63,6 +65,11 @@ class Binning:
         return np.searchsorted(self.edges, np.asarray(logits), side="right") - 1
 
     def column_labels(self) -> list[str]:
+        """Participant-facing labels in words, one per column (see :func:`confidence_labels`)."""
+        return confidence_labels(len(self.centres))
+
+    def edge_labels(self) -> list[str]:
+        """The exact logit range of each column (for messages to the researcher)."""
         labels = []
         for low, high in zip(self.edges[:-1], self.edges[1:], strict=True):
             if np.isinf(low):
@@ -87,6 +94,41 @@ def decision_word(logit: float) -> str:
     return LABEL_WORDS[int(logit > 0)]
 
 
+def confidence_phrases(count: int) -> list[str]:
+    """How sure the model is, in words, for ``count`` (odd) columns from most peaky to
+    most stretchy.
+
+    The middle column is "undecided"; the others name the animal the model leans to (the
+    sign) and how sure it is (the rank away from the middle): for 5 columns "clearly
+    Peaky", "rather Peaky", "undecided", "rather Stretchy", "clearly Stretchy". Beyond
+    ``len(DEGREE_WORDS)`` columns per side the rank is counted instead of named.
+    """
+    if count < 1 or count % 2 == 0:
+        raise UserError(f"the number of logit bins/targets must be odd and >= 1, got {count}")
+    m = (count - 1) // 2
+    if m <= len(DEGREE_WORDS):
+        degrees = list(DEGREE_WORDS[:m])  # outermost first
+    else:
+        degrees = [f"leaning ({m - k} of {m})" for k in range(m)]
+    peaky = [f"{degree} Peaky" for degree in degrees]
+    stretchy = [f"{degree} Stretchy" for degree in degrees[::-1]]
+    return [*peaky, "undecided", *stretchy]
+
+
+def confidence_labels(count: int) -> list[str]:
+    """Column labels: ``"the model: " + phrase`` for each of :func:`confidence_phrases`."""
+    return [f"the model: {phrase}" for phrase in confidence_phrases(count)]
+
+
+def confidence_phrase(logit: float, centres: np.ndarray) -> str:
+    """The phrase of the column whose centre is nearest to ``logit`` (bins as in
+    :class:`Binning`: edges halfway between neighbouring centres)."""
+    centres = np.asarray(centres, dtype=np.float64)
+    edges = (centres[:-1] + centres[1:]) / 2.0
+    column = int(np.searchsorted(edges, float(logit), side="right"))
+    return confidence_phrases(len(centres))[column]
+
+
 def select_grid(
     logits: np.ndarray, binning: Binning, rows: int, rng: np.random.Generator
 ) -> np.ndarray:
@@ -100,7 +142,7 @@ def select_grid(
         members = np.flatnonzero(columns == column)
         if len(members) < rows:
             raise UserError(
-                f"baseline column {column} ({binning.column_labels()[column]}) has only "
+                f"baseline column {column} ({binning.edge_labels()[column]}) has only "
                 f"{len(members)} test images but {rows} rows were asked for; "
                 "use fewer rows or a larger test split"
             )
@@ -124,6 +166,7 @@ def baseline_condition(
     """
     binning = Binning.from_logits(logits, columns, max_percentile)
     grid = select_grid(logits, binning, rows, np.random.default_rng(seed))
+    labels = binning.column_labels()
     stimuli = []
     for row in range(rows):
         for column in range(columns):
@@ -132,7 +175,7 @@ def baseline_condition(
             stimuli.append(
                 {
                     "image": image_path(index),
-                    "caption": f"logit {logit:+.2f}: {decision_word(logit)}",
+                    "caption": labels[column],
                     "row": row,
                     "column": column,
                     "logit": logit,
@@ -143,17 +186,17 @@ def baseline_condition(
     return {
         "title": "Test images sorted by the model's output",
         "description": (
-            "Each column holds real images from the test set for which the model gave a "
-            "similar output (its logit). The leftmost column holds the images the model is "
-            "most sure show a peaky, the rightmost those it is most sure show a stretchy; "
-            "the middle column holds images it could not decide on. Compare the columns: "
-            "what changes from left to right is what the model pays attention to."
+            "Each column holds real images from the test set about which the model was "
+            "similarly sure. The leftmost column holds the images the model is most sure "
+            "show a Peaky, the rightmost those it is most sure show a Stretchy; the middle "
+            "column holds images it could not decide on. Compare the columns: what changes "
+            "from left to right is what the model pays attention to."
         ),
         "layout": {
             "rows": rows,
             "columns": columns,
             "row_labels": [f"{row + 1}" for row in range(rows)],
-            "column_labels": binning.column_labels(),
+            "column_labels": labels,
             "bins": binning.to_dict(),
         },
         "stimuli": stimuli,

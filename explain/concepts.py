@@ -7,6 +7,10 @@ with NMF; otherwise with PCA ("signed": ``A ~ mean + S P``). A concept's importa
 is the derivative of the logit when its score rises by one at every pixel,
 ``mean_n sum_pixels <dlogit/dA, P_k>``; fidelity is how well the logit computed from
 the reconstructed activations reproduces the model's logit.
+
+Concepts that show the same thing (their per-image or per-pixel scores correlate at
+``merge_threshold`` or more) are merged into one (:func:`merge_duplicates`), so no two
+rows of the condition show the same images.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import torch
 from sklearn.decomposition import NMF, PCA
 
 from explain.batching import batches, to_tensor
-from explain.images import heatmap_overlay
+from explain.images import concept_highlight
 
 NONNEGATIVE_TOLERANCE = 1e-6
 
@@ -45,6 +49,25 @@ class Factorisation:
     def reconstruct(self, scores: np.ndarray) -> np.ndarray:
         """(M, K) scores -> (M, C) activation vectors."""
         return self.offset[None, :] + scores @ self.concepts
+
+    def merged(self, groups: list[list[int]], weights: np.ndarray) -> Factorisation:
+        """One concept per group (a partition of the K concepts): the unit-norm sum of the
+        group's concept vectors, each weighted by ``weights`` (K,) (the spread of its
+        scores). A merged score is the group's reconstruction ``sum_i s_i P_i`` projected
+        onto the merged vector, so identical concepts add their scores and non-negative
+        factorisations stay non-negative."""
+        vectors = np.stack([weights[g] @ self.concepts[g] for g in groups])
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        projection = np.zeros((len(self.concepts), len(groups)))
+        for column, group in enumerate(groups):
+            projection[group, column] = self.concepts[group] @ vectors[column]
+        return Factorisation(
+            kind=self.kind,
+            concepts=vectors,
+            offset=self.offset,
+            raw_transform=lambda m: self.scores(m) @ projection,
+            scale=np.ones(len(groups)),
+        )
 
 
 def factorise(rows: np.ndarray, k: int, seed: int = 0, max_fit_rows: int = 20000) -> Factorisation:
@@ -84,6 +107,67 @@ def factorise(rows: np.ndarray, k: int, seed: int = 0, max_fit_rows: int = 20000
         raw_transform=raw_transform,
         scale=norms.astype(np.float64),
     )
+
+
+def _correlation(values: np.ndarray) -> np.ndarray:
+    """(K, K) Pearson correlation of the columns of (M, K) ``values``; 0 for constant ones."""
+    centred = values - values.mean(axis=0)
+    norms = np.linalg.norm(centred, axis=0)
+    norms = np.where(norms > 0, norms, np.inf)
+    return (centred.T @ centred) / np.outer(norms, norms)
+
+
+def merge_duplicates(
+    fact: Factorisation, rows: np.ndarray, n_images: int, threshold: float = 0.9
+) -> tuple[Factorisation, list[list[int]], list[dict]]:
+    """Merge concepts whose scores correlate at ``threshold`` or more, until none do.
+
+    ``rows`` (N*h*w, C) are the activation vectors of ``n_images`` images, image-major.
+    Two concepts are duplicates when their per-image mean scores or their per-pixel
+    scores correlate at ``threshold`` or more; duplicates (and chains of them) become
+    one concept (:meth:`Factorisation.merged`). Returns the factorisation, the original
+    concepts each concept stands for, and one record per merged concept:
+    ``{"concepts": [original indices], "correlation": the highest correlation seen}``.
+    """
+    members = [[k] for k in range(len(fact.concepts))]
+    highest: dict[tuple[int, ...], float] = {}
+    while len(members) > 1:
+        scores = fact.scores(rows)
+        per_image = scores.reshape(n_images, -1, scores.shape[1]).mean(axis=1)
+        correlation = np.maximum(_correlation(per_image), _correlation(scores))
+        np.fill_diagonal(correlation, -np.inf)
+        pairs = np.argwhere(np.triu(correlation >= threshold))
+        if not len(pairs):
+            break
+        groups = _connected_groups(len(members), pairs)
+        for group in groups:
+            if len(group) > 1:
+                joined = tuple(sorted(i for g in group for i in members[g]))
+                seen = [highest.pop(tuple(members[g]), -1.0) for g in group]
+                block = correlation[np.ix_(group, group)]
+                highest[joined] = float(max(block.max(), *seen))
+        members = [sorted(i for g in group for i in members[g]) for group in groups]
+        fact = fact.merged(groups, scores.std(axis=0))
+    merged = [{"concepts": list(key), "correlation": value} for key, value in highest.items()]
+    return fact, members, merged
+
+
+def _connected_groups(count: int, pairs: np.ndarray) -> list[list[int]]:
+    """Partition ``range(count)`` into the connected components of the ``pairs`` graph,
+    ordered by their smallest member."""
+    parent = list(range(count))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    for a, b in pairs:
+        parent[max(root(a), root(b))] = min(root(a), root(b))
+    groups: dict[int, list[int]] = {}
+    for i in range(count):
+        groups.setdefault(root(i), []).append(i)
+    return list(groups.values())
 
 
 def r_squared(truth: np.ndarray, estimate: np.ndarray) -> float:
@@ -137,7 +221,9 @@ class ConceptAnalysis:
     """Everything the concept condition shows.
 
     ``score_maps`` (N, K, h, w) per-pixel concept scores; ``importance`` (K,);
-    ``order`` concepts by descending |importance|; ``fidelity`` a dict of numbers.
+    ``order`` concepts by descending |importance|; ``fidelity`` a dict of numbers;
+    ``members`` the factorisation's original concepts each concept stands for and
+    ``merged`` the records of :func:`merge_duplicates`.
     """
 
     kind: str
@@ -147,6 +233,9 @@ class ConceptAnalysis:
     order: np.ndarray
     fidelity: dict
     image_scores: np.ndarray  # (N, K) mean score over pixels
+    members: list[list[int]]
+    merged: list[dict]
+    merge_threshold: float
 
 
 def analyse_concepts(
@@ -157,13 +246,15 @@ def analyse_concepts(
     layer: int | None = None,
     seed: int = 0,
     batch_size: int = 128,
+    merge_threshold: float = 0.9,
 ) -> ConceptAnalysis:
-    """Factorise the activations of ``images`` (N x H x W x 3 uint8) into ``k`` concepts."""
+    """Factorise the activations of ``images`` (N x H x W x 3 uint8) into ``k`` concepts,
+    then merge duplicates (:func:`merge_duplicates` at ``merge_threshold``)."""
     layer = model.default_concept_layer() if layer is None else int(layer)
     acts = collect_activations(model, images, layer, device, batch_size)
     n, c, h, w = acts.shape
     rows = acts.transpose(0, 2, 3, 1).reshape(-1, c).astype(np.float64)
-    fact = factorise(rows, k, seed)
+    fact, members, merged = merge_duplicates(factorise(rows, k, seed), rows, n, merge_threshold)
     scores = fact.scores(rows)  # (N*h*w, K)
     k = scores.shape[1]
     recon = fact.reconstruct(scores).reshape(n, h, w, c).transpose(0, 3, 1, 2)
@@ -195,7 +286,25 @@ def analyse_concepts(
         order=np.argsort(-np.abs(importance), kind="stable"),
         fidelity=fidelity,
         image_scores=score_maps.mean(axis=(2, 3)),
+        members=members,
+        merged=merged,
+        merge_threshold=merge_threshold,
     )
+
+
+def strength_word(importance: float, strongest: float) -> str:
+    """How hard a concept pushes, relative to the strongest one: strongly (at least two
+    thirds of it), moderately (at least a third) or slightly."""
+    ratio = abs(importance) / strongest if strongest > 0 else 0.0
+    return "strongly" if ratio >= 2 / 3 else "moderately" if ratio >= 1 / 3 else "slightly"
+
+
+def ordinal(rank: int) -> str:
+    """1 -> "", 2 -> "2nd ", 3 -> "3rd ", 4 -> "4th " (prefix of "strongest"/"weakest")."""
+    if rank == 1:
+        return ""
+    suffix = {1: "st", 2: "nd", 3: "rd"}.get(rank % 10 if rank % 100 not in (11, 12, 13) else 0)
+    return f"{rank}{suffix or 'th'} "
 
 
 def concept_condition(
@@ -208,8 +317,12 @@ def concept_condition(
 ) -> dict:
     """The ``conditions.concepts`` manifest entry: one row per concept (by |importance|),
     columns = the ``n_highest`` images with the highest concept score, then the
-    ``n_lowest`` with the lowest, each with the concept's heatmap overlaid."""
-    columns = n_highest + n_lowest
+    ``n_lowest`` with the lowest, each dimmed where the concept is absent
+    (:func:`explain.images.concept_highlight`)."""
+    column_labels = [f"{ordinal(i + 1)}strongest" for i in range(n_highest)] + [
+        f"{ordinal(i + 1)}weakest" for i in range(n_lowest)
+    ]
+    strongest = float(np.max(np.abs(analysis.importance))) if len(analysis.order) else 0.0
     stimuli, row_labels, concepts = [], [], []
     for row, concept in enumerate(analysis.order):
         ranked = np.argsort(-analysis.image_scores[:, concept], kind="stable")
@@ -219,25 +332,29 @@ def concept_condition(
         vmax = float(np.percentile(positive, 99)) if positive.size else 1.0
         importance = float(analysis.importance[concept])
         direction = "stretchy" if importance > 0 else "peaky"
-        row_labels.append(f"concept {row + 1}: importance {importance:+.3f} (towards {direction})")
+        rank_note = " (strongest)" if row == 0 else ""
+        if row == len(analysis.order) - 1 and row > 0:
+            rank_note = " (weakest)"
+        row_labels.append(
+            f"Feature {row + 1}{rank_note}: pushes {strength_word(importance, strongest)} "
+            f"towards {direction.capitalize()}"
+        )
         concepts.append(
             {
                 "row": row,
                 "index": int(concept),
+                "merged_from": analysis.members[concept],
                 "importance": importance,
                 "towards": direction,
                 "heatmap_vmax": vmax,
             }
         )
         for column, index in enumerate(chosen):
-            kind = "highest" if column < n_highest else "lowest"
-            rank = column + 1 if column < n_highest else column - n_highest + 1
-            overlay = heatmap_overlay(images[index], maps[index], overlay_size, vmax)
+            highlighted = concept_highlight(images[index], maps[index], overlay_size, vmax)
             stimuli.append(
                 {
-                    "image": store(overlay),
-                    "caption": f"concept {row + 1}, {kind} score {rank}: "
-                    f"{analysis.image_scores[index, concept]:.3f}",
+                    "image": store(highlighted),
+                    "caption": f"Feature {row + 1}, {column_labels[column]} example",
                     "row": row,
                     "column": column,
                     "concept_score": float(analysis.image_scores[index, concept]),
@@ -245,26 +362,28 @@ def concept_condition(
                 }
             )
     return {
-        "title": "Concepts the model has learned",
+        "title": "Features the model has learned",
         "description": (
-            "The model's internal features were grouped into concepts. Each row shows one "
-            "concept: on the left the test images in which the concept is strongest, on the "
-            "right those in which it is weakest; the bright overlay marks where in the image "
-            "the concept is found. The importance says how much the concept pushes the "
-            "model's output towards stretchy (positive) or peaky (negative); rows are sorted "
-            "from the most to the least important concept."
+            "The model's internal signals were grouped into a few features. Each row shows "
+            "one feature: on the left the test images in which the feature is strongest, on "
+            "the right those in which it is weakest. In every image, the parts where the "
+            "feature is found keep their own colours and the parts it ignores are shown "
+            "darker and greyer. The row label says whether the feature pushes the model "
+            "towards Peaky or towards Stretchy, and how strongly; rows go from the feature "
+            "that matters most to the one that matters least."
         ),
         "layout": {
             "rows": len(analysis.order),
-            "columns": columns,
+            "columns": n_highest + n_lowest,
             "row_labels": row_labels,
-            "column_labels": [f"highest {i + 1}" for i in range(n_highest)]
-            + [f"lowest {i + 1}" for i in range(n_lowest)],
+            "column_labels": column_labels,
         },
         "factorisation": analysis.kind,
         "layer": analysis.layer,
         "fidelity": analysis.fidelity,
         "importance": [float(analysis.importance[c]) for c in analysis.order],
+        "merged": analysis.merged,
+        "merge_threshold": analysis.merge_threshold,
         "concepts": concepts,
         "stimuli": stimuli,
     }

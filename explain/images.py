@@ -30,31 +30,33 @@ def decode_png(data: bytes) -> np.ndarray:
         return np.asarray(image.convert("RGB"))
 
 
-def heatmap_overlay(
+def concept_highlight(
     image: np.ndarray,
     heat: np.ndarray,
     out_size: int,
     vmax: float,
-    alpha: float = 0.55,
-    colormap: str = "magma",
+    dim: float = 0.45,
+    grey: float = 0.75,
 ) -> np.ndarray:
-    """Overlay a coarse heatmap on an image, both upscaled to ``out_size``.
+    """Show where a concept is by dimming what it ignores, both upscaled to ``out_size``.
 
     ``image`` H x W x 3 uint8; ``heat`` h x w float (concept scores, >= 0 shown);
-    ``vmax`` the score that maps to full colour (shared across a concept's strip so
-    prototypes are comparable). The image is upscaled with nearest neighbours (keeps
-    pixels crisp), the heatmap bilinearly (smooth regions). Returns out x out x 3 uint8.
+    ``vmax`` the score shown in full (shared across a concept's strip so prototypes are
+    comparable). Where the score reaches ``vmax`` the image keeps its own colours; where
+    it is 0 or below each pixel is moved ``grey`` of the way to its own grey level and
+    darkened to ``dim`` of its brightness; in between the two are blended. Mixing a
+    colour with grey and scaling it never changes its hue, so object and background
+    colours (attributes participants rate) are never tinted. The image is upscaled with
+    nearest neighbours (keeps pixels crisp), the score bilinearly (smooth regions).
+    Returns out x out x 3 uint8.
     """
-    from matplotlib import colormaps
-
     base = Image.fromarray(np.ascontiguousarray(image)).resize(
         (out_size, out_size), Image.Resampling.NEAREST
     )
     scaled = np.clip(np.asarray(heat, dtype=np.float32) / max(float(vmax), 1e-12), 0.0, 1.0)
     heat_big = Image.fromarray(scaled).resize((out_size, out_size), Image.Resampling.BILINEAR)
     strength = np.clip(np.asarray(heat_big, dtype=np.float32), 0.0, 1.0)[..., None]
-    colours = colormaps[colormap](strength[..., 0])[..., :3].astype(np.float32)
-    base_f = np.asarray(base, dtype=np.float32) / 255.0
-    weight = alpha * strength
-    blended = (1.0 - weight) * base_f + weight * colours
-    return to_uint8(blended)
+    colour = np.asarray(base, dtype=np.float32) / 255.0
+    luminance = colour @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    faded = dim * ((1.0 - grey) * colour + grey * luminance[..., None])
+    return to_uint8(strength * colour + (1.0 - strength) * faded)

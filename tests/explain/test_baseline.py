@@ -1,7 +1,15 @@
 import numpy as np
 import pytest
 
-from explain.baseline import Binning, baseline_condition, select_grid, symmetric_centres
+from explain.baseline import (
+    Binning,
+    baseline_condition,
+    confidence_labels,
+    confidence_phrase,
+    confidence_phrases,
+    select_grid,
+    symmetric_centres,
+)
 from xaistudy.errors import UserError
 
 
@@ -63,3 +71,36 @@ def test_condition_layout_is_row_major_with_logits_and_decisions():
         assert stim["logit"] == logits[stim["test_index"]]
         assert edges[stim["column"]] <= stim["logit"] < edges[stim["column"] + 1]
         assert stim["decision"] == ("stretchy" if stim["logit"] > 0 else "peaky")
+
+
+@pytest.mark.parametrize("count", [1, 3, 5, 7, 9, 11])
+def test_confidence_words_are_symmetric_and_name_the_animal(count):
+    phrases = confidence_phrases(count)
+    assert len(phrases) == count and len(set(phrases)) == count
+    assert phrases[count // 2] == "undecided"
+    for left, right in zip(phrases[: count // 2], phrases[::-1], strict=False):
+        assert left.endswith("Peaky") and right.endswith("Stretchy")
+        assert left.removesuffix("Peaky") == right.removesuffix("Stretchy")  # same degree
+
+
+def test_five_columns_read_clearly_rather_undecided():
+    assert confidence_labels(5) == [
+        "the model: clearly Peaky",
+        "the model: rather Peaky",
+        "the model: undecided",
+        "the model: rather Stretchy",
+        "the model: clearly Stretchy",
+    ]
+    centres = np.array([-6.0, -2.0, 0.0, 2.0, 6.0])
+    assert confidence_phrase(-3.5, centres) == "rather Peaky"
+    assert confidence_phrase(-4.5, centres) == "clearly Peaky"
+    assert confidence_phrase(0.4, centres) == "undecided"
+    assert confidence_phrase(9.0, centres) == "clearly Stretchy"
+
+
+def test_baseline_captions_are_the_column_words():
+    logits = np.random.default_rng(5).normal(size=600) * 4
+    entry = baseline_condition(logits, lambda i: f"images/{i}.png", rows=4, columns=5)
+    assert entry["layout"]["column_labels"] == confidence_labels(5)
+    for stim in entry["stimuli"]:
+        assert stim["caption"] == confidence_labels(5)[stim["column"]]

@@ -2,7 +2,14 @@ import numpy as np
 import pytest
 import torch
 
-from explain.concepts import analyse_concepts, concept_condition, factorise, r_squared
+from explain.concepts import (
+    Factorisation,
+    analyse_concepts,
+    concept_condition,
+    factorise,
+    merge_duplicates,
+    r_squared,
+)
 
 CPU = torch.device("cpu")
 
@@ -104,3 +111,59 @@ def test_condition_rows_are_concepts_by_importance_with_highest_then_lowest(
         assert scores[0] >= scores[1] >= scores[3] >= scores[2]  # lowest 1 is the minimum
         column = analysis.image_scores[:, entry["concepts"][row]["index"]]
         assert scores[0] == max(column) and scores[2] == min(column)
+
+
+def test_identical_concepts_are_merged_into_one_whose_scores_add():
+    rng = np.random.default_rng(1)
+    parts = rng.uniform(size=(3, 10))
+    rows = rng.uniform(size=(600, 3)) @ parts  # 60 images of 10 pixels, rank 3, >= 0
+    fact = factorise(rows, 3)
+    # Split concept 0 into two identical halves: four concepts, two of them the same.
+    split = np.zeros((3, 4))
+    split[[0, 1, 2], [0, 1, 2]] = 1.0
+    split[0, [0, 3]] = 0.5
+    doubled = Factorisation(
+        kind=fact.kind,
+        concepts=np.vstack([fact.concepts, fact.concepts[:1]]),
+        offset=fact.offset,
+        raw_transform=lambda m: fact.scores(m) @ split,
+        scale=np.ones(4),
+    )
+    merged, members, records = merge_duplicates(doubled, rows, n_images=60, threshold=0.9)
+    assert len(merged.concepts) == 3
+    assert members == [[0, 3], [1], [2]]
+    assert [r["concepts"] for r in records] == [[0, 3]]
+    assert records[0]["correlation"] == pytest.approx(1.0)
+    np.testing.assert_allclose(merged.concepts, fact.concepts, atol=1e-12)
+    np.testing.assert_allclose(merged.scores(rows), fact.scores(rows), atol=1e-9)
+
+
+def test_a_duplicated_concept_leaves_one_row(tiny_model, test_images, monkeypatch):
+    import explain.concepts as concepts_module
+
+    plain = analyse_concepts(tiny_model, test_images, CPU, k=3)
+    real = concepts_module.factorise
+
+    def with_duplicate(rows, k, seed=0):
+        fact = real(rows, k, seed)
+        split = np.hstack([np.eye(k), np.eye(k)[:, :1]])
+        split[0, [0, k]] = 0.5
+        return Factorisation(
+            kind=fact.kind,
+            concepts=np.vstack([fact.concepts, fact.concepts[:1]]),
+            offset=fact.offset,
+            raw_transform=lambda m: fact.scores(m) @ split,
+            scale=np.ones(k + 1),
+        )
+
+    monkeypatch.setattr(concepts_module, "factorise", with_duplicate)
+    analysis = analyse_concepts(tiny_model, test_images, CPU, k=3)
+    assert len(analysis.order) == 3 and analysis.members[0] == [0, 3]
+    np.testing.assert_allclose(analysis.importance, plain.importance, rtol=1e-6, atol=1e-9)
+    entry = concept_condition(
+        analysis, test_images, lambda im: "images/x.png", n_highest=1, n_lowest=1, overlay_size=32
+    )
+    assert entry["layout"]["rows"] == 3 and len(entry["stimuli"]) == 6
+    assert [m["concepts"] for m in entry["merged"]] == [[0, 3]]
+    row = next(c for c in entry["concepts"] if c["index"] == 0)
+    assert row["merged_from"] == [0, 3]

@@ -1,0 +1,72 @@
+"""What participants read in every condition is in words: no jargon, no raw numbers."""
+
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from explain.baseline import baseline_condition
+from explain.concepts import analyse_concepts, concept_condition
+from explain.counterfactuals import counterfactual_condition
+
+CPU = torch.device("cpu")
+# A number with a decimal point ("+6.36", "2.179", ".5"); whole numbers ("Image 2") are fine.
+DECIMAL = re.compile(r"\d*\.\d")
+
+
+def participant_texts(condition: dict) -> list[str]:
+    """Every string a participant sees: title, description, labels, captions."""
+    layout = condition["layout"]
+    return [
+        condition["title"],
+        condition["description"],
+        *layout["row_labels"],
+        *layout["column_labels"],
+        *(stimulus["caption"] for stimulus in condition["stimuli"]),
+    ]
+
+
+@pytest.fixture(scope="module")
+def conditions(tiny_model, test_images, test_logits) -> dict:
+    store = lambda image: "images/x.png"  # noqa: E731
+    return {
+        "baseline": baseline_condition(test_logits, lambda i: "images/x.png", rows=2),
+        "counterfactuals": counterfactual_condition(
+            tiny_model, test_images, test_logits, store, CPU, n_sources=2, candidates_per_source=2
+        ),
+        "concepts": concept_condition(
+            analyse_concepts(tiny_model, test_images, CPU, k=3),
+            test_images,
+            store,
+            n_highest=2,
+            n_lowest=1,
+            overlay_size=32,
+        ),
+    }
+
+
+@pytest.mark.parametrize("name", ["baseline", "counterfactuals", "concepts"])
+def test_no_jargon_or_raw_numbers_reach_participants(conditions, name):
+    texts = participant_texts(conditions[name])
+    assert len(texts) > 5
+    for text in texts:
+        assert "logit" not in text.lower(), text
+        assert not DECIMAL.search(text), text
+        assert "peaky" not in text and "stretchy" not in text, text  # names are capitalised
+
+
+def test_row_labels_say_what_the_model_made_of_the_source_in_words(conditions):
+    entry = conditions["counterfactuals"]
+    for row, label in enumerate(entry["layout"]["row_labels"]):
+        assert label.startswith(f"Image {row + 1}.")
+        assert re.search(r"(Peaky|Stretchy|undecided)$", label)
+    # The numbers stay in the manifest for the researcher and the validation.
+    assert all(isinstance(s["stored_logit"], float) for s in entry["stimuli"])
+
+
+def test_concept_rows_name_direction_and_rank(conditions):
+    labels = conditions["concepts"]["layout"]["row_labels"]
+    assert labels[0].startswith("Feature 1 (strongest): pushes strongly towards")
+    assert labels[-1].startswith(f"Feature {len(labels)} (weakest): pushes")
+    assert np.all([re.search(r"towards (Peaky|Stretchy)$", label) for label in labels])
