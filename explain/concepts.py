@@ -9,8 +9,8 @@ is the derivative of the logit when its score rises by one at every pixel,
 the reconstructed activations reproduces the model's logit.
 
 Concepts that show the same thing (their per-image or per-pixel scores correlate at
-``merge_threshold`` or more) are merged into one (:func:`merge_duplicates`), so no two
-rows of the condition show the same images.
+``merge_threshold`` or more, or half of their strongest images are the same) are merged
+into one (:func:`merge_duplicates`), so no two rows of the condition show the same thing.
 """
 
 from __future__ import annotations
@@ -117,38 +117,58 @@ def _correlation(values: np.ndarray) -> np.ndarray:
     return (centred.T @ centred) / np.outer(norms, norms)
 
 
+def _shared_strongest(per_image: np.ndarray, n: int) -> np.ndarray:
+    """(K, K) share of the ``n`` images with the highest score that two concepts have in
+    common; ``per_image`` (N, K). These are the images a participant sees for each."""
+    top = np.argsort(-per_image, axis=0, kind="stable")[:n]  # (n, K)
+    member = np.zeros(per_image.shape[::-1], dtype=bool)  # (K, N)
+    member[np.arange(per_image.shape[1])[None, :], top] = True
+    return (member.astype(float) @ member.T.astype(float)) / n
+
+
 def merge_duplicates(
-    fact: Factorisation, rows: np.ndarray, n_images: int, threshold: float = 0.9
+    fact: Factorisation,
+    rows: np.ndarray,
+    n_images: int,
+    threshold: float = 0.9,
+    n_strongest: int = 4,
+    shared_threshold: float = 0.5,
 ) -> tuple[Factorisation, list[list[int]], list[dict]]:
-    """Merge concepts whose scores correlate at ``threshold`` or more, until none do.
+    """Merge concepts that show the same thing, until none do.
 
     ``rows`` (N*h*w, C) are the activation vectors of ``n_images`` images, image-major.
     Two concepts are duplicates when their per-image mean scores or their per-pixel
-    scores correlate at ``threshold`` or more; duplicates (and chains of them) become
-    one concept (:meth:`Factorisation.merged`). Returns the factorisation, the original
-    concepts each concept stands for, and one record per merged concept:
-    ``{"concepts": [original indices], "correlation": the highest correlation seen}``.
+    scores correlate at ``threshold`` or more, or when at least ``shared_threshold`` of
+    their ``n_strongest`` images (the examples the condition shows) are the same;
+    duplicates (and chains of them) become one concept (:meth:`Factorisation.merged`).
+    Returns the factorisation, the original concepts each concept stands for, and one
+    record per merged concept: ``{"concepts": [original indices], "correlation",
+    "shared_strongest"}`` (the highest values seen between its parts).
     """
     members = [[k] for k in range(len(fact.concepts))]
-    highest: dict[tuple[int, ...], float] = {}
+    records: dict[tuple[int, ...], dict] = {}
     while len(members) > 1:
         scores = fact.scores(rows)
         per_image = scores.reshape(n_images, -1, scores.shape[1]).mean(axis=1)
         correlation = np.maximum(_correlation(per_image), _correlation(scores))
+        shared = _shared_strongest(per_image, min(n_strongest, n_images))
         np.fill_diagonal(correlation, -np.inf)
-        pairs = np.argwhere(np.triu(correlation >= threshold))
+        np.fill_diagonal(shared, -np.inf)
+        pairs = np.argwhere(np.triu((correlation >= threshold) | (shared >= shared_threshold)))
         if not len(pairs):
             break
         groups = _connected_groups(len(members), pairs)
         for group in groups:
             if len(group) > 1:
-                joined = tuple(sorted(i for g in group for i in members[g]))
-                seen = [highest.pop(tuple(members[g]), -1.0) for g in group]
-                block = correlation[np.ix_(group, group)]
-                highest[joined] = float(max(block.max(), *seen))
+                parts = [records.pop(tuple(members[g]), {}) for g in group]
+                block = np.ix_(group, group)
+                records[tuple(sorted(i for g in group for i in members[g]))] = {
+                    key: float(max(values[block].max(), *(p.get(key, -1.0) for p in parts)))
+                    for key, values in (("correlation", correlation), ("shared_strongest", shared))
+                }
         members = [sorted(i for g in group for i in members[g]) for group in groups]
         fact = fact.merged(groups, scores.std(axis=0))
-    merged = [{"concepts": list(key), "correlation": value} for key, value in highest.items()]
+    merged = [{"concepts": list(key), **values} for key, values in records.items()]
     return fact, members, merged
 
 
@@ -236,6 +256,7 @@ class ConceptAnalysis:
     members: list[list[int]]
     merged: list[dict]
     merge_threshold: float
+    shared_threshold: float
 
 
 def analyse_concepts(
@@ -247,14 +268,19 @@ def analyse_concepts(
     seed: int = 0,
     batch_size: int = 128,
     merge_threshold: float = 0.9,
+    n_strongest: int = 4,
+    shared_threshold: float = 0.5,
 ) -> ConceptAnalysis:
     """Factorise the activations of ``images`` (N x H x W x 3 uint8) into ``k`` concepts,
-    then merge duplicates (:func:`merge_duplicates` at ``merge_threshold``)."""
+    then merge duplicates (:func:`merge_duplicates` with ``merge_threshold``,
+    ``n_strongest`` and ``shared_threshold``)."""
     layer = model.default_concept_layer() if layer is None else int(layer)
     acts = collect_activations(model, images, layer, device, batch_size)
     n, c, h, w = acts.shape
     rows = acts.transpose(0, 2, 3, 1).reshape(-1, c).astype(np.float64)
-    fact, members, merged = merge_duplicates(factorise(rows, k, seed), rows, n, merge_threshold)
+    fact, members, merged = merge_duplicates(
+        factorise(rows, k, seed), rows, n, merge_threshold, n_strongest, shared_threshold
+    )
     scores = fact.scores(rows)  # (N*h*w, K)
     k = scores.shape[1]
     recon = fact.reconstruct(scores).reshape(n, h, w, c).transpose(0, 3, 1, 2)
@@ -289,6 +315,7 @@ def analyse_concepts(
         members=members,
         merged=merged,
         merge_threshold=merge_threshold,
+        shared_threshold=shared_threshold,
     )
 
 
@@ -384,6 +411,7 @@ def concept_condition(
         "importance": [float(analysis.importance[c]) for c in analysis.order],
         "merged": analysis.merged,
         "merge_threshold": analysis.merge_threshold,
+        "shared_strongest_threshold": analysis.shared_threshold,
         "concepts": concepts,
         "stimuli": stimuli,
     }

@@ -42,7 +42,9 @@ def test_r_squared():
 
 def test_full_rank_concepts_reproduce_the_logit(tiny_model, test_images):
     channels = tiny_model.activations(torch.zeros(1, 3, 32, 32), 2).shape[1]
-    analysis = analyse_concepts(tiny_model, test_images, CPU, k=channels)
+    # Without merging, the full-rank factorisation reconstructs the activations exactly.
+    no_merging = {"merge_threshold": np.inf, "shared_threshold": np.inf}
+    analysis = analyse_concepts(tiny_model, test_images, CPU, k=channels, **no_merging)
     assert analysis.kind == "signed"  # flow activations take both signs
     assert analysis.fidelity["logit_r2"] == pytest.approx(1.0, abs=1e-4)
     assert analysis.fidelity["decision_agreement"] == 1.0
@@ -167,3 +169,21 @@ def test_a_duplicated_concept_leaves_one_row(tiny_model, test_images, monkeypatc
     assert [m["concepts"] for m in entry["merged"]] == [[0, 3]]
     row = next(c for c in entry["concepts"] if c["index"] == 0)
     assert row["merged_from"] == [0, 3]
+
+
+def test_concepts_showing_the_same_strongest_images_are_merged():
+    rng = np.random.default_rng(2)
+    rows = rng.normal(size=(40, 3))  # 40 images of one pixel, three channels
+    rows[:, 1] = -rows[:, 0] + 0.3 * rows[:, 1]  # concepts 0 and 1 disagree on most images
+    rows[:4, :2] = 4.0  # ... but share their four strongest images
+    identity = Factorisation(
+        kind="signed",
+        concepts=np.eye(3),
+        offset=np.zeros(3),
+        raw_transform=lambda m: m,
+        scale=np.ones(3),
+    )
+    assert np.corrcoef(rows[:, 0], rows[:, 1])[0, 1] < 0.9
+    merged, members, records = merge_duplicates(identity, rows, n_images=40, n_strongest=4)
+    assert members == [[0, 1], [2]]
+    assert records[0]["shared_strongest"] == 1.0 and records[0]["correlation"] < 0.9
