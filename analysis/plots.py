@@ -27,10 +27,26 @@ def _colours(conditions: list[str]) -> dict[str, str]:
     return {c: PALETTE[i % len(PALETTE)] for i, c in enumerate(conditions)}
 
 
+# Line styles of the trivial strategies' reference lines (analysis.scoring.TRIVIAL_STRATEGIES).
+TRIVIAL_STYLES = {
+    "relies_on_everything": ("#2166ac", ":", "all 'relies on'"),
+    "relies_on_nothing": ("#b2182b", ":", "all 'does not rely on'"),
+    "neutral_everything": ("#555555", "-.", "all neutral"),
+}
+
+
 def accuracy_plot(
-    by_condition: pd.DataFrame, by_cell: pd.DataFrame, names: dict[str, str], guess: float
+    by_condition: pd.DataFrame,
+    by_cell: pd.DataFrame,
+    names: dict[str, str],
+    guess: float,
+    trivial: pd.DataFrame | None = None,
 ) -> bytes:
-    """Left: accuracy per condition; right: per attribute x condition; 95% intervals."""
+    """Left: accuracy per condition; right: per attribute x condition; 95% intervals.
+
+    ``trivial`` (``analysis.scoring.trivial_strategies``) adds, per condition, a short
+    line at the accuracy of each trivial strategy on the left.
+    """
     conditions = list(by_condition["condition"])
     colours = _colours(conditions)
     attributes = list(dict.fromkeys(by_cell["attribute"]))
@@ -47,6 +63,8 @@ def accuracy_plot(
             capsize=5,
             markersize=8,
         )
+    if trivial is not None:
+        _trivial_lines(left, conditions, trivial)
     left.set_xticks(range(len(conditions)), conditions, rotation=20)
     left.set_xlim(-0.6, len(conditions) - 0.4)
     left.set_ylabel("accuracy (share of correct ratings)")
@@ -91,6 +109,34 @@ def accuracy_plot(
         color="grey",
     )
     return _png(fig)
+
+
+def _trivial_lines(ax, conditions: list[str], trivial: pd.DataFrame) -> None:
+    """Per condition, a line across its slot at each trivial strategy's accuracy."""
+    values = trivial.set_index("condition")
+    for name, (colour, style, label) in TRIVIAL_STYLES.items():
+        for i, condition in enumerate(conditions):
+            if condition not in values.index:
+                continue
+            ax.hlines(
+                values.loc[condition, name],
+                i - 0.4,
+                i + 0.4,
+                colors=colour,
+                linestyles=style,
+                lw=1.3,
+                label=label if i == 0 else None,
+                zorder=1,
+            )
+    # Below the axis: the lines can sit anywhere between 0 and 1.
+    ax.legend(
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.25),
+        fontsize=7,
+        frameon=False,
+        title="same answer to every attribute",
+        title_fontsize=7,
+    )
 
 
 def rating_plot(answers: pd.DataFrame, attributes: pd.DataFrame, conditions: list[str]) -> bytes:

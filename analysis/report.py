@@ -3,9 +3,10 @@
 Files written to the report folder (each atomically: a temporary name, then renamed;
 ``report.html`` last, so a folder with it is complete): ``accuracy_by_condition.csv``,
 ``accuracy_by_attribute.csv``, ``accuracy_by_condition_attribute.csv``,
-``participant_accuracy.csv``, ``exclusions.csv``, ``sample.csv``, ``comparisons.csv``,
-``mixed_model.csv``, ``page_times.csv`` (when page timings exist), ``power.csv`` (when
-asked) and ``report.html``. docs/analysis.md describes every column.
+``participant_accuracy.csv``, ``trivial_strategies.csv``, ``exclusions.csv``,
+``sample.csv``, ``comparisons.csv``, ``mixed_model.csv``, ``page_times.csv`` (when page
+timings exist), ``power.csv`` (when asked) and ``report.html``. docs/analysis.md
+describes every column.
 """
 
 from __future__ import annotations
@@ -24,7 +25,16 @@ from tqdm import tqdm
 from analysis import plots
 from analysis.load import Bundle, Responses, load_bundle, load_responses
 from analysis.mixed_model import ModelFit, fit_model
-from analysis.scoring import SCALE, ExclusionRules, ScoredStudy, ScoringRule, score_study
+from analysis.scoring import (
+    SCALE,
+    TRIVIAL_STRATEGIES,
+    ExclusionRules,
+    ScoredStudy,
+    ScoringRule,
+    score_study,
+    trivial_strategies,
+    trivial_strategy_ratings,
+)
 from analysis.statistics import (
     AccuracyTables,
     accuracy_tables,
@@ -47,6 +57,7 @@ class Analysis:
     power: pd.DataFrame | None
     timings: dict[str, float]
     level: float = 0.95
+    trivial: pd.DataFrame | None = None  # accuracy of answering the same to everything
 
 
 def page_time_table(responses: Responses, scored: ScoredStudy) -> pd.DataFrame | None:
@@ -116,7 +127,8 @@ def run_analysis(
     timings["page_times"] = time.perf_counter() - start
     progress.update()
     progress.close()
-    return Analysis(scored, tables, comparisons, fit, page_times, power, timings, level)
+    trivial = trivial_strategies(scored)
+    return Analysis(scored, tables, comparisons, fit, page_times, power, timings, level, trivial)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -161,6 +173,28 @@ img{max-width:100%;height:auto}.wide{overflow-x:auto}.grid{display:flex;gap:2rem
 """
 
 
+def _trivial_section(analysis: Analysis) -> list[str]:
+    """Each condition's accuracy beside what answering the same to everything scores."""
+    if analysis.trivial is None:
+        return []
+    ratings = trivial_strategy_ratings(analysis.scored.rule)
+    table = analysis.tables.by_condition[["condition", "accuracy"]].merge(
+        analysis.trivial, on="condition", how="left"
+    )
+    answers = "; ".join(
+        f"<code>{name}</code>: {html.escape(words)} (rating {ratings[name]})"
+        for name, words in TRIVIAL_STRATEGIES
+    )
+    return [
+        "<h3>Against trivial strategies</h3>",
+        "<p>What a participant would score by giving the same answer to every attribute, "
+        "against the same answer key: an accuracy near one of these says the answer key "
+        "can be met without understanding the model (for instance when most attributes "
+        f"are relevant), whatever its interval. {answers}.</p>",
+        _table(table),
+    ]
+
+
 def render_html(analysis: Analysis, bundle: Bundle, source: str) -> str:
     """The self-contained report: tables inline, plots as base64 PNG."""
     scored, tables, fit = analysis.scored, analysis.tables, analysis.model
@@ -199,8 +233,11 @@ def render_html(analysis: Analysis, bundle: Bundle, source: str) -> str:
         "intervals are percentile bootstrap intervals over participants (resampled within "
         "each condition).</p>",
         _table(by_condition),
+        *_trivial_section(analysis),
         _img(
-            plots.accuracy_plot(by_condition, tables.by_condition_attribute, names, guess),
+            plots.accuracy_plot(
+                by_condition, tables.by_condition_attribute, names, guess, analysis.trivial
+            ),
             "accuracy by condition and attribute",
         ),
         "<h2>Condition comparisons</h2>",
@@ -298,11 +335,13 @@ def write_report(analysis: Analysis, bundle: Bundle, source: str, out_dir: Path)
         "accuracy_by_attribute": analysis.tables.by_attribute,
         "accuracy_by_condition_attribute": analysis.tables.by_condition_attribute,
         "participant_accuracy": analysis.tables.participant_accuracy,
+        "trivial_strategies": analysis.trivial,
         "exclusions": analysis.scored.exclusions,
         "sample": analysis.scored.sample,
         "comparisons": analysis.comparisons,
         "mixed_model": analysis.model.table,
     }
+    frames = {name: frame for name, frame in frames.items() if frame is not None}
     if analysis.page_times is not None:
         frames["page_times"] = analysis.page_times
     if analysis.power is not None:

@@ -252,3 +252,42 @@ def score_study(
         rule=rule,
         too_fast_seconds=threshold,
     )
+
+
+# (column, what the participant answers): strategies that need no understanding of the
+# model. Their accuracy against the answer key is the floor a condition must clear.
+TRIVIAL_STRATEGIES = (
+    ("relies_on_everything", "'relies on' to every attribute"),
+    ("relies_on_nothing", "'does not rely on' to every attribute"),
+    ("neutral_everything", "the middle of the scale to every attribute"),
+)
+
+
+def trivial_strategy_ratings(rule: ScoringRule) -> dict[str, int]:
+    """The rating each of ``TRIVIAL_STRATEGIES`` gives (any rating on a side scores the
+    same; the middle of the scale is the neutral answer)."""
+    return {
+        "relies_on_everything": max(rule.relies_on),
+        "relies_on_nothing": min(rule.not_relies_on),
+        "neutral_everything": SCALE[len(SCALE) // 2],
+    }
+
+
+def trivial_strategies(scored: ScoredStudy) -> pd.DataFrame:
+    """Per condition, the accuracy each of ``TRIVIAL_STRATEGIES`` would get.
+
+    Scored with the study's own rule against the same answer key and the same answers
+    (each included participant's rating replaced by the strategy's), so a column sits
+    beside the condition's accuracy like for like. Columns: ``condition``, one per
+    strategy, ``n_answers``.
+    """
+    ratings = trivial_strategy_ratings(scored.rule)
+    answers = scored.answers
+    rows = []
+    for condition in scored.conditions:
+        relevant = answers.loc[answers["condition"] == condition, "relevant"].to_numpy()
+        row = {"condition": condition}
+        for name, rating in ratings.items():
+            row[name] = float(scored.rule.correct(np.full(len(relevant), rating), relevant).mean())
+        rows.append({**row, "n_answers": len(relevant)})
+    return pd.DataFrame(rows)

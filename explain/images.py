@@ -1,4 +1,4 @@
-"""Image helpers for the bundle: PNG encoding and concept heatmap overlays (no torch)."""
+"""Image helpers for the bundle: PNG encoding and the concept display (no torch)."""
 
 from __future__ import annotations
 
