@@ -43,6 +43,10 @@ class ModelConfig:
     nll_weight: float = 1.0
     bce_weight: float = 1.0
     label_noise: float = 0.0  # probability of flipping each training label
+    # The head latent's prior: two unit Gaussians, one per class, whose log-odds is the
+    # classifier's logit (a Gaussian-mixture flow), instead of one standard normal. The
+    # likelihood then holds the class information along the classifier's direction only.
+    class_conditional_prior: bool = False
     augment_flip: bool = True  # mirror training images at random (fliplr is not the label)
     # shift training images by up to this many pixels (edges replicated): position is
     # not the label, so the classifier should not depend on where the object stands

@@ -209,14 +209,46 @@ class InvertibleClassifier(nn.Module):
         head = latents[self.classifier_stage]
         return ModelOutput(self._logit_of_head(head), head, latents, log_det)
 
-    def log_prob(self, output: ModelOutput) -> torch.Tensor:
-        """(N,) log-density of the dequantised, centred input under the flow."""
-        prior = sum(standard_normal_log_prob(z) for z in output.latents)
+    def class_means(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(peaky, stretchy) means ``-w / 2`` and ``+w / 2`` (C, h, w) of the head latent
+        under the class-conditional prior.
+
+        Two unit Gaussians whose Bayes log-odds ``log p(h | stretchy) - log p(h | peaky)``
+        is ``<w, h>``: the classifier's logit up to its bias (which BCE keeps near 0 on
+        balanced classes). Everything orthogonal to ``w`` has the same distribution under
+        both classes, so moving a latent along ``w`` (a counterfactual) lands where the
+        model expects images of the other class to be.
+        """
+        half = self._full_weight() / 2
+        return -half, half
+
+    def _head_log_prob(self, head: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """(N,) log-density of the head latent: class-conditional when the config says so
+        (given ``labels``, else the equal mixture of both classes), else standard normal."""
+        if not self.config.class_conditional_prior:
+            return standard_normal_log_prob(head)
+        peaky, stretchy = (
+            standard_normal_log_prob(head - mean[None]) for mean in self.class_means()
+        )
+        if labels is None:
+            return torch.logaddexp(peaky, stretchy) - math.log(2.0)
+        return torch.where(labels.bool(), stretchy, peaky)
+
+    def log_prob(self, output: ModelOutput, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """(N,) log-density of the dequantised, centred input under the flow; with
+        ``labels`` (N,) and a class-conditional prior, the density given the class."""
+        prior = sum(
+            standard_normal_log_prob(z)
+            for index, z in enumerate(output.latents)
+            if index != self.classifier_stage
+        )
+        prior = prior + self._head_log_prob(output.head, labels)
         return prior + output.log_det
 
-    def bits_per_dim(self, output: ModelOutput) -> torch.Tensor:
-        """(N,) negative log-likelihood of the 8-bit image in bits per dimension."""
-        nll = -self.log_prob(output) / self.num_dims + math.log(256.0)
+    def bits_per_dim(self, output: ModelOutput, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """(N,) negative log-likelihood of the 8-bit image in bits per dimension (given
+        ``labels`` when the prior is class-conditional and they are passed)."""
+        nll = -self.log_prob(output, labels) / self.num_dims + math.log(256.0)
         return nll / math.log(2.0)
 
     def logit(self, x: torch.Tensor) -> torch.Tensor:

@@ -348,7 +348,7 @@ def train(options: TrainOptions) -> dict[str, Any]:
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(config, step, total_steps) * group["lr_scale"]
             out_batch = model(x, dequant_noise=noise)
-            bits = model.bits_per_dim(out_batch).mean()
+            bits = model.bits_per_dim(out_batch, y).mean()
             bce = F.binary_cross_entropy_with_logits(out_batch.logit, y.float())
             loss = config.nll_weight * bits + config.bce_weight * bce
             if not torch.isfinite(loss):
