@@ -34,7 +34,7 @@ def test_explain_writes_a_verified_bundle(tiny_run, tiny_data, tmp_path):
         "explain", "--model", str(tiny_run), "--data", str(tiny_data.root), "--out", str(out),
         "--device", "cpu", "--baseline-rows", "2", "--baseline-columns", "3", "--cf-sources", "2",
         "--cf-targets", "3", "--concepts", "3", "--gt-scenes", "24",
-        "--relevance-rule", "min_flip_rate=0.5,min_variance_share=1",
+        "--relevance-rule", "min_flip_rate=0.5,min_variance_share=1", "--allow-invalid",
     ]  # fmt: skip
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
