@@ -51,7 +51,7 @@ ARCHITECTURE = "torchvision ResNet(BasicBlock, [1, 1, 1, 1]), 3x3 stride-2 stem,
 class ProbeSettings:
     """How the probe is trained. The defaults train in about 90 s on 2 CPU cores at 64 px."""
 
-    train_images: int = 6000  # the first ones of the train split
+    train_images: int = 8000  # the first ones of the train split
     test_images: int = 1000  # the first ones of the test split, for R^2
     epochs: int = 3
     batch_size: int = 64
