@@ -119,12 +119,12 @@ def preview_tutorial(bundle: Path, tutorial: dict, out: Path) -> Path:
 def preview_validation(validation: dict, out: Path) -> Path:
     """The validation table (:func:`explain.validation.format_table`) as a PNG."""
     text = format_table(validation)
-    lines = text.count("\n") + 1
-    figure = plt.figure(figsize=(10.5, 0.6 + 0.16 * lines))
+    height = 0.8 + 0.135 * (text.count("\n") + 1)  # inches: a title, then 7.5 pt lines
+    figure = plt.figure(figsize=(10.5, height))
     colour = "black" if validation.get("passed") else "darkred"
     figure.text(0.01, 0.99, "Validation", fontsize=11, weight="bold", va="top")
     figure.text(
-        0.01, 1 - 0.45 / (0.6 + 0.16 * lines), text, family="monospace", fontsize=7.5,
+        0.01, 1 - 0.45 / height, text, family="monospace", fontsize=7.5,
         va="top", color=colour,
     )  # fmt: skip
     figure.savefig(out, dpi=90)

@@ -478,15 +478,14 @@ def format_table(validation: dict) -> str:
             lines.append(f"  {key:<34}{_fmt(cf[key]):>10}   limit {_fmt(thresholds.get(limit))}")
         mismatch = _fmt(cf.get("manifest_logit_mismatch_max"))
         lines.append(f"  {'manifest_logit_mismatch_max':<34}{mismatch:>10}")
-        lines.append(
-            "  attribute trends along rows (probe)  reading              slope     r2  "
-            "row change  answer key"
-        )
+        lines.append("  attribute trends along rows (probe)")
+        header = f"{'attribute':<15}{'reading':<22}{'slope':>9}{'r2':>7}{'row change':>12}"
+        lines.append(f"    {header}  answer key")
         for key, trend in cf["attribute_trends"].items():
             label = {True: "relevant", False: "irrelevant", None: "-"}[trend["relevant"]]
             lines.append(
-                f"    {key:<33}{trend['reading']:<19}{trend['slope']:>8.3g}{trend['r2']:>7.3f}"
-                f"{trend['range_share']:>11.1%}  {label}"
+                f"    {key:<15}{trend['reading']:<22}{trend['slope']:>9.3g}{trend['r2']:>7.3f}"
+                f"{trend['range_share']:>12.1%}  {label}"
             )
     concepts = validation.get("concepts")
     if concepts:
