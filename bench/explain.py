@@ -44,8 +44,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = args.out or Path(tmp) / "bundle"
         _, timings = explain(
-            args.model, args.data, out, device, settings, overwrite=True, progress=False
-        )
+            args.model, args.data, out, device, settings, overwrite=True, progress=False,
+            allow_invalid=True,
+        )  # fmt: skip
     print(f"device {device}, torch threads {torch.get_num_threads()}")
     width = max(len(name) for name in timings)
     for name, seconds in timings.items():

@@ -3,11 +3,14 @@
 Everything is computed on the same model and the same test images (the first
 ``n_test`` of the dataset's test split), batched, on the device chosen once by the
 caller. The bundle is written to a temporary folder and renamed when complete
-(:class:`explain.bundle_format.BundleWriter`).
+(:class:`explain.bundle_format.BundleWriter`). Just before that, the images as written are
+validated (:mod:`explain.validation`); a bundle that fails is not published unless
+``allow_invalid``.
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -25,12 +28,30 @@ from explain.concepts import analyse_concepts, concept_condition
 from explain.counterfactuals import counterfactual_condition
 from explain.ground_truth import RelevanceRule, attribute_entries, ground_truth
 from explain.images import encode_png
+from explain.probe import PROBE_DIR, ProbeSettings, ensure_probe
 from explain.tutorial import tutorial_section
+from explain.validation import (
+    Thresholds,
+    assemble,
+    concept_checks,
+    counterfactual_checks,
+    gate_message,
+    ground_truth_checks,
+)
 from generator.attributes import FACTORS, intervention_split
 from generator.dataset import DatasetFolder
 from xaistudy.errors import UserError
 
-STAGES = ("logits", "baseline", "counterfactuals", "concepts", "ground_truth", "tutorial", "write")
+STAGES = (
+    "logits",
+    "baseline",
+    "counterfactuals",
+    "concepts",
+    "ground_truth",
+    "tutorial",
+    "validation",
+    "write",
+)
 
 
 @dataclass(frozen=True)
@@ -53,6 +74,7 @@ class ExplainSettings:
     batch_size: int = 128
     seed: int = 0
     relevance_rule: RelevanceRule = field(default_factory=RelevanceRule)
+    probe: ProbeSettings = field(default_factory=ProbeSettings)  # the attribute probe
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -148,9 +170,16 @@ def build_bundle(
     render: Callable[[pd.DataFrame, int], np.ndarray] | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    thresholds: Thresholds | None = None,
+    allow_invalid: bool = False,
+    probe_dir: Path | None = None,
 ) -> tuple[Path, dict[str, float]]:
     """Write the study bundle for ``model`` on ``dataset`` to ``out``.
 
+    Before publishing, the bundle is validated against ``thresholds`` (default
+    :class:`Thresholds`); if a check fails a :class:`UserError` names the failures and
+    nothing is published, unless ``allow_invalid``. The attribute probe is cached in
+    ``probe_dir`` (``RUN_DIR/probe`` for a run folder; None: trained, not kept).
     Returns the bundle's path and the seconds each stage took (``STAGES``).
     """
     model.eval()
@@ -228,30 +257,39 @@ def build_bundle(
                 n_examples=settings.tutorial_examples,
                 seed=settings.seed,
             )
+        manifest = {
+            "model_card": model_card,
+            "dataset": {
+                "fingerprint": dataset.fingerprint(),
+                "preset": dataset.meta.get("preset"),
+                "size": dataset.size,
+                "test_images": n,
+            },
+            "ground_truth": truth,
+            "ground_truth_rule": {
+                **settings.relevance_rule.to_dict(),
+                "scenes_per_factor": settings.ground_truth_scenes,
+                "made_on_the_fly": made,
+            },
+            "attributes": attribute_entries(truth),
+            "tutorial": tutorial,
+            "conditions": {
+                "baseline": baseline,
+                "counterfactuals": counterfactuals,
+                "concepts": concepts,
+            },
+            "explain_settings": settings.to_dict(),
+        }
+        with stage("validation"):
+            validation = _validation(
+                model, dataset, writer.tmp, manifest, analysis, device, settings, progress,
+                thresholds or Thresholds(), probe_dir,
+            )  # fmt: skip
+            validation["published_despite_failures"] = not validation["passed"]
+            manifest["validation"] = validation
+            if not validation["passed"] and not allow_invalid:
+                raise UserError(gate_message(validation))
         with stage("write"):
-            manifest = {
-                "model_card": model_card,
-                "dataset": {
-                    "fingerprint": dataset.fingerprint(),
-                    "preset": dataset.meta.get("preset"),
-                    "size": dataset.size,
-                    "test_images": n,
-                },
-                "ground_truth": truth,
-                "ground_truth_rule": {
-                    **settings.relevance_rule.to_dict(),
-                    "scenes_per_factor": settings.ground_truth_scenes,
-                    "made_on_the_fly": made,
-                },
-                "attributes": attribute_entries(truth),
-                "tutorial": tutorial,
-                "conditions": {
-                    "baseline": baseline,
-                    "counterfactuals": counterfactuals,
-                    "concepts": concepts,
-                },
-                "explain_settings": settings.to_dict(),
-            }
             path = writer.finish(manifest)
     except BaseException:
         writer.abort()
@@ -287,6 +325,41 @@ def _ground_truth(model, dataset, test, logits, render, device, settings, progre
     return truth, scenes.made_on_the_fly
 
 
+def _validation(
+    model, dataset, bundle_dir, manifest, analysis, device, settings, progress, thresholds,
+    probe_dir,
+) -> dict:  # fmt: skip
+    """The manifest's ``validation``, on the images as written to ``bundle_dir``."""
+    if probe_dir is None:
+        with tempfile.TemporaryDirectory() as tmp:
+            probe = ensure_probe(Path(tmp) / PROBE_DIR, dataset, device, settings.probe, progress)
+    else:
+        probe = ensure_probe(Path(probe_dir), dataset, device, settings.probe, progress)
+    test = dataset.split("test")
+    n = manifest["dataset"]["test_images"]
+    concepts = manifest["conditions"]["concepts"]
+    numbers = {
+        "counterfactuals": counterfactual_checks(
+            bundle_dir,
+            manifest["conditions"]["counterfactuals"],
+            manifest["attributes"],
+            model,
+            probe,
+            device,
+            settings.batch_size,
+        ),
+        "concepts": concept_checks(
+            analysis.score_maps,
+            analysis.image_scores,
+            [c["index"] for c in concepts["concepts"]],
+            test.params.iloc[:n].reset_index(drop=True),
+            np.asarray(test.masks[:n]),
+        ),
+        "ground_truth": ground_truth_checks(manifest["attributes"]),
+    }
+    return assemble(numbers, probe.card, thresholds)
+
+
 class _Timer:
     def __init__(self, timings: dict, name: str, bar):
         self.timings, self.name, self.bar = timings, name, bar
@@ -310,8 +383,11 @@ def explain(
     settings: ExplainSettings = ExplainSettings(),
     overwrite: bool = False,
     progress: bool = True,
+    thresholds: Thresholds | None = None,
+    allow_invalid: bool = False,
 ) -> tuple[Path, dict[str, float]]:
-    """Load the run and the dataset, then :func:`build_bundle`. Adds a ``load`` timing."""
+    """Load the run and the dataset, then :func:`build_bundle` (the attribute probe is
+    cached in ``RUN_DIR/probe``). Adds a ``load`` timing."""
     from modeling import load_run
 
     start = time.perf_counter()
@@ -319,6 +395,16 @@ def explain(
     run = load_run(run_dir, device)
     loaded = time.perf_counter() - start
     path, timings = build_bundle(
-        run.model, run.card, dataset, out, device, settings, overwrite=overwrite, progress=progress
+        run.model,
+        run.card,
+        dataset,
+        out,
+        device,
+        settings,
+        overwrite=overwrite,
+        progress=progress,
+        thresholds=thresholds,
+        allow_invalid=allow_invalid,
+        probe_dir=Path(run_dir) / PROBE_DIR,
     )
     return path, {"load": loaded, **timings}

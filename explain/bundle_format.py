@@ -28,6 +28,23 @@ and the study server and the analysis (which only read them). It imports no torc
           "stimuli": [Stimulus with "row" and "column", ...],   # row-major order
           ...condition-specific details (binning, targets, concepts, fidelity)
         }
+      },
+      "validation": {                 # optional (explain.validation; docs/bundle.md)
+        "counterfactuals": {"n", "clipped_fraction_mean", "clipped_fraction_max",
+                            "stored_logit_error_max", "wrong_side",
+                            "manifest_logit_mismatch_max", "cells": [...],
+                            "attribute_trends": {attribute key: {"reading", "slope",
+                                                 "r2", "range_share", "relevant"}}},
+        "concepts": {"rows": [{"row", "index", "about", "about_correlation",
+                               "correlations", "mass": {"arms", "blocks", "background"}}],
+                     "pairs": [{"rows", "image_score_correlation",
+                                "score_map_correlation", "similarity"}]},
+        "ground_truth": {"relevant", "irrelevant", "all_relies_on", "all_does_not",
+                         "all_neutral", "weakest_relevant", "strongest_irrelevant",
+                         "effect_ratio"},
+        "probe": {"architecture", "fingerprint", "train_images", "seconds", "test_r2"},
+        "thresholds": {...}, "failures": [str], "passed": bool,
+        "published_despite_failures": bool
       }
     }
 

@@ -1,7 +1,9 @@
 """``xaistudy bundle preview``: one PNG per condition showing what a participant sees.
 
 Reads the bundle through :mod:`explain.bundle_format` only (no torch): title,
-description, column and row labels, and the stimuli in their grid.
+description, column and row labels, and the stimuli in their grid. When the manifest
+holds ``validation``, ``validation.png`` shows its table and the counterfactual cells
+that fail a check are framed red.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from explain.bundle_format import verify_bundle  # noqa: E402
+from explain.validation import format_table  # noqa: E402
 
 CELL_INCHES = 1.3
 
@@ -25,8 +28,26 @@ def _read(bundle: Path, rel: str):
         return image.convert("RGB").copy()
 
 
-def preview_condition(bundle: Path, name: str, condition: dict, out: Path) -> Path:
-    """Draw one condition's grid with its labels to ``out`` (PNG)."""
+def failing_cells(validation: dict | None) -> set[tuple[int, int]]:
+    """(row, column) of the counterfactual images that fail a check of ``validation``:
+    on the wrong side, too far from the target, or too many clipped pixel values."""
+    if not validation or not validation.get("counterfactuals"):
+        return set()
+    limits = validation["thresholds"]
+    return {
+        (cell["row"], cell["column"])
+        for cell in validation["counterfactuals"]["cells"]
+        if cell["wrong_side"]
+        or cell["error"] > limits["max_stored_logit_error"]
+        or cell["clipped_fraction"] > limits["max_clipped_fraction"]
+    }
+
+
+def preview_condition(
+    bundle: Path, name: str, condition: dict, out: Path, failing: set | frozenset = frozenset()
+) -> Path:
+    """Draw one condition's grid with its labels to ``out`` (PNG); cells in ``failing``
+    ((row, column) pairs) get a red frame."""
     layout = condition["layout"]
     rows, columns = layout["rows"], layout["columns"]
     description = textwrap.wrap(condition.get("description", ""), 100)
@@ -53,6 +74,11 @@ def preview_condition(bundle: Path, name: str, condition: dict, out: Path) -> Pa
         ax.imshow(_read(bundle, stimulus["image"]), interpolation="nearest")
         if "logit" in stimulus:
             ax.set_xlabel(f"{stimulus['logit']:+.2f}", fontsize=7, labelpad=1)
+        if (stimulus["row"], stimulus["column"]) in failing:
+            for spine in ax.spines.values():
+                spine.set_visible(True)
+                spine.set_color("red")
+                spine.set_linewidth(3)
     for column, label in enumerate(layout.get("column_labels", [])):
         axes[0][column].set_title("\n".join(textwrap.wrap(label, 18)), fontsize=8)
     for row, label in enumerate(layout.get("row_labels", [])):
@@ -90,16 +116,43 @@ def preview_tutorial(bundle: Path, tutorial: dict, out: Path) -> Path:
     return out
 
 
+def preview_validation(validation: dict, out: Path) -> Path:
+    """The validation table (:func:`explain.validation.format_table`) as a PNG."""
+    text = format_table(validation)
+    height = 0.8 + 0.135 * (text.count("\n") + 1)  # inches: a title, then 7.5 pt lines
+    figure = plt.figure(figsize=(10.5, height))
+    colour = "black" if validation.get("passed") else "darkred"
+    figure.text(0.01, 0.99, "Validation", fontsize=11, weight="bold", va="top")
+    figure.text(
+        0.01, 1 - 0.45 / height, text, family="monospace", fontsize=7.5,
+        va="top", color=colour,
+    )  # fmt: skip
+    figure.savefig(out, dpi=90)
+    plt.close(figure)
+    return out
+
+
 def preview_bundle(bundle: Path, out_dir: Path | None = None) -> list[Path]:
     """Verify ``bundle`` and write ``<condition>.png`` for each condition plus
-    ``tutorial.png`` into ``out_dir`` (default: ``<bundle>-preview`` beside the bundle)."""
+    ``tutorial.png`` (and ``validation.png`` when the manifest has ``validation``) into
+    ``out_dir`` (default: ``<bundle>-preview`` beside the bundle)."""
     bundle = Path(bundle)
     manifest = verify_bundle(bundle)
     out_dir = Path(out_dir) if out_dir else bundle.with_name(f"{bundle.name}-preview")
     out_dir.mkdir(parents=True, exist_ok=True)
+    validation = manifest.get("validation")
+    failing = failing_cells(validation)
     written = [
-        preview_condition(bundle, name, condition, out_dir / f"{name}.png")
+        preview_condition(
+            bundle,
+            name,
+            condition,
+            out_dir / f"{name}.png",
+            failing if name == "counterfactuals" else frozenset(),
+        )  # fmt: skip
         for name, condition in manifest["conditions"].items()
     ]
     written.append(preview_tutorial(bundle, manifest["tutorial"], out_dir / "tutorial.png"))
+    if validation:
+        written.append(preview_validation(validation, out_dir / "validation.png"))
     return written

@@ -1,7 +1,8 @@
-"""``xaistudy explain`` and ``xaistudy bundle verify|preview``."""
+"""``xaistudy explain`` and ``xaistudy bundle verify|validate|preview``."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -9,6 +10,11 @@ import click
 from xaistudy.devices import DEVICE_CHOICES
 
 _FOLDER = click.Path(path_type=Path, file_okay=False)
+_THRESHOLDS_HELP = (
+    "Validation limits: key=value,... or a .toml file (max_clipped_fraction_mean, "
+    "max_clipped_fraction, max_stored_logit_error, max_wrong_side, max_concept_similarity, "
+    "min_effect_ratio, max_irrelevant_trend_r2; docs/bundle.md)."
+)
 
 
 @click.command()
@@ -36,16 +42,24 @@ _FOLDER = click.Path(path_type=Path, file_okay=False)
     default=None,
     help="key=value,... (min_flip_rate, min_variance_share, min_effect, combine) or a .toml file.",
 )
+@click.option("--thresholds", default=None, help=_THRESHOLDS_HELP)
+@click.option(
+    "--allow-invalid",
+    is_flag=True,
+    help="Publish a bundle that fails validation (the manifest records it).",
+)
 @click.option("--batch-size", default=128, show_default=True)
 @click.option("--seed", default=0, show_default=True)
 def explain(
     run_dir, data_dir, out, device, overwrite, n_test, baseline_rows, baseline_columns,
-    cf_sources, cf_targets, n_concepts, concept_layer, gt_scenes, relevance_rule, batch_size, seed,
+    cf_sources, cf_targets, n_concepts, concept_layer, gt_scenes, relevance_rule, thresholds,
+    allow_invalid, batch_size, seed,
 ):  # fmt: skip
     """Precompute the explanations, ground truth and tutorial into a study bundle."""
     from explain.build import ExplainSettings
     from explain.build import explain as run_explain
     from explain.ground_truth import RelevanceRule
+    from explain.validation import Thresholds
     from xaistudy.devices import resolve_device
     from xaistudy.errors import UserError
 
@@ -69,10 +83,20 @@ def explain(
         relevance_rule=RelevanceRule.parse(relevance_rule),
     )
     path, timings = run_explain(
-        run_dir, data_dir, out, resolve_device(device), settings, overwrite=overwrite
+        run_dir,
+        data_dir,
+        out,
+        resolve_device(device),
+        settings,
+        overwrite=overwrite,
+        thresholds=Thresholds.parse(thresholds),
+        allow_invalid=allow_invalid,
     )
     total = sum(timings.values())
     click.echo(f"wrote study bundle {path} in {total:.1f} s")
+    failures = json.loads((path / "manifest.json").read_text())["validation"]["failures"]
+    if failures:
+        click.echo(f"published despite failed validation (--allow-invalid): {'; '.join(failures)}")
 
 
 @click.group()
@@ -91,6 +115,41 @@ def verify(bundle_dir: Path) -> None:
         f"bundle {bundle_dir} is intact: {len(manifest['files'])} files, "
         f"conditions {', '.join(manifest['conditions'])}"
     )
+
+
+@bundle.command()
+@click.argument("bundle_dir", type=click.Path(path_type=Path))
+@click.option(
+    "--model", "run_dir", required=True, type=_FOLDER, help="The run folder it was made from."
+)
+@click.option(
+    "--data",
+    "data_dir",
+    type=_FOLDER,
+    default=None,
+    help="Dataset folder: needed only to train the attribute probe (RUN_DIR/probe) if missing.",
+)
+@click.option("--thresholds", default=None, help=_THRESHOLDS_HELP)
+@click.option("--device", type=click.Choice(DEVICE_CHOICES), default="auto", show_default=True)
+def validate(bundle_dir, run_dir, data_dir, thresholds, device) -> None:
+    """Check that BUNDLE_DIR's stimuli, as served, are what their captions say.
+
+    Re-scores every stored counterfactual image, reads what changes along each row with
+    the attribute probe, re-judges the stored concept checks and the answer key, prints
+    one table, and exits with status 2 naming each failed check.
+    """
+    from explain.validation import Thresholds, format_table, validate_bundle
+    from xaistudy.devices import resolve_device
+    from xaistudy.errors import UserError
+
+    limits = Thresholds.parse(thresholds)
+    result = validate_bundle(bundle_dir, run_dir, resolve_device(device), limits, data_dir)
+    click.echo(format_table(result))
+    if not result["passed"]:
+        raise UserError(
+            f"bundle {bundle_dir} failed validation: {'; '.join(result['failures'])} "
+            "(limits: --thresholds key=value,... or a .toml file)"
+        )
 
 
 @bundle.command()

@@ -16,6 +16,7 @@ from generator.dataset import DatasetFolder
 from generator.generate import generate_dataset
 from modeling.configs import ModelConfig
 from modeling.network import build_model
+from modeling.training import TrainOptions, train
 
 SIZE = 32
 
@@ -60,6 +61,23 @@ def tiny_model(tiny_data):
         loss.backward()
         optimiser.step()
     return model.eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_data, tmp_path_factory):
+    """A run folder made by the modeling package's own training (one epoch)."""
+    out = tmp_path_factory.mktemp("run") / "run"
+    config = ModelConfig(
+        name="tiny",
+        input_size=SIZE,
+        blocks_per_stage=(1, 1, 1),
+        coupling_widths=(8, 8, 8),
+        epochs=1,
+        batch_size=64,
+    )
+    train(TrainOptions(data=tiny_data.root, out=out, device=torch.device("cpu"), config=config,
+                       progress=False))  # fmt: skip
+    return out
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from explain.build import ExplainSettings, GroundTruthScenes, build_bundle, default_renderer
 from explain.bundle_format import BundleError, verify_bundle
 from explain.images import decode_png
+from explain.probe import ProbeSettings
 from generator.attributes import FACTORS, STUDY_ATTRIBUTES
 from generator.biases import load_spec
 from generator.dataset import DatasetFolder
@@ -28,6 +29,7 @@ SETTINGS = ExplainSettings(
     concept_overlay_size=64,
     ground_truth_scenes=48,
     tutorial_examples=2,
+    probe=ProbeSettings(train_images=64, test_images=32, epochs=1),
 )
 
 
@@ -35,10 +37,12 @@ SETTINGS = ExplainSettings(
 def bundle(tiny_model, tiny_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("bundle") / "bundle"
     path, timings = build_bundle(
-        tiny_model, {"name": "tiny"}, tiny_data, out, CPU, SETTINGS, progress=False
-    )
+        tiny_model, {"name": "tiny"}, tiny_data, out, CPU, SETTINGS, progress=False,
+        allow_invalid=True,
+    )  # fmt: skip
     assert set(timings) == {
-        "logits", "baseline", "counterfactuals", "concepts", "ground_truth", "tutorial", "write"
+        "logits", "baseline", "counterfactuals", "concepts", "ground_truth", "tutorial",
+        "validation", "write",
     }  # fmt: skip
     return path
 
@@ -137,7 +141,9 @@ def test_cli_verify_and_preview(bundle, tmp_path):
     result = CliRunner().invoke(cli, ["bundle", "preview", str(bundle), "--out", str(out)])
     assert result.exit_code == 0, result.output
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["baseline.png", "concepts.png", "counterfactuals.png", "tutorial.png"]
+    assert names == [
+        "baseline.png", "concepts.png", "counterfactuals.png", "tutorial.png", "validation.png"
+    ]  # fmt: skip
     assert decode_png((out / "concepts.png").read_bytes()).shape[0] > 200
 
 

@@ -3,29 +3,10 @@
 import json
 
 import pytest
-import torch
 from click.testing import CliRunner
 
 from explain.bundle_format import verify_bundle
-from modeling.configs import ModelConfig
-from modeling.training import TrainOptions, train
 from xaistudy.cli import cli
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tiny_data, tmp_path_factory):
-    out = tmp_path_factory.mktemp("run") / "run"
-    config = ModelConfig(
-        name="tiny",
-        input_size=32,
-        blocks_per_stage=(1, 1, 1),
-        coupling_widths=(8, 8, 8),
-        epochs=1,
-        batch_size=64,
-    )
-    train(TrainOptions(data=tiny_data.root, out=out, device=torch.device("cpu"), config=config,
-                       progress=False))  # fmt: skip
-    return out
 
 
 def test_explain_writes_a_verified_bundle(tiny_run, tiny_data, tmp_path):
@@ -34,7 +15,7 @@ def test_explain_writes_a_verified_bundle(tiny_run, tiny_data, tmp_path):
         "explain", "--model", str(tiny_run), "--data", str(tiny_data.root), "--out", str(out),
         "--device", "cpu", "--baseline-rows", "2", "--baseline-columns", "3", "--cf-sources", "2",
         "--cf-targets", "3", "--concepts", "3", "--gt-scenes", "24",
-        "--relevance-rule", "min_flip_rate=0.5,min_variance_share=1",
+        "--relevance-rule", "min_flip_rate=0.5,min_variance_share=1", "--allow-invalid",
     ]  # fmt: skip
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
