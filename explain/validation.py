@@ -200,7 +200,8 @@ def counterfactual_checks(
     """
     from explain.batching import batched_logits
 
-    stimuli = condition["stimuli"]
+    # The unedited source that starts each row is a real test image, not an edit.
+    stimuli = [s for s in condition["stimuli"] if not s.get("source")]
     images = decode_stimuli(bundle_dir, stimuli)
     logits = batched_logits(model.logit, images, device, batch_size)
     readings = probe.read(images)

@@ -189,7 +189,8 @@ def test_explain_refuses_to_publish_a_failing_bundle_unless_allowed(tiny_run, ti
 
 
 def test_published_bundle_records_every_group(published):
-    validation = read_manifest(published)["validation"]
+    manifest = read_manifest(published)
+    validation = manifest["validation"]
     assert set(validation) >= {"counterfactuals", "concepts", "ground_truth", "probe",
                                "thresholds", "failures", "passed"}  # fmt: skip
     cf = validation["counterfactuals"]
@@ -197,7 +198,10 @@ def test_published_bundle_records_every_group(published):
     assert set(cf["attribute_trends"]) == {
         "arm_position", "obj_color", "spherical", "bg_color", "bending", "rotation", "position"
     }  # fmt: skip
-    assert len(validation["concepts"]["rows"]) == 3 and len(validation["concepts"]["pairs"]) == 3
+    # One row per concept shown (duplicates are merged first), one pair per two rows.
+    shown = manifest["conditions"]["concepts"]["layout"]["rows"]
+    assert len(validation["concepts"]["rows"]) == shown
+    assert len(validation["concepts"]["pairs"]) == shown * (shown - 1) // 2
     assert validation["probe"]["test_r2"]["bg_color"] is not None
 
 
@@ -213,6 +217,14 @@ def loose_thresholds(numbers: dict) -> Thresholds:
         max_stored_logit_error=cf["stored_logit_error_max"] + 1.0,
         max_wrong_side=cf["wrong_side"],
     )
+
+
+def edited_stimulus(manifest: dict, row: int, column: int) -> dict:
+    """The counterfactual stimulus at (row, column); column 0 is each row's unedited source."""
+    stimuli = manifest["conditions"]["counterfactuals"]["stimuli"]
+    (found,) = [s for s in stimuli if (s["row"], s["column"]) == (row, column)]
+    assert not found["source"]
+    return found
 
 
 def limits_text(limits: Thresholds) -> str:
@@ -232,7 +244,7 @@ def test_bundle_validate_catches_a_counterfactual_off_its_caption(published, tin
     cells = intact["counterfactuals"]["cells"]
     i = next(i for i, c in enumerate(cells) if c["target"] != 0 and not c["wrong_side"])
     logit = cells[i]["logit"]
-    stimulus = manifest["conditions"]["counterfactuals"]["stimuli"][i]
+    stimulus = edited_stimulus(manifest, cells[i]["row"], cells[i]["column"])
     stimulus["target"] = -np.sign(logit) * (abs(logit) + limits.max_stored_logit_error + 1)
     write_manifest(copy, manifest)
     args = ["bundle", "validate", str(copy), "--model", str(tiny_run), "--device", "cpu",
@@ -249,7 +261,7 @@ def test_bundle_validate_catches_clipping_above_the_limit(published, tiny_run, t
     shutil.copytree(published, copy)
     limits = loose_thresholds(validate_bundle(copy, tiny_run, CPU, progress=False))
     manifest = read_manifest(copy)
-    manifest["conditions"]["counterfactuals"]["stimuli"][0]["clipped_fraction"] = 0.9
+    edited_stimulus(manifest, 0, 1)["clipped_fraction"] = 0.9
     write_manifest(copy, manifest)
     args = ["bundle", "validate", str(copy), "--model", str(tiny_run), "--device", "cpu",
             "--thresholds", limits_text(limits)]  # fmt: skip
