@@ -183,3 +183,24 @@ def test_wrong_image_size_is_refused():
     model = InvertibleClassifier(tiny_config())
     with pytest.raises(ValueError, match=r"expected images \(N, 3, 16, 16\)"):
         model(torch.rand(1, 3, 32, 32))
+
+
+@pytest.mark.parametrize("pooling", [False, True])
+def test_class_conditional_prior_is_a_mixture_whose_log_odds_is_the_logit(pooling):
+    config = tiny_config(class_conditional_prior=True, classifier_pooling=pooling)
+    model = randomized_model(config, seed=4)
+    with torch.no_grad():
+        model.classifier_b.zero_()  # the prior's log-odds is <w, h>, the logit without bias
+        x = torch.rand(6, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+        out = model(x)
+        peaky = model.log_prob(out, torch.zeros(6))
+        stretchy = model.log_prob(out, torch.ones(6))
+        mixture = model.log_prob(out)
+    assert torch.allclose(stretchy - peaky, out.logit, atol=1e-3)
+    expected = torch.logaddexp(peaky, stretchy) - torch.log(torch.tensor(2.0))
+    assert torch.allclose(mixture, expected, atol=1e-4)
+    # The standard-normal prior ignores the label.
+    plain = randomized_model(tiny_config(classifier_pooling=pooling), seed=4)
+    with torch.no_grad():
+        out = plain(x)
+        assert torch.equal(plain.log_prob(out, torch.zeros(6)), plain.log_prob(out))
