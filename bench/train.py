@@ -41,7 +41,7 @@ def bench(
 
     def step() -> None:
         out = model(x)
-        loss = config.nll_weight * model.bits_per_dim(out).mean()
+        loss = config.nll_weight * model.bits_per_dim(out, labels).mean()
         loss = loss + config.bce_weight * F.binary_cross_entropy_with_logits(out.logit, labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
