@@ -2,7 +2,7 @@
 
 Usage (the demo model: cpu-small at 64 px)::
 
-    xaistudy generate --preset iclr2022 --out /tmp/ex_data --n-train 4000 --n-val 500 \\
+    xaistudy generate --preset iclr2022 --out /tmp/ex_data --n-train 40000 --n-val 500 \\
         --n-test 1000 --size 64 --interventions
     xaistudy train --data /tmp/ex_data --out /tmp/ex_run --config cpu-small
     python bench/explain.py --model /tmp/ex_run --data /tmp/ex_data
