@@ -15,14 +15,13 @@ A :class:`RelevanceRule` turns the numbers into relevant / irrelevant labels.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 
 import numpy as np
 from scipy import stats
 
 from xaistudy.errors import UserError
+from xaistudy.key_values import read_key_values
 
 COMBINE_CHOICES = ("any", "all")
 
@@ -55,25 +54,12 @@ class RelevanceRule:
         """From ``None`` (defaults), a TOML file path, or ``key=value,key=value``."""
         if not text:
             return cls()
-        if text.endswith(".toml"):
-            path = Path(text)
-            if not path.is_file():
-                raise UserError(f"relevance rule file {path} does not exist")
-            try:
-                values = tomllib.loads(path.read_text())
-            except tomllib.TOMLDecodeError as exc:
-                raise UserError(f"relevance rule file {path} is not valid TOML: {exc}") from exc
-            values = values.get("relevance", values)
-        else:
-            values = {}
-            for item in text.split(","):
-                key, sep, value = item.partition("=")
-                if not sep:
-                    raise UserError(
-                        f"relevance rule item {item!r} is not key=value; "
-                        "e.g. min_flip_rate=0.05,min_variance_share=0.05,combine=any"
-                    )
-                values[key.strip()] = value.strip()
+        values = read_key_values(
+            text,
+            "relevance rule",
+            section="relevance",
+            example="min_flip_rate=0.05,min_variance_share=0.05,combine=any",
+        )
         return cls.from_mapping(values)
 
     @classmethod

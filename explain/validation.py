@@ -22,7 +22,6 @@ torch; scoring images imports it when called.
 from __future__ import annotations
 
 import io
-import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from PIL import Image
 
 from generator.attributes import FACTORS, STUDY_ATTRIBUTES
 from xaistudy.errors import UserError
+from xaistudy.key_values import read_key_values
 
 YAW = "obj_rotation_yaw"
 # Mask block ids (docs/dataset.md) of the heatmap regions a concept can lie on.
@@ -59,25 +59,12 @@ class Thresholds:
         """From ``None`` (defaults), a TOML file path, or ``key=value,key=value``."""
         if not text:
             return cls()
-        if text.endswith(".toml"):
-            path = Path(text)
-            if not path.is_file():
-                raise UserError(f"validation thresholds file {path} does not exist")
-            try:
-                values = tomllib.loads(path.read_text())
-            except tomllib.TOMLDecodeError as exc:
-                raise UserError(f"thresholds file {path} is not valid TOML: {exc}") from exc
-            values = values.get("validation", values)
-        else:
-            values = {}
-            for item in text.split(","):
-                key, sep, value = item.partition("=")
-                if not sep:
-                    raise UserError(
-                        f"validation threshold item {item!r} is not key=value; "
-                        "e.g. max_clipped_fraction=0.05,min_effect_ratio=1.5"
-                    )
-                values[key.strip()] = value.strip()
+        values = read_key_values(
+            text,
+            "validation thresholds",
+            section="validation",
+            example="max_clipped_fraction=0.05,min_effect_ratio=1.5",
+        )
         return cls.from_mapping(values)
 
     @classmethod

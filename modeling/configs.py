@@ -149,54 +149,46 @@ class ModelConfig:
             raise UserError(f"{source}: {exc}") from exc
 
 
+CPU_SMALL = ModelConfig(
+    name="cpu-small",
+    input_size=64,
+    blocks_per_stage=(2, 2, 4, 4),
+    # Wide couplings at 32 x 32 and 16 x 16 are what let the flow see the arms: with
+    # widths 16 and 32 there it learns the shape and colour shortcuts and stalls near
+    # 0.78.
+    coupling_widths=(32, 48, 64, 96),
+    # One weight per channel of the 96 x 4 x 4 latent, shared over the 16 positions:
+    # where the object stands is not the class.
+    classifier_pooling=True,
+    # Likelihood first, as in the study's network: the classifier's weight is 1, not
+    # 10, and a tenth of the labels are flipped, which caps the logits near +-2.2. A
+    # weight of 5 gains 2 points of accuracy and makes the counterfactuals noise
+    # (12 % of pixel values clipped instead of 0.4 %; docs/model.md has the runs).
+    nll_weight=1.0,
+    bce_weight=1.0,
+    label_noise=0.1,
+    scale_bound=0.7,
+    # Shifts of up to 4 px. 90-degree turns and 8 px shifts did not make the model
+    # less sensitive to rotation or position and cost counterfactual quality.
+    augment_shift=4,
+    # Four passes over 40,000 scenes (the demo's dataset) rather than many over few:
+    # nothing to memorise, and 0.93 test accuracy in about five and a half minutes.
+    epochs=4,
+    batch_size=48,
+    learning_rate=8.5e-4,
+    warmup_steps=50,
+    description="64 px, trains on two CPU cores in about six minutes (40,000 scenes)",
+)
+
 CONFIGS: dict[str, ModelConfig] = {
-    "cpu-small": ModelConfig(
-        name="cpu-small",
-        input_size=64,
-        blocks_per_stage=(2, 2, 4, 4),
-        # Wide couplings at 32 x 32 and 16 x 16 are what let the flow see the arms: with
-        # widths 16 and 32 there it learns the shape and colour shortcuts and stalls near
-        # 0.78.
-        coupling_widths=(32, 48, 64, 96),
-        # One weight per channel of the 96 x 4 x 4 latent, shared over the 16 positions:
-        # where the object stands is not the class.
-        classifier_pooling=True,
-        # Likelihood first, as in the study's network: the classifier's weight is 1, not
-        # 10, and a tenth of the labels are flipped, which caps the logits near +-2.2. A
-        # weight of 5 gains 2 points of accuracy and makes the counterfactuals noise
-        # (12 % of pixel values clipped instead of 0.4 %; docs/model.md has the runs).
-        nll_weight=1.0,
-        bce_weight=1.0,
-        label_noise=0.1,
-        scale_bound=0.7,
-        # Shifts of up to 4 px. 90-degree turns and 8 px shifts did not make the model
-        # less sensitive to rotation or position and cost counterfactual quality.
-        augment_shift=4,
-        # Four passes over 40,000 scenes (the demo's dataset) rather than many over few:
-        # nothing to memorise, and 0.93 test accuracy in about five and a half minutes.
-        epochs=4,
-        batch_size=48,
-        learning_rate=8.5e-4,
-        warmup_steps=50,
-        description="64 px, trains on two CPU cores in about six minutes (40,000 scenes)",
-    ),
-    "cpu-study": ModelConfig(
+    "cpu-small": CPU_SMALL,
+    # cpu-small with half as many steps again at the same widths (350 instead of 545
+    # training images/s on two cores) and four passes over 160,000 scenes: about 35
+    # minutes on two CPU cores.
+    "cpu-study": dataclasses.replace(
+        CPU_SMALL,
         name="cpu-study",
-        input_size=64,
-        # Half as many steps again as cpu-small at the same widths: 350 instead of 545
-        # training images/s on two cores.
         blocks_per_stage=(3, 3, 6, 6),
-        coupling_widths=(32, 48, 64, 96),
-        classifier_pooling=True,
-        nll_weight=1.0,
-        bce_weight=1.0,
-        label_noise=0.1,
-        scale_bound=0.7,
-        augment_shift=4,
-        # Four passes over 160,000 scenes: about 35 minutes on two CPU cores.
-        epochs=4,
-        batch_size=48,
-        learning_rate=8.5e-4,
         warmup_steps=200,
         description="64 px, for a study without a GPU: about 35 minutes on two CPU cores "
         "(160,000 scenes)",

@@ -1,0 +1,30 @@
+"""Settings given on the command line as ``key=value,key=value`` or as a TOML file."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from xaistudy.errors import UserError
+
+
+def read_key_values(text: str, what: str, section: str, example: str) -> dict:
+    """The raw ``{key: value}`` of ``text``: a ``.toml`` path (keys at the top level or
+    under ``[section]``) or ``key=value,...``. ``what`` names the settings in messages,
+    ``example`` shows the inline form. Values stay as given; the caller converts them."""
+    if text.endswith(".toml"):
+        path = Path(text)
+        if not path.is_file():
+            raise UserError(f"{what} file {path} does not exist")
+        try:
+            values = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise UserError(f"{what} file {path} is not valid TOML: {exc}") from exc
+        return values.get(section, values)
+    values = {}
+    for item in text.split(","):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"{what} item {item!r} is not key=value; e.g. {example}")
+        values[key.strip()] = value.strip()
+    return values
