@@ -8,6 +8,7 @@ dict of overrides, or a class/object with upper-case attributes. It never import
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,8 @@ from study_server.extensions import csrf, db, migrate
 from study_server.study import Study, load_study
 from xaistudy.errors import UserError
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+# The repository's top-level migrations/ folder, installed as study_server.migrations.
+MIGRATIONS_DIR = Path(importlib.util.find_spec("study_server.migrations").origin).parent
 _HASH_PREFIXES = ("scrypt:", "pbkdf2:")
 
 

@@ -1,0 +1,1 @@
+"""The Alembic migrations of the study database (installed as ``study_server.migrations``)."""
