@@ -15,13 +15,13 @@ A :class:`RelevanceRule` turns the numbers into relevant / irrelevant labels.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy import stats
 
 from xaistudy.errors import UserError
-from xaistudy.key_values import read_key_values
+from xaistudy.key_values import dataclass_values, read_key_values
 
 COMBINE_CHOICES = ("any", "all")
 
@@ -64,23 +64,7 @@ class RelevanceRule:
 
     @classmethod
     def from_mapping(cls, values: dict) -> RelevanceRule:
-        known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise UserError(
-                f"unknown relevance rule key(s) {', '.join(unknown)}; allowed are "
-                f"{', '.join(known)}"
-            )
-        parsed = {}
-        for key, value in values.items():
-            if key == "combine":
-                parsed[key] = str(value)
-                continue
-            try:
-                parsed[key] = float(value)
-            except (TypeError, ValueError) as exc:
-                raise UserError(f"relevance rule {key}={value!r} is not a number") from exc
-        return cls(**parsed)
+        return cls(**dataclass_values(cls, values, "relevance rule"))
 
     def is_relevant(self, entry: dict) -> bool:
         tests = [

@@ -30,7 +30,7 @@ from PIL import Image
 
 from generator.attributes import FACTORS, STUDY_ATTRIBUTES
 from xaistudy.errors import UserError
-from xaistudy.key_values import read_key_values
+from xaistudy.key_values import dataclass_values, read_key_values
 
 YAW = "obj_rotation_yaw"
 # Mask block ids (docs/dataset.md) of the heatmap regions a concept can lie on.
@@ -69,23 +69,7 @@ class Thresholds:
 
     @classmethod
     def from_mapping(cls, values: dict) -> Thresholds:
-        known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise UserError(
-                f"unknown validation threshold(s) {', '.join(unknown)}; allowed are "
-                f"{', '.join(known)}"
-            )
-        parsed = {}
-        for key, value in values.items():
-            kind = int if key == "max_wrong_side" else float
-            try:
-                parsed[key] = kind(value)
-            except (TypeError, ValueError) as exc:
-                raise UserError(
-                    f"validation threshold {key}={value!r} is not a {kind.__name__}"
-                ) from exc
-        return cls(**parsed)
+        return cls(**dataclass_values(cls, values, "validation threshold"))
 
     def to_dict(self) -> dict:
         return asdict(self)

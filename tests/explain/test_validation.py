@@ -62,7 +62,7 @@ def test_thresholds_parse_inline_and_toml_and_reject_unknown_keys(tmp_path):
         Thresholds.parse("max_clip=0.1")
     with pytest.raises(UserError, match="not key=value"):
         Thresholds.parse("max_clipped_fraction")
-    with pytest.raises(UserError, match="is not a float"):
+    with pytest.raises(UserError, match="is not a number"):
         Thresholds.parse("min_effect_ratio=lots")
 
 
