@@ -81,7 +81,8 @@ def run_seed(args, seed: int, device: torch.device) -> dict:
         card = train(options)
     if not (bundle_dir / "manifest.json").exists():
         explain(
-            run_dir, args.data, bundle_dir, device, ExplainSettings(seed=seed),
+            run_dir, args.data, bundle_dir, device,
+            ExplainSettings(seed=seed, baseline_rows=args.baseline_rows),
             overwrite=True, progress=not args.quiet, allow_invalid=True,
         )  # fmt: skip
     manifest = json.loads((bundle_dir / "manifest.json").read_text())
@@ -124,6 +125,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--work", type=Path, required=True, help="runs and bundles go here")
     parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--baseline-rows", type=int, default=30,
+        help="images per baseline column (a confident model leaves few undecided test images)",
+    )  # fmt: skip
     parser.add_argument("--table", action="store_true", help="print each validation table")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args()
