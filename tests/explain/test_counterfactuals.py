@@ -108,18 +108,12 @@ def _fake_counterfactuals(stored_logits, clipped=None):
     return compute
 
 
-def test_a_candidate_landing_on_the_wrong_side_is_rejected_and_recorded(monkeypatch):
-    logits = np.linspace(-5, 5, 40)
-    bad = 2  # the third candidate's stored images land on the wrong side of 0
-
-    def stored(targets):
-        table = np.tile(targets + 0.1, (8, 1))
-        table[bad] = -0.3 * np.sign(targets) + 0.05  # also far from the target
-        return table
-
+def _condition_of_eight_candidates(monkeypatch, logits, stored) -> dict:
+    """The condition for 4 rows of 3 targets chosen from 8 candidates over ``logits``
+    (40 of them), whose stored logits are ``stored(targets)`` (8, 3)."""
     monkeypatch.setattr(cf, "compute_counterfactuals", _fake_counterfactuals(stored))
     images = np.zeros((40, 4, 4, 3), dtype=np.uint8)
-    entry = counterfactual_condition(
+    return counterfactual_condition(
         None,
         images,
         logits,
@@ -129,6 +123,18 @@ def test_a_candidate_landing_on_the_wrong_side_is_rejected_and_recorded(monkeypa
         n_targets=3,
         candidates_per_source=2,
     )
+
+
+def test_a_candidate_landing_on_the_wrong_side_is_rejected_and_recorded(monkeypatch):
+    logits = np.linspace(-5, 5, 40)
+    bad = 2  # the third candidate's stored images land on the wrong side of 0
+
+    def stored(targets):
+        table = np.tile(targets + 0.1, (8, 1))
+        table[bad] = -0.3 * np.sign(targets) + 0.05  # also far from the target
+        return table
+
+    entry = _condition_of_eight_candidates(monkeypatch, logits, stored)
     candidates = spread_sources(logits, 8)
     chosen = [source["test_index"] for source in entry["sources"]]
     assert len(chosen) == 4 and candidates[bad] not in chosen
@@ -149,18 +155,7 @@ def test_too_few_passing_candidates_keep_the_best_and_say_they_fail(monkeypatch)
         table[:6] += np.arange(1, 7)[:, None]  # six rows off target, worse and worse
         return table
 
-    monkeypatch.setattr(cf, "compute_counterfactuals", _fake_counterfactuals(stored))
-    images = np.zeros((40, 4, 4, 3), dtype=np.uint8)
-    entry = counterfactual_condition(
-        None,
-        images,
-        logits,
-        lambda im: "images/x.png",
-        CPU,
-        n_sources=4,
-        n_targets=3,
-        candidates_per_source=2,
-    )
+    entry = _condition_of_eight_candidates(monkeypatch, logits, stored)
     candidates = spread_sources(logits, 8)
     chosen = [source["test_index"] for source in entry["sources"]]
     # The two passing rows and the two least-bad failing ones (1 and 2 off target).
