@@ -1,3 +1,1 @@
 """Two4Two-style scenes: attributes, bias specifications, the torch renderer, datasets."""
-
-GENERATOR_VERSION = "1.0.0"

@@ -28,8 +28,8 @@ import pandas as pd
 import torch
 import torch.utils.data
 
-from generator import GENERATOR_VERSION
 from generator.attributes import ATTRIBUTES
+from xaistudy import __version__
 from xaistudy.errors import UserError
 
 FORMAT_VERSION = 1
@@ -105,7 +105,7 @@ class DatasetWriter:
         """Write ``meta.json`` last and move the folder into place."""
         meta = {
             "format_version": FORMAT_VERSION,
-            "generator_version": GENERATOR_VERSION,
+            "generator_version": __version__,
             **meta,
             "splits": dict(self.counts),
         }

@@ -1,7 +1,8 @@
 """The ``xaistudy`` command: one click group, commands registered from per-stage modules.
 
-Each stage's commands live in their own module (``xaistudy/commands_*.py``) and import
-their package lazily, so ``xaistudy serve`` never loads torch.
+Each stage's commands live in their own module here (``xaistudy/cli/<stage>.py``) and
+import their package lazily, so ``xaistudy serve`` never loads torch. Nothing below the
+command line imports this package (``tests/test_architecture.py`` proves it).
 """
 
 from __future__ import annotations
@@ -37,21 +38,8 @@ def cli() -> None:
 def _register() -> None:
     from importlib import import_module
 
-    for module in (
-        "commands_generator",
-        "commands_model",
-        "commands_explain",
-        "commands_server",
-        "commands_analysis",
-        "commands_demo",
-    ):
-        try:
-            mod = import_module(f"xaistudy.{module}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"xaistudy.{module}":
-                raise
-            continue
-        for command in mod.COMMANDS:
+    for stage in ("generator", "model", "explain", "server", "analysis", "demo"):
+        for command in import_module(f"xaistudy.cli.{stage}").COMMANDS:
             cli.add_command(command)
 
 

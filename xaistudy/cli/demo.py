@@ -35,8 +35,7 @@ def demo(out, n_simulated, no_serve, host, port, device, seed):
 
     A second run reuses every stage that is already built and up to date.
     """
-    from xaistudy.commands_server import serve
-    from xaistudy.demo import (
+    from xaistudy.cli.demo_pipeline import (
         DemoSettings,
         admin_password,
         bundle_stage,
@@ -46,6 +45,7 @@ def demo(out, n_simulated, no_serve, host, port, device, seed):
         simulate_stage,
         study_links,
     )
+    from xaistudy.cli.server import serve
     from xaistudy.devices import resolve_device
 
     settings = DemoSettings(out=out, seed=seed)

@@ -205,7 +205,7 @@ def admin_password(settings: DemoSettings) -> str:
 
 
 def server_settings(settings: DemoSettings) -> dict:
-    from xaistudy.commands_server import build_settings
+    from xaistudy.cli.server import build_settings
 
     return build_settings(settings.bundle_dir, None, settings.db_url, admin_password(settings))
 
