@@ -22,7 +22,9 @@ import pandas as pd
 import torch
 
 from generator.attributes import LABELS, RANGES
-from generator.render import CPU_BATCH, Renderer, frame_to_batch, render_scenes, usable_cores
+from generator.parallel import CPU_BATCH, usable_cores
+from generator.render import Renderer, frame_to_batch, render_scenes
+from xaistudy.files import Stopwatch
 
 
 def random_scenes(count: int, seed: int) -> pd.DataFrame:
@@ -108,13 +110,11 @@ def bench_process(device: torch.device, scenes, batch_size: int, size: int, thre
 
 def stage_times(renderer: Renderer, parts) -> None:
     """A timed pass (synchronising on CUDA, which costs a little): seconds per stage."""
-    renderer.timer.enabled = True
-    renderer.timer.seconds.clear()
+    watch = renderer.stopwatch = Stopwatch()
     for part in parts:
         renderer.render(part)
-    renderer.timer.enabled = False
-    stages = dict(renderer.timer.seconds)
-    total = sum(stages.values())
+    renderer.stopwatch = None
+    stages, total = watch.seconds, watch.total
     print(f"  time per stage ({torch.get_num_threads()} thread(s), timed pass):")
     for name, seconds in sorted(stages.items(), key=lambda kv: -kv[1]):
         print(f"    {name:<13} {seconds:7.3f} s  {100 * seconds / total:5.1f} %")

@@ -8,18 +8,15 @@ test and reaches the rounded surface in a few sphere-tracing steps. Shadows trea
 block as a sphere and the light as a disc, which gives their soft edges in closed form.
 Anti-aliasing supersamples only the pixels on block edges.
 
-Everything is torch, float32, the same code on CPU and CUDA, deterministic.
+Everything is torch, float32, the same code on CPU and CUDA, deterministic. The ray
+maths live in :mod:`generator.raymath`; :func:`render_scenes` renders a whole scene table,
+in worker processes (:mod:`generator.parallel`) on a CPU with several cores.
 """
 
 from __future__ import annotations
 
-import ctypes
 import math
-import multiprocessing
-import os
-import time
-from collections import defaultdict
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -29,7 +26,10 @@ import torch.nn.functional as F
 
 from generator.attributes import ATTRIBUTES, CONTINUOUS, LABELS, coolwarm, validate_frame
 from generator.geometry import DEFAULT_CALIBRATION, BlockPoses, Calibration, block_poses
+from generator.parallel import CPU_BATCH, render_in_workers, worker_count
+from generator.raymath import gather_rows, ray_rounded_box, rounded_box_normal
 from xaistudy.errors import UserError
+from xaistudy.files import Stopwatch
 
 CAMERA_X = 9.0
 FOCAL_OVER_SENSOR = 50.0 / 36.0  # 50 mm lens on a 36 mm sensor
@@ -43,8 +43,6 @@ LIGHT_SAMPLES = 16
 PLANE_GAP = 10.0
 NUM_BLOCKS = 8
 # rotated-grid offsets (in pixels) of the four samples of an edge pixel
-# signed-distance steps that pull a hit found in the wrong octant back to the surface
-OCTANT_FIX_STEPS = 6
 AA_OFFSETS = ((-0.375, -0.125), (0.125, -0.375), (0.375, 0.125), (-0.125, 0.375))
 
 
@@ -64,27 +62,6 @@ class Look:
 
 
 DEFAULT_LOOK = Look()
-
-
-class StageTimer:
-    """Wall time per named stage; synchronises CUDA so the figures are honest."""
-
-    def __init__(self, device: torch.device, enabled: bool = False):
-        self.device, self.enabled = device, enabled
-        self.seconds: dict[str, float] = defaultdict(float)
-
-    @contextmanager
-    def __call__(self, name: str):
-        if not self.enabled:
-            yield
-            return
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        start = time.perf_counter()
-        yield
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        self.seconds[name] += time.perf_counter() - start
 
 
 def _coolwarm_table(device: torch.device) -> torch.Tensor:
@@ -118,89 +95,9 @@ def _bilinear_matrix(coarse: int, size: int, device: torch.device) -> torch.Tens
     return matrix.to(device=device, dtype=torch.float32)
 
 
-def _gather_rows(rows: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """``rows[:, index]`` for ``rows`` (K, M): one contiguous gather per row, several
-    times faster than indexing the second axis."""
-    out = rows.new_empty(rows.shape[0], index.shape[0])
-    for k in range(rows.shape[0]):
-        torch.index_select(rows[k], 0, index, out=out[k])
-    return out
-
-
 def _lookup(table: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     index = (values * table.shape[0]).floor().clamp(0, table.shape[0] - 1).long()
     return table[index]
-
-
-def ray_rounded_box(origin, direction, core, radius, t_enter) -> torch.Tensor:
-    """Exact distance (M,) along rays to the first hit on rounded boxes, inf on a miss.
-
-    Local frame, one row per coordinate: ``origin`` and ``direction`` (3, M), origins
-    outside the boxes. ``core`` (M,) is half edge minus ``radius`` (M,); ``t_enter`` (M,)
-    where each ray enters the box of half edge ``core + radius``. The rounded box is the
-    union of its three face slabs, twelve edge cylinders and eight corner spheres; a ray
-    entering on a flat face hits there, else only the corner sphere and the three edge
-    cylinders of the octant it enters in can be hit first (closed form, after I. Quilez).
-    """
-    entry = torch.addcmul(origin, direction, t_enter)
-    sign = torch.where(entry < 0, -1.0, 1.0)  # mirror every ray into the first octant
-    entry = entry.abs_().sub_(core)
-    # flat face: two of the entry point's coordinates lie within the core
-    x, y, z = entry
-    on_face = (
-        torch.minimum(torch.minimum(torch.maximum(x, y), torch.maximum(y, z)), torch.maximum(z, x))
-        < 0
-    )
-    o = origin * sign
-    d = direction * sign
-    oc = o - core
-    od, oo, dd = oc * d, oc * oc, d * d
-    ra2 = radius * radius
-    # corner sphere
-    b = od.sum(0)
-    h = b * b - (oo.sum(0) - ra2)
-    t = torch.where(h > 0, -b - h.clamp(min=0).sqrt(), math.inf)
-    # edge cylinders along axis ``axis``, through the two other coordinates ``i``, ``j``
-    for axis, i, j in ((0, 1, 2), (1, 2, 0), (2, 0, 1)):
-        a = dd[i] + dd[j]
-        b = od[i] + od[j]
-        h = b * b - a * (oo[i] + oo[j] - ra2)
-        edge_t = (-b - h.clamp(min=0).sqrt()) / a
-        along = torch.addcmul(o[axis], d[axis], edge_t).abs()
-        closer = (h > 0) & (edge_t > 0) & (edge_t < t) & (along < core)
-        t = torch.where(closer, edge_t, t)
-    t = torch.where(on_face, t_enter, t)
-    # Near-spherical blocks can be first hit in a neighbouring octant; the hit found then
-    # lies a little inside the block. Step those few back out along the ray by the signed
-    # distance, which is negative inside and never overshoots the surface.
-    hit = torch.isfinite(t)
-    deep = _distance(torch.addcmul(origin, direction, t.where(hit, 0.0)), core, radius) < -1e-4
-    deep = (deep & hit).nonzero()[:, 0]
-    if deep.numel():
-        o, d = origin[:, deep], direction[:, deep]
-        c, r, march = core[deep], radius[deep], t[deep]
-        for _ in range(OCTANT_FIX_STEPS):
-            march = march + _distance(torch.addcmul(o, d, march), c, r)
-        t = t.index_copy(0, deep, march)
-    return t
-
-
-def _distance(points: torch.Tensor, core: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
-    """Signed distance (M,) from local ``points`` (3, M) to rounded boxes (``core``,
-    ``radius`` (M,)): negative inside."""
-    q = points.abs() - core
-    outside = q.clamp(min=0).square().sum(0).sqrt()
-    return outside + q.amax(0).clamp(max=0) - radius
-
-
-def rounded_box_normal(p: torch.Tensor, core: torch.Tensor) -> torch.Tensor:
-    """Unit outward normals (M, 3) of rounded boxes at local surface points ``p`` (M, 3)."""
-    q = p.abs() - core[:, None]
-    outward = q.clamp(min=0)
-    flat = outward.norm(dim=-1, keepdim=True) < 1e-6
-    face = F.one_hot(q.argmax(-1), 3).to(p.dtype)
-    direction = torch.where(flat, face, outward)
-    return F.normalize(direction * torch.sign(p + 1e-12), dim=-1)
 
 
 @dataclass
@@ -248,7 +145,8 @@ class Renderer:
         self.light_norm = float(
             (self._light_vector(torch.zeros(1, 3, device=self.device)) * facing).sum()
         )
-        self.timer = StageTimer(self.device)
+        # set a Stopwatch to time the stages of each render (bench/render.py does)
+        self.stopwatch: Stopwatch | None = None
 
     # ---- rays -------------------------------------------------------------------------
     def ray_directions(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
@@ -278,7 +176,7 @@ class Renderer:
         cameras = ((self.camera - poses.centres)[..., None, :] @ poses.rotations)[..., 0, :]
         sizes = torch.stack([poses.half, poses.radius], -1)[:, None].expand(n, NUM_BLOCKS, 2)
         table = torch.cat([cameras, poses.rotations.flatten(-2), sizes], -1)  # (N, 8, 14)
-        pair = _gather_rows(table.reshape(-1, 14).t(), image * NUM_BLOCKS + block)
+        pair = gather_rows(table.reshape(-1, 14).t(), image * NUM_BLOCKS + block)
         origin, rot, half, radius = pair[0:3], pair[3:12], pair[12], pair[13]
         d = direction.t()
         # R^T d, one coordinate at a time
@@ -296,12 +194,12 @@ class Renderer:
         box_hit = (t_enter <= t_exit) & (t_exit > 0)
         keep = box_hit.nonzero()[:, 0]
         rows = torch.cat([origin, local_dir, (half - radius)[None], radius[None]])
-        rows = _gather_rows(torch.cat([rows, t_enter[None], t_exit[None]]), keep)
+        rows = gather_rows(torch.cat([rows, t_enter[None], t_exit[None]]), keep)
         o, d, core, r, t_enter, t_exit = rows[0:3], rows[3:6], rows[6], rows[7], rows[8], rows[9]
         t = ray_rounded_box(o, d, core, r, t_enter)
         hit = (t <= t_exit).nonzero()[:, 0]  # inf (a miss) fails this too
         t = t.index_select(0, hit)
-        point = torch.addcmul(_gather_rows(o, hit), _gather_rows(d, hit), t).t()
+        point = torch.addcmul(gather_rows(o, hit), gather_rows(d, hit), t).t()
         return keep.index_select(0, hit), t, point
 
     def _nearest(self, poses, ray, image, block, direction, num_rays, normals=True) -> Hits:
@@ -481,32 +379,47 @@ class Renderer:
         with torch.inference_mode():
             return self._render(batch)
 
+    @contextmanager
+    def _stage(self, name: str) -> Iterator[None]:
+        """Time one stage on ``self.stopwatch``, if set. CUDA runs kernels asynchronously,
+        so it is synchronised on both sides: each stage is charged its own kernels."""
+        if self.stopwatch is None:
+            yield
+            return
+        self._synchronise()
+        with self.stopwatch(name):
+            yield
+            self._synchronise()
+
+    def _synchronise(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
     def _render(self, batch):
-        timer = self.timer
         size = self.size
-        with timer("geometry"):
+        with self._stage("geometry"):
             batch = {k: v.to(self.device, torch.float32) for k, v in batch.items()}
             poses = block_poses(batch, self.calibration)
             n = poses.centres.shape[0]
             obj_colour = _lookup(self.table, batch["obj_color"])
             bg_colour = _lookup(self.table, batch["bg_color"])
             block_light = self._light_vector(poses.centres.reshape(-1, 3)).reshape(n, 8, 3)
-        with timer("intersection"):
+        with self._stage("intersection"):
             image, block, rows, cols = self._primary_pairs(poses)
             pixel = (image * size + rows) * size + cols
             direction = self.ray_directions(rows.float() + 0.5, cols.float() + 0.5)
             hits = self._nearest(poses, pixel, image, block, direction, n * size * size)
             mask = hits.block.reshape(n, size, size)
-        with timer("shadow"):
+        with self._stage("shadow"):
             backdrop = self._backdrop(poses, bg_colour)
-        with timer("shading"):
+        with self._stage("shading"):
             colour = self._shade_blocks(poses, hits, obj_colour, block_light)
             picture = backdrop.reshape(-1, 3).index_put((hits.ray,), colour)
             picture = picture.reshape(n, size, size, 3)
         if self.antialias:
-            with timer("antialias"):
+            with self._stage("antialias"):
                 picture = self._antialias(poses, mask, picture, backdrop)
-        with timer("transfer"):
+        with self._stage("transfer"):
             images = picture.mul_(255).add_(0.5).clamp_(0, 255).to(torch.uint8)
             mask = mask.to(torch.uint8)
             flip = (batch["fliplr"] > 0.5).nonzero()[:, 0]
@@ -589,106 +502,6 @@ def frame_to_batch(params) -> dict[str, torch.Tensor]:
     return {name: torch.tensor(values) for name, values in columns.items()}
 
 
-# a worker process pays for itself only with this many scenes to render
-MIN_SCENES_PER_WORKER = 128
-# On the CPU larger batches only cost memory: 64 scenes keep every buffer under glibc's
-# largest heap-served allocation (see _keep_freed_memory) and render fastest.
-CPU_BATCH = 64
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on (its affinity mask where the OS has one)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
-def _can_fork() -> bool:
-    """Whether this process may fork renderer workers (daemonic processes may not)."""
-    forkable = "fork" in multiprocessing.get_all_start_methods()
-    return forkable and not multiprocessing.current_process().daemon
-
-
-def worker_count(workers: int | None, device: torch.device, scenes: int) -> int:
-    """How many processes render ``scenes`` scenes: ``workers`` if given, else one per
-    usable core on the CPU when every worker gets ``MIN_SCENES_PER_WORKER`` scenes (torch's
-    threads scale poorly on a few cores, processes with one thread each do not), else 1."""
-    if workers is not None:
-        if int(workers) != workers or workers < 1:
-            raise UserError(f"workers must be a positive integer, got {workers}")
-        if workers > 1 and device.type != "cpu":
-            raise UserError(f"workers > 1 renders on the CPU only, not on {device}")
-        if workers > 1 and not _can_fork():
-            raise UserError("workers > 1 needs to fork processes, which this OS or process cannot")
-        return int(workers)
-    if device.type != "cpu" or not _can_fork():
-        return 1
-    return max(1, min(usable_cores(), scenes // MIN_SCENES_PER_WORKER))
-
-
-# The renderer and scene batch of a worker process, inherited from its parent by fork.
-_WORKER_STATE: dict = {}
-
-
-def _keep_freed_memory() -> None:
-    """Let glibc serve allocations up to 32 MiB from its heap and keep what is freed.
-
-    The renderer allocates and frees the same large buffers every batch; by default glibc
-    maps each one fresh from the OS and returns it on free, and touching fresh pages costs
-    a page fault each: 15-25 % of the CPU time. Only worker processes, which the renderer
-    owns, are changed; elsewhere (no glibc) this does nothing.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return
-    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
-    mallopt(m_mmap_threshold, 32 * 2**20)  # glibc's largest allowed value
-    mallopt(m_trim_threshold, 2**30)
-
-
-def _start_worker(renderer: Renderer, batch: dict[str, torch.Tensor], threads: int) -> None:
-    torch.set_num_threads(threads)
-    _keep_freed_memory()
-    _WORKER_STATE.update(renderer=renderer, batch=batch)
-
-
-def _render_rows(start: int, stop: int):
-    """Render rows ``start:stop`` of the inherited batch in a worker: numpy uint8 arrays."""
-    part = {k: v[start:stop] for k, v in _WORKER_STATE["batch"].items()}
-    image_t, mask_t = _WORKER_STATE["renderer"].render(part)
-    return start, image_t.numpy(), mask_t.numpy()
-
-
-def _render_in_workers(renderer, batch, images, masks, batch_size, workers, bar) -> None:
-    """Fill ``images`` (N, H, W, 3) and ``masks`` (N, H, W) from ``workers`` forked
-    processes with ``torch.get_num_threads() // workers`` threads each (at least one).
-
-    Work goes out in slices of at most ``batch_size`` rows, small enough that every worker
-    gets some; pixels do not depend on how scenes are batched, so the result equals the
-    single-process one.
-    """
-    n = images.shape[0]
-    step = max(1, min(batch_size, math.ceil(n / (2 * workers))))
-    threads = max(1, torch.get_num_threads() // workers)
-    context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_start_worker, initargs=(renderer, batch, threads)
-    ) as pool:
-        futures = [pool.submit(_render_rows, s, min(s + step, n)) for s in range(0, n, step)]
-        try:
-            for future in as_completed(futures):
-                start, part_images, part_masks = future.result()
-                images[start : start + len(part_images)] = part_images
-                masks[start : start + len(part_masks)] = part_masks
-                bar.update(len(part_images))
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
-
-
 def render_scenes(
     params,
     size: int = 128,
@@ -703,7 +516,8 @@ def render_scenes(
 
     Returns images (N, size, size, 3) uint8 and masks (N, size, size) uint8 as numpy arrays.
     ``batch_size``: the most scenes rendered at once (on the CPU at most ``CPU_BATCH``).
-    ``workers``: processes rendering in parallel on the CPU (see :func:`worker_count`;
+    ``workers``: processes rendering in parallel on the CPU (see
+    :func:`generator.parallel.worker_count`;
     None picks one per usable core for large enough tables). The pixels do not depend on
     the batch size or the number of workers (with one torch thread per process; torch may
     round the last bit differently with more threads).
@@ -725,7 +539,7 @@ def render_scenes(
     masks = np.empty((n, renderer.size, renderer.size), dtype=np.uint8)
     with tqdm(total=n, disable=not progress, desc="rendering", unit="img") as bar:
         if count > 1:
-            _render_in_workers(renderer, batch, images, masks, batch_size, count, bar)
+            render_in_workers(renderer, batch, images, masks, batch_size, count, bar)
             return images, masks
         for start in range(0, n, batch_size):
             part = {k: v[start : start + batch_size] for k, v in batch.items()}
@@ -734,15 +548,3 @@ def render_scenes(
             masks[start : start + batch_size] = mask_t.cpu().numpy()
             bar.update(image_t.shape[0])
     return images, masks
-
-
-def block_iou(mask_a, mask_b) -> float:
-    """Mean over blocks present in either mask of the IoU of that block's pixels."""
-    a, b = np.asarray(mask_a), np.asarray(mask_b)
-    scores = []
-    for block in range(1, NUM_BLOCKS + 1):
-        in_a, in_b = a == block, b == block
-        union = np.logical_or(in_a, in_b).sum()
-        if union:
-            scores.append(np.logical_and(in_a, in_b).sum() / union)
-    return float(np.mean(scores)) if scores else 1.0

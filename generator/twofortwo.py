@@ -1,8 +1,10 @@
-"""Importing scenes written by Two4Two (one JSON object a line) and rendering them.
+"""Scenes written by Two4Two: importing them, rendering them, comparing the masks.
 
 Two4Two's ``parameters.jsonl`` holds one ``SceneParameters`` a line with the same
 attribute names as :mod:`generator.attributes` plus keys this project does not need
 (``obj_color_rgba``, ``resolution``, ``_attributes_status``, ...), which are ignored.
+Two4Two's Blender masks use the renderer's block ids (0 background, 1..8 the blocks), so
+:func:`block_iou` compares them with ours pixel by pixel.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from generator.attributes import ATTRIBUTES, CONTINUOUS, LABELS, validate_values
@@ -113,3 +116,17 @@ def render_two4two(
     except BaseException:
         writer.abort()
         raise
+
+
+def block_iou(mask_a, mask_b) -> float:
+    """Mean over blocks present in either mask of the IoU of that block's pixels.
+
+    Masks hold block ids (0 the background); two masks without any block match fully.
+    """
+    a, b = np.asarray(mask_a), np.asarray(mask_b)
+    blocks = np.union1d(np.unique(a), np.unique(b))
+    scores = [
+        np.logical_and(a == block, b == block).sum() / np.logical_or(a == block, b == block).sum()
+        for block in blocks[blocks > 0]
+    ]
+    return float(np.mean(scores)) if scores else 1.0

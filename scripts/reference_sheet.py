@@ -18,7 +18,8 @@ import pandas as pd
 from PIL import Image
 
 from generator.attributes import ATTRIBUTES
-from generator.render import block_iou, render_scenes
+from generator.render import render_scenes
+from generator.twofortwo import block_iou
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_REFERENCE = Path("/work/shared/reference/two4two-blender")

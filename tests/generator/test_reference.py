@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from generator.attributes import ATTRIBUTES
-from generator.render import block_iou, render_scenes
+from generator.render import render_scenes
+from generator.twofortwo import block_iou
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "two4two-blender"
 if not REFERENCE.exists():

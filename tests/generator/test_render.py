@@ -10,16 +10,11 @@ import pytest
 import torch
 
 from generator.attributes import ATTRIBUTES, SceneAttributes, coolwarm
-from generator.render import (
-    Renderer,
-    block_iou,
-    frame_to_batch,
-    ray_rounded_box,
-    render_scenes,
-    usable_cores,
-    worker_count,
-)
+from generator.parallel import usable_cores, worker_count
+from generator.raymath import ray_rounded_box
+from generator.render import Renderer, frame_to_batch, render_scenes
 from xaistudy.errors import UserError
+from xaistudy.files import Stopwatch
 
 
 def scenes(**changes) -> pd.DataFrame:
@@ -150,6 +145,18 @@ def test_renderer_returns_tensors_on_its_device():
     assert mask.dtype == torch.uint8 and mask.shape == (1, 32, 32)
 
 
+def test_stopwatch_times_every_stage_without_changing_the_pixels():
+    batch = frame_to_batch(scenes(bending=[0.3], spherical=[0.6]))
+    renderer = Renderer(size=32)
+    plain = renderer.render(batch)
+    renderer.stopwatch = Stopwatch()
+    timed = renderer.render(batch)
+    stages = {"geometry", "intersection", "shadow", "shading", "antialias", "transfer"}
+    assert set(renderer.stopwatch.seconds) == stages
+    for untimed, measured in zip(plain, timed, strict=True):
+        assert torch.equal(untimed, measured)
+
+
 def test_antialiasing_softens_edges_only():
     params = scenes(obj_color=[1.0], bg_color=[0.0])
     sharp, mask = render_scenes(params, size=64, antialias=False)
@@ -212,16 +219,6 @@ def test_ray_hits_rounded_box_where_its_distance_vanishes():
     error = (t[both] - march[both]).abs()
     assert error.max() < 5e-3 and error.mean() < 1e-4
     assert distance(origin + direction * t.where(exact_hit, 0.0))[exact_hit].abs().max() < 5e-3
-
-
-def test_block_iou():
-    a = np.zeros((4, 4), np.uint8)
-    a[:2, :2] = 1
-    b = a.copy()
-    assert block_iou(a, b) == 1.0
-    b[:2, :2] = 0
-    b[:2, 2:] = 1
-    assert block_iou(a, b) == 0.0
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

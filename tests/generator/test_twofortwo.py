@@ -11,7 +11,7 @@ from PIL import Image
 
 from generator.attributes import ATTRIBUTES
 from generator.dataset import DatasetFolder
-from generator.twofortwo import read_two4two_jsonl, render_two4two
+from generator.twofortwo import block_iou, read_two4two_jsonl, render_two4two
 from xaistudy.errors import UserError
 
 REFERENCE = Path("/work/shared/reference/two4two-blender")
@@ -87,8 +87,6 @@ def test_missing_or_empty_file(tmp_path):
 
 @needs_reference
 def test_reference_parameters_render_to_matching_masks(tmp_path):
-    from generator.render import block_iou
-
     frame = read_two4two_jsonl(REFERENCE / "parameters.jsonl")
     assert len(frame) == 100 and frame["id"].is_unique
     lines = (REFERENCE / "parameters.jsonl").read_text().splitlines()[:3]
@@ -100,3 +98,17 @@ def test_reference_parameters_render_to_matching_masks(tmp_path):
         reference = np.asarray(Image.open(REFERENCE / "images" / f"{scene_id}_mask.png"))
         # a loose bound: it checks the import (names, flip, position), not render fidelity
         assert block_iou(mask, reference) > 0.4, scene_id
+
+
+def test_block_iou():
+    a = np.zeros((4, 4), np.uint8)
+    a[:2, :2] = 1
+    b = a.copy()
+    assert block_iou(a, b) == 1.0
+    b[:2, :2] = 0
+    b[:2, 2:] = 1
+    assert block_iou(a, b) == 0.0
+    b = a.copy()
+    b[2:, 2:] = 2  # block 1 matches, block 2 is only in b
+    assert block_iou(a, b) == 0.5
+    assert block_iou(np.zeros((2, 2)), np.zeros((2, 2))) == 1.0  # no block in either
