@@ -1,4 +1,4 @@
-"""Files that appear whole or not at all, and a stopwatch for a stage's phases.
+"""Files that appear whole or not at all, secrets kept in files, and a stopwatch.
 
 Every stage publishes its output the same way: write to a temporary name beside the
 target, then rename over it. A crash, a full disk or Ctrl-C leaves the old file (or no
@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,27 @@ def staged_folder(out: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def kept_secret(path: Path, make: Callable[[], str] = lambda: secrets.token_hex(32)) -> str:
+    """The secret kept in ``path``; the first call makes it with ``make()`` and keeps it.
+
+    The file is readable by its owner only. It is written under a temporary name and
+    linked to ``path``, which fails if ``path`` exists: of several processes starting at
+    once, one secret wins, whole, and every caller reads that one.
+    """
+    path = Path(path)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temporary_name(path)
+        try:
+            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+                f.write(make() + "\n")
+            with suppress(FileExistsError):  # another process kept one first
+                os.link(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return path.read_text().strip()
 
 
 class Stopwatch:

@@ -23,6 +23,7 @@ from pathlib import Path
 import click
 
 from xaistudy.errors import UserError
+from xaistudy.files import kept_secret
 
 
 @dataclass(frozen=True)
@@ -196,12 +197,7 @@ def bundle_stage(settings: DemoSettings, dataset, card: dict, device) -> Path:
 
 def admin_password(settings: DemoSettings) -> str:
     """The demo's admin password: made once, kept in ``admin-password.txt``."""
-    path = settings.out / "admin-password.txt"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(12) + "\n")
-        path.chmod(0o600)
-    return path.read_text().strip()
+    return kept_secret(settings.out / "admin-password.txt", lambda: secrets.token_urlsafe(12))
 
 
 def server_settings(settings: DemoSettings) -> dict:
