@@ -1,30 +1,30 @@
 """The study server: a Flask app serving a study bundle to participants.
 
 ``create_app(config=None)`` is the app factory (``gunicorn "study_server:create_app()"``,
-``flask --app study_server db upgrade``). ``config`` is ``None`` (environment only), a
-dict of overrides, or a class/object with upper-case attributes. It never imports torch.
+``flask --app study_server db upgrade``). ``config`` is a :class:`~study_server.config.Config`
+(or a variant), a dict of overrides of the environment's settings, or ``None`` (the
+environment only). It never imports torch.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib.util
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from flask import Flask, render_template
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
-from werkzeug.security import generate_password_hash
 
-from study_server.config import Config, configure_sqlite, engine_options, normalize_database_url
+from study_server.config import Config
 from study_server.extensions import csrf, db, migrate
+from study_server.sqlite import configure_sqlite
 from study_server.study import Study, load_study
-from xaistudy.errors import UserError
 
 # The repository's top-level migrations/ folder, installed as study_server.migrations.
 MIGRATIONS_DIR = Path(importlib.util.find_spec("study_server.migrations").origin).parent
-_HASH_PREFIXES = ("scrypt:", "pbkdf2:")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,51 +65,13 @@ class StudyContext:
         return cls(study, manifest, bundle_dir, frozenset(tutorial_images), condition_images, grids)
 
 
-def _settings(config: Any) -> dict:
-    settings = Config.from_env()
-    if isinstance(config, dict):
-        settings.update(config)
-    elif config is not None:
-        settings.update({k: getattr(config, k) for k in dir(config) if k.isupper()})
-    return settings
-
-
-def create_app(config: Any = None) -> Flask:
+def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     """Build the app: settings, bundle and study, database, blueprints, error pages."""
-    app = Flask(__name__, instance_relative_config=True)
-    app.config.update(_settings(config))
-
-    if not app.config.get("SECRET_KEY"):
-        if not (app.config.get("DEBUG") or app.config.get("TESTING")):
-            raise UserError(
-                "SECRET_KEY is not set; set the SECRET_KEY environment variable to a long "
-                "random string (the same for every worker), e.g. "
-                "python -c 'import secrets; print(secrets.token_hex(32))'"
-            )
-        app.config["SECRET_KEY"] = "insecure-debug-key"
-
-    url = app.config.get("SQLALCHEMY_DATABASE_URI")
-    if not url:
-        Path(app.instance_path).mkdir(parents=True, exist_ok=True)
-        url = f"sqlite:///{Path(app.instance_path) / 'xaistudy.sqlite'}"
-    url = normalize_database_url(url)
-    app.config["SQLALCHEMY_DATABASE_URI"] = url
-    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {
-        **engine_options(url),
-        **(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {}),
-    }
-
-    password = app.config.get("XAISTUDY_ADMIN_PASSWORD")
-    if password and not password.startswith(_HASH_PREFIXES):
-        app.config["XAISTUDY_ADMIN_PASSWORD"] = generate_password_hash(password)
-
-    bundle = app.config.get("XAISTUDY_BUNDLE")
-    if not bundle:
-        raise UserError(
-            "no study bundle: set XAISTUDY_BUNDLE (or pass --bundle) to a folder made by "
-            "'xaistudy explain'"
-        )
-    app.extensions["xaistudy"] = StudyContext.load(bundle, app.config.get("XAISTUDY_STUDY"))
+    if not isinstance(config, Config):
+        config = Config(config)
+    app = Flask(__name__)
+    app.config.from_mapping(config.settings())
+    app.extensions["xaistudy"] = StudyContext.load(config.bundle, config.XAISTUDY_STUDY)
 
     if app.config.get("XAISTUDY_PROXY_FIX"):
         from werkzeug.middleware.proxy_fix import ProxyFix

@@ -5,7 +5,7 @@ within the abandonment timeout, previews and excluded participants not counted, 
 to each condition's target N), ties broken at random. The count and the insert of the
 new participant happen under one lock: on PostgreSQL a ``SELECT ... FOR UPDATE`` of the
 study's row in ``studies``; on SQLite every transaction is ``BEGIN IMMEDIATE``
-(config.configure_sqlite), which holds the database's write lock.
+(sqlite.configure_sqlite), which holds the database's write lock.
 """
 
 from __future__ import annotations

@@ -1,15 +1,59 @@
-"""Configuration: a class with defaults, overridden by environment variables."""
+"""The study server's settings: defaults, then the environment, then explicit overrides.
+
+A :class:`Config` reads the environment once, when it is made; what the caller passes
+(``xaistudy serve``'s options, a test's settings) overrides that. ``create_app`` takes the
+complete :meth:`Config.settings`. The variants: :class:`DevelopmentConfig` (debug mode)
+for the demo, :class:`TestConfig` for tests (it reads no environment).
+docs/deploy.md documents the variables, the default database and the SECRET_KEY policy.
+"""
 
 from __future__ import annotations
 
-import fcntl
 import os
-import sqlite3
-import threading
+import secrets
+from collections.abc import Callable, Mapping
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from werkzeug.security import generate_password_hash
+
+from study_server.sqlite import connect_args, sqlite_file
+from xaistudy.errors import UserError
+from xaistudy.files import kept_secret
+
+# The database when none is configured: a SQLite file in the working directory.
+DEFAULT_DATABASE = "xaistudy.sqlite"
+_HASH_PREFIXES = ("scrypt:", "pbkdf2:")
+
+
+def _flag(text: str) -> bool:
+    return text.strip().lower() in ("1", "true", "yes", "on")
+
+
+# Environment variable -> (setting, how its text is read). Text settings ignore an empty
+# variable; a flag that is set, even to "", is read (so "0" turns it off).
+ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "SECRET_KEY": ("SECRET_KEY", str),
+    "DATABASE_URL": ("SQLALCHEMY_DATABASE_URI", str),
+    "XAISTUDY_BUNDLE": ("XAISTUDY_BUNDLE", str),
+    "XAISTUDY_STUDY": ("XAISTUDY_STUDY", str),
+    "XAISTUDY_ADMIN_PASSWORD": ("XAISTUDY_ADMIN_PASSWORD", str),
+    "XAISTUDY_SECURE_COOKIES": ("SESSION_COOKIE_SECURE", _flag),
+    "XAISTUDY_PROXY_FIX": ("XAISTUDY_PROXY_FIX", _flag),
+    "FLASK_DEBUG": ("DEBUG", _flag),
+}
+
+
+def from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The settings the documented variables of ``environ`` set."""
+    values = {}
+    for variable, (setting, read) in ENVIRONMENT.items():
+        text = environ.get(variable)
+        if text is None or (read is str and not text):
+            continue
+        values[setting] = read(text)
+    return values
 
 
 def normalize_database_url(url: str) -> str:
@@ -20,16 +64,42 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
-def _flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+def engine_options(url: str) -> dict:
+    """Engine options per backend.
+
+    SQLite: see :mod:`study_server.sqlite`. PostgreSQL: a pool large enough for every
+    thread of a gunicorn worker, each connection checked before use (a restarted database
+    server), and recycled hourly.
+    """
+    if url.startswith("sqlite"):
+        return {"connect_args": connect_args(url)}
+    return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20, "pool_recycle": 3600}
+
+
+def generated_secret_key(url: str) -> str:
+    """The SECRET_KEY policy where none is set: a SQLite database file gets a random key,
+    generated once and kept beside it (``<file>.secret``, owner-only), which every worker
+    and restart on this machine shares. Any other database may be served by several hosts,
+    which must all sign with one key, so the server refuses to start without it."""
+    database = sqlite_file(url)
+    if database is None:
+        raise UserError(
+            "SECRET_KEY is not set: set the SECRET_KEY environment variable to a long random "
+            "string, the same for every worker and host, e.g. "
+            "python -c 'import secrets; print(secrets.token_hex(32))' "
+            "(only a SQLite database file gets a generated key, kept beside it)"
+        )
+    return kept_secret(Path(database + ".secret"))
 
 
 class Config:
-    """Defaults; :meth:`from_env` reads the environment when the app is created."""
+    """Production settings: Flask's and the study's, upper case, with their defaults."""
 
-    SECRET_KEY: str | None = None
-    SQLALCHEMY_DATABASE_URI: str | None = None  # default: instance/xaistudy.sqlite
-    SQLALCHEMY_ENGINE_OPTIONS: dict = {}
+    reads_environment = True
+
+    SECRET_KEY: str | None = None  # None: generated_secret_key's policy
+    SQLALCHEMY_DATABASE_URI: str | None = None  # None: DEFAULT_DATABASE
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {}  # on top of engine_options()
     XAISTUDY_BUNDLE: str | None = None
     XAISTUDY_STUDY: str | None = None  # None: the default study that ships with the package
     XAISTUDY_ADMIN_PASSWORD: str | None = None  # plain text or a werkzeug hash
@@ -49,141 +119,65 @@ class Config:
     TESTING = False
     DEBUG = False
 
-    @classmethod
-    def from_env(cls) -> dict:
-        values = {k: getattr(cls, k) for k in dir(cls) if k.isupper()}
-        env = os.environ
-        if env.get("SECRET_KEY"):
-            values["SECRET_KEY"] = env["SECRET_KEY"]
-        if env.get("DATABASE_URL"):
-            values["SQLALCHEMY_DATABASE_URI"] = env["DATABASE_URL"]
-        for key in ("XAISTUDY_BUNDLE", "XAISTUDY_STUDY", "XAISTUDY_ADMIN_PASSWORD"):
-            if env.get(key):
-                values[key] = env[key]
-        if "XAISTUDY_SECURE_COOKIES" in env:
-            values["SESSION_COOKIE_SECURE"] = _flag("XAISTUDY_SECURE_COOKIES")
-        if "XAISTUDY_PROXY_FIX" in env:
-            values["XAISTUDY_PROXY_FIX"] = _flag("XAISTUDY_PROXY_FIX")
-        if _flag("FLASK_DEBUG"):
-            values["DEBUG"] = True
+    def __init__(
+        self,
+        overrides: Mapping[str, Any] | None = None,
+        environ: Mapping[str, str] | None = None,
+    ):
+        """Defaults < ``environ`` (default: ``os.environ``) < ``overrides``."""
+        if self.reads_environment:
+            self._set(from_environment(os.environ if environ is None else environ))
+        self._set(overrides or {})
+
+    def _set(self, values: Mapping[str, Any]) -> None:
+        for name, value in values.items():
+            if not name.isupper():
+                raise UserError(f"server settings are upper case, got {name!r}")
+            setattr(self, name, value)
+
+    @property
+    def database_url(self) -> str:
+        url = self.SQLALCHEMY_DATABASE_URI or f"sqlite:///{Path(DEFAULT_DATABASE).resolve()}"
+        return normalize_database_url(url)
+
+    @property
+    def bundle(self) -> Path:
+        if not self.XAISTUDY_BUNDLE:
+            raise UserError(
+                "no study bundle: set XAISTUDY_BUNDLE (or pass --bundle) to a folder made by "
+                "'xaistudy explain'"
+            )
+        return Path(self.XAISTUDY_BUNDLE)
+
+    def settings(self) -> dict[str, Any]:
+        """Every setting, complete for Flask: the database URL and its engine options, a
+        secret key (:func:`generated_secret_key` where none is set), the admin password
+        hashed."""
+        values = {name: getattr(self, name) for name in dir(self) if name.isupper()}
+        url = values["SQLALCHEMY_DATABASE_URI"] = self.database_url
+        values["SQLALCHEMY_ENGINE_OPTIONS"] = {
+            **engine_options(url),
+            **(self.SQLALCHEMY_ENGINE_OPTIONS or {}),
+        }
+        values["SECRET_KEY"] = self.SECRET_KEY or generated_secret_key(url)
+        password = self.XAISTUDY_ADMIN_PASSWORD
+        if password and not password.startswith(_HASH_PREFIXES):
+            values["XAISTUDY_ADMIN_PASSWORD"] = generate_password_hash(password)
         return values
 
 
-_queue_holder = threading.local()  # whether this thread holds the writer queue
+class DevelopmentConfig(Config):
+    """One person trying the study on their machine (``xaistudy demo``)."""
+
+    DEBUG = True
 
 
-class QueuedSQLiteConnection(sqlite3.Connection):
-    """A SQLite connection whose write transactions queue on a lock file first.
+class TestConfig(Config):
+    """Tests: no environment read, an in-memory database, a key for this process only."""
 
-    SQLite's own busy handler retries a locked database by sleeping (1, 2, 5 ... then
-    100 ms steps), so under contention a writer may sleep long after the lock came free,
-    and the waiters are served in no order. Taking an exclusive ``flock`` on
-    ``<database>-writer.lock`` before ``BEGIN IMMEDIATE`` makes the kernel hand the lock
-    to the next waiting transaction (any process or thread) the moment the current one
-    commits or rolls back. The kernel drops the lock with the process, so a killed worker
-    never leaves it held. SQLite's own locking stays in force (and ``busy_timeout`` for
-    any writer outside this queue), so correctness never depends on the file lock.
-    """
+    reads_environment = False
+    __test__ = False  # a settings class that pytest must not collect as a test class
 
-    _queue_fd: int | None = None
-    _queue_held: bool = False
-
-    def acquire_write_queue(self, database_path: str) -> None:
-        if getattr(_queue_holder, "held", False):
-            # This thread's other connection is in a transaction: waiting here would wait
-            # for ourselves, so this one relies on SQLite's busy_timeout alone.
-            return
-        if self._queue_fd is None:
-            self._queue_fd = os.open(database_path + "-writer.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(self._queue_fd, fcntl.LOCK_EX)  # blocks without holding the GIL
-        self._queue_held = _queue_holder.held = True
-
-    def release_write_queue(self) -> None:
-        if self._queue_held:
-            self._queue_held = _queue_holder.held = False
-            fcntl.flock(self._queue_fd, fcntl.LOCK_UN)
-
-    def commit(self) -> None:
-        try:
-            super().commit()
-        finally:
-            self.release_write_queue()
-
-    def rollback(self) -> None:
-        try:
-            super().rollback()
-        finally:
-            self.release_write_queue()
-
-    def close(self) -> None:
-        try:
-            super().close()
-        finally:
-            self.release_write_queue()
-            if self._queue_fd is not None:
-                os.close(self._queue_fd)
-                self._queue_fd = None
-
-
-def _sqlite_file(url: str) -> str | None:
-    """The database file of a SQLite URL, None for an in-memory database."""
-    from sqlalchemy.engine import make_url
-
-    database = make_url(url).database
-    return None if database in (None, "", ":memory:") or database.startswith("file:") else database
-
-
-def engine_options(url: str) -> dict:
-    """Engine options per backend.
-
-    SQLite: a file database's connections queue their write transactions on a lock file
-    (:class:`QueuedSQLiteConnection`) and SQLite waits for its write lock instead of
-    failing. PostgreSQL: a pool large enough for every thread of a gunicorn worker, each
-    connection checked before use (a restarted database server), and recycled hourly.
-    """
-    if url.startswith("sqlite"):
-        connect_args: dict = {"timeout": 60, "check_same_thread": False}
-        if _sqlite_file(url):
-            connect_args["factory"] = QueuedSQLiteConnection
-        return {"connect_args": connect_args}
-    return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20, "pool_recycle": 3600}
-
-
-def configure_sqlite(engine: Engine) -> None:
-    """WAL, a busy timeout, foreign keys, and ``BEGIN IMMEDIATE`` for every transaction.
-
-    An immediate transaction takes SQLite's write lock when it begins, so a request that
-    reads the page pointer and then writes can never interleave with another writer
-    (this is what makes assignment and the page pointer correct on SQLite); deferred
-    transactions would fail with "database is locked" when upgrading to a write.
-    WAL lets readers outside these transactions (the export) read while a write is under
-    way; ``synchronous=NORMAL`` is durable across a crashed process (what WAL needs
-    fsync for is a power loss), so a killed worker loses no committed answer.
-    """
-    if engine.dialect.name != "sqlite":
-        return
-    database = _sqlite_file(engine.url.render_as_string(hide_password=False))
-
-    @event.listens_for(engine, "connect")
-    def _connect(dbapi_connection, _record):
-        dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself
-        cursor = dbapi_connection.cursor()
-        if database:
-            cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=60000")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _begin(connection):
-        dbapi_connection = connection.connection.dbapi_connection
-        queued = database and isinstance(dbapi_connection, QueuedSQLiteConnection)
-        if queued:
-            dbapi_connection.acquire_write_queue(database)
-        try:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-        except BaseException:
-            if queued:
-                dbapi_connection.release_write_queue()
-            raise
+    TESTING = True
+    SQLALCHEMY_DATABASE_URI = "sqlite://"
+    SECRET_KEY = secrets.token_hex(32)

@@ -69,16 +69,15 @@ _migrated: set[str] = set()
 
 def make_app(bundle_dir: Path, database_url: str, migrate: bool = True, **overrides):
     from study_server import create_app
+    from study_server.config import TestConfig
 
     settings = {
-        "TESTING": True,
-        "SECRET_KEY": "test-secret",
         "SQLALCHEMY_DATABASE_URI": database_url,
         "XAISTUDY_BUNDLE": str(bundle_dir),
         "XAISTUDY_ADMIN_PASSWORD": ADMIN_PASSWORD,
         **overrides,
     }
-    app = create_app(settings)
+    app = create_app(TestConfig(settings))
     with app.app_context():
         if migrate and database_url not in _migrated:
             flask_migrate.upgrade()

@@ -1,4 +1,7 @@
-"""Security: torch never imported, SECRET_KEY, cookies, headers, admin login, escaping."""
+"""Security: torch never imported, cookies, headers, admin login, escaping.
+
+The SECRET_KEY policy is tested with the rest of the settings, in test_config.py.
+"""
 
 from __future__ import annotations
 
@@ -37,14 +40,6 @@ def test_server_never_imports_torch(bundle_dir, tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
-
-
-def test_secret_key_is_required_outside_debug_and_testing(bundle_dir, tmp_path, monkeypatch):
-    from study_server import create_app
-
-    monkeypatch.delenv("SECRET_KEY", raising=False)
-    with pytest.raises(UserError, match="SECRET_KEY"):
-        create_app({"XAISTUDY_BUNDLE": str(bundle_dir), "SQLALCHEMY_DATABASE_URI": "sqlite://"})
 
 
 def test_damaged_bundle_is_refused_with_a_clear_message(bundle_dir, tmp_path):

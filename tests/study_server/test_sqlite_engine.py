@@ -7,8 +7,8 @@ import os
 
 from sqlalchemy import text
 
-from study_server.config import QueuedSQLiteConnection
 from study_server.extensions import db
+from study_server.sqlite import QueuedSQLiteConnection
 
 
 def _queue_is_free(lock_path: str) -> bool:

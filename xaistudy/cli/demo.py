@@ -42,10 +42,11 @@ def demo(out, n_simulated, no_serve, host, port, device, seed):
         check_port_free,
         dataset_stage,
         model_stage,
+        server_config,
         simulate_stage,
         study_links,
     )
-    from xaistudy.cli.server import serve
+    from xaistudy.cli.server import run_server
     from xaistudy.devices import resolve_device
 
     settings = DemoSettings(out=out, seed=seed)
@@ -68,16 +69,7 @@ def demo(out, n_simulated, no_serve, host, port, device, seed):
         click.echo(f"Bundle: {bundle_dir.resolve()}  (serve it with 'xaistudy demo')")
         return
     click.echo(f"Study ready:\n{study_links(host, port, password)}")
-    click.get_current_context().invoke(
-        serve,
-        bundle=bundle_dir,
-        study=None,
-        db=settings.db_url,
-        host=host,
-        port=port,
-        workers=2,
-        admin_password=password,
-    )
+    run_server(server_config(settings), host, port, workers=2)
 
 
 COMMANDS = [demo]

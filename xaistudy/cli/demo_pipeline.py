@@ -200,10 +200,18 @@ def admin_password(settings: DemoSettings) -> str:
     return kept_secret(settings.out / "admin-password.txt", lambda: secrets.token_urlsafe(12))
 
 
-def server_settings(settings: DemoSettings) -> dict:
-    from xaistudy.cli.server import build_settings
+def server_config(settings: DemoSettings):
+    """The study server's settings for the demo: a DevelopmentConfig of its bundle, its
+    database and its admin password (the environment's other settings apply)."""
+    from study_server.config import DevelopmentConfig
 
-    return build_settings(settings.bundle_dir, None, settings.db_url, admin_password(settings))
+    return DevelopmentConfig(
+        {
+            "XAISTUDY_BUNDLE": str(settings.bundle_dir),
+            "SQLALCHEMY_DATABASE_URI": settings.db_url,
+            "XAISTUDY_ADMIN_PASSWORD": admin_password(settings),
+        }
+    )
 
 
 @contextmanager
@@ -231,7 +239,7 @@ def simulate_stage(settings: DemoSettings, n: int, host: str) -> Path:
     from analysis.simulate import SimulationSpec, simulate_http
     from study_server import create_app
 
-    app = create_app(server_settings(settings))
+    app = create_app(server_config(settings))
     with app.app_context():
         flask_migrate.upgrade()
     bundle = load_bundle(settings.bundle_dir)

@@ -6,80 +6,23 @@ from pathlib import Path
 
 import click
 
-
-def _secret_for(db_url: str) -> str:
-    """A stable random SECRET_KEY kept next to a SQLite database (single-machine use)."""
-    import secrets
-
-    from xaistudy.errors import UserError
-
-    if not db_url.startswith("sqlite:///"):
-        raise UserError(
-            "SECRET_KEY is not set; with a server database set the SECRET_KEY environment "
-            "variable (the same value for every worker and host)"
-        )
-    path = Path(db_url.removeprefix("sqlite:///") + ".secret")
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_hex(32))
-        path.chmod(0o600)
-    return path.read_text().strip()
+# The options that override a server setting (study_server/config.py), by parameter name.
+SETTING_OF_OPTION = {
+    "bundle": "XAISTUDY_BUNDLE",
+    "study": "XAISTUDY_STUDY",
+    "db": "SQLALCHEMY_DATABASE_URI",
+    "admin_password": "XAISTUDY_ADMIN_PASSWORD",
+}
 
 
-def build_settings(bundle, study, db, admin_password) -> dict:
-    import os
-
-    db_url = db or f"sqlite:///{Path('xaistudy.sqlite').resolve()}"
-    settings = {
-        "XAISTUDY_BUNDLE": str(bundle),
-        "SQLALCHEMY_DATABASE_URI": db_url,
-        "SECRET_KEY": os.environ.get("SECRET_KEY") or _secret_for(db_url),
-    }
-    if study:
-        settings["XAISTUDY_STUDY"] = str(study)
-    if admin_password:
-        settings["XAISTUDY_ADMIN_PASSWORD"] = admin_password
-    return settings
+def given_settings(**options) -> dict[str, str]:
+    """The server settings of the options given; an option left out (None) leaves the
+    environment's setting, or the default, in force."""
+    return {SETTING_OF_OPTION[name]: str(value) for name, value in options.items() if value}
 
 
-@click.command()
-@click.option(
-    "--bundle",
-    type=click.Path(path_type=Path),
-    envvar="XAISTUDY_BUNDLE",
-    required=True,
-    help="Study bundle folder made by 'xaistudy explain'.",
-)
-@click.option(
-    "--study",
-    type=click.Path(path_type=Path),
-    envvar="XAISTUDY_STUDY",
-    default=None,
-    help="Study TOML (default: the one shipped, docs/study.md).",
-)
-@click.option(
-    "--db",
-    default=None,
-    envvar="DATABASE_URL",
-    help="Database URL (default: sqlite file ./xaistudy.sqlite).",
-)
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
-@click.option(
-    "--workers",
-    default=2,
-    show_default=True,
-    type=click.IntRange(1, 64),
-    help="gunicorn worker processes.",
-)
-@click.option(
-    "--admin-password",
-    envvar="XAISTUDY_ADMIN_PASSWORD",
-    default=None,
-    help="Password of the /admin pages (or XAISTUDY_ADMIN_PASSWORD).",
-)
-def serve(bundle, study, db, host, port, workers, admin_password):
-    """Serve a study bundle to participants (gunicorn; the database is migrated first)."""
+def run_server(config, host: str, port: int, workers: int) -> None:
+    """Migrate the database of ``config`` (a study_server Config) and serve it with gunicorn."""
     import flask_migrate
     from gunicorn.app.base import BaseApplication
 
@@ -87,9 +30,8 @@ def serve(bundle, study, db, host, port, workers, admin_password):
     from study_server import create_app
     from study_server.extensions import db as database
 
-    load_manifest(bundle)  # a missing bundle fails before anything is written
-    settings = build_settings(bundle, study, db, admin_password)
-    app = create_app(settings)  # verifies the bundle and the study before anything starts
+    load_manifest(config.bundle)  # a missing bundle fails before anything is written
+    app = create_app(config)  # verifies the bundle and the study before anything starts
     with app.app_context():
         flask_migrate.upgrade()
         database.engine.dispose()  # no connections may cross the fork into the workers
@@ -103,7 +45,7 @@ def serve(bundle, study, db, host, port, workers, admin_password):
             self.cfg.set("accesslog", "-")
 
         def load(self):
-            return create_app(settings)
+            return create_app(config)
 
     click.echo(
         f"Serving {app.extensions['xaistudy'].study.title!r} on http://{host}:{port}/", err=True
@@ -116,14 +58,60 @@ def serve(bundle, study, db, host, port, workers, admin_password):
     _Server().run()
 
 
+@click.command()
+@click.option(
+    "--bundle",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Study bundle folder made by 'xaistudy explain' (default: XAISTUDY_BUNDLE).",
+)
+@click.option(
+    "--study",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Study TOML (default: XAISTUDY_STUDY, else the one shipped, docs/study.md).",
+)
+@click.option(
+    "--db",
+    default=None,
+    help="Database URL (default: DATABASE_URL, else the SQLite file ./xaistudy.sqlite).",
+)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--workers",
+    default=2,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="gunicorn worker processes.",
+)
+@click.option(
+    "--admin-password",
+    default=None,
+    help="Password of the /admin pages (default: XAISTUDY_ADMIN_PASSWORD).",
+)
+def serve(bundle, study, db, host, port, workers, admin_password):
+    """Serve a study bundle to participants (gunicorn; the database is migrated first)."""
+    from study_server.config import Config
+
+    given = given_settings(bundle=bundle, study=study, db=db, admin_password=admin_password)
+    run_server(Config(given), host, port, workers)
+
+
 @click.command("export")
-@click.option("--db", "db_url", required=True, envvar="DATABASE_URL", help="Database URL.")
+@click.option(
+    "--db",
+    "db_url",
+    default=None,
+    help="Database URL (default: the server's, DATABASE_URL, else ./xaistudy.sqlite).",
+)
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder.")
 def export(db_url, out):
     """Write participants.csv, answers.csv, answers_wide.csv and pages.csv."""
+    from study_server.config import Config
     from study_server.export import write_export
 
-    written = write_export(db_url, out)
+    written = write_export(Config(given_settings(db=db_url)).database_url, out)
     for name, path in written.items():
         click.echo(f"{name}: {path}")
 
