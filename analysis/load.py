@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from xaistudy.errors import UserError
+from xaistudy.vocabulary import ABANDONED, Status
 
 ANSWER_COLUMNS = ("participant_id", "condition", "attribute", "rating")
 PARTICIPANT_COLUMNS = (
@@ -28,7 +29,8 @@ PARTICIPANT_COLUMNS = (
     "duration_s",
 )
 PAGE_COLUMNS = ("participant_id", "condition", "page", "seconds")
-STATUSES = ("started", "completed", "screened_out", "returned", "abandoned")
+# The statuses an export holds: those stored, and "abandoned" that the export derives.
+STATUSES = (*Status, ABANDONED)
 _ID_COLUMNS = {"participant_id": str, "prolific_pid": str, "study_id": str, "session_id": str}
 
 
