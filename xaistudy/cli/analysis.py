@@ -199,6 +199,7 @@ def simulate(
     from analysis import simulate as sim
     from analysis.load import load_bundle
     from analysis.scoring import ScoringRule
+    from simulation import runs
 
     targets = [t for t in (out_dir, db_url, url) if t is not None]
     if len(targets) != 1:
@@ -214,7 +215,7 @@ def simulate(
         rule=ScoringRule.parse(relies_on, not_relies_on),
     )
     if out_dir is not None:
-        frames = sim.simulate_frames(bundle, spec)
+        frames = sim.simulate_frames(bundle, spec, runs.answered_pages())
         sim.write_frames(frames, out_dir, overwrite=overwrite)
         counts = frames["participants"]["condition"].value_counts()
         click.echo(
@@ -225,10 +226,10 @@ def simulate(
     if too_fast:
         raise UserError("--too-fast needs --out: through a server, durations are real")
     if db_url is not None:
-        summary = sim.simulate_database(bundle_dir, db_url, spec, study=study)
+        summary = runs.simulate_database(bundle_dir, db_url, spec, study=study)
         where = db_url
     else:
-        summary = sim.simulate_http(url, bundle, spec)
+        summary = runs.simulate_http(url, bundle, spec)
         where = url
     statuses = ", ".join(f"{k} {v}" for k, v in sorted(summary.statuses.items()))
     conditions = ", ".join(f"{k} {v}" for k, v in sorted(summary.conditions.items()))

@@ -232,7 +232,8 @@ def simulate_stage(settings: DemoSettings, n: int, host: str) -> Path:
     from analysis.load import load_bundle
     from analysis.report import analyze
     from analysis.scoring import ExclusionRules
-    from analysis.simulate import SimulationSpec, simulate_http
+    from analysis.simulate import SimulationSpec
+    from simulation.runs import simulate_http
     from study_server import create_app
 
     app = create_app(server_settings(settings))
