@@ -235,6 +235,7 @@ def simulate_stage(settings: DemoSettings, n: int, host: str) -> Path:
     from analysis.simulate import SimulationSpec
     from simulation.runs import simulate_http
     from study_server import create_app
+    from xaistudy.cli.analysis import database_responses
 
     app = create_app(server_settings(settings))
     with app.app_context():
@@ -250,7 +251,7 @@ def simulate_stage(settings: DemoSettings, n: int, host: str) -> Path:
     analysis = analyze(
         settings.report_dir,
         settings.bundle_dir,
-        db_url=settings.db_url,
+        database_responses(settings.db_url),
         exclusions=ExclusionRules(min_seconds=0.0, min_median_fraction=None),
         seed=settings.seed,
     )
