@@ -1,21 +1,24 @@
-"""Reading what the analysis needs: the responses (database or CSV export) and the bundle.
+"""Reading what the analysis needs: the responses (CSV export or frames) and the bundle.
 
 Responses come as three tables in the study server's export format (docs/analysis.md):
 ``participants`` (one row per participant), ``answers`` (long: one row per participant
-and attribute) and ``pages`` (time spent per page). ``--responses`` may also be a
-single ``answers.csv``; then the exclusions that need participant columns are reported
-as not applicable.
+and attribute) and ``pages`` (time spent per page), read from an export folder or handed
+in as frames (the command line reads a study database through the server's export).
+``--responses`` may also be a single ``answers.csv``; then the exclusions that need
+participant columns are reported as not applicable.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from xaistudy.errors import UserError
+from xaistudy.vocabulary import ABANDONED, Status
 
 ANSWER_COLUMNS = ("participant_id", "condition", "attribute", "rating")
 PARTICIPANT_COLUMNS = (
@@ -28,7 +31,8 @@ PARTICIPANT_COLUMNS = (
     "duration_s",
 )
 PAGE_COLUMNS = ("participant_id", "condition", "page", "seconds")
-STATUSES = ("started", "completed", "screened_out", "returned", "abandoned")
+# The statuses an export holds: those stored, and "abandoned" that the export derives.
+STATUSES = (*Status, ABANDONED)
 _ID_COLUMNS = {"participant_id": str, "prolific_pid": str, "study_id": str, "session_id": str}
 
 
@@ -141,38 +145,22 @@ def read_export(path: Path) -> Responses:
     return _normalise(Responses(answers, participants, pages, source), answers_name=source)
 
 
-def read_database(url: str) -> Responses:
-    """Read the study database through the server's export (plain SQLAlchemy, no app)."""
-    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+def responses_from_frames(frames: Mapping[str, pd.DataFrame], source: str) -> Responses:
+    """The export's ``participants``, ``answers`` and ``pages`` frames, checked.
 
-    from study_server.export import export_frames
-
-    try:
-        frames = export_frames(url)
-    except ArgumentError as exc:
-        raise UserError(f"--db {url!r} is not a database URL: {exc}") from exc
-    except SQLAlchemyError as exc:
-        reason = str(exc).splitlines()[0]
-        raise UserError(f"cannot read the study database at {url}: {reason}") from exc
+    ``frames`` as study_server.export.export_frames returns them; ``source`` names where
+    they came from in messages and in the report.
+    """
     participants = frames.get("participants")
     if participants is None or participants.empty:
-        raise UserError(f"the study database at {url} has no participants yet")
+        raise UserError(f"{source} has no participants yet")
     responses = Responses(
         answers=frames["answers"],
         participants=participants,
         pages=frames.get("pages"),
-        source=url,
+        source=source,
     )
-    return _normalise(responses, answers_name=f"the answers table of {url}")
-
-
-def load_responses(responses: Path | None = None, db_url: str | None = None) -> Responses:
-    """Exactly one of ``responses`` (CSV export) and ``db_url`` (database URL)."""
-    if (responses is None) == (db_url is None):
-        raise UserError("give exactly one of --db URL and --responses CSV")
-    if db_url is not None:
-        return read_database(db_url)
-    return read_export(Path(responses))
+    return _normalise(responses, answers_name=f"the answers table of {source}")
 
 
 def as_bool(series: pd.Series) -> pd.Series:

@@ -23,7 +23,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from analysis import plots
-from analysis.load import Bundle, Responses, load_bundle, load_responses
+from analysis.load import Bundle, Responses, load_bundle, read_export
 from analysis.mixed_model import ModelFit, fit_model
 from analysis.scoring import (
     SCALE,
@@ -355,8 +355,7 @@ def write_report(analysis: Analysis, bundle: Bundle, source: str, out_dir: Path)
 def analyze(
     out_dir: Path,
     bundle_dir: Path,
-    responses: Path | None = None,
-    db_url: str | None = None,
+    responses: Responses | Path,
     rule: ScoringRule | None = None,
     exclusions: ExclusionRules | None = None,
     n_boot: int = 2000,
@@ -365,10 +364,13 @@ def analyze(
     level: float = 0.95,
     power_sims: int = 0,
 ) -> Analysis:
-    """Load, analyse and write the report folder; returns the analysis (with timings)."""
+    """Load, analyse and write the report folder; returns the analysis (with timings).
+
+    ``responses``: read already, or an export folder or ``answers.csv`` to read.
+    """
     start = time.perf_counter()
     bundle = load_bundle(bundle_dir)
-    loaded = load_responses(responses, db_url)
+    loaded = responses if isinstance(responses, Responses) else read_export(responses)
     load_seconds = time.perf_counter() - start
 
     power = None

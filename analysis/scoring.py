@@ -14,6 +14,7 @@ import pandas as pd
 
 from analysis.load import Bundle, Responses, check_bundle_matches
 from xaistudy.errors import UserError
+from xaistudy.vocabulary import ABANDONED, Status
 
 SCALE = (1, 2, 3, 4, 5)
 
@@ -132,12 +133,12 @@ def _exclusion_masks(
     status = participants["status"].astype(str)
     masks = {
         "preview": participants["preview"].fillna(False).astype(bool),
-        "screened_out": status.eq("screened_out"),
-        "incomplete": status.isin(["started", "returned", "abandoned"]),
+        "screened_out": status.eq(Status.SCREENED_OUT),
+        "incomplete": status.isin([Status.STARTED, Status.RETURNED, ABANDONED]),
         "admin_excluded": participants["excluded"].fillna(False).astype(bool),
         "attention_failed": participants["attention_passed"].eq(False).fillna(False).astype(bool),
     }
-    completed = status.eq("completed") & ~masks["preview"]
+    completed = status.eq(Status.COMPLETED) & ~masks["preview"]
     durations = participants.loc[completed, "duration_s"].dropna()
     threshold = None
     if rules.min_seconds is not None:

@@ -7,26 +7,25 @@ relevant, 1-2 if not, under the default scoring rule) and otherwise uniformly am
 other ratings (the wrong side or 3). Some participants can fail the attention check or
 finish too fast, so the exclusions are exercised.
 
-Three outputs: CSV tables in the export format (no server), a study database filled
-through the real participant flow of an in-process app, or a running server over HTTP.
+Here the tables in the export format (no server) and the answers of one participant;
+simulation/runs.py sends such participants through a real server.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import secrets
 import shutil
-from collections.abc import Callable
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from analysis.load import Bundle
 from analysis.scoring import SCALE, ScoringRule
 from xaistudy.errors import UserError
+from xaistudy.vocabulary import Status
 
 MEDIAN_SECONDS = 600.0  # a typical participant's time for the whole study
 FAST_SECONDS = (30.0, 90.0)  # the range a too-fast participant takes
@@ -136,6 +135,7 @@ def assign_conditions(rng: np.random.Generator, conditions: list[str], n: int) -
     return np.asarray(conditions, dtype=object)[order]
 
 
+# The relative time a participant spends on each kind of page (study_server/pages.py).
 PAGE_WEIGHTS = {
     "consent": 1.0,
     "intro": 1.0,
@@ -148,26 +148,18 @@ PAGE_WEIGHTS = {
 }
 
 
-def study_pages(n_attributes: int) -> tuple[list[str], list[float]]:
-    """The pages of the server's default study for ``n_attributes`` ratings, with the
-    relative time a participant spends on each."""
-    from study_server.study import load_study
-
-    study = load_study(None)
-    pages = ["consent", "intro", "tutorial", "comprehension", "explanations"]
-    for i in range(1, n_attributes + 1):
-        pages.append(f"rating-{i}")
-        pages += [f"attention-{c.id}" for c in study.attention_checks if c.after_rating == i]
-    pages.append("demographics")
-    return pages, [PAGE_WEIGHTS[page.split("-")[0]] for page in pages]
-
-
 def _iso(times: pd.Series) -> pd.Series:
     return times.dt.strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
 
 
-def simulate_frames(bundle: Bundle, spec: SimulationSpec) -> dict[str, pd.DataFrame]:
-    """Participants, answers and pages tables in the export format (docs/analysis.md)."""
+def simulate_frames(
+    bundle: Bundle, spec: SimulationSpec, pages: Sequence[tuple[str, str]]
+) -> dict[str, pd.DataFrame]:
+    """Participants, answers and pages tables in the export format (docs/analysis.md).
+
+    ``pages``: (name, kind) of the pages a participant answers, in order, with one page
+    of kind ``rating`` per bundle attribute (simulation.runs.answered_pages).
+    """
     rng = np.random.default_rng(spec.seed)
     conditions = list(spec.accuracy)
     attributes = bundle.attributes["attribute"].to_numpy()
@@ -201,11 +193,15 @@ def simulate_frames(bundle: Bundle, spec: SimulationSpec) -> dict[str, pd.DataFr
 
     # Pages as the server names them (rating-1.. by position, attention checks between);
     # the participant's time split among them (Dirichlet, explanations weighted most).
-    page_list, weight_list = study_pages(a)
-    page_names = np.array(page_list)
+    page_names = np.array([name for name, _ in pages])
     p_count = len(page_names)
-    rating_index = np.array([page_list.index(f"rating-{q + 1}") for q in range(a)])
-    seconds = rng.dirichlet(np.array(weight_list) * 4, size=n) * duration[:, None]
+    rating_index = np.array([i for i, (_, kind) in enumerate(pages) if kind == "rating"])
+    if len(rating_index) != a:
+        raise UserError(
+            f"the study asks {len(rating_index)} ratings, but the bundle has {a} attributes"
+        )
+    weights = np.array([PAGE_WEIGHTS[kind] for _, kind in pages])
+    seconds = rng.dirichlet(weights * 4, size=n) * duration[:, None]
     left_offsets = np.cumsum(seconds, axis=1)
     entered_offsets = left_offsets - seconds
     page_start = np.repeat(start.to_numpy(), p_count)
@@ -245,7 +241,7 @@ def simulate_frames(bundle: Bundle, spec: SimulationSpec) -> dict[str, pd.DataFr
             "study_id": "SIMSTUDY",
             "session_id": [f"SIMSESSION{i:06d}" for i in range(n)],
             "condition": condition,
-            "status": "completed",
+            "status": Status.COMPLETED.value,
             "preview": False,
             "excluded": False,
             "attention_passed": ~attention_failed,
@@ -282,16 +278,7 @@ def write_frames(frames: dict[str, pd.DataFrame], out_dir: Path, overwrite: bool
     return out_dir
 
 
-@dataclasses.dataclass
-class FlowSummary:
-    """What a simulation through the participant flow produced."""
-
-    statuses: dict[str, int]
-    conditions: dict[str, int]
-    completion_codes: int
-
-
-class _Participant:
+class ParticipantAnswers:
     """The answers of one simulated participant, drawn once their condition is known."""
 
     def __init__(self, spec: SimulationSpec, relevant: dict[str, bool], index: int):
@@ -316,79 +303,3 @@ class _Participant:
             draw_ratings(self.rng, np.array([correct]), np.array([relevant]), self.spec.rule)[0]
         )
         return rating, REASONS[rating - 1]
-
-
-def run_flow(
-    transport_for: Callable[[int], object], bundle: Bundle, spec: SimulationSpec, study=None
-) -> FlowSummary:
-    """Walk ``spec.n`` participants through the server's flow, one transport each."""
-    from study_server.client import FlowError, ParticipantClient, TransportError
-
-    relevant = dict(zip(bundle.attributes["attribute"], bundle.attributes["relevant"], strict=True))
-    rng = np.random.default_rng(spec.seed)
-    kind = rng.random(spec.n)
-    statuses: dict[str, int] = {}
-    conditions: dict[str, int] = {}
-    codes = 0
-    for i in tqdm(range(spec.n), desc="participants", unit="p", file=None, leave=False):
-        participant = _Participant(spec, relevant, i)
-        client = ParticipantClient(
-            transport_for(i),
-            prolific_pid=f"SIMPID{spec.seed}X{i:06d}",
-            study_id="SIMSTUDY",
-            session_id=f"SIMSESSION{spec.seed}X{i:06d}",
-            study=study,
-        )
-        try:
-            result = client.run(
-                answer=participant.answer,
-                attention="fail" if kind[i] < spec.attention_fail else "pass",
-            )
-        except (FlowError, TransportError) as exc:
-            raise UserError(f"simulated participant {i} could not finish the study: {exc}") from exc
-        statuses[result.status] = statuses.get(result.status, 0) + 1
-        conditions[result.condition] = conditions.get(result.condition, 0) + 1
-        codes += bool(result.completion_code)
-    return FlowSummary(statuses, conditions, codes)
-
-
-def simulate_database(
-    bundle_dir: Path, db_url: str, spec: SimulationSpec, study: str | None = None
-) -> FlowSummary:
-    """Fill the database at ``db_url`` through an in-process app serving ``bundle_dir``."""
-    from analysis.load import load_bundle
-    from study_server import create_app
-    from study_server.client import FlaskTransport
-
-    bundle = load_bundle(bundle_dir)
-    settings = {
-        "SQLALCHEMY_DATABASE_URI": db_url,
-        "XAISTUDY_BUNDLE": str(bundle_dir),
-        "SECRET_KEY": secrets.token_hex(32),  # sessions live only as long as this run
-    }
-    if study is not None:
-        settings["XAISTUDY_STUDY"] = str(study)
-    app = create_app(settings)
-    _migrate(app)
-    study_obj = app.extensions["xaistudy"].study
-    return run_flow(lambda _: FlaskTransport(app), bundle, spec, study=study_obj)
-
-
-def _migrate(app) -> None:
-    """Bring the database to the current schema (Alembic, as 'xaistudy serve' does)."""
-    import flask_migrate
-    from sqlalchemy.exc import SQLAlchemyError
-
-    with app.app_context():
-        try:
-            flask_migrate.upgrade()
-        except SQLAlchemyError as exc:
-            reason = str(exc).splitlines()[0]
-            raise UserError(f"cannot prepare the study database: {reason}") from exc
-
-
-def simulate_http(url: str, bundle: Bundle, spec: SimulationSpec) -> FlowSummary:
-    """Drive a running server at ``url`` over HTTP."""
-    from study_server.client import HttpTransport
-
-    return run_flow(lambda _: HttpTransport(url), bundle, spec)

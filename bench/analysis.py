@@ -31,6 +31,7 @@ def main() -> None:
     from analysis.load import load_bundle
     from analysis.report import analyze
     from analysis.simulate import SimulationSpec, simulate_frames, write_frames
+    from simulation.runs import answered_pages
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -43,7 +44,7 @@ def main() -> None:
             too_fast=0.05,
         )
         start = time.perf_counter()
-        frames = simulate_frames(load_bundle(bundle_dir), spec)
+        frames = simulate_frames(load_bundle(bundle_dir), spec, answered_pages())
         simulate_s = time.perf_counter() - start
         start = time.perf_counter()
         write_frames(frames, tmp / "responses")

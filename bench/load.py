@@ -58,10 +58,12 @@ from urllib.parse import urlencode, urljoin, urlsplit
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from study_server.client import ParticipantClient, Reply, TransportError  # noqa: E402
+from simulation.client import ParticipantClient  # noqa: E402
+from simulation.transport import Reply, TransportError  # noqa: E402
 from study_server.export import export_frames  # noqa: E402
-from study_server.participant import page_sequence  # noqa: E402
+from study_server.pages import page_sequence  # noqa: E402
 from study_server.study import load_study  # noqa: E402
+from xaistudy.vocabulary import Status  # noqa: E402
 
 
 def _free_port() -> int:
@@ -461,7 +463,7 @@ def run(args, base: str, database_url: str, master: int | None) -> int:
         for key, value in result.acknowledged.items()
     }
     lost = [k for k, v in acknowledged.items() if stored.get(k) != v]
-    completed = int((mine["status"] == "completed").sum())
+    completed = int((mine["status"] == Status.COMPLETED).sum())
     expected = n * len(study.attributes)
     counts = mine["condition"].value_counts().to_dict()
 
@@ -473,7 +475,7 @@ def run(args, base: str, database_url: str, master: int | None) -> int:
     print(f"client retries     {retries} (connection lost or 5xx, resumed from the entry link)")
     # Resumed in place: every participant saw the study's pages once each, in order (a
     # retry after a killed worker shows the same page again, never an earlier one).
-    sequence = list(page_sequence(study))
+    sequence = [page.name for page in page_sequence(study)]
     in_order = sum(r.pages == sequence for r in results.values())
     print(f"pages in order     {in_order} / {n} participants saw every page once, in order")
     if args.kill_workers:

@@ -25,10 +25,11 @@ from study_server.forms import ActionForm, LoginForm
 from study_server.http import abort_with
 from study_server.models import Answer, CheckAnswer, LoginAttempt, Participant, utcnow
 from study_server.participant import start_preview
+from xaistudy.vocabulary import ABANDONED, EXCLUDED, Status
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
-DASHBOARD_STATUSES = ("started", "completed", "screened_out", "returned", "abandoned", "excluded")
+DASHBOARD_STATUSES = (*Status, ABANDONED, EXCLUDED)
 TABLE_LIMIT = 500
 
 
@@ -98,7 +99,7 @@ def dashboard():
     counts = {c: dict.fromkeys(DASHBOARD_STATUSES, 0) for c in study.condition_names}
     real = participants[~participants["preview"]] if len(participants) else participants
     for row in real.itertuples():
-        status = "excluded" if row.excluded else row.status
+        status = EXCLUDED if row.excluded else row.status
         counts.setdefault(row.condition, dict.fromkeys(DASHBOARD_STATUSES, 0))[status] += 1
     table = participants.sort_values("participant_id", ascending=False).head(TABLE_LIMIT)
     return render_template(

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from study_server.models import Participant, StudyRecord, utcnow
 from study_server.study import Study
+from xaistudy.vocabulary import Status
 
 
 def lock_study(session: Session, study: Study) -> StudyRecord:
@@ -60,8 +61,8 @@ def condition_counts(session: Session, study: Study, now: datetime) -> dict[str,
             Participant.preview.is_(False),
             Participant.excluded.is_(False),
             or_(
-                Participant.status == "completed",
-                (Participant.status == "started") & (Participant.last_seen_at >= cutoff),
+                Participant.status == Status.COMPLETED,
+                (Participant.status == Status.STARTED) & (Participant.last_seen_at >= cutoff),
             ),
         )
         .group_by(Participant.condition)

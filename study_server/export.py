@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 from study_server.config import engine_options, normalize_database_url
 from study_server.models import Answer, PageVisit, Participant, StudyRecord, utcnow
 from xaistudy.errors import UserError
+from xaistudy.vocabulary import ABANDONED, Status
 
 EXPORT_NAMES = ("participants", "answers", "answers_wide", "pages")
 PARTICIPANT_COLUMNS = [
@@ -96,8 +97,9 @@ def frames_from_engine(
     for p in raw.to_dict("records"):
         status = p["status"]
         timeout = timedelta(seconds=int(timeouts.get(p["study"], 3600)))
-        if status == "started" and pd.Timestamp(p["last_seen_at"]) < pd.Timestamp(now - timeout):
-            status = "abandoned"
+        inactive = pd.Timestamp(p["last_seen_at"]) < pd.Timestamp(now - timeout)
+        if status == Status.STARTED and inactive:
+            status = ABANDONED
         attention = p["attention_passed"]
         rows.append(
             {

@@ -20,8 +20,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from study_server.extensions import db
+from xaistudy.vocabulary import Status
 
-STATUSES = ("started", "completed", "screened_out", "returned")
 PID_MAX = 64
 
 
@@ -50,7 +50,7 @@ class Participant(db.Model):
     study_id: Mapped[str] = mapped_column(String(PID_MAX), default="")
     session_id: Mapped[str] = mapped_column(String(PID_MAX), default="")
     condition: Mapped[str] = mapped_column(String(32), index=True)
-    status: Mapped[str] = mapped_column(String(16), default="started", index=True)
+    status: Mapped[str] = mapped_column(String(16), default=Status.STARTED, index=True)
     preview: Mapped[bool] = mapped_column(Boolean, default=False)
     excluded: Mapped[bool] = mapped_column(Boolean, default=False)
     # The server's page pointer and a revision bumped by every accepted post: a post

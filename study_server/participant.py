@@ -1,9 +1,7 @@
 """The participant flow: entry, one route per page keyed by the server's page pointer.
 
-Pages, in order: consent, intro, tutorial, comprehension, explanations, rating-1 ..
-rating-N (attention checks ``attention-<id>`` placed between them), demographics,
-complete; or the end pages screened-out and declined. A GET of any page but the current
-one redirects to the current one; every accepted POST carries the participant's
+The pages and their order are in pages.py. A GET of any page but the current one
+redirects to the current one; every accepted POST carries the participant's
 revision, advances it and the page pointer in one compare-and-set update, and commits
 before the next page is shown, so a reload, a back button, a double click or a replayed
 post never stores anything twice.
@@ -11,7 +9,6 @@ post never stores anything twice.
 
 from __future__ import annotations
 
-import functools
 import random
 import re
 import secrets
@@ -35,50 +32,24 @@ from sqlalchemy.exc import IntegrityError
 from study_server import study_context
 from study_server.assignment import assign, lock_study
 from study_server.extensions import db
-from study_server.forms import (
-    ConsentForm,
-    ContinueForm,
-    DemographicsForm,
-    StepForm,
-    choice_form,
-    rating_form,
-)
+from study_server.forms import StepForm
 from study_server.http import abort_with
-from study_server.models import Answer, CheckAnswer, PageVisit, Participant, utcnow
-from study_server.study import Study
+from study_server.models import PageVisit, Participant, utcnow
+from study_server.pages import (
+    ConsentPage,
+    EndPage,
+    ExplanationsPage,
+    Page,
+    Visit,
+    find_page,
+    is_past,
+    page_after,
+    progress,
+)
 
 bp = Blueprint("participant", __name__)
 
 URL_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-START_PAGES = ("consent", "intro", "tutorial", "comprehension", "explanations")
-END_PAGES = ("complete", "screened-out", "declined")
-_RATING = re.compile(r"^rating-([1-9][0-9]?)$")
-_ATTENTION = re.compile(r"^attention-([a-z0-9][a-z0-9_-]{0,39})$")
-
-
-@functools.cache
-def page_sequence(study: Study) -> tuple[str, ...]:
-    """The pages every participant of ``study`` walks through, in order."""
-    pages = list(START_PAGES)
-    for i in range(1, len(study.attributes) + 1):
-        pages.append(f"rating-{i}")
-        pages += [f"attention-{c.id}" for c in study.attention_checks if c.after_rating == i]
-    if study.demographics:
-        pages.append("demographics")
-    pages.append("complete")
-    return tuple(pages)
-
-
-def page_kind(page: str) -> str:
-    if _RATING.match(page):
-        return "rating"
-    if _ATTENTION.match(page):
-        return "attention"
-    return page
-
-
-def _known_page(study: Study, page: str) -> bool:
-    return page in page_sequence(study) or page in END_PAGES
 
 
 # Built once: a prepared statement's cache key is memoised, so executing it again skips
@@ -135,7 +106,7 @@ def find_or_create(
         condition=condition,
         preview=preview,
         attribute_order="|".join(order),
-        page="consent",
+        page=ConsentPage().name,
         started_at=now,
         last_seen_at=now,
     )
@@ -175,11 +146,11 @@ def entry():
 
 @bp.route("/study/<page>", methods=["GET", "POST"])
 def step(page: str):
-    study = study_context().study
-    if len(page) > 60 or not _known_page(study, page):
+    requested = find_page(study_context().study, page)
+    if requested is None:
         abort_with(404, "There is no such page in this study.")
     participant = _current_participant()
-    if page != participant.page or (request.method == "POST" and page in END_PAGES):
+    if page != participant.page or (request.method == "POST" and isinstance(requested, EndPage)):
         return _redirect_to(participant.page)
     if request.method == "GET":
         # One short transaction records the view and commits; the template renders after
@@ -188,8 +159,8 @@ def step(page: str):
         _record_view(participant.id, page)
         db.session.expunge(participant)
         db.session.commit()
-        return _render(participant, page, _form_for(participant, page)(formdata=None))
-    return _submit(participant, page)
+        return _render(participant, requested, _form_for(participant, requested)(formdata=None))
+    return _submit(participant, requested)
 
 
 # Statements of every page view and answer, built once (see _PARTICIPANT_BY_ID).
@@ -237,73 +208,29 @@ def _record_view(participant_id: int, page: str) -> None:
     _insert_visit(participant_id, page, now)
 
 
-def _form_for(participant: Participant, page: str) -> type[StepForm]:
-    study = study_context().study
-    kind = page_kind(page)
-    if kind == "consent":
-        return ConsentForm
-    if kind == "comprehension":
-        return choice_form(study.comprehension_for(participant.condition))
-    if kind == "rating":
-        return rating_form(study)
-    if kind == "attention":
-        return choice_form((study.attention_check(_ATTENTION.match(page).group(1)),))
-    if kind == "demographics":
-        return DemographicsForm
-    return ContinueForm
+def _form_for(participant: Participant, page: Page) -> type[StepForm]:
+    return page.form_class(study_context().study, participant)
 
 
-def _render(participant: Participant, page: str, form: StepForm, status: int = 200):
+def _render(participant: Participant, page: Page, form: StepForm, status: int = 200):
     ctx = study_context()
-    study, manifest = ctx.study, ctx.manifest
-    kind = page_kind(page)
     form.rev.data = str(participant.revision)
     values = {
         "participant": participant,
-        "page": page,
-        "kind": kind,
+        "page": page.name,
+        "kind": page.kind,
         "form": form,
-        "condition": manifest["conditions"][participant.condition],
+        "condition": ctx.manifest["conditions"][participant.condition],
         "condition_name": participant.condition,
         "cells": ctx.grids[participant.condition],
-        "tutorial": manifest["tutorial"],
-        "progress": _progress(study, page),
+        "tutorial": ctx.manifest["tutorial"],
+        "progress": progress(ctx.study, page),
+        **page.context(ctx, participant),
     }
-    if kind == "rating":
-        index = int(_RATING.match(page).group(1))
-        key = participant.order[index - 1]
-        values.update(
-            index=index,
-            total=len(participant.order),
-            attribute=study.attribute(key),
-            statement=study.scale_statement.replace("{attribute}", study.attribute(key).name),
-            attribute_row=manifest["tutorial"].get("attributes", {}).get(key),
-        )
-    elif kind == "comprehension":
-        values["attempts_left"] = study.comprehension_max_attempts - (
-            participant.comprehension_attempts
-        )
-    elif kind == "complete":
-        values["code"] = study.completed_code
-        values["link"] = study.completion_link(study.completed_code)
-    elif kind == "screened-out":
-        values["code"] = study.screened_out_code
-        values["link"] = study.completion_link(study.screened_out_code)
-    elif kind == "intro":
-        values["attribute_rows"] = [
-            (study.attribute(k), manifest["tutorial"]["attributes"][k])
-            for k in study.attribute_keys
-            if k in manifest["tutorial"].get("attributes", {})
-        ]
-    return render_template(f"pages/{kind}.html", **values), status
+    return render_template(f"pages/{page.kind}.html", **values), status
 
 
-def _progress(study: Study, page: str) -> int:
-    pages = page_sequence(study)
-    return round(100 * pages.index(page) / (len(pages) - 1)) if page in pages else 100
-
-
-def _submit(participant: Participant, page: str):
+def _submit(participant: Participant, page: Page):
     study = study_context().study
     form = _form_for(participant, page)()
     revision = form.revision()
@@ -315,74 +242,9 @@ def _submit(participant: Participant, page: str):
         return _render(participant, page, form, status=400)
 
     now = utcnow()
-    pages = page_sequence(study)
-    next_page = pages[pages.index(page) + 1] if page in pages[:-1] else page
-    changes: dict = {"last_seen_at": now}
-    rows: list = []
-    leave = True
-    kind = page_kind(page)
-    if kind == "consent" and form.consent.data == "no":
-        next_page, changes["status"] = "declined", "returned"
-    elif kind == "comprehension":
-        attempt = participant.comprehension_attempts + 1
-        changes["comprehension_attempts"] = attempt
-        all_correct = True
-        for question in study.comprehension_for(participant.condition):
-            answer = form[f"q_{question.id}"].data
-            correct = answer == question.correct
-            all_correct &= correct
-            rows.append(
-                CheckAnswer(
-                    participant_id=participant.id,
-                    kind="comprehension",
-                    question=question.id,
-                    attempt=attempt,
-                    answer=answer,
-                    correct=correct,
-                    answered_at=now,
-                )
-            )
-        if not all_correct:
-            if attempt >= study.comprehension_max_attempts:
-                next_page, changes["status"] = "screened-out", "screened_out"
-            else:
-                next_page, leave = page, False  # shown again with the attempts left
-    elif kind == "rating":
-        index = int(_RATING.match(page).group(1))
-        rows.append(
-            Answer(
-                participant_id=participant.id,
-                attribute=participant.order[index - 1],
-                position=index - 1,
-                rating=form.rating.data,
-                reason=form.reason.data.strip(),
-                answered_at=now,
-            )
-        )
-    elif kind == "attention":
-        check = study.attention_check(_ATTENTION.match(page).group(1))
-        answer = form[f"q_{check.id}"].data
-        correct = answer == check.correct
-        rows.append(
-            CheckAnswer(
-                participant_id=participant.id,
-                kind="attention",
-                question=check.id,
-                attempt=1,
-                answer=answer,
-                correct=correct,
-                answered_at=now,
-            )
-        )
-        changes["attention_passed"] = correct and participant.attention_passed is not False
-    elif kind == "demographics":
-        changes.update(
-            age=form.age.data,
-            gender=form.gender.data or None,
-            ml_experience=form.ml_experience.data or None,
-        )
-    if next_page == "complete":
-        changes.update(status="completed", completed_at=now)
+    outcome = page.submit(Visit(study, participant, now, page_after(study, page)), form)
+    next_page = outcome.next_page
+    changes = {"last_seen_at": now, **outcome.changes, **next_page.arrival(now)}
 
     # Compare-and-set: only the post carrying the current revision moves the pointer.
     moved = db.session.execute(
@@ -390,29 +252,29 @@ def _submit(participant: Participant, page: str):
         .where(
             Participant.id == participant.id,
             Participant.revision == revision,
-            Participant.page == page,
+            Participant.page == page.name,
         )
-        .values(revision=revision + 1, page=next_page, **changes)
+        .values(revision=revision + 1, page=next_page.name, **changes)
         .execution_options(synchronize_session=False)
     ).rowcount
     if moved != 1:
         db.session.rollback()
         participant = _current_participant()
         return _redirect_to(participant.page)
-    db.session.add_all(rows)
-    if leave:
+    db.session.add_all(outcome.rows)
+    if next_page != page:  # the page is left (a page shown again stays open)
         left = (
             db.session.connection()
-            .execute(_LEAVE, {"p_id": participant.id, "p_page": page, "p_now": now})
+            .execute(_LEAVE, {"p_id": participant.id, "p_page": page.name, "p_now": now})
             .rowcount
         )
         if left == 0:  # the view was never recorded (or the page was already left)
-            _insert_visit(participant.id, page, now, left_at=now)
+            _insert_visit(participant.id, page.name, now, left_at=now)
     try:
         db.session.commit()
     except IntegrityError:
         db.session.rollback()  # a concurrent duplicate of this post won; nothing to add
-    return redirect(url_for("participant.step", page=next_page), 303)
+    return redirect(url_for("participant.step", page=next_page.name), 303)
 
 
 @bp.get("/explanations")
@@ -420,10 +282,8 @@ def explanations():
     """The participant's own condition's stimuli, reachable again while answering."""
     participant = _current_participant()
     study = study_context().study
-    pages = page_sequence(study)
-    if participant.page not in pages or pages.index(participant.page) <= pages.index(
-        "explanations"
-    ):
+    current = find_page(study, participant.page)
+    if current is None or not is_past(study, current, ExplanationsPage()):
         abort_with(403, "The explanations open once you reach them in the study.")
     manifest = study_context().manifest
     html = render_template(

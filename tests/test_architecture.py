@@ -1,8 +1,9 @@
 """The imports run one way, in pipeline order, with no arrow back up.
 
-ground floor (xaistudy) -> generator -> modeling -> explain -> study_server
-                                                  \\-> analysis
-and the command line (xaistudy.cli) on top, imported by nothing below it.
+ground floor (xaistudy) -> generator -> modeling -> explain -> study_server --\\
+                                                  \\-> analysis ------------> simulation
+with the simulated participants above both, and the command line (xaistudy.cli) on top,
+imported by nothing below it.
 Lazy imports inside functions count: they are arrows all the same.
 """
 
@@ -25,6 +26,7 @@ ALLOWED = {
     "explain": {"xaistudy", "generator", "modeling"},
     "study_server": {"xaistudy", "explain"},
     "analysis": {"xaistudy", "explain"},
+    "simulation": {"xaistudy", "explain", "study_server", "analysis"},
 }
 PROJECT = set(ALLOWED)
 
@@ -70,7 +72,8 @@ def test_the_checker_sees_lazy_imports(tmp_path):
 def test_analysis_loads_without_flask_or_torch():
     """The statistics run where neither the web server nor torch is installed."""
     code = (
-        "import sys, analysis.load, analysis.report, analysis.scoring, analysis.power;"
+        "import sys, analysis.load, analysis.report, analysis.scoring, analysis.power,"
+        " analysis.simulate;"
         "print(sorted(m for m in ('flask', 'torch', 'study_server') if m in sys.modules))"
     )
     out = subprocess.run(

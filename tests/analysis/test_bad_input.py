@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from analysis.report import analyze
 from analysis.simulate import SimulationSpec, parse_accuracy, simulate_frames, write_frames
+from simulation.runs import answered_pages
 from xaistudy.cli import cli
 from xaistudy.errors import UserError
 
@@ -18,7 +19,8 @@ from xaistudy.errors import UserError
 @pytest.fixture()
 def export_dir(bundle, tmp_path):
     spec = SimulationSpec(accuracy={"baseline": 0.7, "concepts": 0.6}, n=12, seed=1)
-    return write_frames(simulate_frames(bundle, spec), tmp_path / "export")
+    frames = simulate_frames(bundle, spec, answered_pages())
+    return write_frames(frames, tmp_path / "export")
 
 
 def _cli(*args):

@@ -36,23 +36,16 @@ def current_page(html: str) -> str:
 
 def walk_to(client, page: str, pid: str = "P1") -> str:
     """Enter and click through (correct answers) until ``page`` is shown; return its HTML."""
-    from study_server.client import choose_option, parse_page
+    from simulation.client import Behaviour, fill_form
+    from simulation.parse import parse_page
     from study_server.study import load_study
 
     html = enter(client, pid).get_data(as_text=True)
     study = load_study(None)
+    behaviour = Behaviour(answer=lambda key, condition: (3, "a reason"))
     while current_page(html) != page:
-        data = hidden_fields(html)
-        name = current_page(html)
-        if name == "consent":
-            data["consent"] = "yes"
-        elif name in ("comprehension",) or name.startswith("attention-"):
-            parsed = parse_page(html)
-            for field in parsed.radios:
-                data[field] = choose_option(study, parsed, field, "pass")
-        elif name.startswith("rating-"):
-            data.update(rating="3", reason="a reason")
-        response = client.post(f"/study/{name}", data=data, follow_redirects=True)
+        data = fill_form(study, parse_page(html), behaviour, condition=None)
+        response = client.post(f"/study/{current_page(html)}", data=data, follow_redirects=True)
         html = response.get_data(as_text=True)
     return html
 

@@ -9,7 +9,8 @@ import pytest
 from click.testing import CliRunner
 from server_helpers import answer_all, login, walk_to
 
-from study_server.client import FlaskTransport, ParticipantClient
+from simulation.client import ParticipantClient
+from simulation.transport import FlaskTransport
 from study_server.export import export_frames, frames_from_engine, write_export
 from study_server.extensions import db
 from study_server.models import Participant, utcnow

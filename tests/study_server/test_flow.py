@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from server_helpers import answer_all, count, current_page, enter, hidden_fields, walk_to
 
-from study_server.client import FlaskTransport, ParticipantClient
+from simulation.client import ParticipantClient
+from simulation.transport import FlaskTransport
 from study_server.export import export_frames
 from study_server.models import Answer, CheckAnswer, PageVisit, Participant
 from study_server.study import load_study
@@ -196,7 +197,7 @@ def test_pages_show_the_condition_stimuli_large_and_pixelated(app, bundle_dir):
 
 
 def test_client_raises_a_clear_error_when_the_server_refuses_its_answers(sqlite_app):
-    from study_server.client import FlowError
+    from simulation.client import FlowError
 
     client = ParticipantClient(FlaskTransport(sqlite_app), prolific_pid="BADCLIENT")
     with pytest.raises(FlowError, match="rating-1.* refused the answers: Not a valid choice"):

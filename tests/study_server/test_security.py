@@ -20,7 +20,8 @@ from server_helpers import (
     walk_to,
 )
 
-from study_server.client import FlaskTransport, ParticipantClient
+from simulation.client import ParticipantClient
+from simulation.transport import FlaskTransport
 from study_server.extensions import db
 from study_server.models import Participant
 from xaistudy.errors import UserError
@@ -30,7 +31,7 @@ def test_server_never_imports_torch(bundle_dir, tmp_path):
     code = (
         "import sys\n"
         "from study_server import create_app\n"
-        "import study_server.export, study_server.client\n"
+        "import study_server.export, simulation.client\n"
         f"app = create_app({{'TESTING': True, 'XAISTUDY_BUNDLE': {str(bundle_dir)!r},"
         f" 'SQLALCHEMY_DATABASE_URI': 'sqlite:///{tmp_path}/t.sqlite'}})\n"
         "app.test_client().get('/')\n"

@@ -13,7 +13,8 @@ import requests
 from server_helpers import answer_all
 from sqlalchemy import create_engine, inspect
 
-from study_server.client import HttpTransport, ParticipantClient
+from simulation.client import ParticipantClient
+from simulation.transport import HttpTransport
 from study_server.export import export_frames
 
 ROOT = Path(__file__).resolve().parents[2]

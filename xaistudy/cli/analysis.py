@@ -107,13 +107,14 @@ def analyze(
     from analysis.report import analyze as run
     from analysis.scoring import ExclusionRules, ScoringRule
 
+    if (responses is None) == (db_url is None):
+        raise UserError("give exactly one of --db URL and --responses CSV")
     if power_sims < 0:
         raise UserError(f"--power-sims must be >= 0, got {power_sims}")
     analysis = run(
         out_dir=out_dir,
         bundle_dir=bundle_dir,
-        responses=responses,
-        db_url=db_url,
+        responses=responses if db_url is None else database_responses(db_url),
         rule=ScoringRule.parse(relies_on, not_relies_on),
         exclusions=ExclusionRules(
             min_seconds, None if min_seconds is not None else min_median_fraction
@@ -132,6 +133,23 @@ def analyze(
             f"[{row['ci_low']:.3f}, {row['ci_high']:.3f}]  n={row['n']}"
         )
     click.echo(f"report: {Path(out_dir) / 'report.html'}")
+
+
+def database_responses(url: str):
+    """The responses in the study database at ``url``, read through the server's export."""
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+    from analysis.load import responses_from_frames
+    from study_server.export import export_frames
+
+    try:
+        frames = export_frames(url)
+    except ArgumentError as exc:
+        raise UserError(f"--db {url!r} is not a database URL: {exc}") from exc
+    except SQLAlchemyError as exc:
+        reason = str(exc).splitlines()[0]
+        raise UserError(f"cannot read the study database at {url}: {reason}") from exc
+    return responses_from_frames(frames, source=url)
 
 
 @click.command()
@@ -199,6 +217,7 @@ def simulate(
     from analysis import simulate as sim
     from analysis.load import load_bundle
     from analysis.scoring import ScoringRule
+    from simulation import runs
 
     targets = [t for t in (out_dir, db_url, url) if t is not None]
     if len(targets) != 1:
@@ -214,7 +233,7 @@ def simulate(
         rule=ScoringRule.parse(relies_on, not_relies_on),
     )
     if out_dir is not None:
-        frames = sim.simulate_frames(bundle, spec)
+        frames = sim.simulate_frames(bundle, spec, runs.answered_pages())
         sim.write_frames(frames, out_dir, overwrite=overwrite)
         counts = frames["participants"]["condition"].value_counts()
         click.echo(
@@ -225,10 +244,10 @@ def simulate(
     if too_fast:
         raise UserError("--too-fast needs --out: through a server, durations are real")
     if db_url is not None:
-        summary = sim.simulate_database(bundle_dir, db_url, spec, study=study)
+        summary = runs.simulate_database(bundle_dir, db_url, spec, study=study)
         where = db_url
     else:
-        summary = sim.simulate_http(url, bundle, spec)
+        summary = runs.simulate_http(url, bundle, spec)
         where = url
     statuses = ", ".join(f"{k} {v}" for k, v in sorted(summary.statuses.items()))
     conditions = ", ".join(f"{k} {v}" for k, v in sorted(summary.conditions.items()))

@@ -236,8 +236,10 @@ def simulate_stage(settings: DemoSettings, n: int, host: str) -> Path:
     from analysis.load import load_bundle
     from analysis.report import analyze
     from analysis.scoring import ExclusionRules
-    from analysis.simulate import SimulationSpec, simulate_http
+    from analysis.simulate import SimulationSpec
+    from simulation.runs import simulate_http
     from study_server import create_app
+    from xaistudy.cli.analysis import database_responses
 
     app = create_app(server_config(settings))
     with app.app_context():
@@ -253,7 +255,7 @@ def simulate_stage(settings: DemoSettings, n: int, host: str) -> Path:
     analysis = analyze(
         settings.report_dir,
         settings.bundle_dir,
-        db_url=settings.db_url,
+        database_responses(settings.db_url),
         exclusions=ExclusionRules(min_seconds=0.0, min_median_fraction=None),
         seed=settings.seed,
     )

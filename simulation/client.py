@@ -1,0 +1,262 @@
+"""A participant that walks the whole study through HTTP or in-process, as a person would.
+
+Used by ``bench/load.py``, the tests and the simulations (simulation/runs.py)::
+
+    client = ParticipantClient(HttpTransport("http://127.0.0.1:5000"), prolific_pid="P123",
+                               study_id="S1", session_id="X1")
+    result = client.run(answer=lambda attribute_key, condition: (4, "the arms move"))
+
+It reads each page's form (simulation/parse.py), fills it by the page's kind (the kinds
+of study_server/pages.py), posts to the form's own action, follows the server's
+redirects, and raises :class:`FlowError` when a page is not what the flow expects. Over
+HTTP it survives dropped connections and server errors by reopening the entry link,
+which resumes at the server's page pointer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlencode, urljoin
+
+from simulation.parse import ParsedPage, parse_page, parse_step
+from simulation.transport import Reply, TransportError
+from study_server.pages import (
+    END_STATUS,
+    AttentionPage,
+    ComprehensionPage,
+    ConsentPage,
+    DemographicsPage,
+    ExplanationsPage,
+    IntroPage,
+    RatingPage,
+    TutorialPage,
+)
+from study_server.study import Study, load_study
+from xaistudy.vocabulary import Status
+
+AnswerFn = Callable[[str, str], tuple[int, str]]
+MODES = ("pass", "fail")
+
+
+class FlowError(RuntimeError):
+    """The server showed a page the participant flow did not expect."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Behaviour:
+    """How a simulated participant answers.
+
+    ``answer(attribute_key, condition)`` gives a rating page's (rating, reason);
+    ``comprehension``/``attention``: ``"pass"`` answers correctly, ``"fail"`` wrongly.
+    """
+
+    answer: AnswerFn
+    consent: bool = True
+    comprehension: str = "pass"
+    attention: str = "pass"
+    demographics: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        for mode in (self.attention, self.comprehension):
+            if mode not in MODES:
+                raise ValueError(f"attention/comprehension must be 'pass' or 'fail', got {mode!r}")
+
+
+def choose_option(study: Study, page: ParsedPage, name: str, mode: str) -> str:
+    """The option a participant who read the study would pick (``mode`` pass) or a wrong one.
+
+    Comprehension answers come from the study definition (what the tutorial teaches);
+    attention checks name their answer in quotes.
+    """
+    options = page.radios[name]
+    question = page.legends.get(name, "")
+    correct = None
+    for q in (*study.comprehension, *study.attention_checks):
+        if q.question == question:
+            correct = q.correct
+    if correct is None:
+        named = [v for v, label in options if f'"{label}"' in question]
+        correct = named[0] if named else None
+    if correct is None:
+        raise FlowError(f"cannot answer the question {question!r} on page {page.name}")
+    if mode == "pass":
+        return correct
+    return next(v for v, _ in options if v != correct)
+
+
+Filler = Callable[[Study, ParsedPage, Behaviour, str | None], dict[str, str]]
+
+
+def _consent(study, page, behaviour, condition):
+    return {"consent": "yes" if behaviour.consent else "no"}
+
+
+def _nothing(study, page, behaviour, condition):
+    return {}
+
+
+def _comprehension(study, page, behaviour, condition):
+    return {name: choose_option(study, page, name, behaviour.comprehension) for name in page.radios}
+
+
+def _attention(study, page, behaviour, condition):
+    return {name: choose_option(study, page, name, behaviour.attention) for name in page.radios}
+
+
+def _rating(study, page, behaviour, condition):
+    key = page.meta.get("xaistudy-attribute")
+    if not key or "rating" not in page.radios or "reason" not in page.textareas:
+        raise FlowError(f"rating page {page.name} lacks its attribute or fields")
+    rating, reason = behaviour.answer(key, condition)
+    return {"rating": str(rating), "reason": reason}
+
+
+def _demographics(study, page, behaviour, condition):
+    given = behaviour.demographics or {}
+    return {name: str(given.get(name, "") or "") for name in ("age", "gender", "ml_experience")}
+
+
+# What a participant enters on each kind of page; a new kind of page needs its entry here.
+FILLERS: dict[str, Filler] = {
+    ConsentPage.kind: _consent,
+    IntroPage.kind: _nothing,
+    TutorialPage.kind: _nothing,
+    ComprehensionPage.kind: _comprehension,
+    ExplanationsPage.kind: _nothing,
+    RatingPage.kind: _rating,
+    AttentionPage.kind: _attention,
+    DemographicsPage.kind: _demographics,
+}
+
+
+def fill_form(
+    study: Study, page: ParsedPage, behaviour: Behaviour, condition: str | None
+) -> dict[str, str]:
+    """The form data a participant with ``behaviour`` posts on ``page``."""
+    filler = FILLERS.get(page.kind)
+    if filler is None:
+        raise FlowError(f"unexpected page {page.name!r} (kind {page.kind!r})")
+    return {**page.hidden, **filler(study, page, behaviour, condition)}
+
+
+@dataclasses.dataclass
+class RunResult:
+    condition: str | None = None
+    completion_code: str | None = None
+    status: Status | None = None  # started (left early) or an end page's status
+    requests: int = 0
+    pages: list[str] = dataclasses.field(default_factory=list)
+    # attribute -> (rating, reason) for every rating post the server acknowledged
+    acknowledged: dict[str, tuple[int, str]] = dataclasses.field(default_factory=dict)
+    retries: int = 0
+
+
+class ParticipantClient:
+    """One simulated participant; see the module docstring."""
+
+    def __init__(
+        self,
+        transport,
+        prolific_pid: str,
+        study_id: str = "S1",
+        session_id: str = "X1",
+        study: Study | None = None,
+        max_retries: int = 30,
+        retry_wait_s: float = 0.2,
+    ):
+        self.transport = transport
+        self.entry_url = "/?" + urlencode(
+            {"PROLIFIC_PID": prolific_pid, "STUDY_ID": study_id, "SESSION_ID": session_id}
+        )
+        self.study = study or load_study(None)
+        self.max_retries = max_retries
+        self.retry_wait_s = retry_wait_s
+
+    # -- requests ------------------------------------------------------------------------
+    def _send(
+        self,
+        result: RunResult,
+        method: str,
+        url: str,
+        data: dict | None = None,
+        referer: str | None = None,
+    ) -> Reply:
+        result.requests += 1
+        # Like a browser, a form post names the page it came from (Flask-WTF checks the
+        # Referer on HTTPS).
+        reply = self.transport.request(method, url, data, referer=referer)
+        if reply.status >= 500:
+            raise TransportError(f"{method} {url}: server error {reply.status}")
+        return reply
+
+    def _follow(self, result: RunResult, reply: Reply) -> Reply:
+        for _ in range(10):
+            if reply.status not in (301, 302, 303, 307, 308):
+                return reply
+            reply = self._send(result, "GET", urljoin(reply.url, reply.location))
+        raise FlowError(f"too many redirects at {reply.url}")
+
+    # -- the walk ------------------------------------------------------------------------
+    def run(
+        self,
+        answer: AnswerFn,
+        attention: str = "pass",
+        demographics: dict[str, Any] | None = None,
+        comprehension: str = "pass",
+        consent: bool = True,
+        stop_after: str | None = None,
+    ) -> RunResult:
+        """Walk from the entry link to an end page; ``stop_after`` leaves after that page.
+
+        The answers are those of a :class:`Behaviour` with these arguments.
+        """
+        behaviour = Behaviour(answer, consent, comprehension, attention, demographics)
+        result = RunResult()
+        failures = 0
+        reply = None
+        while True:
+            try:
+                if reply is None:
+                    reply = self._follow(result, self._send(result, "GET", self.entry_url))
+                if reply.status != 200:
+                    raise FlowError(f"GET {reply.url} answered {reply.status}: {reply.text[:300]}")
+                page = parse_step(reply.text)
+                result.condition = page.meta.get("xaistudy-condition", result.condition)
+                if not result.pages or result.pages[-1] != page.name:
+                    result.pages.append(page.name)
+                if page.name in END_STATUS:
+                    result.status = END_STATUS[page.name]
+                    result.completion_code = page.code
+                    return result
+                if page.action is None and not page.hidden:
+                    raise FlowError(f"page {page.name!r} at {reply.url} has no form")
+                data = fill_form(self.study, page, behaviour, result.condition)
+                post = self._send(
+                    result,
+                    "POST",
+                    urljoin(reply.url, page.action or reply.url),
+                    data,
+                    referer=reply.url,
+                )
+                if post.status == 400:
+                    alerts = "; ".join(parse_page(post.text).alerts) or post.text[:300]
+                    raise FlowError(f"page {page.name!r} refused the answers: {alerts}")
+                if post.status not in (302, 303):
+                    raise FlowError(f"POST on page {page.name!r} answered {post.status}")
+                if page.kind == RatingPage.kind:
+                    key = page.meta["xaistudy-attribute"]
+                    result.acknowledged[key] = (int(data["rating"]), data["reason"])
+                if stop_after is not None and page.name == stop_after:
+                    result.status = Status.STARTED
+                    return result
+                reply = self._follow(result, post)
+            except TransportError:
+                failures += 1
+                result.retries += 1
+                if failures > self.max_retries:
+                    raise
+                time.sleep(self.retry_wait_s)
+                reply = None  # reopen the entry link: the server knows where we were

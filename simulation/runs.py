@@ -1,0 +1,111 @@
+"""Simulated participants through a real study server: an in-process app or one over HTTP.
+
+Each participant answers as analysis.simulate draws it (known per-condition accuracies)
+and walks the real participant flow with a :class:`~simulation.client.ParticipantClient`;
+the server assigns the conditions and stores the answers as it would a person's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+
+import flask_migrate
+import numpy as np
+from sqlalchemy.exc import SQLAlchemyError
+from tqdm import tqdm
+
+from analysis.load import Bundle, load_bundle
+from analysis.simulate import ParticipantAnswers, SimulationSpec
+from simulation.client import FlowError, ParticipantClient
+from simulation.transport import FlaskTransport, HttpTransport, TransportError
+from study_server import create_app
+from study_server.pages import EndPage, page_sequence
+from study_server.study import Study, load_study
+from xaistudy.errors import UserError
+
+
+@dataclasses.dataclass
+class FlowSummary:
+    """What a simulation through the participant flow produced."""
+
+    statuses: dict[str, int]
+    conditions: dict[str, int]
+    completion_codes: int
+
+
+def answered_pages(study: Study | None = None) -> list[tuple[str, str]]:
+    """(name, kind) of the pages a participant of ``study`` (default: the server's
+    default study) answers, in order: the walk without its end page."""
+    pages = page_sequence(study or load_study(None))
+    return [(page.name, page.kind) for page in pages if not isinstance(page, EndPage)]
+
+
+def run_flow(
+    transport_for: Callable[[int], object],
+    bundle: Bundle,
+    spec: SimulationSpec,
+    study: Study | None = None,
+) -> FlowSummary:
+    """Walk ``spec.n`` participants through the server's flow, one transport each."""
+    relevant = dict(zip(bundle.attributes["attribute"], bundle.attributes["relevant"], strict=True))
+    rng = np.random.default_rng(spec.seed)
+    kind = rng.random(spec.n)
+    statuses: dict[str, int] = {}
+    conditions: dict[str, int] = {}
+    codes = 0
+    for i in tqdm(range(spec.n), desc="participants", unit="p", file=None, leave=False):
+        participant = ParticipantAnswers(spec, relevant, i)
+        client = ParticipantClient(
+            transport_for(i),
+            prolific_pid=f"SIMPID{spec.seed}X{i:06d}",
+            study_id="SIMSTUDY",
+            session_id=f"SIMSESSION{spec.seed}X{i:06d}",
+            study=study,
+        )
+        try:
+            result = client.run(
+                answer=participant.answer,
+                attention="fail" if kind[i] < spec.attention_fail else "pass",
+            )
+        except (FlowError, TransportError) as exc:
+            raise UserError(f"simulated participant {i} could not finish the study: {exc}") from exc
+        statuses[result.status] = statuses.get(result.status, 0) + 1
+        conditions[result.condition] = conditions.get(result.condition, 0) + 1
+        codes += bool(result.completion_code)
+    return FlowSummary(statuses, conditions, codes)
+
+
+def simulate_database(
+    bundle_dir: Path, db_url: str, spec: SimulationSpec, study: str | None = None
+) -> FlowSummary:
+    """Fill the database at ``db_url`` through an in-process app serving ``bundle_dir``."""
+    bundle = load_bundle(bundle_dir)
+    settings = {
+        "SQLALCHEMY_DATABASE_URI": db_url,
+        "XAISTUDY_BUNDLE": str(bundle_dir),
+        "SECRET_KEY": secrets.token_hex(32),  # sessions live only as long as this run
+    }
+    if study is not None:
+        settings["XAISTUDY_STUDY"] = str(study)
+    app = create_app(settings)
+    _migrate(app)
+    study_obj = app.extensions["xaistudy"].study
+    return run_flow(lambda _: FlaskTransport(app), bundle, spec, study=study_obj)
+
+
+def _migrate(app) -> None:
+    """Bring the database to the current schema (Alembic, as 'xaistudy serve' does)."""
+    with app.app_context():
+        try:
+            flask_migrate.upgrade()
+        except SQLAlchemyError as exc:
+            reason = str(exc).splitlines()[0]
+            raise UserError(f"cannot prepare the study database: {reason}") from exc
+
+
+def simulate_http(url: str, bundle: Bundle, spec: SimulationSpec) -> FlowSummary:
+    """Drive a running server at ``url`` over HTTP."""
+    return run_flow(lambda _: HttpTransport(url), bundle, spec)

@@ -1,0 +1,324 @@
+"""The pages of the participant flow: one class per kind of page, and their order.
+
+A page knows its name (in its URL and in the participant's page pointer), its form, what
+its template shows beyond what every page shows, and what an accepted post of it changes.
+The view (participant.py) does the rest: the revision check, the compare-and-set update
+of the page pointer and the commit. A new kind of task is a new subclass placed in
+:func:`page_sequence`; its template is ``templates/pages/<kind>.html``.
+
+The walk, for a study of N attributes: consent, intro, tutorial, comprehension,
+explanations, rating-1 .. rating-N (attention checks ``attention-<id>`` placed between
+them), demographics (when the study asks), complete. The end pages screened-out and
+declined are reached only from the comprehension check and the consent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from study_server.forms import (
+    ConsentForm,
+    ContinueForm,
+    DemographicsForm,
+    StepForm,
+    choice_form,
+    rating_form,
+)
+from study_server.models import Answer, CheckAnswer, Participant
+from study_server.study import Question, Study
+from xaistudy.vocabulary import Status
+
+if TYPE_CHECKING:
+    from study_server import StudyContext
+
+
+@dataclasses.dataclass(frozen=True)
+class Visit:
+    """What a page's submit step decides from: who posted, when, and where the walk goes on."""
+
+    study: Study
+    participant: Participant
+    now: datetime
+    following: Page  # the page after this one in the walk
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What an accepted post does: the page shown next, the participant's changed
+    columns, and the rows (answers) to store with it."""
+
+    next_page: Page
+    changes: dict[str, Any] = dataclasses.field(default_factory=dict)
+    rows: list[Answer | CheckAnswer] = dataclasses.field(default_factory=list)
+
+
+class Page:
+    """A page with only a "Next" button; subclasses add a form, context and answers."""
+
+    kind: ClassVar[str]  # the template's name, and what a simulated participant fills in
+
+    @property
+    def name(self) -> str:
+        return self.kind
+
+    def form_class(self, study: Study, participant: Participant) -> type[StepForm]:
+        return ContinueForm
+
+    def context(self, ctx: StudyContext, participant: Participant) -> dict[str, Any]:
+        """Template values of this page beyond those every page gets."""
+        return {}
+
+    def submit(self, visit: Visit, form: StepForm) -> Outcome:
+        """The outcome of a valid post of ``form`` (its revision already checked)."""
+        return Outcome(visit.following)
+
+    def arrival(self, now: datetime) -> dict[str, Any]:
+        """Participant columns set when a post leads here."""
+        return {}
+
+
+@dataclasses.dataclass(frozen=True)
+class ConsentPage(Page):
+    kind: ClassVar[str] = "consent"
+
+    def form_class(self, study, participant):
+        return ConsentForm
+
+    def submit(self, visit, form):
+        return Outcome(visit.following if form.consent.data == "yes" else DECLINED)
+
+
+@dataclasses.dataclass(frozen=True)
+class IntroPage(Page):
+    kind: ClassVar[str] = "intro"
+
+    def context(self, ctx, participant):
+        shown = ctx.manifest["tutorial"].get("attributes", {})
+        rows = [(ctx.study.attribute(k), shown[k]) for k in ctx.study.attribute_keys if k in shown]
+        return {"attribute_rows": rows}
+
+
+@dataclasses.dataclass(frozen=True)
+class TutorialPage(Page):
+    kind: ClassVar[str] = "tutorial"
+
+
+@dataclasses.dataclass(frozen=True)
+class ComprehensionPage(Page):
+    """The questions on the tutorial; all right goes on, too many wrong attempts screen out."""
+
+    kind: ClassVar[str] = "comprehension"
+
+    def form_class(self, study, participant):
+        return choice_form(study.comprehension_for(participant.condition))
+
+    def context(self, ctx, participant):
+        attempts_left = ctx.study.comprehension_max_attempts - participant.comprehension_attempts
+        return {"attempts_left": attempts_left}
+
+    def submit(self, visit, form):
+        participant = visit.participant
+        attempt = participant.comprehension_attempts + 1
+        rows = [
+            _check_answer(visit, "comprehension", question, form, attempt)
+            for question in visit.study.comprehension_for(participant.condition)
+        ]
+        if all(row.correct for row in rows):
+            next_page = visit.following
+        elif attempt >= visit.study.comprehension_max_attempts:
+            next_page = SCREENED_OUT
+        else:
+            next_page = self  # shown again, with the attempts left
+        return Outcome(next_page, {"comprehension_attempts": attempt}, rows)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExplanationsPage(Page):
+    kind: ClassVar[str] = "explanations"
+
+
+@dataclasses.dataclass(frozen=True)
+class RatingPage(Page):
+    """The ``index``-th attribute of the participant's own order, rated with a reason."""
+
+    kind: ClassVar[str] = "rating"
+    index: int  # 1-based position in the participant's attribute order
+
+    @property
+    def name(self) -> str:
+        return f"rating-{self.index}"
+
+    def form_class(self, study, participant):
+        return rating_form(study)
+
+    def context(self, ctx, participant):
+        study = ctx.study
+        attribute = study.attribute(participant.order[self.index - 1])
+        return {
+            "index": self.index,
+            "total": len(participant.order),
+            "attribute": attribute,
+            "statement": study.scale_statement.replace("{attribute}", attribute.name),
+            "attribute_row": ctx.manifest["tutorial"].get("attributes", {}).get(attribute.key),
+        }
+
+    def submit(self, visit, form):
+        answer = Answer(
+            participant_id=visit.participant.id,
+            attribute=visit.participant.order[self.index - 1],
+            position=self.index - 1,
+            rating=form.rating.data,
+            reason=form.reason.data.strip(),
+            answered_at=visit.now,
+        )
+        return Outcome(visit.following, rows=[answer])
+
+
+@dataclasses.dataclass(frozen=True)
+class AttentionPage(Page):
+    """One attention check; a participant passes when they answer every one right."""
+
+    kind: ClassVar[str] = "attention"
+    check_id: str
+
+    @property
+    def name(self) -> str:
+        return f"attention-{self.check_id}"
+
+    def form_class(self, study, participant):
+        return choice_form((study.attention_check(self.check_id),))
+
+    def submit(self, visit, form):
+        check = visit.study.attention_check(self.check_id)
+        row = _check_answer(visit, "attention", check, form, attempt=1)
+        passed = row.correct and visit.participant.attention_passed is not False
+        return Outcome(visit.following, {"attention_passed": passed}, [row])
+
+
+@dataclasses.dataclass(frozen=True)
+class DemographicsPage(Page):
+    kind: ClassVar[str] = "demographics"
+
+    def form_class(self, study, participant):
+        return DemographicsForm
+
+    def submit(self, visit, form):
+        changes = {
+            "age": form.age.data,
+            "gender": form.gender.data or None,
+            "ml_experience": form.ml_experience.data or None,
+        }
+        return Outcome(visit.following, changes)
+
+
+class EndPage(Page):
+    """A page that ends the study: it takes no post, and reaching it sets the status."""
+
+    status: ClassVar[Status]
+
+    def arrival(self, now):
+        return {"status": self.status}
+
+
+@dataclasses.dataclass(frozen=True)
+class CompletePage(EndPage):
+    kind: ClassVar[str] = "complete"
+    status: ClassVar[Status] = Status.COMPLETED
+
+    def context(self, ctx, participant):
+        return _completion(ctx.study, ctx.study.completed_code)
+
+    def arrival(self, now):
+        return {**super().arrival(now), "completed_at": now}
+
+
+@dataclasses.dataclass(frozen=True)
+class ScreenedOutPage(EndPage):
+    kind: ClassVar[str] = "screened-out"
+    status: ClassVar[Status] = Status.SCREENED_OUT
+
+    def context(self, ctx, participant):
+        return _completion(ctx.study, ctx.study.screened_out_code)
+
+
+@dataclasses.dataclass(frozen=True)
+class DeclinedPage(EndPage):
+    kind: ClassVar[str] = "declined"
+    status: ClassVar[Status] = Status.RETURNED
+
+
+COMPLETE, SCREENED_OUT, DECLINED = CompletePage(), ScreenedOutPage(), DeclinedPage()
+END_PAGES: tuple[EndPage, ...] = (COMPLETE, SCREENED_OUT, DECLINED)
+# The one map from the pages that end a study to the statuses they stand for.
+END_STATUS: dict[str, Status] = {page.name: page.status for page in END_PAGES}
+
+
+def _check_answer(
+    visit: Visit, kind: str, question: Question, form: StepForm, attempt: int
+) -> CheckAnswer:
+    answer = form[f"q_{question.id}"].data
+    return CheckAnswer(
+        participant_id=visit.participant.id,
+        kind=kind,
+        question=question.id,
+        attempt=attempt,
+        answer=answer,
+        correct=answer == question.correct,
+        answered_at=visit.now,
+    )
+
+
+def _completion(study: Study, code: str) -> dict[str, str]:
+    return {"code": code, "link": study.completion_link(code)}
+
+
+@functools.cache
+def page_sequence(study: Study) -> tuple[Page, ...]:
+    """The pages every participant of ``study`` walks through, in order, ending at complete."""
+    pages: list[Page] = [
+        ConsentPage(),
+        IntroPage(),
+        TutorialPage(),
+        ComprehensionPage(),
+        ExplanationsPage(),
+    ]
+    for index in range(1, len(study.attributes) + 1):
+        pages.append(RatingPage(index))
+        pages += [AttentionPage(c.id) for c in study.attention_checks if c.after_rating == index]
+    if study.demographics:
+        pages.append(DemographicsPage())
+    pages.append(COMPLETE)
+    return tuple(pages)
+
+
+@functools.cache
+def _pages_by_name(study: Study) -> dict[str, Page]:
+    return {page.name: page for page in (*page_sequence(study), *END_PAGES)}
+
+
+def find_page(study: Study, name: str) -> Page | None:
+    """The page of ``study`` called ``name`` (walk or end page), or None."""
+    return _pages_by_name(study).get(name)
+
+
+def page_after(study: Study, page: Page) -> Page:
+    """The next page of the walk; an end page is followed by itself."""
+    pages = page_sequence(study)
+    if page not in pages[:-1]:
+        return page
+    return pages[pages.index(page) + 1]
+
+
+def progress(study: Study, page: Page) -> int:
+    """How far into the walk ``page`` is, in percent (end pages: 100)."""
+    pages = page_sequence(study)
+    return round(100 * pages.index(page) / (len(pages) - 1)) if page in pages else 100
+
+
+def is_past(study: Study, current: Page, milestone: Page) -> bool:
+    """Whether a participant at ``current`` has gone past ``milestone`` in the walk."""
+    pages = page_sequence(study)
+    return current in pages and pages.index(current) > pages.index(milestone)

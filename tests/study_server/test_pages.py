@@ -1,0 +1,78 @@
+"""The pages of the participant flow: their order, their end statuses, their templates."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from simulation.client import FILLERS
+from study_server import pages
+from study_server.study import load_study
+from xaistudy.vocabulary import Status
+
+STUDY = load_study(None)
+TEMPLATES = Path(pages.__file__).parent / "templates" / "pages"
+
+
+def test_the_walk_of_the_default_study():
+    names = [page.name for page in pages.page_sequence(STUDY)]
+    ratings = [f"rating-{i}" for i in range(1, 8)]
+    assert names == [
+        "consent",
+        "intro",
+        "tutorial",
+        "comprehension",
+        "explanations",
+        *ratings[:3],
+        "attention-a1",
+        *ratings[3:6],
+        "attention-a2",
+        ratings[6],
+        "demographics",
+        "complete",
+    ]
+
+
+def test_a_study_without_demographics_ends_after_its_last_rating():
+    study = dataclasses.replace(STUDY, demographics=False, attention_checks=())
+    names = [page.name for page in pages.page_sequence(study)]
+    assert names[-2:] == ["rating-7", "complete"] and "demographics" not in names
+
+
+def test_each_end_page_stands_for_one_status():
+    assert pages.END_STATUS == {
+        "complete": Status.COMPLETED,
+        "screened-out": Status.SCREENED_OUT,
+        "declined": Status.RETURNED,
+    }
+    now = object()
+    assert pages.COMPLETE.arrival(now) == {"status": Status.COMPLETED, "completed_at": now}
+    assert pages.DECLINED.arrival(now) == {"status": Status.RETURNED}
+    assert pages.IntroPage().arrival(now) == {}
+
+
+def test_pages_are_found_by_their_stored_names():
+    for page in (*pages.page_sequence(STUDY), *pages.END_PAGES):
+        assert pages.find_page(STUDY, page.name) == page
+    assert pages.find_page(STUDY, "rating-8") is None
+    assert pages.find_page(STUDY, "attention-nope") is None
+
+
+def test_the_walk_goes_on_page_by_page_and_stops_at_its_end():
+    walk = pages.page_sequence(STUDY)
+    assert [pages.page_after(STUDY, page) for page in walk[:-1]] == list(walk[1:])
+    assert pages.page_after(STUDY, pages.COMPLETE) == pages.COMPLETE
+    assert pages.progress(STUDY, walk[0]) == 0 and pages.progress(STUDY, walk[-1]) == 100
+    assert pages.progress(STUDY, pages.SCREENED_OUT) == 100
+    explanations = pages.ExplanationsPage()
+    assert pages.is_past(STUDY, pages.RatingPage(1), explanations)
+    assert not pages.is_past(STUDY, explanations, explanations)
+    assert not pages.is_past(STUDY, pages.DECLINED, explanations)
+
+
+def test_every_kind_has_a_template_and_every_answered_kind_a_simulated_answer():
+    every = (*pages.page_sequence(STUDY), *pages.END_PAGES)
+    for page in every:
+        assert (TEMPLATES / f"{page.kind}.html").is_file(), page.kind
+    answered = {p.kind for p in every if not isinstance(p, pages.EndPage)}
+    assert answered == set(FILLERS)
