@@ -2,7 +2,7 @@
 
 Each stage's commands live in their own module here (``xaistudy/cli/<stage>.py``) and
 import their package lazily, so ``xaistudy serve`` never loads torch. Nothing below the
-command line imports this package (``tests/test_architecture.py`` proves it).
+command line imports this package (``tests/architecture/test_imports.py`` proves it).
 """
 
 from __future__ import annotations
