@@ -38,20 +38,12 @@ from explain.validation import (
     gate_message,
     ground_truth_checks,
 )
-from generator.attributes import FACTORS, intervention_split
+from generator.attributes import intervention_split
 from generator.dataset import DatasetFolder
 from xaistudy.errors import UserError
+from xaistudy.vocabulary import CONDITIONS, FACTORS
 
-STAGES = (
-    "logits",
-    "baseline",
-    "counterfactuals",
-    "concepts",
-    "ground_truth",
-    "tutorial",
-    "validation",
-    "write",
-)
+STAGES = ("logits", *CONDITIONS, "ground_truth", "tutorial", "validation", "write")
 
 
 @dataclass(frozen=True)

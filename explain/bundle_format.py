@@ -68,7 +68,6 @@ from xaistudy.errors import UserError
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 IMAGE_DIR = "images"
-CONDITIONS = ("baseline", "counterfactuals", "concepts")
 REQUIRED_KEYS = (
     "schema_version",
     "files",

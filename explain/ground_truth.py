@@ -1,6 +1,6 @@
 """Ground truth: how much each attribute really moves the model.
 
-For each factor (``generator.attributes.FACTORS``) the same test scenes are rendered
+For each factor (``xaistudy.vocabulary.FACTORS``) the same test scenes are rendered
 with only that factor redrawn independently of the class (the dataset's intervention
 split). Per scene ``delta = logit(intervened) - logit(original)``; then
 
@@ -22,6 +22,7 @@ from scipy import stats
 
 from xaistudy.errors import UserError
 from xaistudy.key_values import dataclass_values, read_key_values
+from xaistudy.vocabulary import STUDY_ATTRIBUTES
 
 COMBINE_CHOICES = ("any", "all")
 
@@ -144,26 +145,13 @@ def ground_truth(
 
 def attribute_entries(truth: dict[str, dict]) -> list[dict]:
     """The manifest's ``attributes``: one per study attribute, relevant if any factor is."""
-    from generator.attributes import STUDY_ATTRIBUTES
-
-    names = {
-        "arm_position": "arm position",
-        "obj_color": "object colour",
-        "spherical": "block shape (cubes or spheres)",
-        "bg_color": "background colour",
-        "bending": "bending",
-        "rotation": "rotation",
-        "position": "position in the image",
-    }
-    entries = []
-    for key, factors in STUDY_ATTRIBUTES.items():
-        entries.append(
-            {
-                "key": key,
-                "name": names.get(key, key.replace("_", " ")),
-                "factors": list(factors),
-                "relevant": any(truth[f]["relevant"] for f in factors),
-                "effect": max(truth[f]["effect"] for f in factors),
-            }
-        )
-    return entries
+    return [
+        {
+            "key": attribute.key,
+            "name": attribute.name,
+            "factors": list(attribute.factors),
+            "relevant": any(truth[f]["relevant"] for f in attribute.factors),
+            "effect": max(truth[f]["effect"] for f in attribute.factors),
+        }
+        for attribute in STUDY_ATTRIBUTES
+    ]

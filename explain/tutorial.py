@@ -16,6 +16,7 @@ import pandas as pd
 
 from generator.attributes import LABELS, SceneAttributes
 from xaistudy.errors import UserError
+from xaistudy.vocabulary import STUDY_ATTRIBUTES
 
 DEG = math.pi / 180
 
@@ -24,44 +25,44 @@ def _steps(name: str, values, fmt: Callable[[float], str]):
     return [({name: v}, fmt(v)) for v in values]
 
 
+# What each study attribute means, in the tutorial's words (after its display name).
+MEANINGS = {
+    "arm_position": "how far the right pair of arms sits from the body's center.",
+    "obj_color": "the color of the blocks, from blue to red.",
+    "spherical": "the blocks range from cubes to spheres.",
+    "bg_color": "the color behind the animal, from blue to red.",
+    "bending": "how much the animal's spine is bent.",
+    "rotation": "the animal turned in the image plane (yaw), tilted (pitch) or rolled (roll).",
+    "position": "where the animal sits, from left to right.",
+}
+
+
 def attribute_variations() -> dict[str, tuple[str, list[tuple[dict, str]]]]:
     """For each study attribute: its caption and the scenes (attribute changes, caption)."""
+    steps = _scene_steps()
+    return {
+        a.key: (f"{a.name.capitalize()}: {MEANINGS[a.key]}", steps[a.key]) for a in STUDY_ATTRIBUTES
+    }
+
+
+def _scene_steps() -> dict[str, list[tuple[dict, str]]]:
+    """Study attribute -> the scene changes that show it, each with its caption."""
     unit = np.linspace(0.0, 1.0, 5)
     return {
-        "arm_position": (
-            "Arm position: how far the right pair of arms sits from the body's centre.",
-            _steps("arm_position", unit, lambda v: f"arm position {v:.2f}"),
+        "arm_position": _steps("arm_position", unit, lambda v: f"arm position {v:.2f}"),
+        "obj_color": _steps("obj_color", unit, lambda v: f"object color {v:.2f}"),
+        "spherical": _steps("spherical", unit, lambda v: f"shape {v:.2f} (0 cube, 1 sphere)"),
+        "bg_color": _steps("bg_color", unit, lambda v: f"background color {v:.2f}"),
+        "bending": _steps(
+            "bending",
+            np.linspace(-math.pi / 8, math.pi / 8, 5),
+            lambda v: f"bending {v / DEG:+.0f} degrees",
         ),
-        "obj_color": (
-            "Object colour: the colour of the blocks, from blue to red.",
-            _steps("obj_color", unit, lambda v: f"object colour {v:.2f}"),
-        ),
-        "spherical": (
-            "Shape: the blocks range from cubes to spheres.",
-            _steps("spherical", unit, lambda v: f"shape {v:.2f} (0 cube, 1 sphere)"),
-        ),
-        "bg_color": (
-            "Background colour: the colour behind the animal, from blue to red.",
-            _steps("bg_color", unit, lambda v: f"background colour {v:.2f}"),
-        ),
-        "bending": (
-            "Bending: how much the animal's spine is bent.",
-            _steps(
-                "bending",
-                np.linspace(-math.pi / 8, math.pi / 8, 5),
-                lambda v: f"bending {v / DEG:+.0f} degrees",
-            ),
-        ),
-        "rotation": (
-            "Rotation: the animal turned in the image plane (yaw), tilted (pitch) or "
-            "rolled (roll).",
-            _steps("obj_rotation_yaw", np.array([-90, -45, 45, 90]) * DEG, _deg("yaw"))
-            + _steps("obj_rotation_pitch", np.array([-45, 45]) * DEG, _deg("pitch"))
-            + _steps("obj_rotation_roll", np.array([-45, 45]) * DEG, _deg("roll")),
-        ),
-        "position": (
-            "Position: where the animal sits in the image, left to right.",
-            _steps("position_x", np.linspace(-1.5, 1.5, 5), lambda v: f"position x {v:+.1f}"),
+        "rotation": _steps("obj_rotation_yaw", np.array([-90, -45, 45, 90]) * DEG, _deg("yaw"))
+        + _steps("obj_rotation_pitch", np.array([-45, 45]) * DEG, _deg("pitch"))
+        + _steps("obj_rotation_roll", np.array([-45, 45]) * DEG, _deg("roll")),
+        "position": _steps(
+            "position_x", np.linspace(-1.5, 1.5, 5), lambda v: f"position x {v:+.1f}"
         ),
     }
 

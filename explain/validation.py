@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from generator.attributes import FACTORS, STUDY_ATTRIBUTES
 from xaistudy.errors import UserError
 from xaistudy.key_values import dataclass_values, read_key_values
+from xaistudy.vocabulary import FACTORS, STUDY_ATTRIBUTES
 
 YAW = "obj_rotation_yaw"
 # Mask block ids (docs/dataset.md) of the heatmap regions a concept can lie on.
@@ -81,9 +81,10 @@ class Thresholds:
 def trend_readings() -> dict[str, tuple[str, ...]]:
     """Study attribute -> the probe readings that stand for it (yaw as sine and cosine)."""
     out = {}
-    for key, factors in STUDY_ATTRIBUTES.items():
-        names = [a for f in factors for a in FACTORS[f]]
-        out[key] = tuple(r for a in names for r in ((f"{a}_sin", f"{a}_cos") if a == YAW else (a,)))
+    for attribute in STUDY_ATTRIBUTES:
+        names = [a for f in attribute.factors for a in FACTORS[f]]
+        readings = [(f"{a}_sin", f"{a}_cos") if a == YAW else (a,) for a in names]
+        out[attribute.key] = tuple(r for pair in readings for r in pair)
     return out
 
 

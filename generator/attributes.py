@@ -2,7 +2,9 @@
 
 Names and ranges follow Two4Two (see docs/dataset.md). A scene is one
 :class:`SceneAttributes`; a batch of scenes is a :class:`pandas.DataFrame` with one
-column per attribute (the ``params.parquet`` of a dataset split).
+column per attribute (the ``params.parquet`` of a dataset split). The factors ground
+truth intervenes on, and the study attributes built from them, are shared words of every
+stage: :mod:`xaistudy.vocabulary`.
 """
 
 from __future__ import annotations
@@ -33,30 +35,6 @@ RANGES: dict[str, tuple[float, float]] = {
 }
 CONTINUOUS = tuple(RANGES)
 ATTRIBUTES = ("obj_name", *CONTINUOUS, "fliplr")
-
-# Factors are what ground truth intervenes on: one attribute, or a group drawn together.
-FACTORS: dict[str, tuple[str, ...]] = {
-    "arm_position": ("arm_position",),
-    "obj_color": ("obj_color",),
-    "spherical": ("spherical",),
-    "bg_color": ("bg_color",),
-    "bending": ("bending",),
-    "obj_rotation_yaw": ("obj_rotation_yaw",),
-    "obj_rotation_pitch": ("obj_rotation_pitch",),
-    "obj_rotation_roll": ("obj_rotation_roll",),
-    "position": ("position_x", "position_y"),
-}
-
-# What participants are asked about: study attribute -> the factors it stands for.
-STUDY_ATTRIBUTES: dict[str, tuple[str, ...]] = {
-    "arm_position": ("arm_position",),
-    "obj_color": ("obj_color",),
-    "spherical": ("spherical",),
-    "bg_color": ("bg_color",),
-    "bending": ("bending",),
-    "rotation": ("obj_rotation_yaw", "obj_rotation_pitch", "obj_rotation_roll"),
-    "position": ("position",),
-}
 
 TOLERANCE = 1e-9
 

@@ -21,10 +21,11 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from generator.attributes import FACTORS, intervention_split, validate_frame
+from generator.attributes import intervention_split, validate_frame
 from generator.biases import BiasSpec
 from generator.dataset import DatasetFolder, DatasetWriter
 from xaistudy.errors import UserError
+from xaistudy.vocabulary import FACTORS
 
 SPLITS = ("train", "val", "test")
 # Fixed slots of the seed's streams: one per split, then one per factor in FACTORS order.

@@ -15,10 +15,10 @@ from pathlib import Path
 from PIL import Image
 
 from explain.preview import preview_bundle
+from xaistudy.vocabulary import CONDITIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "docs" / "images" / "conditions.png"
-CONDITIONS = ("baseline", "counterfactuals", "concepts")
 
 
 def main() -> None:

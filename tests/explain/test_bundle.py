@@ -12,12 +12,12 @@ from explain.build import ExplainSettings, GroundTruthScenes, build_bundle, defa
 from explain.bundle_format import BundleError, verify_bundle
 from explain.images import decode_png
 from explain.probe import ProbeSettings
-from generator.attributes import FACTORS, STUDY_ATTRIBUTES
 from generator.biases import load_spec
 from generator.dataset import DatasetFolder
 from generator.generate import generate_dataset
 from xaistudy.cli import cli
 from xaistudy.errors import UserError
+from xaistudy.vocabulary import FACTORS, STUDY_ATTRIBUTE_KEYS, study_attribute
 
 CPU = torch.device("cpu")
 SETTINGS = ExplainSettings(
@@ -71,9 +71,10 @@ def test_ground_truth_covers_every_factor_and_attribute(manifest):
         assert entry["n"] == 48
     assert "description" in manifest["ground_truth_rule"]
     attributes = {a["key"]: a for a in manifest["attributes"]}
-    assert list(attributes) == list(STUDY_ATTRIBUTES)
+    assert list(attributes) == list(STUDY_ATTRIBUTE_KEYS)
     for key, attr in attributes.items():
-        assert attr["relevant"] == any(truth[f]["relevant"] for f in STUDY_ATTRIBUTES[key])
+        assert attr["name"] == study_attribute(key).name
+        assert attr["relevant"] == any(truth[f]["relevant"] for f in study_attribute(key).factors)
 
 
 def test_conditions_layouts_and_numbers(manifest, bundle, tiny_model):
@@ -107,7 +108,7 @@ def test_conditions_layouts_and_numbers(manifest, bundle, tiny_model):
 def test_tutorial_has_examples_and_one_row_per_study_attribute(manifest, bundle):
     tutorial = manifest["tutorial"]
     assert len(tutorial["examples"]["peaky"]) == 2 and len(tutorial["examples"]["stretchy"]) == 2
-    assert set(tutorial["attributes"]) == set(STUDY_ATTRIBUTES)
+    assert set(tutorial["attributes"]) == set(STUDY_ATTRIBUTE_KEYS)
     arm = tutorial["attributes"]["arm_position"]
     assert [s["caption"] for s in arm["images"]][0] == "arm position 0.00"
     images = [decode_png((bundle / s["image"]).read_bytes()) for s in arm["images"]]

@@ -8,8 +8,8 @@ from explain.ground_truth import (
     factor_effect,
     ground_truth,
 )
-from generator.attributes import FACTORS, STUDY_ATTRIBUTES
 from xaistudy.errors import UserError
+from xaistudy.vocabulary import FACTORS, STUDY_ATTRIBUTE_KEYS
 
 
 def test_effect_flip_rate_and_variance_share_from_paired_logits():
@@ -54,7 +54,7 @@ def test_rule_labels_and_attribute_entries():
     assert truth["obj_rotation_roll"]["relevant"]
     assert not truth["bg_color"]["relevant"] and truth["bg_color"]["effect"] == 0
     entries = {e["key"]: e for e in attribute_entries(truth)}
-    assert list(entries) == list(STUDY_ATTRIBUTES)
+    assert list(entries) == list(STUDY_ATTRIBUTE_KEYS)
     assert entries["rotation"]["relevant"]  # through roll alone
     assert not entries["position"]["relevant"]
     assert entries["arm_position"]["name"] == "arm position"

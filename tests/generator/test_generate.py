@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from generator.attributes import ATTRIBUTES, FACTORS, intervention_split
+from generator.attributes import ATTRIBUTES, intervention_split
 from generator.biases import load_spec
 from generator.dataset import DatasetFolder, ImageDataset
 from generator.generate import (
@@ -20,6 +20,7 @@ from generator.generate import (
     shard_rows,
 )
 from xaistudy.errors import UserError
+from xaistudy.vocabulary import FACTORS
 
 SIZE = 16
 COUNTS = {"n_train": 6, "n_val": 3, "n_test": 5}

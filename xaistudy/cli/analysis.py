@@ -283,7 +283,7 @@ def power(accuracy, n, sims, n_attributes, ability_sd, alpha, curve, seed):
     """Probability that a study with N per condition detects the differences."""
     from analysis.power import default_ns, power_analysis, power_curve
     from analysis.simulate import parse_accuracy
-    from explain.bundle_format import CONDITIONS
+    from xaistudy.vocabulary import CONDITIONS
 
     targets = parse_accuracy(accuracy, list(CONDITIONS))
     options = dict(n_attributes=n_attributes, ability_sd=ability_sd, alpha=alpha)
