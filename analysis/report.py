@@ -14,8 +14,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import html
-import os
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -43,6 +41,7 @@ from analysis.statistics import (
     participant_matrix,
 )
 from xaistudy.errors import UserError
+from xaistudy.files import Stopwatch, atomic_write_text
 
 
 @dataclasses.dataclass
@@ -93,48 +92,45 @@ def run_analysis(
     model: str = "auto",
     level: float = 0.95,
     power: pd.DataFrame | None = None,
+    watch: Stopwatch | None = None,
 ) -> Analysis:
-    """Score, bootstrap, compare and fit the model; no files written."""
+    """Score, bootstrap, compare and fit the model; no files written.
+
+    Each stage is timed on ``watch`` (a new one if None), whose seconds become the
+    analysis's ``timings``."""
     if n_boot < 100:
         raise UserError(f"--bootstrap must be at least 100 resamples, got {n_boot}")
     if not 0.5 <= level < 1:
         raise UserError(f"--level must be in [0.5, 1), got {level}")
-    timings: dict[str, float] = {}
+    watch = watch or Stopwatch()
     progress = tqdm(total=4, desc="analysis", unit="stage", leave=False)
 
-    start = time.perf_counter()
-    scored = score_study(responses, bundle, rule, exclusions)
-    timings["score"] = time.perf_counter() - start
+    with watch("score"):
+        scored = score_study(responses, bundle, rule, exclusions)
     progress.update()
 
-    start = time.perf_counter()
-    matrix = participant_matrix(scored)
-    boot = bootstrap(matrix, n_boot=n_boot, seed=seed)
-    relevant = dict(zip(scored.attributes["attribute"], scored.attributes["relevant"], strict=True))
-    tables = accuracy_tables(matrix, boot, relevant, level)
-    comparisons = compare_conditions(tables, boot, scored.conditions, level)
-    timings["bootstrap"] = time.perf_counter() - start
+    with watch("bootstrap"):
+        matrix = participant_matrix(scored)
+        boot = bootstrap(matrix, n_boot=n_boot, seed=seed)
+        attributes = scored.attributes
+        relevant = dict(zip(attributes["attribute"], attributes["relevant"], strict=True))
+        tables = accuracy_tables(matrix, boot, relevant, level)
+        comparisons = compare_conditions(tables, boot, scored.conditions, level)
     progress.update()
 
-    start = time.perf_counter()
-    fit = fit_model(scored, model)
-    timings["model"] = time.perf_counter() - start
+    with watch("model"):
+        fit = fit_model(scored, model)
     comparisons = comparisons.merge(fit.odds_ratios, on=["condition_a", "condition_b"], how="left")
     progress.update()
 
-    start = time.perf_counter()
-    page_times = page_time_table(responses, scored)
-    timings["page_times"] = time.perf_counter() - start
+    with watch("page_times"):
+        page_times = page_time_table(responses, scored)
     progress.update()
     progress.close()
     trivial = trivial_strategies(scored)
-    return Analysis(scored, tables, comparisons, fit, page_times, power, timings, level, trivial)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    return Analysis(
+        scored, tables, comparisons, fit, page_times, power, watch.seconds, level, trivial
+    )
 
 
 def _img(png: bytes, alt: str) -> str:
@@ -347,8 +343,8 @@ def write_report(analysis: Analysis, bundle: Bundle, source: str, out_dir: Path)
     if analysis.power is not None:
         frames["power"] = analysis.power
     for name, frame in frames.items():
-        _atomic_write(out_dir / f"{name}.csv", frame.to_csv(index=False).encode())
-    _atomic_write(out_dir / "report.html", render_html(analysis, bundle, source).encode())
+        atomic_write_text(out_dir / f"{name}.csv", frame.to_csv(index=False))
+    atomic_write_text(out_dir / "report.html", render_html(analysis, bundle, source))
     return out_dir / "report.html"
 
 
@@ -368,13 +364,12 @@ def analyze(
 
     ``responses``: read already, or an export folder or ``answers.csv`` to read.
     """
-    start = time.perf_counter()
-    bundle = load_bundle(bundle_dir)
-    loaded = responses if isinstance(responses, Responses) else read_export(responses)
-    load_seconds = time.perf_counter() - start
+    watch = Stopwatch()
+    with watch("load"):
+        bundle = load_bundle(bundle_dir)
+        loaded = responses if isinstance(responses, Responses) else read_export(responses)
 
     power = None
-    power_seconds = 0.0
     if power_sims:
         from analysis.power import default_ns, power_curve
 
@@ -382,22 +377,19 @@ def analyze(
         observed = pre.answers.groupby("condition")["correct"].mean()
         accuracy = {c: float(observed[c]) for c in pre.conditions}
         if len(accuracy) >= 2:
-            t0 = time.perf_counter()
             n_now = int(pre.participants.groupby("condition").size().mean())
-            power = power_curve(
-                accuracy,
-                default_ns(n_now),
-                sims=power_sims,
-                seed=seed,
-                n_attributes=len(pre.attributes),
-            )
-            power_seconds = time.perf_counter() - t0
+            with watch("power"):
+                power = power_curve(
+                    accuracy,
+                    default_ns(n_now),
+                    sims=power_sims,
+                    seed=seed,
+                    n_attributes=len(pre.attributes),
+                )
 
-    analysis = run_analysis(loaded, bundle, rule, exclusions, n_boot, seed, model, level, power)
-    analysis.timings = {"load": load_seconds, **analysis.timings}
-    if power is not None:
-        analysis.timings["power"] = power_seconds
-    start = time.perf_counter()
-    write_report(analysis, bundle, loaded.source, out_dir)
-    analysis.timings["report"] = time.perf_counter() - start
+    analysis = run_analysis(
+        loaded, bundle, rule, exclusions, n_boot, seed, model, level, power, watch
+    )
+    with watch("report"):  # analysis.timings is watch.seconds: this adds to it
+        write_report(analysis, bundle, loaded.source, out_dir)
     return analysis

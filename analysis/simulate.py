@@ -14,8 +14,6 @@ simulation/runs.py sends such participants through a real server.
 from __future__ import annotations
 
 import dataclasses
-import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,6 +23,7 @@ import pandas as pd
 from analysis.load import Bundle
 from analysis.scoring import SCALE, ScoringRule
 from xaistudy.errors import UserError
+from xaistudy.files import staged_folder
 from xaistudy.vocabulary import Status
 
 MEDIAN_SECONDS = 600.0  # a typical participant's time for the whole study
@@ -263,18 +262,9 @@ def write_frames(frames: dict[str, pd.DataFrame], out_dir: Path, overwrite: bool
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not overwrite:
         raise UserError(f"output folder {out_dir} exists and is not empty; pass --overwrite")
-    tmp = out_dir.with_name(f"{out_dir.name}.partial-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with staged_folder(out_dir) as tmp:
         for name, frame in frames.items():
             frame.to_csv(tmp / f"{name}.csv", index=False)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
 
 

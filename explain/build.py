@@ -11,8 +11,8 @@ validated (:mod:`explain.validation`); a bundle that fails is not published unle
 from __future__ import annotations
 
 import tempfile
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -41,6 +41,7 @@ from explain.validation import (
 from generator.attributes import intervention_split
 from generator.dataset import DatasetFolder
 from xaistudy.errors import UserError
+from xaistudy.files import Stopwatch
 from xaistudy.vocabulary import CONDITIONS, FACTORS
 
 STAGES = ("logits", *CONDITIONS, "ground_truth", "tutorial", "validation", "write")
@@ -187,12 +188,15 @@ def build_bundle(
     params = test.params.iloc[:n].reset_index(drop=True)
     writer = BundleWriter(out, overwrite=overwrite)
     store = ImageStore(writer, images)
-    timings: dict[str, float] = {}
+    watch = Stopwatch()
     bar = tqdm(total=len(STAGES), desc="explain", unit="stage", disable=not progress)
 
-    def stage(name: str):
+    @contextmanager
+    def stage(name: str) -> Iterator[None]:
         bar.set_postfix_str(name)
-        return _Timer(timings, name, bar)
+        with watch(name):
+            yield
+        bar.update(1)
 
     try:
         with stage("logits"):
@@ -288,7 +292,7 @@ def build_bundle(
         raise
     finally:
         bar.close()
-    return path, timings
+    return path, watch.seconds
 
 
 def _ground_truth(model, dataset, test, logits, render, device, settings, progress):
@@ -352,21 +356,6 @@ def _validation(
     return assemble(numbers, probe.card, thresholds)
 
 
-class _Timer:
-    def __init__(self, timings: dict, name: str, bar):
-        self.timings, self.name, self.bar = timings, name, bar
-
-    def __enter__(self):
-        self.start = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc):
-        self.timings[self.name] = time.perf_counter() - self.start
-        if exc[0] is None:
-            self.bar.update(1)
-        return False
-
-
 def explain(
     run_dir: Path,
     data_dir: Path,
@@ -382,10 +371,10 @@ def explain(
     cached in ``RUN_DIR/probe``). Adds a ``load`` timing."""
     from modeling import load_run
 
-    start = time.perf_counter()
-    dataset = DatasetFolder(data_dir)
-    run = load_run(run_dir, device)
-    loaded = time.perf_counter() - start
+    watch = Stopwatch()
+    with watch("load"):
+        dataset = DatasetFolder(data_dir)
+        run = load_run(run_dir, device)
     path, timings = build_bundle(
         run.model,
         run.card,
@@ -399,4 +388,5 @@ def explain(
         allow_invalid=allow_invalid,
         probe_dir=Path(run_dir) / PROBE_DIR,
     )
-    return path, {"load": loaded, **timings}
+    return path, {**watch.seconds, **timings}
+

@@ -57,13 +57,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from xaistudy.errors import UserError
+from xaistudy.files import json_text, publish_folder, temporary_name
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -97,7 +97,7 @@ def sha256_file(path: Path) -> str:
 
 
 class BundleWriter:
-    """Writes a bundle into ``OUT.partial-<pid>`` and renames it to ``OUT`` when complete.
+    """Writes a bundle into a temporary folder beside ``OUT``, published when complete.
 
     Images are stored under content-hashed names (``images/<sha256[:16]>.<ext>``), so
     identical images are stored once and a browser may cache them forever.
@@ -110,7 +110,7 @@ class BundleWriter:
             raise UserError(
                 f"output folder {self.out} exists and is not empty; pass --overwrite to replace it"
             )
-        self.tmp = self.out.with_name(f"{self.out.name}.partial-{os.getpid()}")
+        self.tmp = temporary_name(self.out)
         if self.tmp.exists():
             shutil.rmtree(self.tmp)
         (self.tmp / IMAGE_DIR).mkdir(parents=True)
@@ -145,11 +145,8 @@ class BundleWriter:
         missing = [rel for rel in referenced_files(manifest) if rel not in self.files]
         if missing:
             raise ValueError(f"manifest names files never written: {missing[:5]}")
-        (self.tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
-        if self.out.exists():
-            shutil.rmtree(self.out)
-        self.tmp.rename(self.out)
-        return self.out
+        (self.tmp / MANIFEST).write_text(json_text(manifest))
+        return publish_folder(self.tmp, self.out)
 
     def abort(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)

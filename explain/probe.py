@@ -21,8 +21,6 @@ folder is written under a temporary name and renamed when complete.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -36,6 +34,7 @@ from tqdm.auto import tqdm
 from generator.attributes import RANGES
 from generator.dataset import DatasetFolder
 from xaistudy.errors import UserError
+from xaistudy.files import json_text, staged_folder
 
 PROBE_DIR = "probe"
 WEIGHTS_FILE = "weights.pt"
@@ -209,16 +208,11 @@ def read_attributes(
 
 def save_probe(probe: Probe, folder: Path) -> Path:
     """Write the probe to ``folder`` atomically (a temporary folder, then a rename)."""
-    folder = Path(folder)
-    tmp = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    torch.save({k: v.cpu() for k, v in probe.network.state_dict().items()}, tmp / WEIGHTS_FILE)
-    (tmp / CARD_FILE).write_text(json.dumps(probe.card, indent=2, sort_keys=True) + "\n")
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
-    return folder
+    with staged_folder(folder) as tmp:
+        weights = {k: v.cpu() for k, v in probe.network.state_dict().items()}
+        torch.save(weights, tmp / WEIGHTS_FILE)
+        (tmp / CARD_FILE).write_text(json_text(probe.card))
+    return Path(folder)
 
 
 def load_probe(folder: Path, device: torch.device) -> Probe | None:

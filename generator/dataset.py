@@ -8,16 +8,15 @@ Layout (docs/dataset.md)::
     DIR/<split>/images.npy        N x H x W x 3 uint8
     DIR/<split>/masks.npy         N x H x W uint8, block ids 0..8
 
-A :class:`DatasetWriter` writes into ``DIR.partial-<pid>`` and renames it to ``DIR``
-only in :meth:`DatasetWriter.finish`, so an interrupted run never leaves a folder that
-looks complete.
+A :class:`DatasetWriter` writes into a temporary folder beside ``DIR`` and publishes it
+as ``DIR`` only in :meth:`DatasetWriter.finish`, so an interrupted run never leaves a
+folder that looks complete.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ import torch.utils.data
 from generator.attributes import ATTRIBUTES
 from xaistudy import __version__
 from xaistudy.errors import UserError
+from xaistudy.files import json_text, publish_folder, temporary_name
 
 FORMAT_VERSION = 1
 META_FILE = "meta.json"
@@ -63,7 +63,7 @@ class DatasetWriter:
     def __init__(self, out: Path, overwrite: bool = False):
         self.out = Path(out)
         prepare_output_dir(self.out, overwrite)
-        self.tmp = self.out.with_name(f"{self.out.name}.partial-{os.getpid()}")
+        self.tmp = temporary_name(self.out)
         if self.tmp.exists():
             shutil.rmtree(self.tmp)
         self.tmp.mkdir(parents=True)
@@ -109,11 +109,8 @@ class DatasetWriter:
             **meta,
             "splits": dict(self.counts),
         }
-        (self.tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
-        if self.out.exists():
-            self.out.rmdir()  # prepare_output_dir left it empty
-        self.tmp.rename(self.out)
-        return self.out
+        (self.tmp / META_FILE).write_text(json_text(meta))
+        return publish_folder(self.tmp, self.out)
 
     def abort(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)

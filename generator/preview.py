@@ -10,6 +10,7 @@ import numpy as np
 from generator.attributes import LABELS
 from generator.dataset import DatasetFolder
 from xaistudy.errors import UserError
+from xaistudy.files import atomic_path
 
 COLUMNS = 8
 
@@ -56,8 +57,7 @@ def write_contact_sheet(
     figure.suptitle(f"{Path(dataset).name} / {split}: {n} of {len(data)} images", fontsize=10)
     figure.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(f".{out.name}.partial.png")  # rename when complete
-    figure.savefig(partial, dpi=100)
+    with atomic_path(out) as partial:
+        figure.savefig(partial, dpi=100, format="png")
     plt.close(figure)
-    partial.replace(out)
     return out

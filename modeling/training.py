@@ -29,6 +29,7 @@ from modeling.ceiling import ceiling_accuracy
 from modeling.configs import CONFIGS, ModelConfig
 from modeling.network import InvertibleClassifier, build_model
 from xaistudy.errors import UserError
+from xaistudy.files import atomic_write_json, atomic_write_text
 
 DEFAULT_CONFIG = "cpu-small"
 
@@ -274,7 +275,7 @@ def _default_batch_size(config: ModelConfig, device: torch.device) -> int:
 def _write_metrics(out: Path, rows: list[dict[str, Any]]) -> None:
     buffer = io.StringIO()
     pd.DataFrame(rows).to_csv(buffer, index=False)
-    ckpt.atomic_write_text(out / ckpt.METRICS_FILE, buffer.getvalue())
+    atomic_write_text(out / ckpt.METRICS_FILE, buffer.getvalue())
 
 
 # -- training ----------------------------------------------------------------------------
@@ -300,7 +301,7 @@ def train(options: TrainOptions) -> dict[str, Any]:
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / ckpt.CARD_FILE).unlink(missing_ok=True)  # the run is not complete until the end
-    ckpt.write_json(out / ckpt.CONFIG_FILE, plan.to_dict())
+    atomic_write_json(out / ckpt.CONFIG_FILE, plan.to_dict())
 
     model, optimizer = build_training(config, plan.seed, device)
     order_generator = torch.Generator().manual_seed(plan.seed)
@@ -416,7 +417,7 @@ def train(options: TrainOptions) -> dict[str, Any]:
             break
 
     card = model_card(model, folder, plan, epoch, elapsed, rows, device)
-    ckpt.write_json(out / ckpt.CARD_FILE, card)
+    atomic_write_json(out / ckpt.CARD_FILE, card)
     return card
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from PIL import Image
 from generator.attributes import ATTRIBUTES
 from generator.render import render_scenes
 from generator.twofortwo import block_iou
+from xaistudy.files import atomic_path
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_REFERENCE = Path("/work/shared/reference/two4two-blender")
@@ -64,10 +64,9 @@ def write_sheet(out: Path, picks, ref_images, ref_masks, images, masks, scores) 
         axes[row, 0].set_ylabel(f"IoU {scores[index]:.2f}", fontsize=8)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(f".{out.stem}.partial-{os.getpid()}.png")
-    fig.savefig(partial, dpi=110)
+    with atomic_path(out) as partial:
+        fig.savefig(partial, dpi=110, format="png")
     plt.close(fig)
-    partial.replace(out)
 
 
 def main(argv=None) -> int:

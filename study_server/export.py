@@ -7,7 +7,6 @@ attribute), ``answers_wide`` (one row per participant), ``pages`` (page timings)
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from sqlalchemy.engine import Engine
 from study_server.config import engine_options, normalize_database_url
 from study_server.models import Answer, PageVisit, Participant, StudyRecord, utcnow
 from xaistudy.errors import UserError
+from xaistudy.files import atomic_write_text
 from xaistudy.vocabulary import ABANDONED, Status
 
 EXPORT_NAMES = ("participants", "answers", "answers_wide", "pages")
@@ -212,9 +212,5 @@ def write_export(database_url: str, out_dir: str | Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = {}
     for name, frame in frames.items():
-        path = out / f"{name}.csv"
-        tmp = out / f".{name}.csv.partial-{os.getpid()}"
-        tmp.write_text(frame_to_csv(frame), encoding="utf-8")
-        os.replace(tmp, path)
-        written[name] = path
+        written[name] = atomic_write_text(out / f"{name}.csv", frame_to_csv(frame))
     return written

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from xaistudy.errors import UserError
+from xaistudy.files import atomic_write_bytes, atomic_write_text
 
 _BUNDLE = click.option(
     "--bundle",
@@ -295,21 +296,14 @@ def power(accuracy, n, sims, n_attributes, ability_sd, alpha, curve, seed):
             f"[{row['power_ci_low']:.2f}, {row['power_ci_high']:.2f}] ({sims} simulations)"
         )
     if curve is not None:
-        import os
-
         from analysis.plots import power_plot
 
         if curve.suffix.lower() != ".png":
             raise UserError(f"--curve {curve} must name a .png file")
         curve_table = power_curve(targets, default_ns(n), sims=sims, seed=seed, **options)
         curve.parent.mkdir(parents=True, exist_ok=True)
-        for path, data in (
-            (curve.with_suffix(".csv"), curve_table.to_csv(index=False).encode()),
-            (curve, power_plot(curve_table)),
-        ):
-            tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
+        atomic_write_text(curve.with_suffix(".csv"), curve_table.to_csv(index=False))
+        atomic_write_bytes(curve, power_plot(curve_table))
         click.echo(f"power curve: {curve}")
 
 
