@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from explain.baseline import baseline_condition
 from explain.batching import batched_logits
-from explain.bundle_format import BundleWriter
+from explain.bundle_format import BundleWriter, verify_bundle
 from explain.concepts import analyse_concepts, concept_condition
 from explain.counterfactuals import counterfactual_condition
 from explain.ground_truth import RelevanceRule, attribute_entries, ground_truth
@@ -390,3 +390,18 @@ def explain(
     )
     return path, {**watch.seconds, **timings}
 
+
+def bundle_is_current(bundle_dir: Path, run_dir: Path, dataset: DatasetFolder) -> bool:
+    """Whether ``bundle_dir`` is a whole bundle (every file's hash verifies) explaining the
+    finished run in ``run_dir`` on ``dataset`` as they are now."""
+    from modeling.checkpoint import read_model_card
+
+    try:
+        manifest = verify_bundle(bundle_dir)
+        card = read_model_card(run_dir)
+    except UserError:  # no bundle, a damaged one, or no finished run
+        return False
+    return (
+        manifest["model_card"] == card
+        and manifest.get("dataset", {}).get("fingerprint") == dataset.fingerprint()
+    )

@@ -13,7 +13,7 @@ per split and per intervention factor, so adding ``--interventions`` or changing
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -195,6 +195,33 @@ def generate_dataset(
     except BaseException:
         writer.abort()
         raise
+
+
+def dataset_is_current(
+    folder: Path,
+    preset: str,
+    *,
+    seed: int,
+    size: int,
+    counts: Mapping[str, int],
+    interventions: bool,
+) -> bool:
+    """Whether ``folder`` is a complete, unsharded dataset folder of the bias preset
+    ``preset`` that :func:`generate_dataset` would write with these arguments
+    (``counts``: split -> number of scenes, e.g. ``{"train": 100, "val": 10, "test": 10}``)."""
+    try:
+        meta = DatasetFolder(folder).meta
+    except UserError:
+        return False
+    written = meta.get("splits", {})
+    return (
+        "shard" not in meta
+        and meta.get("preset") == preset
+        and meta.get("seed") == seed
+        and meta.get("size") == size
+        and all(written.get(split) == n for split, n in counts.items())
+        and meta.get("interventions") == (list(FACTORS) if interventions else [])
+    )
 
 
 def render_splits(

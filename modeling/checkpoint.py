@@ -1,4 +1,5 @@
-"""The run folder: atomic checkpoints, the saved config, and loading a finished run.
+"""The run folder: atomic checkpoints, the saved config, loading a finished run, and
+whether a run is up to date for a dataset and a config.
 
 Layout of ``RUN_DIR``::
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -21,6 +22,9 @@ from modeling.configs import ModelConfig
 from modeling.network import InvertibleClassifier
 from xaistudy.errors import UserError
 from xaistudy.files import atomic_path
+
+if TYPE_CHECKING:
+    from generator.dataset import DatasetFolder
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -47,6 +51,42 @@ def load_checkpoint(run_dir: Path, device: torch.device | str = "cpu") -> dict[s
         return torch.load(path, map_location=device, weights_only=False)
     except (OSError, RuntimeError, EOFError) as exc:
         raise UserError(f"cannot read checkpoint {path}: {exc}") from exc
+
+
+def read_model_card(run_dir: Path) -> dict[str, Any]:
+    """The model card of a finished run (``model_card.json``)."""
+    return read_json(Path(run_dir) / CARD_FILE)
+
+
+def _read_if_present(path: Path) -> dict[str, Any] | None:
+    try:
+        return read_json(path) if path.exists() else None
+    except UserError:  # damaged: as good as absent
+        return None
+
+
+def run_is_current(run_dir: Path, dataset: DatasetFolder, config_name: str) -> bool:
+    """Whether ``run_dir`` holds a finished run of config ``config_name`` trained on
+    ``dataset`` as it is now."""
+    card = _read_if_present(Path(run_dir) / CARD_FILE)
+    return (
+        card is not None
+        and card.get("config_name") == config_name
+        and card.get("dataset", {}).get("fingerprint") == dataset.fingerprint()
+    )
+
+
+def run_can_resume(run_dir: Path, dataset: DatasetFolder, config_name: str) -> bool:
+    """Whether ``run_dir`` holds an unfinished run of ``config_name`` on ``dataset`` as it
+    is now, which ``--resume`` continues from its last checkpoint."""
+    run_dir = Path(run_dir)
+    saved = _read_if_present(run_dir / CONFIG_FILE)
+    return (
+        not (run_dir / CARD_FILE).exists()
+        and saved is not None
+        and saved.get("model", {}).get("name") == config_name
+        and saved.get("dataset_fingerprint") == dataset.fingerprint()
+    )
 
 
 @dataclass
@@ -76,4 +116,4 @@ def load_run(run_dir: Path | str, device: torch.device | str = "cpu") -> Run:
     state = load_checkpoint(run_dir, "cpu")
     model.load_state_dict(state["model"])
     model.to(device).eval()
-    return Run(run_dir, model, read_json(run_dir / CARD_FILE), config)
+    return Run(run_dir, model, read_model_card(run_dir), config)

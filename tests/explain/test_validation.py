@@ -8,6 +8,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from explain.build import bundle_is_current
 from explain.preview import failing_cells
 from explain.validation import (
     Thresholds,
@@ -18,6 +19,7 @@ from explain.validation import (
     validate_bundle,
     within_row_trend,
 )
+from generator.dataset import DatasetFolder
 from xaistudy.cli import cli
 from xaistudy.errors import UserError
 
@@ -38,6 +40,31 @@ def published(tiny_run, tiny_data, tmp_path_factory):
     result = CliRunner().invoke(cli, explain_args(tiny_run, tiny_data, out, "--allow-invalid"))
     assert result.exit_code == 0, result.output
     return out
+
+
+def test_a_bundle_is_current_only_for_its_own_run_and_dataset(
+    published, tiny_run, tiny_data, tmp_path
+):
+    assert bundle_is_current(published, tiny_run, tiny_data)
+    assert not bundle_is_current(tmp_path / "none", tiny_run, tiny_data)
+
+    other_data = tmp_path / "other-data"
+    other_data.mkdir()
+    (other_data / "meta.json").write_text(json.dumps({"size": tiny_data.size, "splits": {}}))
+    assert not bundle_is_current(published, tiny_run, DatasetFolder(other_data))
+
+    retrained = tmp_path / "retrained"
+    retrained.mkdir()
+    card = json.loads((tiny_run / "model_card.json").read_text())
+    (retrained / "model_card.json").write_text(json.dumps({**card, "created": "later"}))
+    assert not bundle_is_current(published, retrained, tiny_data)
+    assert not bundle_is_current(published, tmp_path / "unfinished", tiny_data)
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(published, damaged)
+    image = next((damaged / "images").iterdir())
+    image.write_bytes(image.read_bytes() + b"x")
+    assert not bundle_is_current(damaged, tiny_run, tiny_data)
 
 
 def read_manifest(bundle):

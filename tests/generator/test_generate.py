@@ -12,6 +12,7 @@ from generator.attributes import ATTRIBUTES, intervention_split
 from generator.biases import load_spec
 from generator.dataset import DatasetFolder, ImageDataset
 from generator.generate import (
+    dataset_is_current,
     generate_dataset,
     intervene,
     merge_shards,
@@ -55,6 +56,22 @@ def test_folder_has_every_split_with_matching_arrays_and_meta(dataset):
         assert split.masks.max() <= 8 and split.images.std() > 0
     image, label = ImageDataset(dataset, "train")[0]
     assert tuple(image.shape) == (3, SIZE, SIZE) and int(label) in (0, 1)
+
+
+def test_a_dataset_is_current_only_for_the_arguments_it_was_made_with(dataset, tmp_path):
+    made = {"seed": 11, "size": SIZE, "counts": {"train": 6, "val": 3, "test": 5}}
+    assert dataset_is_current(dataset.root, "iclr2022", **made, interventions=True)
+    assert not dataset_is_current(dataset.root, "iclr2022", **made, interventions=False)
+    assert not dataset_is_current(dataset.root, "unbiased", **made, interventions=True)
+    for change in ({"seed": 12}, {"size": 32}, {"counts": {"train": 7, "val": 3, "test": 5}}):
+        assert not dataset_is_current(
+            dataset.root, "iclr2022", **{**made, **change}, interventions=True
+        )
+    assert not dataset_is_current(tmp_path / "none", "iclr2022", **made, interventions=True)
+    shard = _generate(tmp_path / "shard", n_train=6, n_val=0, n_test=0, shard=(1, 1))
+    assert not dataset_is_current(
+        shard, "iclr2022", seed=11, size=SIZE, counts={"train": 6}, interventions=False
+    )
 
 
 def test_intervention_splits_change_only_their_factor(dataset):

@@ -15,6 +15,7 @@ from generator.dataset import DatasetFolder
 from modeling import load_run
 from modeling import training as training_module
 from modeling.ceiling import ceiling_accuracy
+from modeling.checkpoint import run_can_resume, run_is_current
 from modeling.configs import CONFIGS, ModelConfig, load_config
 from modeling.training import (
     TrainOptions,
@@ -83,6 +84,32 @@ def test_load_run_refuses_an_incomplete_folder(finished_run, tmp_path):
     (partial / "model_card.json").unlink()
     with pytest.raises(UserError, match="not a complete run folder"):
         load_run(partial)
+
+
+def test_a_run_is_current_only_for_its_config_and_dataset(finished_run, tiny_dataset, tmp_path):
+    dataset = DatasetFolder(tiny_dataset)
+    other = DatasetFolder(write_dataset(tmp_path / "other", seed=1))
+    assert run_is_current(finished_run, dataset, "tiny")
+    assert not run_is_current(finished_run, dataset, "cpu-small")
+    assert not run_is_current(finished_run, other, "tiny")
+    assert not run_is_current(tmp_path / "none", dataset, "tiny")
+    assert not run_can_resume(finished_run, dataset, "tiny")  # finished: nothing to resume
+
+
+def test_an_unfinished_run_can_resume_on_its_config_and_dataset(
+    finished_run, tiny_dataset, tmp_path
+):
+    dataset = DatasetFolder(tiny_dataset)
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(finished_run, unfinished)
+    (unfinished / "model_card.json").unlink()
+    assert not run_is_current(unfinished, dataset, "tiny")
+    assert run_can_resume(unfinished, dataset, "tiny")
+    assert not run_can_resume(unfinished, dataset, "cpu-small")
+    other = DatasetFolder(write_dataset(tmp_path / "other", seed=1))
+    assert not run_can_resume(unfinished, other, "tiny")
+    (unfinished / "config.json").write_text("{not json")
+    assert not run_can_resume(unfinished, dataset, "tiny")
 
 
 def options(data, out, **kw):

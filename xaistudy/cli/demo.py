@@ -54,13 +54,8 @@ def demo(out, n_simulated, no_serve, host, port, device, seed):
         check_port_free(host, port)  # fail before minutes of work, not after
     torch_device = resolve_device(device)
     dataset = dataset_stage(settings, torch_device)
-    card = model_stage(settings, dataset, torch_device)
-    click.echo(
-        f"      test accuracy {card['accuracy']['test']:.3f} "
-        f"(ceiling {card['ceiling_accuracy']:.3f} from the true scene attributes)",
-        err=True,
-    )
-    bundle_dir = bundle_stage(settings, dataset, card, torch_device)
+    run_dir = model_stage(settings, dataset, torch_device)
+    bundle_dir = bundle_stage(settings, dataset, run_dir, torch_device)
     if n_simulated:
         report = simulate_stage(settings, n_simulated, host)
         click.echo(f"Report: {report.resolve()}")

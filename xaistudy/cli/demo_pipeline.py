@@ -1,18 +1,20 @@
 """The demo pipeline behind ``xaistudy demo``: dataset -> model -> bundle -> study.
 
 Each stage writes its folder under one demo folder and is skipped when that folder is
-complete and was made from the current inputs of the stage before it:
+complete and was made from the current inputs of the stage before it; the stage's own
+package answers that:
 
-- ``data/``: reused when ``meta.json`` records the demo's preset, seed, size and counts;
-- ``run/``: reused when ``model_card.json`` names the dataset's fingerprint and config;
-  a run killed mid-way is resumed from its last checkpoint;
-- ``bundle/``: reused when every hash verifies and its model card and dataset
-  fingerprint are those of ``run/`` and ``data/``.
+- ``data/``: :func:`generator.generate.dataset_is_current` (the demo's preset, seed,
+  size and counts, with intervention splits);
+- ``run/``: :func:`modeling.checkpoint.run_is_current` (the demo's config, trained on
+  ``data/`` as it is); a run killed mid-way is resumed from its last checkpoint
+  (:func:`modeling.checkpoint.run_can_resume`);
+- ``bundle/``: :func:`explain.build.bundle_is_current` (every hash verifies, and it
+  explains ``run/`` on ``data/``).
 """
 
 from __future__ import annotations
 
-import json
 import secrets
 import shutil
 import threading
@@ -69,36 +71,28 @@ def _say(message: str) -> None:
     click.secho(message, err=True, bold=True)
 
 
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
-# -- stages ----------------------------------------------------------------------------
+# -- stages: each asks its own package whether what is there is up to date --------------
 
 
 def dataset_stage(settings: DemoSettings, device):
     """Generate the demo dataset unless an identical one is there; return the folder."""
     from generator.biases import load_spec
     from generator.dataset import DatasetFolder
-    from generator.generate import generate_dataset
+    from generator.generate import dataset_is_current, generate_dataset
 
-    wanted = {"train": settings.n_train, "val": settings.n_val, "test": settings.n_test}
-    meta = _read_json(settings.data_dir / "meta.json")
-    if (
-        meta is not None
-        and meta.get("preset") == settings.preset
-        and meta.get("seed") == settings.seed
-        and meta.get("size") == settings.size
-        and all(meta.get("splits", {}).get(k) == v for k, v in wanted.items())
-        and meta.get("interventions")
+    counts = {"train": settings.n_train, "val": settings.n_val, "test": settings.n_test}
+    if dataset_is_current(
+        settings.data_dir,
+        settings.preset,
+        seed=settings.seed,
+        size=settings.size,
+        counts=counts,
+        interventions=True,
     ):
         _say(f"[1/4] dataset: up to date in {settings.data_dir}")
         return DatasetFolder(settings.data_dir)
     _say(
-        f"[1/4] dataset: rendering {sum(wanted.values())} {settings.preset} scenes at "
+        f"[1/4] dataset: rendering {sum(counts.values())} {settings.preset} scenes at "
         f"{settings.size} px, plus the intervention splits"
     )
     generate_dataset(
@@ -116,32 +110,36 @@ def dataset_stage(settings: DemoSettings, device):
     return DatasetFolder(settings.data_dir)
 
 
-def model_stage(settings: DemoSettings, dataset, device) -> dict:
-    """Train the demo model unless a finished run on this dataset is there; return its card."""
+def model_stage(settings: DemoSettings, dataset, device) -> Path:
+    """Train the demo model unless a finished run on this dataset is there; return its folder."""
+    from modeling.checkpoint import read_model_card, run_is_current
+
+    run_dir = settings.run_dir
+    if run_is_current(run_dir, dataset, settings.config):
+        _say(f"[2/4] model: up to date in {run_dir}")
+    else:
+        _train(settings, dataset, device)
+    card = read_model_card(run_dir)
+    click.echo(
+        f"      test accuracy {card['accuracy']['test']:.3f} "
+        f"(ceiling {card['ceiling_accuracy']:.3f} from the true scene attributes)",
+        err=True,
+    )
+    return run_dir
+
+
+def _train(settings: DemoSettings, dataset, device) -> None:
+    """Train the demo model, resuming an unfinished run of the same inputs."""
     from modeling import CONFIGS
+    from modeling.checkpoint import run_can_resume
     from modeling.training import TrainOptions, train
 
     run_dir = settings.run_dir
-    fingerprint = dataset.fingerprint()
-    card = _read_json(run_dir / "model_card.json")
-    if (
-        card is not None
-        and card.get("config_name") == settings.config
-        and card.get("dataset", {}).get("fingerprint") == fingerprint
-    ):
-        _say(f"[2/4] model: up to date in {run_dir}")
-        return card
-    saved = _read_json(run_dir / "config.json")
-    resume = (
-        card is None
-        and saved is not None
-        and saved.get("dataset_fingerprint") == fingerprint
-        and saved.get("model", {}).get("name") == settings.config
-    )
+    resume = run_can_resume(run_dir, dataset, settings.config)
     if not resume and run_dir.exists():
         shutil.rmtree(run_dir)
     _say(f"[2/4] model: {'resuming' if resume else 'training'} {settings.config} on {dataset.root}")
-    return train(
+    train(
         TrainOptions(
             data=dataset.root,
             out=run_dir,
@@ -154,28 +152,19 @@ def model_stage(settings: DemoSettings, dataset, device) -> dict:
     )
 
 
-def bundle_stage(settings: DemoSettings, dataset, card: dict, device) -> Path:
-    """Precompute the bundle unless a verified one of this model and dataset is there."""
-    from explain.build import ExplainSettings, build_bundle
-    from explain.bundle_format import BundleError, verify_bundle
+def bundle_stage(settings: DemoSettings, dataset, run_dir: Path, device) -> Path:
+    """Precompute the bundle unless a verified one of this run and dataset is there."""
+    from explain.build import ExplainSettings, build_bundle, bundle_is_current
+    from explain.bundle_format import load_manifest
     from explain.probe import PROBE_DIR
     from modeling import load_run
 
     bundle_dir = settings.bundle_dir
-    if (bundle_dir / "manifest.json").exists():
-        try:
-            manifest = verify_bundle(bundle_dir)
-        except BundleError:
-            manifest = None
-        if (
-            manifest is not None
-            and manifest.get("model_card", {}).get("created") == card.get("created")
-            and manifest.get("dataset", {}).get("fingerprint") == dataset.fingerprint()
-        ):
-            _say(f"[3/4] bundle: up to date in {bundle_dir}")
-            return bundle_dir
-    _say(f"[3/4] bundle: explanations and ground truth of {settings.run_dir}")
-    run = load_run(settings.run_dir, device)
+    if bundle_is_current(bundle_dir, run_dir, dataset):
+        _say(f"[3/4] bundle: up to date in {bundle_dir}")
+        return bundle_dir
+    _say(f"[3/4] bundle: explanations and ground truth of {run_dir}")
+    run = load_run(run_dir, device)
     # The demo's short training run rarely passes every validity check; it is published
     # for trying the platform, and the failures are said out loud.
     path, _ = build_bundle(
@@ -187,9 +176,9 @@ def bundle_stage(settings: DemoSettings, dataset, card: dict, device) -> Path:
         ExplainSettings(ground_truth_scenes=settings.gt_scenes, seed=settings.seed),
         overwrite=True,
         allow_invalid=True,
-        probe_dir=settings.run_dir / PROBE_DIR,
+        probe_dir=run_dir / PROBE_DIR,
     )
-    failures = json.loads((path / "manifest.json").read_text())["validation"]["failures"]
+    failures = load_manifest(path)["validation"]["failures"]
     if failures:
         _say(f"[3/4] bundle: published despite failed validation: {'; '.join(failures)}")
     return path
