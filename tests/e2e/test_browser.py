@@ -8,7 +8,6 @@ playwright, and saves a screenshot of every page under
 
 from __future__ import annotations
 
-import importlib.util
 import threading
 from pathlib import Path
 
@@ -29,16 +28,8 @@ CHROMIUM_ARGS = [
 ]
 
 
-def _fixture_bundle(out: Path) -> Path:
-    path = ROOT / "tests" / "fixtures" / "make_bundle.py"
-    spec = importlib.util.spec_from_file_location("xaistudy_fixture_bundle_e2e", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.make_fixture_bundle(out)
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, bundle_dir):
     from study_server import create_app
     from study_server.extensions import db
 
@@ -49,7 +40,7 @@ def server(tmp_path_factory):
             "TESTING": False,
             "SECRET_KEY": "e2e-secret",
             "SQLALCHEMY_DATABASE_URI": url,
-            "XAISTUDY_BUNDLE": str(_fixture_bundle(root / "bundle")),
+            "XAISTUDY_BUNDLE": str(bundle_dir),
         }
     )
     with app.app_context():

@@ -1,4 +1,5 @@
-"""Fixtures of the study server's tests: the fixture bundle, apps on SQLite and PostgreSQL.
+"""Fixtures of the study server's tests: apps on SQLite and PostgreSQL over the fixture
+bundle (``bundle_dir``, tests/conftest.py).
 
 Every app fixture runs the Alembic migrations (never ``create_all``), so both backends
 prove the migration. PostgreSQL tests get a database of their own per xdist worker.
@@ -6,7 +7,6 @@ prove the migration. PostgreSQL tests get a database of their own per xdist work
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import uuid
@@ -16,20 +16,7 @@ import pytest
 from server_helpers import make_app
 from sqlalchemy import text
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "make_bundle.py"
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-def _load_bundle_maker():
-    spec = importlib.util.spec_from_file_location("xaistudy_fixture_bundle", FIXTURES)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.make_fixture_bundle
-
-
-@pytest.fixture(scope="session")
-def bundle_dir(tmp_path_factory) -> Path:
-    return _load_bundle_maker()(tmp_path_factory.mktemp("bundle") / "bundle")
 
 
 @pytest.fixture(scope="session")
