@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from xaistudy.errors import UserError
+from xaistudy.vocabulary import CONDITIONS
 
-CONDITION_NAMES = ("baseline", "counterfactuals", "concepts")
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 
 
@@ -229,9 +229,9 @@ def parse_study(data: dict[str, Any]) -> Study:
     conditions_table = top.table_of("conditions")
     conditions = []
     for name in list(conditions_table.table):
-        if name not in CONDITION_NAMES:
+        if name not in CONDITIONS:
             raise UserError(
-                f"study: unknown condition {name!r}; allowed are {', '.join(CONDITION_NAMES)}"
+                f"study: unknown condition {name!r}; allowed are {', '.join(CONDITIONS)}"
             )
         reader = conditions_table.table_of(name)
         reader.where = f"conditions.{name}"
