@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from modeling.card import ModelCard
 from modeling.configs import ModelConfig
 from modeling.network import InvertibleClassifier
 from xaistudy.errors import UserError
@@ -58,6 +59,15 @@ def read_json(path: Path) -> dict[str, Any]:
         raise UserError(f"cannot read {path}: {exc}") from exc
 
 
+def read_card(run_dir: Path) -> ModelCard:
+    """The run's ``model_card.json``; a malformed one is a :class:`UserError` naming it."""
+    path = Path(run_dir) / CARD_FILE
+    try:
+        return ModelCard.from_json(read_json(path))
+    except UserError as exc:
+        raise UserError(f"{path}: {exc}") from None
+
+
 def load_checkpoint(run_dir: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
     path = Path(run_dir) / CHECKPOINT_FILE
     try:
@@ -72,7 +82,7 @@ class Run:
 
     path: Path
     model: InvertibleClassifier
-    card: dict[str, Any]
+    card: ModelCard
     config: ModelConfig
 
 
@@ -93,4 +103,4 @@ def load_run(run_dir: Path | str, device: torch.device | str = "cpu") -> Run:
     state = load_checkpoint(run_dir, "cpu")
     model.load_state_dict(state["model"])
     model.to(device).eval()
-    return Run(run_dir, model, read_json(run_dir / CARD_FILE), config)
+    return Run(run_dir, model, read_card(run_dir), config)

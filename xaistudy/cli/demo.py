@@ -56,8 +56,8 @@ def demo(out, n_simulated, no_serve, host, port, device, seed):
     dataset = dataset_stage(settings, torch_device)
     card = model_stage(settings, dataset, torch_device)
     click.echo(
-        f"      test accuracy {card['accuracy']['test']:.3f} "
-        f"(ceiling {card['ceiling_accuracy']:.3f} from the true scene attributes)",
+        f"      test accuracy {card.accuracy['test']:.3f} "
+        f"(ceiling {card.ceiling_accuracy:.3f} from the true scene attributes)",
         err=True,
     )
     bundle_dir = bundle_stage(settings, dataset, card, torch_device)

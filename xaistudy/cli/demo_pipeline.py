@@ -19,11 +19,15 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from xaistudy.errors import UserError
 from xaistudy.files import kept_secret
+
+if TYPE_CHECKING:
+    from modeling.card import ModelCard
 
 
 @dataclass(frozen=True)
@@ -116,18 +120,23 @@ def dataset_stage(settings: DemoSettings, device):
     return DatasetFolder(settings.data_dir)
 
 
-def model_stage(settings: DemoSettings, dataset, device) -> dict:
+def model_stage(settings: DemoSettings, dataset, device) -> ModelCard:
     """Train the demo model unless a finished run on this dataset is there; return its card."""
     from modeling import CONFIGS
+    from modeling.card import ModelCard
     from modeling.training import TrainOptions, train
 
     run_dir = settings.run_dir
     fingerprint = dataset.fingerprint()
     card = _read_json(run_dir / "model_card.json")
+    try:
+        card = ModelCard.from_json(card) if card is not None else None
+    except UserError:  # a card of another version: train again
+        card = None
     if (
         card is not None
-        and card.get("config_name") == settings.config
-        and card.get("dataset", {}).get("fingerprint") == fingerprint
+        and card.config_name == settings.config
+        and card.dataset.fingerprint == fingerprint
     ):
         _say(f"[2/4] model: up to date in {run_dir}")
         return card
@@ -154,10 +163,10 @@ def model_stage(settings: DemoSettings, dataset, device) -> dict:
     )
 
 
-def bundle_stage(settings: DemoSettings, dataset, card: dict, device) -> Path:
+def bundle_stage(settings: DemoSettings, dataset, card: ModelCard, device) -> Path:
     """Precompute the bundle unless a verified one of this model and dataset is there."""
     from explain.build import ExplainSettings, build_bundle
-    from explain.bundle_format import BundleError, verify_bundle
+    from explain.bundle_format import BundleError, load_manifest, verify_bundle
     from explain.probe import PROBE_DIR
     from modeling import load_run
 
@@ -169,8 +178,8 @@ def bundle_stage(settings: DemoSettings, dataset, card: dict, device) -> Path:
             manifest = None
         if (
             manifest is not None
-            and manifest.get("model_card", {}).get("created") == card.get("created")
-            and manifest.get("dataset", {}).get("fingerprint") == dataset.fingerprint()
+            and manifest.model_card.created == card.created
+            and manifest.dataset.fingerprint == dataset.fingerprint()
         ):
             _say(f"[3/4] bundle: up to date in {bundle_dir}")
             return bundle_dir
@@ -189,7 +198,7 @@ def bundle_stage(settings: DemoSettings, dataset, card: dict, device) -> Path:
         allow_invalid=True,
         probe_dir=settings.run_dir / PROBE_DIR,
     )
-    failures = json.loads((path / "manifest.json").read_text())["validation"]["failures"]
+    failures = load_manifest(path).validation.failures
     if failures:
         _say(f"[3/4] bundle: published despite failed validation: {'; '.join(failures)}")
     return path
