@@ -23,7 +23,7 @@ import dataclasses
 import types
 import typing
 from collections.abc import Callable, Iterable
-from typing import Any, ClassVar, Literal, get_args, get_origin, get_type_hints
+from typing import Any, ClassVar, Literal, Self, get_args, get_origin, get_type_hints
 
 from xaistudy.errors import UserError
 
@@ -171,7 +171,7 @@ class Record:
     json_key_noun: ClassVar[str] = "key"  # "x.y is not a known <json_key_noun>"
 
     @classmethod
-    def from_json(cls, data: Any):
+    def from_json(cls, data: Any) -> Self:
         """Parse and check ``data``; the one error names the key path and what is allowed."""
         try:
             return cls.parse_json(data, "")
@@ -189,7 +189,7 @@ class Record:
         return out
 
     @classmethod
-    def parse_json(cls, data: Any, path: str):
+    def parse_json(cls, data: Any, path: str) -> Self:
         if not isinstance(data, dict):
             raise Invalid(path, f"must be an object, not {show(data)}")
         fields = dataclasses.fields(cls)
