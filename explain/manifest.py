@@ -533,11 +533,3 @@ class Manifest(Part):
         return self.tutorial.images() + [
             image for _, condition in self.conditions.items() for image in condition.images()
         ]
-
-    def attribute(self, key: str) -> Attribute:
-        return next(a for a in self.attributes if a.key == key)
-
-    @property
-    def relevant(self) -> dict[str, bool]:
-        """The answer key: study attribute -> relevant."""
-        return {a.key: a.relevant for a in self.attributes}
