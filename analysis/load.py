@@ -13,12 +13,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from xaistudy.errors import UserError
 from xaistudy.vocabulary import ABANDONED, Status
+
+if TYPE_CHECKING:
+    from explain.manifest import GroundTruthRule, ModelCard
 
 ANSWER_COLUMNS = ("participant_id", "condition", "attribute", "rating")
 PARTICIPANT_COLUMNS = (
@@ -60,8 +63,8 @@ class Bundle:
     attributes: pd.DataFrame
     ground_truth: pd.DataFrame
     conditions: list[str]
-    model_card: dict[str, Any]
-    ground_truth_rule: dict[str, Any]
+    model_card: ModelCard
+    ground_truth_rule: GroundTruthRule
 
 
 def load_bundle(bundle_dir: Path) -> Bundle:
@@ -72,35 +75,33 @@ def load_bundle(bundle_dir: Path) -> Bundle:
     attributes = pd.DataFrame(
         [
             {
-                "attribute": str(a["key"]),
-                "name": str(a["name"]),
-                "relevant": bool(a["relevant"]),
-                "factors": ", ".join(a["factors"]),
+                "attribute": a.key,
+                "name": a.name,
+                "relevant": a.relevant,
+                "factors": ", ".join(a.factors),
             }
-            for a in manifest["attributes"]
+            for a in manifest.attributes
         ]
     )
-    truth_rows = []
-    for factor, entry in manifest["ground_truth"].items():
-        ci = list(entry.get("ci") or [float("nan"), float("nan")])
-        truth_rows.append(
-            {
-                "factor": factor,
-                "effect": float(entry["effect"]),
-                "ci_low": float(ci[0]),
-                "ci_high": float(ci[1]),
-                "flip_rate": float(entry["flip_rate"]),
-                "variance_share": float(entry.get("variance_share", float("nan"))),
-                "relevant": bool(entry["relevant"]),
-            }
-        )
+    truth_rows = [
+        {
+            "factor": factor,
+            "effect": float(entry.effect),
+            "ci_low": float(entry.ci[0]),
+            "ci_high": float(entry.ci[1]),
+            "flip_rate": float(entry.flip_rate),
+            "variance_share": float(entry.variance_share),
+            "relevant": entry.relevant,
+        }
+        for factor, entry in manifest.ground_truth.items()
+    ]
     return Bundle(
         path=Path(bundle_dir),
         attributes=attributes,
         ground_truth=pd.DataFrame(truth_rows),
-        conditions=list(manifest["conditions"]),
-        model_card=dict(manifest.get("model_card") or {}),
-        ground_truth_rule=dict(manifest.get("ground_truth_rule") or {}),
+        conditions=list(manifest.conditions),
+        model_card=manifest.model_card,
+        ground_truth_rule=manifest.ground_truth_rule,
     )
 
 

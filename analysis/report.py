@@ -266,19 +266,17 @@ def render_html(analysis: Analysis, bundle: Bundle, source: str) -> str:
         "</div></div>",
         _table(truth),
     ]
-    if bundle.ground_truth_rule.get("description"):
+    if bundle.ground_truth_rule.description:
         parts.append(
-            f"<p class='note'>Rule: {html.escape(str(bundle.ground_truth_rule['description']))}</p>"
+            f"<p class='note'>Rule: {html.escape(bundle.ground_truth_rule.description)}</p>"
         )
-    accuracy = bundle.model_card.get("accuracy")
-    if isinstance(accuracy, dict) and accuracy:
-        card = pd.DataFrame({"split": list(accuracy), "accuracy": list(accuracy.values())})
-        parts += ["<h3>The model</h3>", _table(card)]
-        if "ceiling_accuracy" in bundle.model_card:
-            parts.append(
-                f"<p class='note'>Ceiling accuracy (best possible on these data): "
-                f"{bundle.model_card['ceiling_accuracy']}</p>"
-            )
+    accuracy = bundle.model_card.accuracy
+    card = pd.DataFrame({"split": list(accuracy), "accuracy": list(accuracy.values())})
+    parts += ["<h3>The model</h3>", _table(card)]
+    parts.append(
+        f"<p class='note'>Ceiling accuracy (best possible on these data): "
+        f"{bundle.model_card.ceiling_accuracy}</p>"
+    )
 
     re_text = (
         f" Participant random-intercept sd (log-odds): {fit.random_effect_sd:.3f}."

@@ -17,7 +17,6 @@ a second call only prints; ``--table`` prints each bundle's whole validation tab
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -27,7 +26,11 @@ sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).re
 import torch  # noqa: E402
 
 from explain.build import ExplainSettings, explain  # noqa: E402
+from explain.bundle_format import load_manifest  # noqa: E402
+from explain.manifest import Manifest  # noqa: E402
 from explain.validation import format_table  # noqa: E402
+from modeling.card import ModelCard  # noqa: E402
+from modeling.checkpoint import CARD_FILE, read_model_card  # noqa: E402
 from modeling.configs import load_config  # noqa: E402
 from modeling.training import TrainOptions, train  # noqa: E402
 from xaistudy.devices import resolve_device  # noqa: E402
@@ -64,9 +67,8 @@ def run_seed(args, seed: int, device: torch.device) -> dict:
     """Train (unless finished) and explain one seed; return its figures."""
     folder = args.work / f"{Path(args.config).stem}-seed{seed}"
     run_dir, bundle_dir = folder / "run", folder / "bundle"
-    card_path = run_dir / "model_card.json"
-    if card_path.exists():
-        card = json.loads(card_path.read_text())
+    if (run_dir / CARD_FILE).exists():
+        card = read_model_card(run_dir)
     else:
         resume = (run_dir / "config.json").exists()
         options = TrainOptions(
@@ -85,29 +87,28 @@ def run_seed(args, seed: int, device: torch.device) -> dict:
             ExplainSettings(seed=seed, baseline_rows=args.baseline_rows),
             overwrite=True, progress=not args.quiet, allow_invalid=True,
         )  # fmt: skip
-    manifest = json.loads((bundle_dir / "manifest.json").read_text())
-    return figures(card, manifest)
+    return figures(card, load_manifest(bundle_dir))
 
 
-def figures(card: dict, manifest: dict) -> dict:
+def figures(card: ModelCard, manifest: Manifest) -> dict:
     """The figures the targets name, from a model card and its bundle's manifest."""
-    validation = manifest["validation"]
-    cf, truth = validation["counterfactuals"], validation["ground_truth"]
-    trends = cf["attribute_trends"]
-    strongest = max(trends, key=lambda key: trends[key]["r2"])
+    validation = manifest.validation
+    cf, truth = validation.counterfactuals, validation.ground_truth
+    trends = cf.attribute_trends
+    strongest = max(trends, key=lambda key: trends[key].r2)
     return {
-        "training_seconds": card["training_seconds"],
-        "test_accuracy": card["accuracy"]["test"],
-        "clipped_mean": cf["clipped_fraction_mean"],
-        "clipped_max": cf["clipped_fraction_max"],
-        "stored_error_max": cf["stored_logit_error_max"],
-        "wrong_side": cf["wrong_side"],
-        "arm_trend_r2": trends["arm_position"]["r2"],
+        "training_seconds": card.training_seconds,
+        "test_accuracy": card.accuracy["test"],
+        "clipped_mean": cf.clipped_fraction_mean,
+        "clipped_max": cf.clipped_fraction_max,
+        "stored_error_max": cf.stored_logit_error_max,
+        "wrong_side": cf.wrong_side,
+        "arm_trend_r2": trends["arm_position"].r2,
         "strongest_trend": strongest,
-        "nuisance_trend_r2_max": max(trends[key]["r2"] for key in NUISANCE),
-        "effect_ratio": truth["effect_ratio"],
-        "relevant": ",".join(a["key"] for a in manifest["attributes"] if a["relevant"]),
-        "passed": validation["passed"],
+        "nuisance_trend_r2_max": max(trends[key].r2 for key in NUISANCE),
+        "effect_ratio": truth.effect_ratio,
+        "relevant": ",".join(a.key for a in manifest.attributes if a.relevant),
+        "passed": validation.passed,
         "table": format_table(validation),
     }
 

@@ -1,5 +1,6 @@
 """Explanations of the model under study, its ground truth, and the study bundle.
 
-``explain.bundle_format`` imports neither torch nor the other modules here: the study
-server and the analysis read bundles through it alone.
+``explain.bundle_format`` and ``explain.manifest`` (the manifest's typed records) import
+neither torch nor the other modules here: the study server and the analysis read
+bundles through them alone.
 """

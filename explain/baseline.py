@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from explain.manifest import BaselineCell, BaselineCondition, BaselineLayout, Bins
 from xaistudy.errors import UserError
 
 LABEL_WORDS = ("peaky", "stretchy")  # logit < 0 | > 0
@@ -80,14 +81,14 @@ class Binning:
                 labels.append(f"logit {low:.2f} to {high:.2f}")
         return labels
 
-    def to_dict(self) -> dict:
-        """JSON form; infinite edges are written as null."""
-        return {
-            "centres": [float(c) for c in self.centres],
-            "edges": [None if np.isinf(e) else float(e) for e in self.edges],
-            "rule": "edge j <= logit < edge j+1; centres 0 and +-percentiles of |logit|",
-            "percentiles_of_abs_logit": self.percentiles,
-        }
+    def record(self) -> Bins:
+        """The manifest's ``layout.bins``; infinite edges are written as null."""
+        return Bins(
+            centres=tuple(float(c) for c in self.centres),
+            edges=tuple(None if np.isinf(e) else float(e) for e in self.edges),
+            rule="edge j <= logit < edge j+1; centres 0 and +-percentiles of |logit|",
+            percentiles_of_abs_logit=tuple(self.percentiles),
+        )
 
 
 def decision_word(logit: float) -> str:
@@ -158,7 +159,7 @@ def baseline_condition(
     columns: int = 5,
     max_percentile: float = 90.0,
     seed: int = 0,
-) -> dict:
+) -> BaselineCondition:
     """The ``conditions.baseline`` manifest entry.
 
     ``logits`` (N,) of the test images; ``image_path(i)`` stores test image i and
@@ -173,31 +174,31 @@ def baseline_condition(
             index = int(grid[row, column])
             logit = float(logits[index])
             stimuli.append(
-                {
-                    "image": image_path(index),
-                    "caption": labels[column],
-                    "row": row,
-                    "column": column,
-                    "logit": logit,
-                    "decision": decision_word(logit),
-                    "test_index": index,
-                }
+                BaselineCell(
+                    image=image_path(index),
+                    caption=labels[column],
+                    row=row,
+                    column=column,
+                    logit=logit,
+                    decision=decision_word(logit),
+                    test_index=index,
+                )
             )
-    return {
-        "title": "Test images sorted by the model's output",
-        "description": (
+    return BaselineCondition(
+        title="Test images sorted by the model's output",
+        description=(
             "Each column holds real images from the test set about which the model was "
             "similarly sure. The leftmost column holds the images the model is most sure "
             "show a Peaky, the rightmost those it is most sure show a Stretchy; the middle "
             "column holds images it could not decide on. Compare the columns: what changes "
             "from left to right is what the model pays attention to."
         ),
-        "layout": {
-            "rows": rows,
-            "columns": columns,
-            "row_labels": [f"{row + 1}" for row in range(rows)],
-            "column_labels": labels,
-            "bins": binning.to_dict(),
-        },
-        "stimuli": stimuli,
-    }
+        layout=BaselineLayout(
+            rows=rows,
+            columns=columns,
+            row_labels=tuple(f"{row + 1}" for row in range(rows)),
+            column_labels=tuple(labels),
+            bins=binning.record(),
+        ),
+        stimuli=tuple(stimuli),
+    )

@@ -13,7 +13,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,7 @@ from explain.concepts import analyse_concepts, concept_condition
 from explain.counterfactuals import counterfactual_condition
 from explain.ground_truth import RelevanceRule, attribute_entries, ground_truth
 from explain.images import encode_png
+from explain.manifest import Conditions, Dataset, GroundTruthRule, Manifest, Validation
 from explain.probe import PROBE_DIR, ProbeSettings, ensure_probe
 from explain.tutorial import tutorial_section
 from explain.validation import (
@@ -40,6 +41,7 @@ from explain.validation import (
 )
 from generator.attributes import intervention_split
 from generator.dataset import DatasetFolder
+from modeling.card import ModelCard
 from xaistudy.errors import UserError
 from xaistudy.files import Stopwatch
 from xaistudy.vocabulary import CONDITIONS, FACTORS
@@ -155,7 +157,7 @@ class GroundTruthScenes:
 
 def build_bundle(
     model,
-    model_card: dict,
+    model_card: ModelCard,
     dataset: DatasetFolder,
     out: Path,
     device: torch.device,
@@ -253,37 +255,35 @@ def build_bundle(
                 n_examples=settings.tutorial_examples,
                 seed=settings.seed,
             )
-        manifest = {
-            "model_card": model_card,
-            "dataset": {
-                "fingerprint": dataset.fingerprint(),
-                "preset": dataset.meta.get("preset"),
-                "size": dataset.size,
-                "test_images": n,
-            },
-            "ground_truth": truth,
-            "ground_truth_rule": {
+        manifest = Manifest(
+            model_card=model_card,
+            dataset=Dataset(
+                fingerprint=dataset.fingerprint(),
+                preset=dataset.meta.get("preset"),
+                size=dataset.size,
+                test_images=n,
+            ),
+            ground_truth=truth,
+            ground_truth_rule=GroundTruthRule(
                 **settings.relevance_rule.to_dict(),
-                "scenes_per_factor": settings.ground_truth_scenes,
-                "made_on_the_fly": made,
-            },
-            "attributes": attribute_entries(truth),
-            "tutorial": tutorial,
-            "conditions": {
-                "baseline": baseline,
-                "counterfactuals": counterfactuals,
-                "concepts": concepts,
-            },
-            "explain_settings": settings.to_dict(),
-        }
+                scenes_per_factor=settings.ground_truth_scenes,
+                made_on_the_fly=tuple(made),
+            ),
+            attributes=attribute_entries(truth),
+            tutorial=tutorial,
+            conditions=Conditions(
+                baseline=baseline, counterfactuals=counterfactuals, concepts=concepts
+            ),
+            explain_settings=settings.to_dict(),
+        )
         with stage("validation"):
             validation = _validation(
                 model, dataset, writer.tmp, manifest, analysis, device, settings, progress,
                 thresholds or Thresholds(), probe_dir,
             )  # fmt: skip
-            validation["published_despite_failures"] = not validation["passed"]
-            manifest["validation"] = validation
-            if not validation["passed"] and not allow_invalid:
+            validation = replace(validation, published_despite_failures=not validation.passed)
+            manifest = replace(manifest, validation=validation)
+            if not validation.passed and not allow_invalid:
                 raise UserError(gate_message(validation))
         with stage("write"):
             path = writer.finish(manifest)
@@ -324,7 +324,7 @@ def _ground_truth(model, dataset, test, logits, render, device, settings, progre
 def _validation(
     model, dataset, bundle_dir, manifest, analysis, device, settings, progress, thresholds,
     probe_dir,
-) -> dict:  # fmt: skip
+) -> Validation:  # fmt: skip
     """The manifest's ``validation``, on the images as written to ``bundle_dir``."""
     if probe_dir is None:
         with tempfile.TemporaryDirectory() as tmp:
@@ -332,13 +332,12 @@ def _validation(
     else:
         probe = ensure_probe(Path(probe_dir), dataset, device, settings.probe, progress)
     test = dataset.split("test")
-    n = manifest["dataset"]["test_images"]
-    concepts = manifest["conditions"]["concepts"]
+    n = manifest.dataset.test_images
     numbers = {
         "counterfactuals": counterfactual_checks(
             bundle_dir,
-            manifest["conditions"]["counterfactuals"],
-            manifest["attributes"],
+            manifest.conditions.counterfactuals,
+            manifest.attributes,
             model,
             probe,
             device,
@@ -347,11 +346,11 @@ def _validation(
         "concepts": concept_checks(
             analysis.score_maps,
             analysis.image_scores,
-            [c["index"] for c in concepts["concepts"]],
+            [c.index for c in manifest.conditions.concepts.concepts],
             test.params.iloc[:n].reset_index(drop=True),
             np.asarray(test.masks[:n]),
         ),
-        "ground_truth": ground_truth_checks(manifest["attributes"]),
+        "ground_truth": ground_truth_checks(manifest.attributes),
     }
     return assemble(numbers, probe.card, thresholds)
 
@@ -401,7 +400,4 @@ def bundle_is_current(bundle_dir: Path, run_dir: Path, dataset: DatasetFolder) -
         card = read_model_card(run_dir)
     except UserError:  # no bundle, a damaged one, or no finished run
         return False
-    return (
-        manifest["model_card"] == card
-        and manifest.get("dataset", {}).get("fingerprint") == dataset.fingerprint()
-    )
+    return manifest.model_card == card and manifest.dataset.fingerprint == dataset.fingerprint()

@@ -1,56 +1,8 @@
 """The study bundle on disk: ``manifest.json`` plus content-hashed images.
 
-This module is the one contract between ``xaistudy explain`` (which writes bundles)
-and the study server and the analysis (which only read them). It imports no torch.
-
-``manifest.json`` (schema version 1; docs/bundle.md has the full description)::
-
-    {
-      "schema_version": 1,
-      "created": "2026-11-22T10:00:00+00:00",
-      "files": {"images/<sha256[:16]>.png": "<sha256 hex>", ...},  # every file but the manifest
-      "model_card": {...},            # from the run folder
-      "dataset": {"fingerprint": ..., "preset": ..., "size": ...},
-      "ground_truth": {factor: {"effect": float, "ci": [low, high], "flip_rate": float,
-                                "variance_share": float, "relevant": bool}, ...},
-      "ground_truth_rule": {"description": str, ...the thresholds...},
-      "attributes": [{"key": "arm_position", "name": "arm position",
-                      "factors": ["arm_position"], "relevant": bool}, ...],
-      "tutorial": {
-        "examples": {"peaky": [Stimulus, ...], "stretchy": [Stimulus, ...]},
-        "attributes": {attribute key: {"caption": str, "images": [Stimulus, ...]}, ...}
-      },
-      "conditions": {
-        "baseline" | "counterfactuals" | "concepts": {
-          "title": str, "description": str,
-          "layout": {"rows": int, "columns": int,
-                     "row_labels": [str] * rows, "column_labels": [str] * columns, ...},
-          "stimuli": [Stimulus with "row" and "column", ...],   # row-major order
-          ...condition-specific details (binning, targets, concepts, fidelity)
-        }
-      },
-      "validation": {                 # optional (explain.validation; docs/bundle.md)
-        "counterfactuals": {"n", "clipped_fraction_mean", "clipped_fraction_max",
-                            "stored_logit_error_max", "wrong_side",
-                            "manifest_logit_mismatch_max", "cells": [...],
-                            "attribute_trends": {attribute key: {"reading", "slope",
-                                                 "r2", "range_share", "relevant"}}},
-        "concepts": {"rows": [{"row", "index", "about", "about_correlation",
-                               "correlations", "mass": {"arms", "blocks", "background"}}],
-                     "pairs": [{"rows", "image_score_correlation",
-                                "score_map_correlation", "similarity"}]},
-        "ground_truth": {"relevant", "irrelevant", "all_relies_on", "all_does_not",
-                         "all_neutral", "weakest_relevant", "strongest_irrelevant",
-                         "effect_ratio"},
-        "probe": {"architecture", "fingerprint", "train_images", "seconds", "test_r2"},
-        "thresholds": {...}, "failures": [str], "passed": bool,
-        "published_despite_failures": bool
-      }
-    }
-
-A Stimulus is ``{"image": "images/<hash>.png", "caption": str, ...}``; stimuli of a
-condition also carry ``row`` and ``column`` (0-based) and may carry ``logit`` and
-``decision``.
+This module and :mod:`explain.manifest` (the manifest's typed records) are the one
+contract between ``xaistudy explain`` (which writes bundles) and the study server and
+the analysis (which only read them). They import no torch.
 """
 
 from __future__ import annotations
@@ -58,30 +10,16 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
+from explain.manifest import SCHEMA_VERSION, BundleError, Manifest
 from xaistudy.errors import UserError
 from xaistudy.files import json_text, publish_folder, temporary_name
 
-SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 IMAGE_DIR = "images"
-REQUIRED_KEYS = (
-    "schema_version",
-    "files",
-    "model_card",
-    "ground_truth",
-    "attributes",
-    "tutorial",
-    "conditions",
-)
-GROUND_TRUTH_KEYS = ("effect", "ci", "flip_rate", "relevant")
-
-
-class BundleError(UserError):
-    """A bundle that is missing, damaged or not of this schema."""
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -133,112 +71,29 @@ class BundleWriter:
         self.files[rel] = sha256_bytes(data)
         return rel
 
-    def finish(self, manifest: dict[str, Any]) -> Path:
-        """Validate ``manifest``, add ``files`` and ``schema_version``, publish the bundle."""
-        manifest = {
-            "schema_version": SCHEMA_VERSION,
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            **manifest,
-            "files": dict(sorted(self.files.items())),
-        }
-        validate_manifest(manifest)
-        missing = [rel for rel in referenced_files(manifest) if rel not in self.files]
+    def finish(self, manifest: Manifest) -> Path:
+        """Stamp ``manifest`` with ``files``, ``created`` and ``schema_version``, check it
+        as a reader would, and publish the bundle."""
+        manifest = replace(
+            manifest,
+            schema_version=SCHEMA_VERSION,
+            created=datetime.now(UTC).isoformat(timespec="seconds"),
+            files=dict(sorted(self.files.items())),
+        )
+        data = manifest.to_json()
+        Manifest.from_json(data)
+        missing = [rel for rel in manifest.images() if rel not in self.files]
         if missing:
             raise ValueError(f"manifest names files never written: {missing[:5]}")
-        (self.tmp / MANIFEST).write_text(json_text(manifest))
+        (self.tmp / MANIFEST).write_text(json_text(data))
         return publish_folder(self.tmp, self.out)
 
     def abort(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise BundleError(f"invalid bundle manifest: {message}")
-
-
-def _check_stimulus(where: str, stimulus: Any) -> None:
-    _require(isinstance(stimulus, dict), f"{where} is not an object")
-    _require(isinstance(stimulus.get("image"), str), f"{where} has no image path")
-    _require(isinstance(stimulus.get("caption", ""), str), f"{where} caption is not text")
-
-
-def validate_manifest(manifest: Any) -> None:
-    """Check the manifest's structure against schema version 1."""
-    _require(isinstance(manifest, dict), "the manifest is not a JSON object")
-    missing = [k for k in REQUIRED_KEYS if k not in manifest]
-    _require(not missing, f"missing key(s) {', '.join(missing)}")
-    _require(
-        manifest["schema_version"] == SCHEMA_VERSION,
-        f"schema_version {manifest['schema_version']!r}; this version reads {SCHEMA_VERSION}",
-    )
-    _require(isinstance(manifest["files"], dict), "files is not an object")
-
-    truth = manifest["ground_truth"]
-    _require(isinstance(truth, dict) and truth, "ground_truth is empty")
-    for factor, entry in truth.items():
-        lacking = [k for k in GROUND_TRUTH_KEYS if k not in entry]
-        _require(not lacking, f"ground_truth[{factor!r}] lacks {', '.join(lacking)}")
-        _require(isinstance(entry["relevant"], bool), f"ground_truth[{factor!r}].relevant")
-
-    attributes = manifest["attributes"]
-    _require(isinstance(attributes, list) and attributes, "attributes is empty")
-    for attr in attributes:
-        _require(
-            isinstance(attr, dict) and {"key", "name", "factors", "relevant"} <= set(attr),
-            f"attribute entry {attr!r} needs key, name, factors, relevant",
-        )
-        unknown = [f for f in attr["factors"] if f not in truth]
-        _require(not unknown, f"attribute {attr['key']!r} names unknown factor(s) {unknown}")
-
-    tutorial = manifest["tutorial"]
-    _require(isinstance(tutorial, dict), "tutorial is not an object")
-    for label in ("peaky", "stretchy"):
-        examples = tutorial.get("examples", {}).get(label)
-        _require(isinstance(examples, list) and examples, f"tutorial has no {label} examples")
-        for i, stim in enumerate(examples):
-            _check_stimulus(f"tutorial.examples.{label}[{i}]", stim)
-    for key, row in tutorial.get("attributes", {}).items():
-        _require(isinstance(row.get("images"), list), f"tutorial.attributes.{key} has no images")
-        for i, stim in enumerate(row["images"]):
-            _check_stimulus(f"tutorial.attributes.{key}[{i}]", stim)
-
-    conditions = manifest["conditions"]
-    _require(isinstance(conditions, dict) and conditions, "conditions is empty")
-    for name, condition in conditions.items():
-        layout = condition.get("layout")
-        _require(isinstance(layout, dict), f"condition {name!r} has no layout")
-        rows, columns = layout.get("rows"), layout.get("columns")
-        _require(
-            isinstance(rows, int) and isinstance(columns, int) and rows > 0 and columns > 0,
-            f"condition {name!r} layout needs positive rows and columns",
-        )
-        stimuli = condition.get("stimuli")
-        _require(isinstance(stimuli, list) and stimuli, f"condition {name!r} has no stimuli")
-        for i, stim in enumerate(stimuli):
-            where = f"conditions.{name}.stimuli[{i}]"
-            _check_stimulus(where, stim)
-            _require(
-                0 <= stim.get("row", -1) < rows and 0 <= stim.get("column", -1) < columns,
-                f"{where} row/column outside the {rows} x {columns} layout",
-            )
-
-
-def referenced_files(manifest: dict[str, Any]) -> list[str]:
-    """Every image path the manifest's stimuli point at."""
-    paths: list[str] = []
-    tutorial = manifest.get("tutorial", {})
-    for examples in tutorial.get("examples", {}).values():
-        paths += [s["image"] for s in examples]
-    for row in tutorial.get("attributes", {}).values():
-        paths += [s["image"] for s in row.get("images", [])]
-    for condition in manifest.get("conditions", {}).values():
-        paths += [s["image"] for s in condition.get("stimuli", [])]
-    return paths
-
-
-def load_manifest(bundle_dir: Path) -> dict[str, Any]:
-    """Read and structurally validate ``manifest.json`` (no hashing)."""
+def load_manifest(bundle_dir: Path) -> Manifest:
+    """Read and check ``manifest.json`` (no hashing)."""
     bundle_dir = Path(bundle_dir)
     path = bundle_dir / MANIFEST
     if not bundle_dir.is_dir():
@@ -248,14 +103,13 @@ def load_manifest(bundle_dir: Path) -> dict[str, Any]:
             f"{bundle_dir} is not a study bundle: it has no {MANIFEST} (made by 'xaistudy explain')"
         )
     try:
-        manifest = json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BundleError(f"{path} is not valid JSON: {exc}") from exc
-    validate_manifest(manifest)
-    return manifest
+    return Manifest.from_json(data)
 
 
-def verify_bundle(bundle_dir: Path) -> dict[str, Any]:
+def verify_bundle(bundle_dir: Path) -> Manifest:
     """Check the schema and the hash of every file; return the manifest.
 
     Raises :class:`BundleError` naming the first problem: a missing file, a file whose
@@ -264,7 +118,7 @@ def verify_bundle(bundle_dir: Path) -> dict[str, Any]:
     bundle_dir = Path(bundle_dir)
     manifest = load_manifest(bundle_dir)
     root = bundle_dir.resolve()
-    for rel, expected in manifest["files"].items():
+    for rel, expected in manifest.files.items():
         path = (bundle_dir / rel).resolve()
         if root not in path.parents:
             raise BundleError(f"damaged bundle: file path {rel!r} points outside the bundle")
@@ -276,7 +130,7 @@ def verify_bundle(bundle_dir: Path) -> dict[str, Any]:
                 f"damaged bundle: {rel} has hash {actual[:12]}..., the manifest says "
                 f"{expected[:12]}..."
             )
-    unlisted = sorted({p for p in referenced_files(manifest) if p not in manifest["files"]})
+    unlisted = sorted({p for p in manifest.images() if p not in manifest.files})
     if unlisted:
         raise BundleError(f"damaged bundle: stimuli name unlisted file(s) {unlisted[:3]}")
     return manifest

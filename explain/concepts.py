@@ -24,6 +24,14 @@ from sklearn.decomposition import NMF, PCA
 
 from explain.batching import batches, to_tensor
 from explain.images import concept_highlight
+from explain.manifest import (
+    ConceptCell,
+    ConceptCondition,
+    ConceptRow,
+    Fidelity,
+    Layout,
+    MergedConcept,
+)
 
 NONNEGATIVE_TOLERANCE = 1e-6
 
@@ -341,7 +349,7 @@ def concept_condition(
     n_highest: int = 4,
     n_lowest: int = 2,
     overlay_size: int = 128,
-) -> dict:
+) -> ConceptCondition:
     """The ``conditions.concepts`` manifest entry: one row per concept (by |importance|),
     columns = the ``n_highest`` images with the highest concept score, then the
     ``n_lowest`` with the lowest, each dimmed where the concept is absent
@@ -367,30 +375,30 @@ def concept_condition(
             f"towards {direction.capitalize()}"
         )
         concepts.append(
-            {
-                "row": row,
-                "index": int(concept),
-                "merged_from": analysis.members[concept],
-                "importance": importance,
-                "towards": direction,
-                "heatmap_vmax": vmax,
-            }
+            ConceptRow(
+                row=row,
+                index=int(concept),
+                merged_from=tuple(analysis.members[concept]),
+                importance=importance,
+                towards=direction,
+                heatmap_vmax=vmax,
+            )
         )
         for column, index in enumerate(chosen):
             highlighted = concept_highlight(images[index], maps[index], overlay_size, vmax)
             stimuli.append(
-                {
-                    "image": store(highlighted),
-                    "caption": f"Feature {row + 1}, {column_labels[column]} example",
-                    "row": row,
-                    "column": column,
-                    "concept_score": float(analysis.image_scores[index, concept]),
-                    "test_index": int(index),
-                }
+                ConceptCell(
+                    image=store(highlighted),
+                    caption=f"Feature {row + 1}, {column_labels[column]} example",
+                    row=row,
+                    column=column,
+                    concept_score=float(analysis.image_scores[index, concept]),
+                    test_index=int(index),
+                )
             )
-    return {
-        "title": "Features the model has learned",
-        "description": (
+    return ConceptCondition(
+        title="Features the model has learned",
+        description=(
             "The model's internal signals were grouped into a few features. Each row shows "
             "one feature: on the left the test images in which the feature is strongest, on "
             "the right those in which it is weakest. In every image, the parts where the "
@@ -399,19 +407,26 @@ def concept_condition(
             "towards Peaky or towards Stretchy, and how strongly; rows go from the feature "
             "that matters most to the one that matters least."
         ),
-        "layout": {
-            "rows": len(analysis.order),
-            "columns": n_highest + n_lowest,
-            "row_labels": row_labels,
-            "column_labels": column_labels,
-        },
-        "factorisation": analysis.kind,
-        "layer": analysis.layer,
-        "fidelity": analysis.fidelity,
-        "importance": [float(analysis.importance[c]) for c in analysis.order],
-        "merged": analysis.merged,
-        "merge_threshold": analysis.merge_threshold,
-        "shared_strongest_threshold": analysis.shared_threshold,
-        "concepts": concepts,
-        "stimuli": stimuli,
-    }
+        layout=Layout(
+            rows=len(analysis.order),
+            columns=n_highest + n_lowest,
+            row_labels=tuple(row_labels),
+            column_labels=tuple(column_labels),
+        ),
+        factorisation=analysis.kind,
+        layer=analysis.layer,
+        fidelity=Fidelity(**analysis.fidelity),
+        importance=tuple(float(analysis.importance[c]) for c in analysis.order),
+        merged=tuple(
+            MergedConcept(
+                concepts=tuple(m["concepts"]),
+                correlation=m["correlation"],
+                shared_strongest=m["shared_strongest"],
+            )
+            for m in analysis.merged
+        ),
+        merge_threshold=analysis.merge_threshold,
+        shared_strongest_threshold=analysis.shared_threshold,
+        concepts=tuple(concepts),
+        stimuli=tuple(stimuli),
+    )

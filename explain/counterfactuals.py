@@ -27,6 +27,14 @@ from explain.baseline import (
     symmetric_centres,
 )
 from explain.batching import to_tensor, to_uint8_images
+from explain.manifest import (
+    CounterfactualCell,
+    CounterfactualChecks,
+    CounterfactualCondition,
+    CounterfactualSource,
+    Layout,
+    Rejected,
+)
 
 
 def spread_sources(logits: np.ndarray, count: int) -> np.ndarray:
@@ -117,14 +125,14 @@ class RowChecks:
         """(S,) bool: every image of the row passes."""
         return ~self.failing.any(axis=1)
 
-    def rejected(self) -> dict:
+    def rejected(self) -> Rejected:
         """Counts of failing rows, in total and per check (a row can fail several)."""
-        return {
-            "total": int((~self.passes).sum()),
-            "off_target": int(self.off_target.any(axis=1).sum()),
-            "wrong_side": int(self.wrong_side.any(axis=1).sum()),
-            "clipped": int(self.clipped.any(axis=1).sum()),
-        }
+        return Rejected(
+            total=int((~self.passes).sum()),
+            off_target=int(self.off_target.any(axis=1).sum()),
+            wrong_side=int(self.wrong_side.any(axis=1).sum()),
+            clipped=int(self.clipped.any(axis=1).sum()),
+        )
 
 
 def check_rows(
@@ -194,7 +202,7 @@ def counterfactual_condition(
     candidates_per_source: int = 4,
     logit_tolerance: float = 0.5,
     clipped_tolerance: float = 0.03,
-) -> dict:
+) -> CounterfactualCondition:
     """The ``conditions.counterfactuals`` manifest entry.
 
     ``images`` N x H x W x 3 uint8 test images, ``logits`` (N,) their logits; ``store``
@@ -214,86 +222,86 @@ def counterfactual_condition(
         stimuli.append(_source_stimulus(images, logits, store, int(candidates[candidate]), row))
         for j, target in enumerate(targets):
             stimuli.append(
-                {
-                    "image": store(result.images[candidate, j]),
-                    "caption": labels[j],
-                    "row": row,
-                    "column": j + 1,
-                    "logit": float(result.logits[candidate, j]),
-                    "stored_logit": float(result.stored_logits[candidate, j]),
-                    "clipped_fraction": float(result.clipped[candidate, j]),
-                    "target": float(target),
-                    "decision": decision_word(target),
-                    "test_index": int(candidates[candidate]),
-                    "source": False,
-                    "passes_checks": not bool(checks.failing[candidate, j]),
-                }
+                CounterfactualCell(
+                    image=store(result.images[candidate, j]),
+                    caption=labels[j],
+                    row=row,
+                    column=j + 1,
+                    logit=float(result.logits[candidate, j]),
+                    stored_logit=float(result.stored_logits[candidate, j]),
+                    clipped_fraction=float(result.clipped[candidate, j]),
+                    target=float(target),
+                    decision=decision_word(target),
+                    test_index=int(candidates[candidate]),
+                    source=False,
+                    passes_checks=not bool(checks.failing[candidate, j]),
+                )
             )
-    return {
-        "title": "The model's view of what would change its mind",
-        "description": (
+    return CounterfactualCondition(
+        title="The model's view of what would change its mind",
+        description=(
             'Each row starts from one real test image, shown first under "original '
             'image". The other images in the row are that image changed just enough to '
             "change how sure the model is: from left to right the model goes from clearly "
             "Peaky, through undecided, to clearly Stretchy, as written above each column. "
             "Look for what changes along a row: that is what the model uses to decide."
         ),
-        "layout": {
-            "rows": len(rows),
-            "columns": len(targets) + 1,
-            "row_labels": [
+        layout=Layout(
+            rows=len(rows),
+            columns=len(targets) + 1,
+            row_labels=tuple(
                 f"Image {row + 1}. The model on the original: "
                 f"{confidence_phrase(logits[candidates[c]], targets)}"
                 for row, c in enumerate(rows)
-            ],
-            "column_labels": ["original image", *labels],
-        },
-        "targets": [float(t) for t in targets],
-        "target_columns": list(range(1, len(targets) + 1)),
-        "target_percentiles_of_abs_logit": [
+            ),
+            column_labels=("original image", *labels),
+        ),
+        targets=tuple(float(t) for t in targets),
+        target_columns=tuple(range(1, len(targets) + 1)),
+        target_percentiles_of_abs_logit=tuple(
             max_percentile * k / ((n_targets - 1) // 2) for k in range(1, (n_targets + 1) // 2)
-        ],
-        "sources": [
-            {
-                "test_index": int(candidates[c]),
-                "logit": float(logits[candidates[c]]),
-                "passes_checks": bool(checks.passes[c]),
-            }
+        ),
+        sources=tuple(
+            CounterfactualSource(
+                test_index=int(candidates[c]),
+                logit=float(logits[candidates[c]]),
+                passes_checks=bool(checks.passes[c]),
+            )
             for c in rows
-        ],
-        "checks": {
-            "logit_tolerance": logit_tolerance,
-            "clipped_tolerance": clipped_tolerance,
-            "rule": "|stored_logit - target| <= logit_tolerance, stored_logit on the "
+        ),
+        checks=CounterfactualChecks(
+            logit_tolerance=logit_tolerance,
+            clipped_tolerance=clipped_tolerance,
+            rule="|stored_logit - target| <= logit_tolerance, stored_logit on the "
             "target's side of 0 (targets != 0), clipped_fraction <= clipped_tolerance",
-        },
-        "candidates": len(candidates),
-        "rejected": checks.rejected(),
-        "rows_failing_checks": int((~checks.passes[rows]).sum()),
-        "max_abs_logit_error": float(np.max(np.abs(result.logits[rows] - targets[None, :]))),
-        "max_abs_stored_logit_error": float(
+        ),
+        candidates=len(candidates),
+        rejected=checks.rejected(),
+        rows_failing_checks=int((~checks.passes[rows]).sum()),
+        max_abs_logit_error=float(np.max(np.abs(result.logits[rows] - targets[None, :]))),
+        max_abs_stored_logit_error=float(
             np.max(np.abs(result.stored_logits[rows] - targets[None, :]))
         ),
-        "max_clipped_fraction": float(result.clipped[rows].max()),
-        "stimuli": stimuli,
-    }
+        max_clipped_fraction=float(result.clipped[rows].max()),
+        stimuli=tuple(stimuli),
+    )
 
 
-def _source_stimulus(images, logits, store, index: int, row: int) -> dict:
+def _source_stimulus(images, logits, store, index: int, row: int) -> CounterfactualCell:
     """Test image ``index`` unedited at the start of its row (``"source": true``); its
     ``target`` and ``stored_logit`` are the model's logit on it, which it shows as is."""
     logit = float(logits[index])
-    return {
-        "image": store(images[index]),
-        "caption": "original image",
-        "row": row,
-        "column": 0,
-        "logit": logit,
-        "stored_logit": logit,
-        "clipped_fraction": 0.0,
-        "target": logit,
-        "decision": decision_word(logit),
-        "test_index": index,
-        "source": True,
-        "passes_checks": True,
-    }
+    return CounterfactualCell(
+        image=store(images[index]),
+        caption="original image",
+        row=row,
+        column=0,
+        logit=logit,
+        stored_logit=logit,
+        clipped_fraction=0.0,
+        target=logit,
+        decision=decision_word(logit),
+        test_index=index,
+        source=True,
+        passes_checks=True,
+    )

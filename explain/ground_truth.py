@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import stats
 
+from explain.manifest import Attribute, FactorTruth
 from xaistudy.errors import UserError
 from xaistudy.key_values import dataclass_values, read_key_values
 from xaistudy.vocabulary import STUDY_ATTRIBUTES
@@ -130,28 +131,33 @@ def ground_truth(
     logit_variance: float,
     rule: RelevanceRule,
     seed: int = 0,
-) -> dict[str, dict]:
+) -> dict[str, FactorTruth]:
     """``pairs``: factor -> (original logits, intervened logits); returns the manifest's
     ``ground_truth`` with ``relevant`` set by ``rule`` and ``rank`` by effect (1 = largest)."""
-    truth = {
+    numbers = {
         factor: factor_effect(before, after, logit_variance, seed + i)
         for i, (factor, (before, after)) in enumerate(pairs.items())
     }
-    for rank, factor in enumerate(sorted(truth, key=lambda f: -truth[f]["effect"]), start=1):
-        truth[factor]["rank"] = rank
-        truth[factor]["relevant"] = rule.is_relevant(truth[factor])
-    return truth
+    ranked = sorted(numbers, key=lambda f: -numbers[f]["effect"])
+    return {
+        factor: FactorTruth(
+            **{**entry, "ci": tuple(entry["ci"])},
+            rank=ranked.index(factor) + 1,
+            relevant=rule.is_relevant(entry),
+        )
+        for factor, entry in numbers.items()
+    }
 
 
-def attribute_entries(truth: dict[str, dict]) -> list[dict]:
+def attribute_entries(truth: dict[str, FactorTruth]) -> tuple[Attribute, ...]:
     """The manifest's ``attributes``: one per study attribute, relevant if any factor is."""
-    return [
-        {
-            "key": attribute.key,
-            "name": attribute.name,
-            "factors": list(attribute.factors),
-            "relevant": any(truth[f]["relevant"] for f in attribute.factors),
-            "effect": max(truth[f]["effect"] for f in attribute.factors),
-        }
+    return tuple(
+        Attribute(
+            key=attribute.key,
+            name=attribute.name,
+            factors=attribute.factors,
+            relevant=any(truth[f].relevant for f in attribute.factors),
+            effect=max(truth[f].effect for f in attribute.factors),
+        )
         for attribute in STUDY_ATTRIBUTES
-    ]
+    )

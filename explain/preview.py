@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from explain.bundle_format import verify_bundle  # noqa: E402
+from explain.manifest import ANIMALS, Condition, Tutorial, Validation  # noqa: E402
 from explain.validation import format_table  # noqa: E402
 
 CELL_INCHES = 1.3
@@ -28,29 +29,29 @@ def _read(bundle: Path, rel: str):
         return image.convert("RGB").copy()
 
 
-def failing_cells(validation: dict | None) -> set[tuple[int, int]]:
+def failing_cells(validation: Validation | None) -> set[tuple[int, int]]:
     """(row, column) of the counterfactual images that fail a check of ``validation``:
     on the wrong side, too far from the target, or too many clipped pixel values."""
-    if not validation or not validation.get("counterfactuals"):
+    if not validation or not validation.counterfactuals:
         return set()
-    limits = validation["thresholds"]
+    limits = validation.thresholds
     return {
-        (cell["row"], cell["column"])
-        for cell in validation["counterfactuals"]["cells"]
-        if cell["wrong_side"]
-        or cell["error"] > limits["max_stored_logit_error"]
-        or cell["clipped_fraction"] > limits["max_clipped_fraction"]
+        (cell.row, cell.column)
+        for cell in validation.counterfactuals.cells
+        if cell.wrong_side
+        or cell.error > limits["max_stored_logit_error"]
+        or cell.clipped_fraction > limits["max_clipped_fraction"]
     }
 
 
 def preview_condition(
-    bundle: Path, name: str, condition: dict, out: Path, failing: set | frozenset = frozenset()
+    bundle: Path, name: str, condition: Condition, out: Path, failing: set | frozenset = frozenset()
 ) -> Path:
     """Draw one condition's grid with its labels to ``out`` (PNG); cells in ``failing``
     ((row, column) pairs) get a red frame."""
-    layout = condition["layout"]
-    rows, columns = layout["rows"], layout["columns"]
-    description = textwrap.wrap(condition.get("description", ""), 100)
+    layout = condition.layout
+    rows, columns = layout.rows, layout.columns
+    description = textwrap.wrap(condition.description, 100)
     # Sizes in inches: a text header, a column of row labels, square cells.
     header, labels, margin = 0.6 + 0.16 * len(description), 1.8, 0.3
     width = labels + columns * CELL_INCHES + margin
@@ -69,32 +70,33 @@ def preview_condition(
         ax.set_yticks([])
         for spine in ax.spines.values():
             spine.set_visible(False)
-    for stimulus in condition["stimuli"]:
-        ax = axes[stimulus["row"]][stimulus["column"]]
-        ax.imshow(_read(bundle, stimulus["image"]), interpolation="nearest")
-        if "logit" in stimulus:
-            ax.set_xlabel(f"{stimulus['logit']:+.2f}", fontsize=7, labelpad=1)
-        if (stimulus["row"], stimulus["column"]) in failing:
+    for stimulus in condition.stimuli:
+        ax = axes[stimulus.row][stimulus.column]
+        ax.imshow(_read(bundle, stimulus.image), interpolation="nearest")
+        logit = getattr(stimulus, "logit", None)  # baseline and counterfactual cells
+        if logit is not None:
+            ax.set_xlabel(f"{logit:+.2f}", fontsize=7, labelpad=1)
+        if (stimulus.row, stimulus.column) in failing:
             for spine in ax.spines.values():
                 spine.set_visible(True)
                 spine.set_color("red")
                 spine.set_linewidth(3)
-    for column, label in enumerate(layout.get("column_labels", [])):
+    for column, label in enumerate(layout.column_labels):
         axes[0][column].set_title("\n".join(textwrap.wrap(label, 18)), fontsize=8)
-    for row, label in enumerate(layout.get("row_labels", [])):
+    for row, label in enumerate(layout.row_labels):
         axes[row][0].set_ylabel("\n".join(textwrap.wrap(label, 24)), fontsize=7)
     top = 1 - 0.15 / height
-    figure.text(0.01, top, condition.get("title", name), fontsize=11, weight="bold", va="top")
+    figure.text(0.01, top, condition.title or name, fontsize=11, weight="bold", va="top")
     figure.text(0.01, top - 0.3 / height, "\n".join(description), fontsize=8, va="top")
     figure.savefig(out, dpi=90)
     plt.close(figure)
     return out
 
 
-def preview_tutorial(bundle: Path, tutorial: dict, out: Path) -> Path:
+def preview_tutorial(bundle: Path, tutorial: Tutorial, out: Path) -> Path:
     """The tutorial's animal examples and attribute rows in one sheet."""
-    rows = [(f"{animal} examples", items) for animal, items in tutorial["examples"].items()]
-    rows += [(key, entry["images"]) for key, entry in tutorial.get("attributes", {}).items()]
+    rows = [(f"{animal} examples", tutorial.examples[animal]) for animal in ANIMALS]
+    rows += [(key, entry.images) for key, entry in tutorial.attributes.items()]
     columns = max(len(items) for _, items in rows)
     figure, axes = plt.subplots(
         len(rows), columns, figsize=(columns * 1.2 + 1.5, len(rows) * 1.4 + 0.6), squeeze=False
@@ -104,8 +106,8 @@ def preview_tutorial(bundle: Path, tutorial: dict, out: Path) -> Path:
     for row, (label, items) in enumerate(rows):
         for column, stimulus in enumerate(items):
             ax = axes[row][column]
-            ax.imshow(_read(bundle, stimulus["image"]), interpolation="nearest")
-            ax.set_title("\n".join(textwrap.wrap(stimulus.get("caption", ""), 16)), fontsize=6)
+            ax.imshow(_read(bundle, stimulus.image), interpolation="nearest")
+            ax.set_title("\n".join(textwrap.wrap(stimulus.caption, 16)), fontsize=6)
         axes[row][0].text(
             -0.15, 0.5, label, transform=axes[row][0].transAxes, ha="right", va="center", fontsize=8
         )
@@ -116,12 +118,12 @@ def preview_tutorial(bundle: Path, tutorial: dict, out: Path) -> Path:
     return out
 
 
-def preview_validation(validation: dict, out: Path) -> Path:
+def preview_validation(validation: Validation, out: Path) -> Path:
     """The validation table (:func:`explain.validation.format_table`) as a PNG."""
     text = format_table(validation)
     height = 0.8 + 0.135 * (text.count("\n") + 1)  # inches: a title, then 7.5 pt lines
     figure = plt.figure(figsize=(10.5, height))
-    colour = "black" if validation.get("passed") else "darkred"
+    colour = "black" if validation.passed else "darkred"
     figure.text(0.01, 0.99, "Validation", fontsize=11, weight="bold", va="top")
     figure.text(
         0.01, 1 - 0.45 / height, text, family="monospace", fontsize=7.5,
@@ -140,7 +142,7 @@ def preview_bundle(bundle: Path, out_dir: Path | None = None) -> list[Path]:
     manifest = verify_bundle(bundle)
     out_dir = Path(out_dir) if out_dir else bundle.with_name(f"{bundle.name}-preview")
     out_dir.mkdir(parents=True, exist_ok=True)
-    validation = manifest.get("validation")
+    validation = manifest.validation
     failing = failing_cells(validation)
     written = [
         preview_condition(
@@ -150,9 +152,9 @@ def preview_bundle(bundle: Path, out_dir: Path | None = None) -> list[Path]:
             out_dir / f"{name}.png",
             failing if name == "counterfactuals" else frozenset(),
         )  # fmt: skip
-        for name, condition in manifest["conditions"].items()
+        for name, condition in manifest.conditions.items()
     ]
-    written.append(preview_tutorial(bundle, manifest["tutorial"], out_dir / "tutorial.png"))
+    written.append(preview_tutorial(bundle, manifest.tutorial, out_dir / "tutorial.png"))
     if validation:
         written.append(preview_validation(validation, out_dir / "validation.png"))
     return written

@@ -14,6 +14,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from explain.manifest import Stimulus, Tutorial, TutorialExamples, TutorialRow
 from generator.attributes import LABELS, SceneAttributes
 from xaistudy.errors import UserError
 from xaistudy.vocabulary import STUDY_ATTRIBUTES
@@ -94,7 +95,7 @@ def tutorial_section(
     size: int,
     n_examples: int = 4,
     seed: int = 0,
-) -> dict:
+) -> Tutorial:
     """The manifest's ``tutorial``.
 
     ``test_images`` N x H x W x 3 uint8 with ``test_labels`` (N,) 0/1 give the animal
@@ -108,15 +109,18 @@ def tutorial_section(
         if len(members) == 0:
             raise UserError(f"the test split has no {animal} images for the tutorial")
         chosen = rng.choice(members, size=min(n_examples, len(members)), replace=False)
-        examples[animal] = [
-            {"image": store(test_images[i]), "caption": f"a {animal}", "test_index": int(i)}
+        examples[animal] = tuple(
+            Stimulus(image=store(test_images[i]), caption=f"a {animal}", test_index=int(i))
             for i in sorted(chosen)
-        ]
+        )
     params, keys = tutorial_scenes()
     rendered = render(params, size)
-    attributes: dict[str, dict] = {}
-    variations = attribute_variations()
+    images: dict[str, list[Stimulus]] = {}
     for (key, caption), image in zip(keys, rendered, strict=True):
-        entry = attributes.setdefault(key, {"caption": variations[key][0], "images": []})
-        entry["images"].append({"image": store(image), "caption": caption})
-    return {"examples": examples, "attributes": attributes}
+        images.setdefault(key, []).append(Stimulus(image=store(image), caption=caption))
+    variations = attribute_variations()
+    attributes = {
+        key: TutorialRow(caption=variations[key][0], images=tuple(row))
+        for key, row in images.items()
+    }
+    return Tutorial(examples=TutorialExamples(**examples), attributes=attributes)

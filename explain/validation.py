@@ -22,12 +22,29 @@ torch; scoring images imports it when called.
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from explain.manifest import (
+    AnswerKeyValidation,
+    Attribute,
+    CellCheck,
+    ConceptAbout,
+    ConceptPair,
+    ConceptValidation,
+    CounterfactualCondition,
+    CounterfactualValidation,
+    KeyEffect,
+    Mass,
+    ProbeSummary,
+    Stimulus,
+    Trend,
+    Validation,
+)
 from xaistudy.errors import UserError
 from xaistudy.key_values import dataclass_values, read_key_values
 from xaistudy.vocabulary import FACTORS, STUDY_ATTRIBUTES
@@ -122,7 +139,7 @@ def within_row_trend(
 
 def attribute_trends(
     rows: np.ndarray, targets: np.ndarray, readings: dict[str, np.ndarray], relevant: dict
-) -> dict[str, dict]:
+) -> dict[str, Trend]:
     """Per study attribute the within-row trend of its strongest-trending probe reading.
 
     ``relevant``: attribute key -> the answer key's label (or None when unknown).
@@ -137,16 +154,15 @@ def attribute_trends(
             if best is None or r2 > best["r2"]:
                 best = {"reading": name, "slope": slope, "r2": r2}
         best["range_share"] = abs(best["slope"]) * span / reading_span(best["reading"])
-        best["relevant"] = relevant.get(key)
-        out[key] = best
+        out[key] = Trend(**best, relevant=relevant.get(key))
     return out
 
 
-def decode_stimuli(bundle_dir: Path, stimuli: list[dict]) -> np.ndarray:
+def decode_stimuli(bundle_dir: Path, stimuli: Sequence[Stimulus]) -> np.ndarray:
     """The stimuli's images as a browser gets them: PNG -> RGB uint8, N x H x W x 3."""
     images = []
     for stimulus in stimuli:
-        path = Path(bundle_dir) / stimulus["image"]
+        path = Path(bundle_dir) / stimulus.image
         try:
             data = path.read_bytes()
         except OSError as exc:
@@ -158,13 +174,13 @@ def decode_stimuli(bundle_dir: Path, stimuli: list[dict]) -> np.ndarray:
 
 def counterfactual_checks(
     bundle_dir: Path,
-    condition: dict,
-    attributes: list[dict],
+    condition: CounterfactualCondition,
+    attributes: Sequence[Attribute],
     model,
     probe,
     device,
     batch_size: int = 128,
-) -> dict:
+) -> CounterfactualValidation:
     """Re-score every stored counterfactual image and read its attributes with the probe.
 
     ``condition`` is ``conditions.counterfactuals``; ``attributes`` the manifest's
@@ -173,43 +189,43 @@ def counterfactual_checks(
     from explain.batching import batched_logits
 
     # The unedited source that starts each row is a real test image, not an edit.
-    stimuli = [s for s in condition["stimuli"] if not s.get("source")]
+    stimuli = [s for s in condition.stimuli if not s.source]
     images = decode_stimuli(bundle_dir, stimuli)
     logits = batched_logits(model.logit, images, device, batch_size)
     readings = probe.read(images)
-    targets = np.array([s["target"] for s in stimuli], dtype=np.float64)
-    rows = np.array([s["row"] for s in stimuli])
-    clipped = np.array([s.get("clipped_fraction", 0.0) for s in stimuli], dtype=np.float64)
+    targets = np.array([s.target for s in stimuli], dtype=np.float64)
+    rows = np.array([s.row for s in stimuli])
+    clipped = np.array([s.clipped_fraction for s in stimuli], dtype=np.float64)
     error = np.abs(logits - targets)
     wrong = (targets != 0) & ((logits > 0) != (targets > 0))
-    manifest_logits = np.array([s.get("stored_logit", np.nan) for s in stimuli], dtype=float)
-    cells = [
-        {
-            "row": int(s["row"]),
-            "column": int(s["column"]),
-            "target": float(targets[i]),
-            "logit": float(logits[i]),
-            "error": float(error[i]),
-            "wrong_side": bool(wrong[i]),
-            "clipped_fraction": float(clipped[i]),
-        }
+    manifest_logits = np.array([s.stored_logit for s in stimuli], dtype=float)
+    cells = tuple(
+        CellCheck(
+            row=s.row,
+            column=s.column,
+            target=float(targets[i]),
+            logit=float(logits[i]),
+            error=float(error[i]),
+            wrong_side=bool(wrong[i]),
+            clipped_fraction=float(clipped[i]),
+        )
         for i, s in enumerate(stimuli)
-    ]
-    relevant = {a["key"]: a.get("relevant") for a in attributes}
-    return {
-        "n": len(stimuli),
-        "clipped_fraction_mean": float(clipped.mean()),
-        "clipped_fraction_max": float(clipped.max()),
-        "stored_logit_error_max": float(error.max()),
-        "wrong_side": int(wrong.sum()),
+    )
+    relevant = {a.key: a.relevant for a in attributes}
+    return CounterfactualValidation(
+        n=len(stimuli),
+        clipped_fraction_mean=float(clipped.mean()),
+        clipped_fraction_max=float(clipped.max()),
+        stored_logit_error_max=float(error.max()),
+        wrong_side=int(wrong.sum()),
         # The manifest's stored_logit against the file as served: a large value means a
         # file was replaced after the bundle was made.
-        "manifest_logit_mismatch_max": float(np.nanmax(np.abs(manifest_logits - logits)))
+        manifest_logit_mismatch_max=float(np.nanmax(np.abs(manifest_logits - logits)))
         if np.isfinite(manifest_logits).any()
         else None,
-        "cells": cells,
-        "attribute_trends": attribute_trends(rows, targets, readings, relevant),
-    }
+        cells=cells,
+        attribute_trends=attribute_trends(rows, targets, readings, relevant),
+    )
 
 
 # ---------------------------------------------------------------------- concepts
@@ -245,7 +261,7 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float:
 
 def concept_checks(
     score_maps: np.ndarray, image_scores: np.ndarray, order, params, masks: np.ndarray
-) -> dict:
+) -> ConceptValidation:
     """What each concept row is about, and how alike the rows are.
 
     ``score_maps`` (N, K, h, w) and ``image_scores`` (N, K) of the test images,
@@ -274,14 +290,14 @@ def concept_checks(
         total = float(heat.sum())
         shares = np.einsum("nhw,nhwr->r", heat, regions) / total if total > 0 else np.zeros(3)
         rows.append(
-            {
-                "row": row,
-                "index": int(concept),
-                "about": about,
-                "about_correlation": correlations[about],
-                "correlations": correlations,
-                "mass": {name: float(s) for name, s in zip(REGIONS, shares, strict=True)},
-            }
+            ConceptAbout(
+                row=row,
+                index=int(concept),
+                about=about,
+                about_correlation=correlations[about],
+                correlations=correlations,
+                mass=Mass(**{name: float(s) for name, s in zip(REGIONS, shares, strict=True)}),
+            )
         )
     pairs = []
     for a in range(len(order)):
@@ -290,20 +306,20 @@ def concept_checks(
             by_image = _correlation(image_scores[:, ca], image_scores[:, cb])
             by_map = _correlation(score_maps[:, ca], score_maps[:, cb])
             pairs.append(
-                {
-                    "rows": [a, b],
-                    "image_score_correlation": by_image,
-                    "score_map_correlation": by_map,
-                    "similarity": max(by_image, by_map),
-                }
+                ConceptPair(
+                    rows=(a, b),
+                    image_score_correlation=by_image,
+                    score_map_correlation=by_map,
+                    similarity=max(by_image, by_map),
+                )
             )
-    return {"rows": rows, "pairs": pairs}
+    return ConceptValidation(rows=tuple(rows), pairs=tuple(pairs))
 
 
 # ------------------------------------------------------------------ ground truth
 
 
-def ground_truth_checks(attributes: list[dict]) -> dict:
+def ground_truth_checks(attributes: Sequence[Attribute]) -> AnswerKeyValidation:
     """Trivial answer strategies against the answer key (``attributes[].relevant``).
 
     A participant who answers every attribute "relies on" is right on the relevant
@@ -312,28 +328,28 @@ def ground_truth_checks(attributes: list[dict]) -> dict:
     strongest irrelevant effect (None when either group is empty or the strongest
     irrelevant effect is 0).
     """
-    relevant = [a for a in attributes if a["relevant"]]
-    irrelevant = [a for a in attributes if not a["relevant"]]
+    relevant = [a for a in attributes if a.relevant]
+    irrelevant = [a for a in attributes if not a.relevant]
     n = len(attributes)
-    weakest = min(relevant, key=lambda a: a["effect"]) if relevant else None
-    strongest = max(irrelevant, key=lambda a: a["effect"]) if irrelevant else None
+    weakest = min(relevant, key=lambda a: a.effect) if relevant else None
+    strongest = max(irrelevant, key=lambda a: a.effect) if irrelevant else None
     ratio = None
-    if weakest is not None and strongest is not None and strongest["effect"] > 0:
-        ratio = float(weakest["effect"] / strongest["effect"])
-    return {
-        "relevant": len(relevant),
-        "irrelevant": len(irrelevant),
-        "all_relies_on": len(relevant) / n if n else 0.0,
-        "all_does_not": len(irrelevant) / n if n else 0.0,
-        "all_neutral": 0.0,
-        "weakest_relevant": _entry(weakest),
-        "strongest_irrelevant": _entry(strongest),
-        "effect_ratio": ratio,
-    }
+    if weakest is not None and strongest is not None and strongest.effect > 0:
+        ratio = float(weakest.effect / strongest.effect)
+    return AnswerKeyValidation(
+        relevant=len(relevant),
+        irrelevant=len(irrelevant),
+        all_relies_on=len(relevant) / n if n else 0.0,
+        all_does_not=len(irrelevant) / n if n else 0.0,
+        all_neutral=0.0,
+        weakest_relevant=_entry(weakest),
+        strongest_irrelevant=_entry(strongest),
+        effect_ratio=ratio,
+    )
 
 
-def _entry(attribute: dict | None) -> dict | None:
-    return None if attribute is None else {"key": attribute["key"], "effect": attribute["effect"]}
+def _entry(attribute: Attribute | None) -> KeyEffect | None:
+    return None if attribute is None else KeyEffect(key=attribute.key, effect=attribute.effect)
 
 
 # ------------------------------------------------------------------------- gate
@@ -343,7 +359,7 @@ def failures(numbers: dict, thresholds: Thresholds) -> list[str]:
     """One line per failed check, naming the check, the measured value and the limit.
 
     ``numbers`` holds ``counterfactuals``, ``concepts`` and ``ground_truth`` as made by
-    the functions above (a missing group is itself a failure).
+    the functions above (a missing group is itself a failure; a missing answer key not).
     """
     t = thresholds
     out = []
@@ -356,66 +372,68 @@ def failures(numbers: dict, thresholds: Thresholds) -> list[str]:
             ("clipped_fraction_max", t.max_clipped_fraction),
             ("stored_logit_error_max", t.max_stored_logit_error),
         ):
-            if cf[key] > limit:
-                out.append(f"counterfactuals: {key} {cf[key]:.3g} > {limit:g}")
-        if cf["wrong_side"] > t.max_wrong_side:
+            value = getattr(cf, key)
+            if value > limit:
+                out.append(f"counterfactuals: {key} {value:.3g} > {limit:g}")
+        if cf.wrong_side > t.max_wrong_side:
             out.append(
-                f"counterfactuals: wrong_side {cf['wrong_side']} of {cf['n']} images > "
-                f"{t.max_wrong_side}"
+                f"counterfactuals: wrong_side {cf.wrong_side} of {cf.n} images > {t.max_wrong_side}"
             )
-        for key, trend in cf["attribute_trends"].items():
-            if trend["relevant"] is False and trend["r2"] > t.max_irrelevant_trend_r2:
+        for key, trend in cf.attribute_trends.items():
+            if trend.relevant is False and trend.r2 > t.max_irrelevant_trend_r2:
                 out.append(
-                    f"counterfactuals: trend of irrelevant {key} ({trend['reading']}) "
-                    f"r2 {trend['r2']:.3g} > {t.max_irrelevant_trend_r2:g}"
+                    f"counterfactuals: trend of irrelevant {key} ({trend.reading}) "
+                    f"r2 {trend.r2:.3g} > {t.max_irrelevant_trend_r2:g}"
                 )
     concepts = numbers.get("concepts")
     if concepts is None:
         out.append("concepts: not checked (the bundle has no stored concept checks)")
     else:
-        for pair in concepts["pairs"]:
-            if pair["similarity"] >= t.max_concept_similarity:
-                a, b = (r + 1 for r in pair["rows"])
+        for pair in concepts.pairs:
+            if pair.similarity >= t.max_concept_similarity:
+                a, b = (r + 1 for r in pair.rows)
                 out.append(
                     f"concepts: concepts {a} and {b} are duplicates, similarity "
-                    f"{pair['similarity']:.3f} >= {t.max_concept_similarity:g}"
+                    f"{pair.similarity:.3f} >= {t.max_concept_similarity:g}"
                 )
     truth = numbers.get("ground_truth")
     if truth is not None:
-        if truth["relevant"] == 0 or truth["irrelevant"] == 0:
-            group = "relevant" if truth["relevant"] == 0 else "irrelevant"
+        if truth.relevant == 0 or truth.irrelevant == 0:
+            group = "relevant" if truth.relevant == 0 else "irrelevant"
             out.append(f"ground_truth: no {group} attribute in the answer key (need >= 1)")
-        elif truth["effect_ratio"] is not None and truth["effect_ratio"] < t.min_effect_ratio:
-            weak, strong = truth["weakest_relevant"], truth["strongest_irrelevant"]
+        elif truth.effect_ratio is not None and truth.effect_ratio < t.min_effect_ratio:
+            weak, strong = truth.weakest_relevant, truth.strongest_irrelevant
             out.append(
-                f"ground_truth: effect_ratio {truth['effect_ratio']:.3g} < {t.min_effect_ratio:g} "
-                f"(weakest relevant {weak['key']} {weak['effect']:.3g}, strongest irrelevant "
-                f"{strong['key']} {strong['effect']:.3g})"
+                f"ground_truth: effect_ratio {truth.effect_ratio:.3g} < {t.min_effect_ratio:g} "
+                f"(weakest relevant {weak.key} {weak.effect:.3g}, strongest irrelevant "
+                f"{strong.key} {strong.effect:.3g})"
             )
     return out
 
 
-def assemble(numbers: dict, probe_card: dict | None, thresholds: Thresholds) -> dict:
-    """The manifest's ``validation`` object from the measured groups."""
+def assemble(numbers: dict, probe_card: dict | None, thresholds: Thresholds) -> Validation:
+    """The manifest's ``validation`` from the measured groups."""
     failed = failures(numbers, thresholds)
-    return {
-        **numbers,
-        "probe": probe_summary(probe_card) if probe_card else None,
-        "thresholds": thresholds.to_dict(),
-        "failures": failed,
-        "passed": not failed,
-    }
+    return Validation(
+        counterfactuals=numbers.get("counterfactuals"),
+        concepts=numbers.get("concepts"),
+        ground_truth=numbers.get("ground_truth"),
+        probe=probe_summary(probe_card) if probe_card else None,
+        thresholds=thresholds.to_dict(),
+        failures=tuple(failed),
+        passed=not failed,
+    )
 
 
-def probe_summary(card: dict) -> dict:
+def probe_summary(card: dict) -> ProbeSummary:
     keys = ("architecture", "fingerprint", "train_images", "seconds", "test_r2")
-    return {k: card.get(k) for k in keys}
+    return ProbeSummary(**{k: card.get(k) for k in keys})
 
 
-def gate_message(validation: dict) -> str:
+def gate_message(validation: Validation) -> str:
     """The one-line error of a bundle that failed validation."""
     return (
-        f"the bundle failed validation ({'; '.join(validation['failures'])}); nothing was "
+        f"the bundle failed validation ({'; '.join(validation.failures)}); nothing was "
         "published. Pass --allow-invalid to publish it anyway (the manifest records it), or "
         "set the limits with --thresholds key=value,... or a .toml file "
         f"(allowed keys: {', '.join(f.name for f in fields(Thresholds))})"
@@ -435,11 +453,11 @@ def _fmt(value) -> str:
     return f"{value:.3g}"
 
 
-def format_table(validation: dict) -> str:
+def format_table(validation: Validation) -> str:
     """Every number of ``validation`` as one readable plain-text table."""
     lines = []
-    thresholds = validation.get("thresholds", {})
-    cf = validation.get("counterfactuals")
+    thresholds = validation.thresholds
+    cf = validation.counterfactuals
     if cf:
         lines.append("counterfactuals (stored PNGs re-scored by the model)")
         for key, limit in (
@@ -448,60 +466,61 @@ def format_table(validation: dict) -> str:
             ("stored_logit_error_max", "max_stored_logit_error"),
             ("wrong_side", "max_wrong_side"),
         ):
-            lines.append(f"  {key:<34}{_fmt(cf[key]):>10}   limit {_fmt(thresholds.get(limit))}")
-        mismatch = _fmt(cf.get("manifest_logit_mismatch_max"))
+            value = getattr(cf, key)
+            lines.append(f"  {key:<34}{_fmt(value):>10}   limit {_fmt(thresholds.get(limit))}")
+        mismatch = _fmt(cf.manifest_logit_mismatch_max)
         lines.append(f"  {'manifest_logit_mismatch_max':<34}{mismatch:>10}")
         lines.append("  attribute trends along rows (probe)")
         header = f"{'attribute':<15}{'reading':<22}{'slope':>9}{'r2':>7}{'row change':>12}"
         lines.append(f"    {header}  answer key")
-        for key, trend in cf["attribute_trends"].items():
-            label = {True: "relevant", False: "irrelevant", None: "-"}[trend["relevant"]]
+        for key, trend in cf.attribute_trends.items():
+            label = {True: "relevant", False: "irrelevant", None: "-"}[trend.relevant]
             lines.append(
-                f"    {key:<15}{trend['reading']:<22}{trend['slope']:>9.3g}{trend['r2']:>7.3f}"
-                f"{trend['range_share']:>12.1%}  {label}"
+                f"    {key:<15}{trend.reading:<22}{trend.slope:>9.3g}{trend.r2:>7.3f}"
+                f"{trend.range_share:>12.1%}  {label}"
             )
-    concepts = validation.get("concepts")
+    concepts = validation.concepts
     if concepts:
         lines.append("concepts (what each row is about; heatmap share on arms / blocks / bg)")
-        for row in concepts["rows"]:
-            mass = row["mass"]
+        for row in concepts.rows:
+            mass = row.mass
             lines.append(
-                f"  concept {row['row'] + 1:<3} about {row['about']:<22} "
-                f"r {row['about_correlation']:+.2f}   arms {mass['arms']:.0%}  "
-                f"blocks {mass['blocks']:.0%}  bg {mass['background']:.0%}"
+                f"  concept {row.row + 1:<3} about {row.about:<22} "
+                f"r {row.about_correlation:+.2f}   arms {mass.arms:.0%}  "
+                f"blocks {mass.blocks:.0%}  bg {mass.background:.0%}"
             )
-        top = sorted(concepts["pairs"], key=lambda p: -p["similarity"])[:3]
+        top = sorted(concepts.pairs, key=lambda p: -p.similarity)[:3]
         for pair in top:
-            a, b = (r + 1 for r in pair["rows"])
+            a, b = (r + 1 for r in pair.rows)
             lines.append(
-                f"  most alike: concepts {a} and {b}  similarity {pair['similarity']:.3f} "
-                f"(images {pair['image_score_correlation']:+.2f}, maps "
-                f"{pair['score_map_correlation']:+.2f})   limit "
+                f"  most alike: concepts {a} and {b}  similarity {pair.similarity:.3f} "
+                f"(images {pair.image_score_correlation:+.2f}, maps "
+                f"{pair.score_map_correlation:+.2f})   limit "
                 f"{_fmt(thresholds.get('max_concept_similarity'))}"
             )
-    truth = validation.get("ground_truth")
+    truth = validation.ground_truth
     if truth:
         lines.append("answer key (trivial strategies' accuracy)")
         for key in ("all_relies_on", "all_does_not", "all_neutral"):
-            lines.append(f"  {key:<34}{truth[key]:>10.0%}")
-        weak, strong = truth["weakest_relevant"], truth["strongest_irrelevant"]
+            lines.append(f"  {key:<34}{getattr(truth, key):>10.0%}")
+        weak, strong = truth.weakest_relevant, truth.strongest_irrelevant
         if weak:
-            lines.append(f"  weakest relevant    {weak['key']:<18}effect {weak['effect']:.3g}")
+            lines.append(f"  weakest relevant    {weak.key:<18}effect {weak.effect:.3g}")
         if strong:
-            lines.append(f"  strongest irrelevant {strong['key']:<17}effect {strong['effect']:.3g}")
+            lines.append(f"  strongest irrelevant {strong.key:<17}effect {strong.effect:.3g}")
         lines.append(
-            f"  {'effect_ratio':<34}{_fmt(truth['effect_ratio']):>10}   limit "
+            f"  {'effect_ratio':<34}{_fmt(truth.effect_ratio):>10}   limit "
             f">= {_fmt(thresholds.get('min_effect_ratio'))}"
         )
-    probe = validation.get("probe")
-    if probe and probe.get("test_r2"):
+    probe = validation.probe
+    if probe and probe.test_r2:
         lines.append("attribute probe (test R^2)")
-        for name, r2 in probe["test_r2"].items():
+        for name, r2 in probe.test_r2.items():
             lines.append(f"  {name:<34}{r2:>10.3f}")
-    failed = validation.get("failures", [])
+    failed = validation.failures
     lines.append("PASSED" if not failed else f"FAILED ({len(failed)} check(s)):")
     lines += [f"  - {line}" for line in failed]
-    if validation.get("published_despite_failures"):
+    if validation.published_despite_failures:
         lines.append("  published despite the failures (--allow-invalid)")
     return "\n".join(lines)
 
@@ -516,7 +535,7 @@ def validate_bundle(
     thresholds: Thresholds = Thresholds(),
     data_dir: Path | None = None,
     progress: bool = True,
-) -> dict:
+) -> Validation:
     """``xaistudy bundle validate``: re-check a published bundle against its model.
 
     The counterfactual checks are recomputed from the image files (the model and the
@@ -531,15 +550,15 @@ def validate_bundle(
 
     manifest = load_manifest(bundle_dir)
     run = load_run(run_dir, device)
-    if run.card != manifest["model_card"]:
+    if run.card != manifest.model_card:
         raise UserError(
             f"bundle {bundle_dir} was not made from the model in {run_dir} (their model cards "
             "differ); pass the run folder the bundle was explained with"
         )
     dataset = DatasetFolder(data_dir) if data_dir is not None else None
     probe = ensure_probe(Path(run_dir) / PROBE_DIR, dataset, device, progress=progress)
-    size = manifest.get("dataset", {}).get("size")
-    if size is not None and probe.card["image_size"] != size:
+    size = manifest.dataset.size
+    if probe.card["image_size"] != size:
         raise UserError(
             f"the attribute probe in {run_dir} reads {probe.card['image_size']} px images but "
             f"the bundle has {size} px; pass --data with the bundle's dataset to retrain it"
@@ -547,13 +566,13 @@ def validate_bundle(
     numbers = {
         "counterfactuals": counterfactual_checks(
             bundle_dir,
-            manifest["conditions"]["counterfactuals"],
-            manifest["attributes"],
+            manifest.conditions.counterfactuals,
+            manifest.attributes,
             run.model,
             probe,
             device,
         ),
-        "concepts": manifest.get("validation", {}).get("concepts"),
-        "ground_truth": ground_truth_checks(manifest["attributes"]),
+        "concepts": manifest.validation.concepts if manifest.validation else None,
+        "ground_truth": ground_truth_checks(manifest.attributes),
     }
     return assemble(numbers, probe.card, thresholds)

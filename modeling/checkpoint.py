@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from modeling.card import ModelCard
 from modeling.configs import ModelConfig
 from modeling.network import InvertibleClassifier
 from xaistudy.errors import UserError
@@ -45,17 +46,22 @@ def read_json(path: Path) -> dict[str, Any]:
         raise UserError(f"cannot read {path}: {exc}") from exc
 
 
+def read_model_card(run_dir: Path) -> ModelCard:
+    """The run's ``model_card.json``; a malformed one is a :class:`UserError` naming it."""
+    path = Path(run_dir) / CARD_FILE
+    data = read_json(path)
+    try:
+        return ModelCard.from_json(data)
+    except UserError as exc:
+        raise UserError(f"{path}: {exc}") from None
+
+
 def load_checkpoint(run_dir: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
     path = Path(run_dir) / CHECKPOINT_FILE
     try:
         return torch.load(path, map_location=device, weights_only=False)
     except (OSError, RuntimeError, EOFError) as exc:
         raise UserError(f"cannot read checkpoint {path}: {exc}") from exc
-
-
-def read_model_card(run_dir: Path) -> dict[str, Any]:
-    """The model card of a finished run (``model_card.json``)."""
-    return read_json(Path(run_dir) / CARD_FILE)
 
 
 def _read_if_present(path: Path) -> dict[str, Any] | None:
@@ -68,12 +74,11 @@ def _read_if_present(path: Path) -> dict[str, Any] | None:
 def run_is_current(run_dir: Path, dataset: DatasetFolder, config_name: str) -> bool:
     """Whether ``run_dir`` holds a finished run of config ``config_name`` trained on
     ``dataset`` as it is now."""
-    card = _read_if_present(Path(run_dir) / CARD_FILE)
-    return (
-        card is not None
-        and card.get("config_name") == config_name
-        and card.get("dataset", {}).get("fingerprint") == dataset.fingerprint()
-    )
+    try:
+        card = read_model_card(run_dir)
+    except UserError:  # no card (unfinished or no run) or a damaged one
+        return False
+    return card.config_name == config_name and card.dataset.fingerprint == dataset.fingerprint()
 
 
 def run_can_resume(run_dir: Path, dataset: DatasetFolder, config_name: str) -> bool:
@@ -95,7 +100,7 @@ class Run:
 
     path: Path
     model: InvertibleClassifier
-    card: dict[str, Any]
+    card: ModelCard
     config: ModelConfig
 
 

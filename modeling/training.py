@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from generator.dataset import DatasetFolder, ImageDataset
 from modeling import checkpoint as ckpt
+from modeling.card import CardDataset, ModelCard
 from modeling.ceiling import ceiling_accuracy
 from modeling.configs import CONFIGS, ModelConfig
 from modeling.network import InvertibleClassifier, build_model
@@ -281,7 +282,7 @@ def _write_metrics(out: Path, rows: list[dict[str, Any]]) -> None:
 # -- training ----------------------------------------------------------------------------
 
 
-def train(options: TrainOptions) -> dict[str, Any]:
+def train(options: TrainOptions) -> ModelCard:
     """Train (or resume) a run; return the model card written to ``RUN_DIR``."""
     folder = DatasetFolder(options.data)
     for split in ("train", "test"):
@@ -417,7 +418,7 @@ def train(options: TrainOptions) -> dict[str, Any]:
             break
 
     card = model_card(model, folder, plan, epoch, elapsed, rows, device)
-    atomic_write_json(out / ckpt.CARD_FILE, card)
+    atomic_write_json(out / ckpt.CARD_FILE, card.to_json())
     return card
 
 
@@ -429,7 +430,7 @@ def model_card(
     training_seconds: float,
     rows: list[dict[str, Any]],
     device: torch.device,
-) -> dict[str, Any]:
+) -> ModelCard:
     """Accuracy and bits/dim on every split but train, the ceiling, and the settings."""
     accuracy, bits_per_dim = {}, {}
     for split in folder.splits:
@@ -440,33 +441,33 @@ def model_card(
         bits_per_dim[split] = metrics["bits_per_dim"]
     ceiling = ceiling_accuracy(folder, seed=plan.seed)
     config = plan.config
-    return {
-        "model": "InvertibleClassifier",
-        "config_name": config.name,
-        "config": config.to_dict(),
-        "input_size": config.input_size,
-        "num_stages": config.num_stages,
-        "classifier_layer": model.classifier_stage,
-        "head_shape": list(model.head_shape),
-        "default_concept_layer": model.default_concept_layer(),
-        "accuracy": accuracy,
-        "bits_per_dim": bits_per_dim,
-        "train_accuracy": rows[-1]["train_accuracy"] if rows else None,
-        "ceiling_accuracy": ceiling["ceiling"],
-        "ceiling": ceiling,
-        "gap_to_ceiling": ceiling["ceiling"] - accuracy["test"],
-        "label_noise": config.label_noise,
-        "dataset": {
-            "path": str(folder.root),
-            "fingerprint": plan.fingerprint,
-            "preset": folder.meta.get("preset"),
-            "size": folder.size,
-        },
-        "epochs": epochs_done,
-        "planned_epochs": plan.epochs,
-        "batch_size": plan.batch_size,
-        "seed": plan.seed,
-        "training_seconds": round(training_seconds, 2),
-        "device": device.type,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
+    return ModelCard(
+        model="InvertibleClassifier",
+        config_name=config.name,
+        config=config,
+        input_size=config.input_size,
+        num_stages=config.num_stages,
+        classifier_layer=model.classifier_stage,
+        head_shape=tuple(model.head_shape),
+        default_concept_layer=model.default_concept_layer(),
+        accuracy=accuracy,
+        bits_per_dim=bits_per_dim,
+        train_accuracy=rows[-1]["train_accuracy"] if rows else None,
+        ceiling_accuracy=ceiling["ceiling"],
+        ceiling=ceiling,
+        gap_to_ceiling=ceiling["ceiling"] - accuracy["test"],
+        label_noise=config.label_noise,
+        dataset=CardDataset(
+            path=str(folder.root),
+            fingerprint=plan.fingerprint,
+            preset=folder.meta.get("preset"),
+            size=folder.size,
+        ),
+        epochs=epochs_done,
+        planned_epochs=plan.epochs,
+        batch_size=plan.batch_size,
+        seed=plan.seed,
+        training_seconds=round(training_seconds, 2),
+        device=device.type,
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+    )

@@ -18,6 +18,7 @@ from flask import Flask, render_template
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
+from explain.manifest import Cell, Manifest
 from study_server.config import Config
 from study_server.extensions import csrf, db, migrate
 from study_server.sqlite import configure_sqlite
@@ -32,11 +33,11 @@ class StudyContext:
     """What the app read from disk at start-up (read-only, identical in every worker)."""
 
     study: Study
-    manifest: dict[str, Any]
+    manifest: Manifest
     bundle_dir: Path
     tutorial_images: frozenset[str]
     condition_images: dict[str, frozenset[str]]
-    grids: dict[str, list[list[list[dict]]]]  # condition -> rows -> columns -> stimuli
+    grids: dict[str, list[list[list[Cell]]]]  # condition -> rows -> columns -> stimuli
 
     @classmethod
     def load(cls, bundle: str | Path, study_path: str | Path | None) -> StudyContext:
@@ -46,23 +47,12 @@ class StudyContext:
         manifest = verify_bundle(bundle_dir)
         study = load_study(study_path)
         study.check_bundle(manifest)
-        tutorial = manifest["tutorial"]
-        tutorial_images = {s["image"] for v in tutorial["examples"].values() for s in v}
-        tutorial_images |= {
-            s["image"] for row in tutorial.get("attributes", {}).values() for s in row["images"]
-        }
+        tutorial_images = frozenset(manifest.tutorial.images())
         condition_images = {
-            name: frozenset(s["image"] for s in cond["stimuli"])
-            for name, cond in manifest["conditions"].items()
+            name: frozenset(cond.images()) for name, cond in manifest.conditions.items()
         }
-        grids = {}
-        for name, cond in manifest["conditions"].items():
-            layout = cond["layout"]
-            cells = [[[] for _ in range(layout["columns"])] for _ in range(layout["rows"])]
-            for stimulus in cond["stimuli"]:
-                cells[stimulus["row"]][stimulus["column"]].append(stimulus)
-            grids[name] = cells
-        return cls(study, manifest, bundle_dir, frozenset(tutorial_images), condition_images, grids)
+        grids = {name: cond.grid() for name, cond in manifest.conditions.items()}
+        return cls(study, manifest, bundle_dir, tutorial_images, condition_images, grids)
 
 
 def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:

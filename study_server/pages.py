@@ -96,7 +96,7 @@ class IntroPage(Page):
     kind: ClassVar[str] = "intro"
 
     def context(self, ctx, participant):
-        shown = ctx.manifest["tutorial"].get("attributes", {})
+        shown = ctx.manifest.tutorial.attributes
         rows = [(ctx.study.attribute(k), shown[k]) for k in ctx.study.attribute_keys if k in shown]
         return {"attribute_rows": rows}
 
@@ -162,7 +162,7 @@ class RatingPage(Page):
             "total": len(participant.order),
             "attribute": attribute,
             "statement": study.scale_statement.replace("{attribute}", attribute.name),
-            "attribute_row": ctx.manifest["tutorial"].get("attributes", {}).get(attribute.key),
+            "attribute_row": ctx.manifest.tutorial.attributes.get(attribute.key),
         }
 
     def submit(self, visit, form):

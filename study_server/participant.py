@@ -220,10 +220,10 @@ def _render(participant: Participant, page: Page, form: StepForm, status: int = 
         "page": page.name,
         "kind": page.kind,
         "form": form,
-        "condition": ctx.manifest["conditions"][participant.condition],
+        "condition": ctx.manifest.conditions[participant.condition],
         "condition_name": participant.condition,
         "cells": ctx.grids[participant.condition],
-        "tutorial": ctx.manifest["tutorial"],
+        "tutorial": ctx.manifest.tutorial,
         "progress": progress(ctx.study, page),
         **page.context(ctx, participant),
     }
@@ -288,7 +288,7 @@ def explanations():
     manifest = study_context().manifest
     html = render_template(
         "stimuli.html",
-        condition=manifest["conditions"][participant.condition],
+        condition=manifest.conditions[participant.condition],
         condition_name=participant.condition,
         cells=study_context().grids[participant.condition],
         back=url_for("participant.step", page=participant.page),
@@ -311,7 +311,7 @@ def bundle_file(rel: str):
                 participant.condition, ()
             )
             db.session.rollback()
-    if not allowed or rel not in ctx.manifest["files"]:
+    if not allowed or rel not in ctx.manifest.files:
         abort(404)
     response = send_from_directory(ctx.bundle_dir, rel, max_age=365 * 24 * 3600)
     response.headers["Cache-Control"] = "private, max-age=31536000, immutable"

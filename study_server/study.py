@@ -12,10 +12,13 @@ import re
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xaistudy.errors import UserError
 from xaistudy.vocabulary import CONDITIONS
+
+if TYPE_CHECKING:
+    from explain.manifest import Manifest
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 
@@ -90,20 +93,20 @@ class Study:
     def completion_link(self, code: str) -> str:
         return self.completion_url.replace("{code}", code)
 
-    def check_bundle(self, manifest: dict[str, Any]) -> None:
+    def check_bundle(self, manifest: Manifest) -> None:
         """Every attribute and condition asked about must exist in the bundle manifest."""
-        bundle_keys = {a["key"] for a in manifest["attributes"]}
+        bundle_keys = {a.key for a in manifest.attributes}
         missing = [k for k in self.attribute_keys if k not in bundle_keys]
         if missing:
             raise UserError(
                 f"study attribute(s) {', '.join(missing)} are not in the bundle; "
                 f"the bundle has {', '.join(sorted(bundle_keys))}"
             )
-        absent = [c for c in self.condition_names if c not in manifest["conditions"]]
+        absent = [c for c in self.condition_names if c not in manifest.conditions]
         if absent:
             raise UserError(
                 f"study condition(s) {', '.join(absent)} are not in the bundle; "
-                f"the bundle has {', '.join(sorted(manifest['conditions']))}"
+                f"the bundle has {', '.join(sorted(manifest.conditions))}"
             )
 
 

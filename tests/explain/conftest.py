@@ -7,6 +7,9 @@ logits spread over both classes like a real model's do.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -19,6 +22,9 @@ from modeling.network import build_model
 from modeling.training import TrainOptions, train
 
 SIZE = 32
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+if str(FIXTURES) not in sys.path:
+    sys.path.insert(0, str(FIXTURES))
 
 
 @pytest.fixture(scope="session")

@@ -36,7 +36,7 @@ def test_every_logit_falls_in_exactly_the_bin_its_edges_say():
     assert columns.min() >= 0 and columns.max() <= 4
     for logit, column in zip(logits, columns, strict=True):
         assert binning.edges[column] <= logit < binning.edges[column + 1]
-    exact = binning.to_dict()
+    exact = binning.record().to_json()
     assert exact["edges"][0] is None and exact["edges"][-1] is None
 
 
@@ -59,7 +59,7 @@ def test_too_few_images_in_a_bin_is_a_clear_error():
 
 def test_condition_layout_is_row_major_with_logits_and_decisions():
     logits = np.random.default_rng(4).normal(size=600) * 4
-    entry = baseline_condition(logits, lambda i: f"images/{i}.png", rows=6, columns=5)
+    entry = baseline_condition(logits, lambda i: f"images/{i}.png", rows=6, columns=5).to_json()
     layout = entry["layout"]
     assert (layout["rows"], layout["columns"]) == (6, 5)
     assert len(layout["column_labels"]) == 5 and len(layout["row_labels"]) == 6
@@ -100,7 +100,7 @@ def test_five_columns_read_clearly_rather_undecided():
 
 def test_baseline_captions_are_the_column_words():
     logits = np.random.default_rng(5).normal(size=600) * 4
-    entry = baseline_condition(logits, lambda i: f"images/{i}.png", rows=4, columns=5)
+    entry = baseline_condition(logits, lambda i: f"images/{i}.png", rows=4, columns=5).to_json()
     assert entry["layout"]["column_labels"] == confidence_labels(5)
     for stim in entry["stimuli"]:
         assert stim["caption"] == confidence_labels(5)[stim["column"]]

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from make_bundle import fixture_model_card
 
 from explain.build import ExplainSettings, GroundTruthScenes, build_bundle, default_renderer
-from explain.bundle_format import BundleError, verify_bundle
+from explain.bundle_format import BundleError, load_manifest, verify_bundle
 from explain.images import decode_png
 from explain.probe import ProbeSettings
 from generator.biases import load_spec
@@ -17,9 +18,11 @@ from generator.dataset import DatasetFolder
 from generator.generate import generate_dataset
 from xaistudy.cli import cli
 from xaistudy.errors import UserError
+from xaistudy.files import json_text
 from xaistudy.vocabulary import FACTORS, STUDY_ATTRIBUTE_KEYS, study_attribute
 
 CPU = torch.device("cpu")
+CARD = fixture_model_card()
 SETTINGS = ExplainSettings(
     baseline_rows=3,
     counterfactual_sources=3,
@@ -37,7 +40,7 @@ SETTINGS = ExplainSettings(
 def bundle(tiny_model, tiny_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("bundle") / "bundle"
     path, timings = build_bundle(
-        tiny_model, {"name": "tiny"}, tiny_data, out, CPU, SETTINGS, progress=False,
+        tiny_model, CARD, tiny_data, out, CPU, SETTINGS, progress=False,
         allow_invalid=True,
     )  # fmt: skip
     assert set(timings) == {
@@ -53,13 +56,25 @@ def manifest(bundle):
 
 
 def test_bundle_verifies_and_every_image_is_named_by_its_content_hash(bundle, manifest):
-    assert verify_bundle(bundle)["schema_version"] == 1
+    assert verify_bundle(bundle).schema_version == 1
     assert not list(bundle.parent.glob("*.partial-*"))
     for rel, digest in manifest["files"].items():
         assert re.fullmatch(r"images/[0-9a-f]{16}\.png", rel)
         assert rel == f"images/{digest[:16]}.png"
-    assert manifest["model_card"] == {"name": "tiny"}
+    assert manifest["model_card"] == CARD.to_json()
     assert manifest["dataset"]["size"] == 32 and manifest["dataset"]["preset"] == "iclr2022"
+
+
+def test_manifest_reads_into_records_and_writes_back_byte_for_byte(bundle, manifest):
+    """A bundle built by ``xaistudy explain`` round-trips through the typed manifest."""
+    text = (bundle / "manifest.json").read_text()
+    record = load_manifest(bundle)
+    assert record.to_json() == manifest
+    assert json_text(record.to_json()) == text
+    assert record.model_card == CARD
+    assert record.conditions.counterfactuals.stimuli[0].source is True
+    assert record.validation is not None and record.validation.published_despite_failures
+    assert set(record.images()) <= set(record.files)
 
 
 def test_ground_truth_covers_every_factor_and_attribute(manifest):
@@ -152,12 +167,12 @@ def test_failed_build_leaves_nothing_that_looks_complete(tiny_model, tiny_data, 
     out = tmp_path / "bundle"
     too_many_rows = ExplainSettings(baseline_rows=80)
     with pytest.raises(UserError, match="rows were asked for"):
-        build_bundle(tiny_model, {}, tiny_data, out, CPU, too_many_rows, progress=False)
+        build_bundle(tiny_model, CARD, tiny_data, out, CPU, too_many_rows, progress=False)
     assert list(tmp_path.iterdir()) == []
     (out / "keep.txt").parent.mkdir()
     (out / "keep.txt").write_text("x")
     with pytest.raises(UserError, match="--overwrite"):
-        build_bundle(tiny_model, {}, tiny_data, out, CPU, SETTINGS, progress=False)
+        build_bundle(tiny_model, CARD, tiny_data, out, CPU, SETTINGS, progress=False)
 
 
 def test_missing_intervention_splits_are_made_on_the_fly(tmp_path):

@@ -100,7 +100,7 @@ def test_condition_rows_are_concepts_by_importance_with_highest_then_lowest(
 
     entry = concept_condition(
         analysis, test_images, store, n_highest=2, n_lowest=2, overlay_size=64
-    )
+    ).to_json()
     assert entry["factorisation"] == "signed"
     assert set(entry["fidelity"]) >= {"logit_r2", "decision_agreement"}
     assert (entry["layout"]["rows"], entry["layout"]["columns"]) == (3, 4)
@@ -164,7 +164,7 @@ def test_a_duplicated_concept_leaves_one_row(tiny_model, test_images, monkeypatc
     np.testing.assert_allclose(analysis.importance, plain.importance, rtol=1e-6, atol=1e-9)
     entry = concept_condition(
         analysis, test_images, lambda im: "images/x.png", n_highest=1, n_lowest=1, overlay_size=32
-    )
+    ).to_json()
     assert entry["layout"]["rows"] == 3 and len(entry["stimuli"]) == 6
     assert [m["concepts"] for m in entry["merged"]] == [[0, 3]]
     row = next(c for c in entry["concepts"] if c["index"] == 0)

@@ -62,7 +62,7 @@ def test_condition_rows_start_with_the_marked_source_then_the_targets(
 
     entry = counterfactual_condition(
         tiny_model, test_images, test_logits, store, CPU, n_sources=3, n_targets=5
-    )
+    ).to_json()
     assert (entry["layout"]["rows"], entry["layout"]["columns"]) == (3, 6)
     assert entry["layout"]["column_labels"][0] == "original image"
     assert entry["targets"][2] == 0.0 and entry["targets"][0] == -entry["targets"][4]
@@ -122,7 +122,7 @@ def _condition_of_eight_candidates(monkeypatch, logits, stored) -> dict:
         n_sources=4,
         n_targets=3,
         candidates_per_source=2,
-    )
+    ).to_json()
 
 
 def test_a_candidate_landing_on_the_wrong_side_is_rejected_and_recorded(monkeypatch):
@@ -171,4 +171,4 @@ def test_clipping_beyond_the_tolerance_fails_a_row():
     )
     checks = check_rows(result, logit_tolerance=0.5, clipped_tolerance=0.03)
     assert checks.passes.tolist() == [True, False]
-    assert checks.rejected()["clipped"] == 1
+    assert checks.rejected().clipped == 1

@@ -21,10 +21,10 @@ def test_explain_writes_a_verified_bundle(tiny_run, tiny_data, tmp_path):
     assert result.exit_code == 0, result.output
     assert "wrote study bundle" in result.output
     manifest = verify_bundle(out)
-    assert manifest["model_card"] == json.loads((tiny_run / "model_card.json").read_text())
-    assert manifest["ground_truth_rule"]["min_flip_rate"] == 0.5
-    assert manifest["conditions"]["baseline"]["layout"]["columns"] == 3
-    assert manifest["conditions"]["counterfactuals"]["targets"][1] == 0.0
+    assert manifest.model_card.to_json() == json.loads((tiny_run / "model_card.json").read_text())
+    assert manifest.ground_truth_rule.min_flip_rate == 0.5
+    assert manifest.conditions.baseline.layout.columns == 3
+    assert manifest.conditions.counterfactuals.targets[1] == 0.0
 
 
 @pytest.mark.parametrize(

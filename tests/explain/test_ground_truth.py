@@ -50,14 +50,14 @@ def test_rule_labels_and_attribute_entries():
     pairs["arm_position"] = (base, -base)  # every decision flips
     pairs["obj_rotation_roll"] = (base, base + rng.normal(size=300))
     truth = ground_truth(pairs, float(np.var(base)), RelevanceRule())
-    assert truth["arm_position"]["relevant"] and truth["arm_position"]["rank"] == 1
-    assert truth["obj_rotation_roll"]["relevant"]
-    assert not truth["bg_color"]["relevant"] and truth["bg_color"]["effect"] == 0
-    entries = {e["key"]: e for e in attribute_entries(truth)}
+    assert truth["arm_position"].relevant and truth["arm_position"].rank == 1
+    assert truth["obj_rotation_roll"].relevant
+    assert not truth["bg_color"].relevant and truth["bg_color"].effect == 0
+    entries = {e.key: e for e in attribute_entries(truth)}
     assert list(entries) == list(STUDY_ATTRIBUTE_KEYS)
-    assert entries["rotation"]["relevant"]  # through roll alone
-    assert not entries["position"]["relevant"]
-    assert entries["arm_position"]["name"] == "arm position"
+    assert entries["rotation"].relevant  # through roll alone
+    assert not entries["position"].relevant
+    assert entries["arm_position"].name == "arm position"
 
 
 def test_rule_thresholds_and_combination():

@@ -9,21 +9,22 @@ import torch
 from explain.baseline import baseline_condition
 from explain.concepts import analyse_concepts, concept_condition
 from explain.counterfactuals import counterfactual_condition
+from explain.manifest import Condition
 
 CPU = torch.device("cpu")
 # A number with a decimal point ("+6.36", "2.179", ".5"); whole numbers ("Image 2") are fine.
 DECIMAL = re.compile(r"\d*\.\d")
 
 
-def participant_texts(condition: dict) -> list[str]:
+def participant_texts(condition: Condition) -> list[str]:
     """Every string a participant sees: title, description, labels, captions."""
-    layout = condition["layout"]
+    layout = condition.layout
     return [
-        condition["title"],
-        condition["description"],
-        *layout["row_labels"],
-        *layout["column_labels"],
-        *(stimulus["caption"] for stimulus in condition["stimuli"]),
+        condition.title,
+        condition.description,
+        *layout.row_labels,
+        *layout.column_labels,
+        *(stimulus.caption for stimulus in condition.stimuli),
     ]
 
 
@@ -58,15 +59,15 @@ def test_no_jargon_or_raw_numbers_reach_participants(conditions, name):
 
 def test_row_labels_say_what_the_model_made_of_the_source_in_words(conditions):
     entry = conditions["counterfactuals"]
-    for row, label in enumerate(entry["layout"]["row_labels"]):
+    for row, label in enumerate(entry.layout.row_labels):
         assert label.startswith(f"Image {row + 1}.")
         assert re.search(r"(Peaky|Stretchy|undecided)$", label)
     # The numbers stay in the manifest for the researcher and the validation.
-    assert all(isinstance(s["stored_logit"], float) for s in entry["stimuli"])
+    assert all(isinstance(s.stored_logit, float) for s in entry.stimuli)
 
 
 def test_concept_rows_name_direction_and_rank(conditions):
-    labels = conditions["concepts"]["layout"]["row_labels"]
+    labels = conditions["concepts"].layout.row_labels
     assert labels[0].startswith("Feature 1 (strongest): pushes strongly towards")
     assert labels[-1].startswith(f"Feature {len(labels)} (weakest): pushes")
     assert np.all([re.search(r"towards (Peaky|Stretchy)$", label) for label in labels])

@@ -9,6 +9,7 @@ import torch
 from click.testing import CliRunner
 
 from explain.build import bundle_is_current
+from explain.manifest import Attribute, CounterfactualValidation, KeyEffect, Validation
 from explain.preview import failing_cells
 from explain.validation import (
     Thresholds,
@@ -97,7 +98,7 @@ def test_thresholds_parse_inline_and_toml_and_reject_unknown_keys(tmp_path):
 
 
 def attribute(key, relevant, effect):
-    return {"key": key, "relevant": relevant, "effect": effect}
+    return Attribute(key=key, name=key, factors=(key,), relevant=relevant, effect=effect)
 
 
 def test_trivial_strategies_and_margin_on_a_hand_made_answer_key():
@@ -108,12 +109,12 @@ def test_trivial_strategies_and_margin_on_a_hand_made_answer_key():
         attribute("bg_color", False, 0.4),
     ]
     truth = ground_truth_checks(key)
-    assert truth["all_relies_on"] == pytest.approx(0.5)
-    assert truth["all_does_not"] == pytest.approx(0.5)
-    assert truth["all_neutral"] == 0.0
-    assert truth["weakest_relevant"] == {"key": "obj_color", "effect": 0.9}
-    assert truth["strongest_irrelevant"] == {"key": "bg_color", "effect": 0.4}
-    assert truth["effect_ratio"] == pytest.approx(2.25)
+    assert truth.all_relies_on == pytest.approx(0.5)
+    assert truth.all_does_not == pytest.approx(0.5)
+    assert truth.all_neutral == 0.0
+    assert truth.weakest_relevant == KeyEffect(key="obj_color", effect=0.9)
+    assert truth.strongest_irrelevant == KeyEffect(key="bg_color", effect=0.4)
+    assert truth.effect_ratio == pytest.approx(2.25)
     passed = failures({"ground_truth": truth}, Thresholds())
     assert not [line for line in passed if line.startswith("ground_truth")]
     tight = failures({"ground_truth": truth}, Thresholds(min_effect_ratio=3))
@@ -121,7 +122,7 @@ def test_trivial_strategies_and_margin_on_a_hand_made_answer_key():
     # "Agree to everything" scores 6 of 7 on a key where almost everything is relevant,
     # and a key without an irrelevant attribute fails.
     lopsided = [attribute(f"a{i}", True, 1.0) for i in range(6)] + [attribute("z", False, 0.9)]
-    assert ground_truth_checks(lopsided)["all_relies_on"] == pytest.approx(6 / 7)
+    assert ground_truth_checks(lopsided).all_relies_on == pytest.approx(6 / 7)
     only = ground_truth_checks([attribute("a", True, 1.0), attribute("b", True, 2.0)])
     assert "no irrelevant attribute" in failures({"ground_truth": only}, Thresholds())[-1]
 
@@ -144,10 +145,12 @@ def counterfactual_numbers(**changes):
         "clipped_fraction_max": 0.01,
         "stored_logit_error_max": 0.1,
         "wrong_side": 0,
+        "manifest_logit_mismatch_max": None,
+        "cells": [],
         "attribute_trends": {"bg_color": {**trend, "relevant": False}},
     }
     numbers.update(changes)
-    return numbers
+    return CounterfactualValidation.from_json(numbers)
 
 
 def test_counterfactual_limits_name_the_check_the_value_and_the_limit():
@@ -180,12 +183,12 @@ def test_duplicate_concepts_are_flagged_and_heatmaps_located(tiny_data):
     maps[:, 0] = regions[..., 2] == 1  # concept 0 lies on cells of pure background only
     maps[:, 2] = maps[:, 1]  # concept 2 duplicates concept 1
     checks = concept_checks(maps, maps.mean(axis=(2, 3)), [0, 1, 2], test.params, masks)
-    assert checks["rows"][0]["mass"]["background"] == pytest.approx(1.0)
-    assert checks["rows"][0]["mass"]["arms"] == pytest.approx(0.0)
-    assert set(checks["rows"][1]["correlations"]) >= {"bg_color", "arm_position", "label"}
-    pairs = {tuple(p["rows"]): p for p in checks["pairs"]}
-    assert pairs[(1, 2)]["similarity"] == pytest.approx(1.0)
-    assert pairs[(0, 1)]["similarity"] < 0.9
+    assert checks.rows[0].mass.background == pytest.approx(1.0)
+    assert checks.rows[0].mass.arms == pytest.approx(0.0)
+    assert set(checks.rows[1].correlations) >= {"bg_color", "arm_position", "label"}
+    pairs = {p.rows: p for p in checks.pairs}
+    assert pairs[(1, 2)].similarity == pytest.approx(1.0)
+    assert pairs[(0, 1)].similarity < 0.9
     flagged = [f for f in failures({"concepts": checks}, Thresholds()) if f.startswith("concepts")]
     assert flagged == ["concepts: concepts 2 and 3 are duplicates, similarity 1.000 >= 0.9"]
 
@@ -235,14 +238,14 @@ def test_published_bundle_records_every_group(published):
 # ---------------------------------------------------------- bundle validate
 
 
-def loose_thresholds(numbers: dict) -> Thresholds:
+def loose_thresholds(numbers: Validation) -> Thresholds:
     """Limits the intact bundle meets on the stored-image checks."""
-    cf = numbers["counterfactuals"]
+    cf = numbers.counterfactuals
     return Thresholds(
-        max_clipped_fraction_mean=cf["clipped_fraction_mean"] + 0.01,
-        max_clipped_fraction=cf["clipped_fraction_max"] + 0.01,
-        max_stored_logit_error=cf["stored_logit_error_max"] + 1.0,
-        max_wrong_side=cf["wrong_side"],
+        max_clipped_fraction_mean=cf.clipped_fraction_mean + 0.01,
+        max_clipped_fraction=cf.clipped_fraction_max + 0.01,
+        max_stored_logit_error=cf.stored_logit_error_max + 1.0,
+        max_wrong_side=cf.wrong_side,
     )
 
 
@@ -264,14 +267,14 @@ def test_bundle_validate_catches_a_counterfactual_off_its_caption(published, tin
     intact = validate_bundle(copy, tiny_run, CPU, progress=False)
     limits = loose_thresholds(intact)
     again = validate_bundle(copy, tiny_run, CPU, limits, progress=False)
-    assert not [f for f in again["failures"] if "logit" in f or "wrong_side" in f]
+    assert not [f for f in again.failures if "logit" in f or "wrong_side" in f]
 
     # Move one correctly placed stimulus' caption target across the boundary, far away.
     manifest = read_manifest(copy)
-    cells = intact["counterfactuals"]["cells"]
-    i = next(i for i, c in enumerate(cells) if c["target"] != 0 and not c["wrong_side"])
-    logit = cells[i]["logit"]
-    stimulus = edited_stimulus(manifest, cells[i]["row"], cells[i]["column"])
+    cells = intact.counterfactuals.cells
+    i = next(i for i, c in enumerate(cells) if c.target != 0 and not c.wrong_side)
+    logit = cells[i].logit
+    stimulus = edited_stimulus(manifest, cells[i].row, cells[i].column)
     stimulus["target"] = -np.sign(logit) * (abs(logit) + limits.max_stored_logit_error + 1)
     write_manifest(copy, manifest)
     args = ["bundle", "validate", str(copy), "--model", str(tiny_run), "--device", "cpu",
@@ -279,7 +282,7 @@ def test_bundle_validate_catches_a_counterfactual_off_its_caption(published, tin
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2
     assert "counterfactuals: stored_logit_error_max" in result.output
-    assert f"wrong_side {intact['counterfactuals']['wrong_side'] + 1} of 9 images" in result.output
+    assert f"wrong_side {intact.counterfactuals.wrong_side + 1} of 9 images" in result.output
     assert "answer key" in result.output and "attribute probe" in result.output  # the table
 
 
@@ -315,7 +318,7 @@ def test_preview_shows_the_validation(published, tmp_path):
     assert (out / "validation.png").is_file()
     validation = read_manifest(published)["validation"]
     cells = validation["counterfactuals"]["cells"]
-    framed = failing_cells(validation)
+    framed = failing_cells(Validation.from_json(validation))
     limit = validation["thresholds"]["max_stored_logit_error"]
     assert framed == {
         (c["row"], c["column"])
@@ -325,5 +328,7 @@ def test_preview_shows_the_validation(published, tmp_path):
         or c["clipped_fraction"] > validation["thresholds"]["max_clipped_fraction"]
     }
     assert failing_cells(
-        {**validation, "thresholds": {**validation["thresholds"], "max_stored_logit_error": -1}}
+        Validation.from_json(
+            {**validation, "thresholds": {**validation["thresholds"], "max_stored_logit_error": -1}}
+        )
     ) == {(c["row"], c["column"]) for c in cells}

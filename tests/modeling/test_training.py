@@ -14,6 +14,7 @@ from modeling_helpers import tiny_config, write_dataset
 from generator.dataset import DatasetFolder
 from modeling import load_run
 from modeling import training as training_module
+from modeling.card import ModelCard
 from modeling.ceiling import ceiling_accuracy
 from modeling.checkpoint import run_can_resume, run_is_current
 from modeling.configs import CONFIGS, ModelConfig, load_config
@@ -75,7 +76,27 @@ def test_load_run_gives_the_trained_model(finished_run, tiny_dataset):
     assert run.config.name == "tiny" and not run.model.training
     data = training_module.load_split_tensors(DatasetFolder(tiny_dataset), "test")
     metrics = training_module.evaluate(run.model, *data, CPU)
-    assert metrics["accuracy"] == pytest.approx(run.card["accuracy"]["test"])
+    assert metrics["accuracy"] == pytest.approx(run.card.accuracy["test"])
+
+
+def test_model_card_round_trips_and_a_broken_one_names_the_key(finished_run, tmp_path):
+    text = (finished_run / "model_card.json").read_text()
+    card = ModelCard.from_json(json.loads(text))
+    assert json.dumps(card.to_json(), indent=2, sort_keys=True) + "\n" == text
+    assert load_run(finished_run).card == card
+    assert card.config == load_run(finished_run).config
+    broken = tmp_path / "broken"
+    shutil.copytree(finished_run, broken)
+    for key, value, message in (
+        ("epochs", "three", "epochs must be an integer, not 'three'"),
+        ("accuracy", {"val": 0.5}, "accuracy has no 'test' split"),
+        ("dataset", {"fingerprint": "x"}, "dataset.path is missing"),
+    ):
+        data = json.loads(text)
+        data[key] = value
+        (broken / "model_card.json").write_text(json.dumps(data))
+        with pytest.raises(UserError, match=f"model_card.json: invalid model card: {message}$"):
+            load_run(broken)
 
 
 def test_load_run_refuses_an_incomplete_folder(finished_run, tmp_path):
@@ -123,9 +144,9 @@ def test_resume_continues_exactly_where_a_stopped_run_ended(tiny_dataset, tmp_pa
     stopped = tmp_path / "stopped"
     # --max-minutes so small that the run stops after its first epoch
     first = train(options(tiny_dataset, stopped, epochs=2, max_minutes=1e-9))
-    assert first["epochs"] == 1
+    assert first.epochs == 1
     resumed = train(options(tiny_dataset, stopped, resume=True, config=None))
-    assert resumed["epochs"] == 2
+    assert resumed.epochs == 2
     a = torch.load(straight / "checkpoint.pt", weights_only=False)["model"]
     b = torch.load(stopped / "checkpoint.pt", weights_only=False)["model"]
     for key in a:

@@ -75,11 +75,13 @@ def test_missing_and_malformed_files(tmp_path):
 
 
 def test_study_attributes_must_exist_in_the_bundle(bundle_dir, tmp_path):
-    import json
+    import dataclasses
 
-    manifest = json.loads((bundle_dir / "manifest.json").read_text())
+    from explain.bundle_format import load_manifest
+
+    manifest = load_manifest(bundle_dir)
     study = load_study(None)
     study.check_bundle(manifest)
-    manifest["attributes"] = [a for a in manifest["attributes"] if a["key"] != "bending"]
+    kept = tuple(a for a in manifest.attributes if a.key != "bending")
     with pytest.raises(UserError, match="bending"):
-        study.check_bundle(manifest)
+        study.check_bundle(dataclasses.replace(manifest, attributes=kept))

@@ -121,8 +121,8 @@ def model_stage(settings: DemoSettings, dataset, device) -> Path:
         _train(settings, dataset, device)
     card = read_model_card(run_dir)
     click.echo(
-        f"      test accuracy {card['accuracy']['test']:.3f} "
-        f"(ceiling {card['ceiling_accuracy']:.3f} from the true scene attributes)",
+        f"      test accuracy {card.accuracy['test']:.3f} "
+        f"(ceiling {card.ceiling_accuracy:.3f} from the true scene attributes)",
         err=True,
     )
     return run_dir
@@ -178,7 +178,7 @@ def bundle_stage(settings: DemoSettings, dataset, run_dir: Path, device) -> Path
         allow_invalid=True,
         probe_dir=run_dir / PROBE_DIR,
     )
-    failures = load_manifest(path)["validation"]["failures"]
+    failures = load_manifest(path).validation.failures
     if failures:
         _say(f"[3/4] bundle: published despite failed validation: {'; '.join(failures)}")
     return path

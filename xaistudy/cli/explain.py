@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -58,6 +57,7 @@ def explain(
     """Precompute the explanations, ground truth and tutorial into a study bundle."""
     from explain.build import ExplainSettings
     from explain.build import explain as run_explain
+    from explain.bundle_format import load_manifest
     from explain.ground_truth import RelevanceRule
     from explain.validation import Thresholds
     from xaistudy.devices import resolve_device
@@ -94,7 +94,7 @@ def explain(
     )
     total = sum(timings.values())
     click.echo(f"wrote study bundle {path} in {total:.1f} s")
-    failures = json.loads((path / "manifest.json").read_text())["validation"]["failures"]
+    failures = load_manifest(path).validation.failures
     if failures:
         click.echo(f"published despite failed validation (--allow-invalid): {'; '.join(failures)}")
 
@@ -112,8 +112,8 @@ def verify(bundle_dir: Path) -> None:
 
     manifest = verify_bundle(bundle_dir)
     click.echo(
-        f"bundle {bundle_dir} is intact: {len(manifest['files'])} files, "
-        f"conditions {', '.join(manifest['conditions'])}"
+        f"bundle {bundle_dir} is intact: {len(manifest.files)} files, "
+        f"conditions {', '.join(manifest.conditions)}"
     )
 
 
@@ -145,9 +145,9 @@ def validate(bundle_dir, run_dir, data_dir, thresholds, device) -> None:
     limits = Thresholds.parse(thresholds)
     result = validate_bundle(bundle_dir, run_dir, resolve_device(device), limits, data_dir)
     click.echo(format_table(result))
-    if not result["passed"]:
+    if not result.passed:
         raise UserError(
-            f"bundle {bundle_dir} failed validation: {'; '.join(result['failures'])} "
+            f"bundle {bundle_dir} failed validation: {'; '.join(result.failures)} "
             "(limits: --thresholds key=value,... or a .toml file)"
         )
 

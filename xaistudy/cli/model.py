@@ -77,11 +77,11 @@ def train(data, out, config_spec, epochs, batch_size, device, seed, resume, max_
             progress=not quiet,
         )
     )
-    accuracy = ", ".join(f"{split} {value:.3f}" for split, value in card["accuracy"].items())
+    accuracy = ", ".join(f"{split} {value:.3f}" for split, value in card.accuracy.items())
     click.echo(
-        f"wrote {out}: {card['epochs']} epochs in {card['training_seconds']:.0f} s; "
-        f"accuracy {accuracy}; ceiling {card['ceiling_accuracy']:.3f}; "
-        f"test bits/dim {card['bits_per_dim']['test']:.3f}"
+        f"wrote {out}: {card.epochs} epochs in {card.training_seconds:.0f} s; "
+        f"accuracy {accuracy}; ceiling {card.ceiling_accuracy:.3f}; "
+        f"test bits/dim {card.bits_per_dim['test']:.3f}"
     )
 
 

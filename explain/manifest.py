@@ -1,0 +1,535 @@
+"""The study bundle's ``manifest.json`` as typed, frozen records (schema version 1).
+
+``xaistudy explain`` builds a :class:`Manifest` and writes ``manifest.to_json()``; the
+study server, the analysis and the command line read it with
+``Manifest.from_json(data)`` (through :func:`explain.bundle_format.load_manifest`), which
+is the validation: a missing key, a value of the wrong type, an unknown key or condition
+raises one :class:`BundleError` naming the key path and what is allowed. The JSON on
+disk is exactly ``to_json()``; docs/bundle.md describes every key. Like
+:mod:`explain.bundle_format`, this module imports neither torch nor numpy.
+
+The layout of a manifest::
+
+    schema_version, created, files          the bundle itself
+    model_card                              the run's model card (modeling.card)
+    dataset                                 the test images' dataset
+    ground_truth, ground_truth_rule         per factor: how much it moves the model
+    attributes                              per study attribute: the answer key
+    tutorial                                the animals and a row per attribute
+    conditions.baseline | .counterfactuals | .concepts
+                                            title, description, layout, stimuli, details
+    explain_settings                        every setting the bundle was made with
+    validation                              optional: the checks of the stored images
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
+
+from modeling.card import ModelCard
+from xaistudy.errors import UserError
+from xaistudy.records import Invalid, Record, join
+from xaistudy.records import key as spec
+from xaistudy.vocabulary import CONDITIONS, FACTORS, STUDY_ATTRIBUTE_KEYS
+
+SCHEMA_VERSION = 1
+ANIMALS = ("peaky", "stretchy")  # logit < 0 | > 0
+Animal = Literal["peaky", "stretchy"]
+
+
+class BundleError(UserError):
+    """A bundle that is missing, damaged or not of this schema."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Part(Record):
+    """A part of the manifest: its errors are the manifest's."""
+
+    json_noun = "bundle manifest"
+    json_error = BundleError
+
+
+# ------------------------------------------------------------------------ stimuli
+
+
+@dataclass(frozen=True, kw_only=True)
+class Stimulus(Part):
+    """One image as participants see it, with its caption."""
+
+    image: str  # "images/<sha256[:16]>.png", listed in ``files``
+    caption: str
+    test_index: int | None = spec(optional=True)  # row of the test split, where known
+
+
+@dataclass(frozen=True, kw_only=True)
+class Cell(Stimulus):
+    """A stimulus in a condition's grid (0-based ``row`` and ``column``)."""
+
+    row: int
+    column: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class BaselineCell(Cell):
+    logit: float | None = spec(optional=True)  # the model's output, > 0 means stretchy
+    decision: Animal | None = spec(optional=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CounterfactualCell(Cell):
+    target: float  # the logit the image was edited to (the source's own in column 0)
+    logit: float  # the model on the decoded image
+    stored_logit: float  # the model on the stored 8-bit PNG
+    clipped_fraction: float  # share of decoded pixel values outside [0, 1]
+    source: bool  # the unedited test image (column 0)
+    passes_checks: bool
+    decision: Animal | None = spec(optional=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConceptCell(Cell):
+    concept_score: float  # the image's mean score of the row's concept
+
+
+# ------------------------------------------------------------------------- layout
+
+
+@dataclass(frozen=True, kw_only=True)
+class Layout(Part):
+    rows: int
+    columns: int
+    row_labels: tuple[str, ...]
+    column_labels: tuple[str, ...]
+
+    def check(self, path: str) -> None:
+        if self.rows < 1 or self.columns < 1:
+            raise Invalid(
+                path, f"needs positive rows and columns, not {self.rows} x {self.columns}"
+            )
+        for name, count, each in (
+            ("row_labels", self.rows, "row"),
+            ("column_labels", self.columns, "column"),
+        ):
+            if len(getattr(self, name)) != count:
+                raise Invalid(join(path, name), f"must hold {count} labels, one per {each}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Bins(Part):
+    """The baseline's logit bins: column j holds ``edges[j] <= logit < edges[j+1]``."""
+
+    centres: tuple[float, ...]
+    edges: tuple[float | None, ...]  # null: -infinity (first), +infinity (last)
+    rule: str
+    percentiles_of_abs_logit: tuple[float, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class BaselineLayout(Layout):
+    bins: Bins
+
+
+# --------------------------------------------------------------------- conditions
+
+
+@dataclass(frozen=True, kw_only=True)
+class Condition(Part):
+    """What every condition has: words for participants, the grid and its stimuli
+    (row-major order)."""
+
+    title: str
+    description: str  # one paragraph for participants on how to read it
+    layout: Layout
+    stimuli: tuple[Cell, ...] = spec(nonempty=True)
+
+    def check(self, path: str) -> None:
+        rows, columns = self.layout.rows, self.layout.columns
+        for i, cell in enumerate(self.stimuli):
+            if not (0 <= cell.row < rows and 0 <= cell.column < columns):
+                raise Invalid(
+                    join(join(path, "stimuli"), i),
+                    f"has row {cell.row}, column {cell.column}: outside the {rows} x {columns} "
+                    "layout",
+                )
+
+    def images(self) -> list[str]:
+        return [s.image for s in self.stimuli]
+
+    def grid(self) -> list[list[list[Cell]]]:
+        """rows -> columns -> the stimuli in that cell."""
+        cells: list[list[list[Cell]]] = [
+            [[] for _ in range(self.layout.columns)] for _ in range(self.layout.rows)
+        ]
+        for stimulus in self.stimuli:
+            cells[stimulus.row][stimulus.column].append(stimulus)
+        return cells
+
+
+@dataclass(frozen=True, kw_only=True)
+class BaselineCondition(Condition):
+    """Real test images in columns by the model's logit."""
+
+    layout: BaselineLayout
+    stimuli: tuple[BaselineCell, ...] = spec(nonempty=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CounterfactualSource(Part):
+    test_index: int
+    logit: float
+    passes_checks: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class CounterfactualChecks(Part):
+    logit_tolerance: float
+    clipped_tolerance: float
+    rule: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rejected(Part):
+    """Candidate rows that failed the checks, in all and per check."""
+
+    total: int
+    off_target: int
+    wrong_side: int
+    clipped: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class CounterfactualCondition(Condition):
+    """Source test images edited until the model's logit reaches each target."""
+
+    stimuli: tuple[CounterfactualCell, ...] = spec(nonempty=True)
+    targets: tuple[float, ...]
+    target_columns: tuple[int, ...]
+    target_percentiles_of_abs_logit: tuple[float, ...]
+    sources: tuple[CounterfactualSource, ...]  # the rows shown
+    checks: CounterfactualChecks
+    candidates: int
+    rejected: Rejected
+    rows_failing_checks: int
+    max_abs_logit_error: float
+    max_abs_stored_logit_error: float
+    max_clipped_fraction: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class Fidelity(Part):
+    """How well the concepts reproduce the model."""
+
+    logit_r2: float
+    decision_agreement: float
+    mean_abs_logit_error: float
+    activation_r2: float
+    images: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class MergedConcept(Part):
+    concepts: tuple[int, ...]  # the original indices
+    correlation: float
+    shared_strongest: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConceptRow(Part):
+    row: int
+    index: int  # after merging
+    merged_from: tuple[int, ...]
+    importance: float  # > 0 pushes towards stretchy
+    towards: Animal
+    heatmap_vmax: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConceptCondition(Condition):
+    """ICE-style concepts: one row per concept, its strongest and weakest images."""
+
+    stimuli: tuple[ConceptCell, ...] = spec(nonempty=True)
+    factorisation: Literal["nmf", "signed"]
+    layer: int
+    fidelity: Fidelity
+    importance: tuple[float, ...]  # per row
+    merged: tuple[MergedConcept, ...]
+    merge_threshold: float
+    shared_strongest_threshold: float
+    concepts: tuple[ConceptRow, ...]  # per row
+
+
+@dataclass(frozen=True, kw_only=True)
+class Conditions(Part):
+    """The three conditions (``xaistudy.vocabulary.CONDITIONS``), by name."""
+
+    json_key_noun = "condition"
+
+    baseline: BaselineCondition
+    counterfactuals: CounterfactualCondition
+    concepts: ConceptCondition
+
+    def __getitem__(self, name: str) -> Condition:
+        if name not in CONDITIONS:
+            raise KeyError(name)
+        return getattr(self, name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in CONDITIONS
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(f.name for f in fields(self))
+
+    def items(self) -> list[tuple[str, Condition]]:
+        return [(name, self[name]) for name in self]
+
+
+# ------------------------------------------------------------------- ground truth
+
+
+@dataclass(frozen=True, kw_only=True)
+class FactorTruth(Part):
+    """How much intervening on one factor moves the model (docs/bundle.md)."""
+
+    effect: float  # mean |delta|
+    ci: tuple[float, float]  # bootstrap 95% interval of effect
+    flip_rate: float
+    variance_share: float
+    mean_change: float
+    n: int
+    rank: int  # 1 = largest effect
+    relevant: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class GroundTruthRule(Part):
+    """The relevance rule the labels were made with."""
+
+    min_flip_rate: float
+    min_variance_share: float
+    min_effect: float
+    combine: Literal["any", "all"]
+    description: str
+    scenes_per_factor: int
+    made_on_the_fly: tuple[str, ...]  # factors whose intervention split was rendered here
+
+
+@dataclass(frozen=True, kw_only=True)
+class Attribute(Part):
+    """A study attribute and the answer key: relevant when any of its factors is."""
+
+    key: str
+    name: str
+    factors: tuple[str, ...] = spec(nonempty=True)
+    relevant: bool
+    effect: float  # the largest of its factors'
+
+    def check(self, path: str) -> None:
+        if self.key not in STUDY_ATTRIBUTE_KEYS:
+            raise Invalid(
+                join(path, "key"),
+                f"is {self.key!r}, not a study attribute (allowed: "
+                f"{', '.join(STUDY_ATTRIBUTE_KEYS)})",
+            )
+
+
+# ----------------------------------------------------------------------- tutorial
+
+
+@dataclass(frozen=True, kw_only=True)
+class TutorialExamples(Part):
+    json_key_noun = "animal"
+
+    peaky: tuple[Stimulus, ...] = spec(nonempty=True)
+    stretchy: tuple[Stimulus, ...] = spec(nonempty=True)
+
+    def __getitem__(self, animal: str) -> tuple[Stimulus, ...]:
+        if animal not in ANIMALS:
+            raise KeyError(animal)
+        return getattr(self, animal)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TutorialRow(Part):
+    """One study attribute varied alone, from Two4Two's neutral scene."""
+
+    caption: str
+    images: tuple[Stimulus, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Tutorial(Part):
+    examples: TutorialExamples
+    attributes: dict[str, TutorialRow] = spec(allowed=STUDY_ATTRIBUTE_KEYS, noun="study attribute")
+
+    def images(self) -> list[str]:
+        return [s.image for animal in ANIMALS for s in self.examples[animal]] + [
+            s.image for row in self.attributes.values() for s in row.images
+        ]
+
+
+# --------------------------------------------------------------------- validation
+
+
+@dataclass(frozen=True, kw_only=True)
+class CellCheck(Part):
+    """One stored counterfactual image, decoded and re-scored by the model."""
+
+    row: int
+    column: int
+    target: float
+    logit: float  # of the stored image
+    error: float
+    wrong_side: bool
+    clipped_fraction: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class Trend(Part):
+    """The attribute probe's reading of the stored images against the target, within rows."""
+
+    reading: str
+    slope: float
+    r2: float
+    range_share: float
+    relevant: bool | None  # the answer key's label; null when unknown
+
+
+@dataclass(frozen=True, kw_only=True)
+class CounterfactualValidation(Part):
+    n: int
+    clipped_fraction_mean: float
+    clipped_fraction_max: float
+    stored_logit_error_max: float
+    wrong_side: int
+    manifest_logit_mismatch_max: float | None
+    cells: tuple[CellCheck, ...]
+    attribute_trends: dict[str, Trend] = spec(allowed=STUDY_ATTRIBUTE_KEYS, noun="study attribute")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Mass(Part):
+    """Share of a concept's heatmap on the arms, the other blocks and the background."""
+
+    arms: float
+    blocks: float
+    background: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConceptAbout(Part):
+    row: int
+    index: int
+    about: str  # the attribute (or "label") its image scores correlate with most
+    about_correlation: float
+    correlations: dict[str, float]
+    mass: Mass
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConceptPair(Part):
+    rows: tuple[int, int]
+    image_score_correlation: float
+    score_map_correlation: float
+    similarity: float  # the larger
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConceptValidation(Part):
+    rows: tuple[ConceptAbout, ...]
+    pairs: tuple[ConceptPair, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class KeyEffect(Part):
+    key: str
+    effect: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class AnswerKeyValidation(Part):
+    """The answer key against trivial strategies (``validation.ground_truth``)."""
+
+    relevant: int
+    irrelevant: int
+    all_relies_on: float
+    all_does_not: float
+    all_neutral: float
+    weakest_relevant: KeyEffect | None
+    strongest_irrelevant: KeyEffect | None
+    effect_ratio: float | None  # null when a group is empty
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProbeSummary(Part):
+    architecture: str | None
+    fingerprint: str | None
+    train_images: int | None
+    seconds: float | None
+    test_r2: dict[str, float] | None  # per reading
+
+
+@dataclass(frozen=True, kw_only=True)
+class Validation(Part):
+    """The checks of the bundle as served (explain.validation)."""
+
+    counterfactuals: CounterfactualValidation | None
+    concepts: ConceptValidation | None  # null: not checked
+    ground_truth: AnswerKeyValidation | None
+    probe: ProbeSummary | None
+    thresholds: dict[str, float]  # explain.validation.Thresholds
+    failures: tuple[str, ...]  # one line per failed check
+    passed: bool
+    published_despite_failures: bool | None = spec(optional=True)
+
+
+# ----------------------------------------------------------------------- manifest
+
+
+@dataclass(frozen=True, kw_only=True)
+class Dataset(Part):
+    fingerprint: str
+    preset: str | None
+    size: int  # image side in pixels
+    test_images: int  # the first n of the test split the conditions draw from
+
+
+@dataclass(frozen=True, kw_only=True)
+class Manifest(Part):
+    """``manifest.json``."""
+
+    # The bundle's own fields: BundleWriter.finish stamps them.
+    schema_version: int = SCHEMA_VERSION
+    created: str = ""  # ISO time
+    files: dict[str, str] = field(default_factory=dict)  # path -> sha256 hex; all but this
+    model_card: ModelCard
+    dataset: Dataset
+    ground_truth: dict[str, FactorTruth] = spec(nonempty=True, allowed=FACTORS, noun="factor")
+    ground_truth_rule: GroundTruthRule
+    attributes: tuple[Attribute, ...] = spec(nonempty=True)
+    tutorial: Tutorial
+    conditions: Conditions
+    explain_settings: dict[str, Any]  # explain.build.ExplainSettings.to_dict()
+    validation: Validation | None = spec(optional=True)  # bundles made before it lack it
+
+    def check(self, path: str) -> None:
+        if self.schema_version != SCHEMA_VERSION:
+            raise Invalid(
+                "schema_version",
+                f"is {self.schema_version}; this version reads {SCHEMA_VERSION}",
+            )
+        for i, attribute in enumerate(self.attributes):
+            unknown = [f for f in attribute.factors if f not in self.ground_truth]
+            if unknown:
+                raise Invalid(
+                    f"attributes[{i}].factors",
+                    f"names {', '.join(unknown)}, not in ground_truth (allowed: "
+                    f"{', '.join(self.ground_truth)})",
+                )
+
+    def images(self) -> list[str]:
+        """Every image path the tutorial and the conditions' stimuli point at."""
+        return self.tutorial.images() + [
+            image for _, condition in self.conditions.items() for image in condition.images()
+        ]
