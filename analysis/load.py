@@ -143,7 +143,7 @@ def read_export(path: Path) -> Responses:
         source = str(path)
     else:
         raise UserError(f"responses {path} do not exist")
-    return _normalise(Responses(answers, participants, pages, source), answers_name=source)
+    return _normalize(Responses(answers, participants, pages, source), answers_name=source)
 
 
 def responses_from_frames(frames: Mapping[str, pd.DataFrame], source: str) -> Responses:
@@ -161,7 +161,7 @@ def responses_from_frames(frames: Mapping[str, pd.DataFrame], source: str) -> Re
         pages=frames.get("pages"),
         source=source,
     )
-    return _normalise(responses, answers_name=f"the answers table of {source}")
+    return _normalize(responses, answers_name=f"the answers table of {source}")
 
 
 def as_bool(series: pd.Series) -> pd.Series:
@@ -184,7 +184,7 @@ def as_bool(series: pd.Series) -> pd.Series:
     return series.map(convert).astype("boolean")
 
 
-def _normalise(responses: Responses, answers_name: str) -> Responses:
+def _normalize(responses: Responses, answers_name: str) -> Responses:
     answers = responses.answers
     _require_columns(answers, ANSWER_COLUMNS, answers_name)
     answers = answers.copy()
@@ -226,7 +226,7 @@ def _normalise(responses: Responses, answers_name: str) -> Responses:
         pages["seconds"] = pd.to_numeric(pages["seconds"], errors="coerce")
 
     if answers.empty:
-        raise UserError(f"{responses.source} holds no answers to analyse")
+        raise UserError(f"{responses.source} holds no answers to analyze")
     return Responses(answers, participants, pages, responses.source)
 
 
@@ -239,7 +239,7 @@ def check_bundle_matches(responses: Responses, bundle: Bundle) -> None:
         raise UserError(
             f"the responses rate attribute(s) {', '.join(unknown)} that bundle "
             f"{bundle.path} does not define (it defines {', '.join(sorted(known))}); "
-            "analyse with the bundle the study served"
+            "analyze with the bundle the study served"
         )
     conditions = set(responses.answers["condition"])
     if responses.participants is not None:

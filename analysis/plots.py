@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 PALETTE = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860")
-RATING_COLOURS = ("#b2182b", "#ef8a62", "#d9d9d9", "#67a9cf", "#2166ac")
+RATING_COLORS = ("#b2182b", "#ef8a62", "#d9d9d9", "#67a9cf", "#2166ac")
 
 
 def _png(fig) -> bytes:
@@ -23,7 +23,7 @@ def _png(fig) -> bytes:
     return buffer.getvalue()
 
 
-def _colours(conditions: list[str]) -> dict[str, str]:
+def _colors(conditions: list[str]) -> dict[str, str]:
     return {c: PALETTE[i % len(PALETTE)] for i, c in enumerate(conditions)}
 
 
@@ -48,7 +48,7 @@ def accuracy_plot(
     line at the accuracy of each trivial strategy on the left.
     """
     conditions = list(by_condition["condition"])
-    colours = _colours(conditions)
+    colors = _colors(conditions)
     attributes = list(dict.fromkeys(by_cell["attribute"]))
     fig, (left, right) = plt.subplots(
         1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [1, 3.2]}, sharey=True
@@ -59,7 +59,7 @@ def accuracy_plot(
             row["accuracy"],
             yerr=[[row["accuracy"] - row["ci_low"]], [row["ci_high"] - row["accuracy"]]],
             fmt="o",
-            color=colours[row["condition"]],
+            color=colors[row["condition"]],
             capsize=5,
             markersize=8,
         )
@@ -80,13 +80,13 @@ def accuracy_plot(
             cells["accuracy"],
             yerr=[cells["accuracy"] - cells["ci_low"], cells["ci_high"] - cells["accuracy"]],
             fmt="o",
-            color=colours[condition],
+            color=colors[condition],
             capsize=3,
             label=condition,
         )
     relevant = by_cell.drop_duplicates("attribute").set_index("attribute")["relevant"]
     labels = [
-        # Long attribute names wrap so that neighbouring labels do not overlap.
+        # Long attribute names wrap so that neighboring labels do not overlap.
         textwrap.fill(names.get(a, a), 14) + f"\n({'relevant' if relevant[a] else 'irrelevant'})"
         for a in attributes
     ]
@@ -96,7 +96,7 @@ def accuracy_plot(
     right.set_title("per attribute (ground truth in brackets)")
     right.legend(loc="lower right", fontsize=8, frameon=False)
     for ax in (left, right):
-        ax.axhline(guess, color="grey", ls="--", lw=1)
+        ax.axhline(guess, color="gray", ls="--", lw=1)
         ax.set_ylim(-0.02, 1.02)
         ax.grid(axis="y", color="#eeeeee")
     right.text(
@@ -106,7 +106,7 @@ def accuracy_plot(
         ha="right",
         va="bottom",
         fontsize=7,
-        color="grey",
+        color="gray",
     )
     return _png(fig)
 
@@ -114,7 +114,7 @@ def accuracy_plot(
 def _trivial_lines(ax, conditions: list[str], trivial: pd.DataFrame) -> None:
     """Per condition, a line across its slot at each trivial strategy's accuracy."""
     values = trivial.set_index("condition")
-    for name, (colour, style, label) in TRIVIAL_STYLES.items():
+    for name, (color, style, label) in TRIVIAL_STYLES.items():
         for i, condition in enumerate(conditions):
             if condition not in values.index:
                 continue
@@ -122,7 +122,7 @@ def _trivial_lines(ax, conditions: list[str], trivial: pd.DataFrame) -> None:
                 values.loc[condition, name],
                 i - 0.4,
                 i + 0.4,
-                colors=colour,
+                colors=color,
                 linestyles=style,
                 lw=1.3,
                 label=label if i == 0 else None,
@@ -168,7 +168,7 @@ def rating_plot(answers: pd.DataFrame, attributes: pd.DataFrame, conditions: lis
                     yi,
                     value,
                     left=left,
-                    color=RATING_COLOURS[rating - 1],
+                    color=RATING_COLORS[rating - 1],
                     edgecolor="white",
                     height=0.7,
                 )
@@ -185,7 +185,7 @@ def rating_plot(answers: pd.DataFrame, attributes: pd.DataFrame, conditions: lis
     spare = axes.ravel()[len(keys) :]
     for ax in spare:
         ax.axis("off")
-    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in RATING_COLOURS]
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in RATING_COLORS]
     labels = ["1 does not rely on it", "2", "3", "4", "5 relies on it"]
     if len(spare):  # the legend fills the first empty panel
         spare[0].legend(
@@ -213,12 +213,12 @@ def rating_plot(answers: pd.DataFrame, attributes: pd.DataFrame, conditions: lis
 
 
 def ground_truth_plot(ground_truth: pd.DataFrame) -> bytes:
-    """Effect of each factor on the model (with interval), coloured by relevance."""
+    """Effect of each factor on the model (with interval), colored by relevance."""
     truth = ground_truth.sort_values("effect")
     fig, ax = plt.subplots(figsize=(6.5, 0.35 * len(truth) + 1.2))
-    colours = ["#C44E52" if r else "#8c8c8c" for r in truth["relevant"]]
+    colors = ["#C44E52" if r else "#8c8c8c" for r in truth["relevant"]]
     y = np.arange(len(truth))
-    ax.barh(y, truth["effect"], color=colours)
+    ax.barh(y, truth["effect"], color=colors)
     low = (truth["effect"] - truth["ci_low"]).clip(lower=0)
     high = (truth["ci_high"] - truth["effect"]).clip(lower=0)
     ax.errorbar(truth["effect"], y, xerr=[low, high], fmt="none", color="black", capsize=3)
@@ -239,7 +239,7 @@ def ground_truth_plot(ground_truth: pd.DataFrame) -> bytes:
 def page_time_plot(page_times: pd.DataFrame, conditions: list[str]) -> bytes:
     """Median seconds per page by condition (``page_times``: page, condition, median)."""
     pages = list(dict.fromkeys(page_times["page"]))
-    colours = _colours(conditions)
+    colors = _colors(conditions)
     fig, ax = plt.subplots(figsize=(7.5, 0.32 * len(pages) * max(1, len(conditions) / 2) + 1.2))
     height = 0.8 / max(len(conditions), 1)
     for ci, condition in enumerate(conditions):
@@ -249,7 +249,7 @@ def page_time_plot(page_times: pd.DataFrame, conditions: list[str]) -> bytes:
             np.arange(len(pages)) - 0.4 + height * (ci + 0.5),
             values,
             height=height,
-            color=colours[condition],
+            color=colors[condition],
             label=condition,
         )
     ax.set_yticks(range(len(pages)), pages, fontsize=8)
@@ -266,12 +266,12 @@ def power_plot(curve: pd.DataFrame) -> bytes:
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for i, ((a, b), rows) in enumerate(curve.groupby(["condition_a", "condition_b"], sort=False)):
         rows = rows.sort_values("n")
-        colour = PALETTE[i % len(PALETTE)]
-        ax.plot(rows["n"], rows["power"], "o-", color=colour, label=f"{a} vs {b}")
+        color = PALETTE[i % len(PALETTE)]
+        ax.plot(rows["n"], rows["power"], "o-", color=color, label=f"{a} vs {b}")
         ax.fill_between(
-            rows["n"], rows["power_ci_low"], rows["power_ci_high"], color=colour, alpha=0.15
+            rows["n"], rows["power_ci_low"], rows["power_ci_high"], color=color, alpha=0.15
         )
-    ax.axhline(0.8, color="grey", ls="--", lw=1)
+    ax.axhline(0.8, color="gray", ls="--", lw=1)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("participants per condition")
     ax.set_ylabel("power (share of simulated studies detecting it)")

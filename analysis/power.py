@@ -91,9 +91,9 @@ def power_curve(
 
 def _wilson(successes: int, trials: int, z: float = 1.959964) -> tuple[float, float]:
     p = successes / trials
-    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
+    center = (p + z * z / (2 * trials)) / (1 + z * z / trials)
     half = z * np.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
-    return float(max(centre - half, 0.0)), float(min(centre + half, 1.0))
+    return float(max(center - half, 0.0)), float(min(center + half, 1.0))
 
 
 def default_ns(n: int) -> list[int]:

@@ -358,7 +358,7 @@ def analyze(
     level: float = 0.95,
     power_sims: int = 0,
 ) -> Analysis:
-    """Load, analyse and write the report folder; returns the analysis (with timings).
+    """Load, analyze and write the report folder; returns the analysis (with timings).
 
     ``responses``: read already, or an export folder or ``answers.csv`` to read.
     """

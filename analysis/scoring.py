@@ -222,7 +222,7 @@ def score_study(
     if scored.empty:
         raise UserError(
             f"no answers remain after the exclusions ({n_recorded} participants recorded, "
-            f"{int(table['n_excluded'].sum())} excluded); nothing to analyse"
+            f"{int(table['n_excluded'].sum())} excluded); nothing to analyze"
         )
 
     included = included[included["participant_id"].isin(scored["participant_id"])]

@@ -109,7 +109,7 @@ def bench_process(device: torch.device, scenes, batch_size: int, size: int, thre
 
 
 def stage_times(renderer: Renderer, parts) -> None:
-    """A timed pass (synchronising on CUDA, which costs a little): seconds per stage."""
+    """A timed pass (synchronizing on CUDA, which costs a little): seconds per stage."""
     watch = renderer.stopwatch = Stopwatch()
     for part in parts:
         renderer.render(part)

@@ -50,7 +50,7 @@ def bench(
         loss.backward()
         optimizer.step()
 
-    step()  # ActNorm initialisation and allocator warm-up
+    step()  # ActNorm initialization and allocator warm-up
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()

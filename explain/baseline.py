@@ -1,7 +1,7 @@
 """The baseline condition: real test images arranged in columns by the model's logit.
 
-Columns are logit bins centred on 0 and on symmetric percentiles of |logit| (see
-:func:`symmetric_centres`); bin edges lie halfway between neighbouring centres and the
+Columns are logit bins centered on 0 and on symmetric percentiles of |logit| (see
+:func:`symmetric_centers`); bin edges lie halfway between neighboring centers and the
 outermost bins are open. Each column holds ``rows`` images drawn without replacement
 from its bin.
 """
@@ -21,11 +21,11 @@ LABEL_WORDS = ("peaky", "stretchy")  # logit < 0 | > 0
 DEGREE_WORDS = ("clearly", "rather", "slightly", "barely")
 
 
-def symmetric_centres(logits: np.ndarray, count: int, max_percentile: float = 90.0) -> np.ndarray:
+def symmetric_centers(logits: np.ndarray, count: int, max_percentile: float = 90.0) -> np.ndarray:
     """``count`` (odd) values: 0 and +-percentiles of |logit|, ascending.
 
-    With ``m = (count - 1) / 2`` the k-th positive centre is the
-    ``max_percentile * k / m`` percentile of |logit|, so the outermost centres sit at
+    With ``m = (count - 1) / 2`` the k-th positive center is the
+    ``max_percentile * k / m`` percentile of |logit|, so the outermost centers sit at
     ``max_percentile`` and the inner ones are spaced evenly in rank below it.
     """
     if count < 1 or count % 2 == 0:
@@ -46,20 +46,20 @@ def symmetric_centres(logits: np.ndarray, count: int, max_percentile: float = 90
 
 @dataclass(frozen=True)
 class Binning:
-    """Logit bins: ``centres`` (C,), ``edges`` (C+1,) with -inf/+inf at the ends."""
+    """Logit bins: ``centers`` (C,), ``edges`` (C+1,) with -inf/+inf at the ends."""
 
-    centres: np.ndarray
+    centers: np.ndarray
     edges: np.ndarray
     percentiles: list[float]
 
     @classmethod
     def from_logits(cls, logits: np.ndarray, columns: int, max_percentile: float = 90.0):
-        centres = symmetric_centres(logits, columns, max_percentile)
-        inner = (centres[:-1] + centres[1:]) / 2.0
+        centers = symmetric_centers(logits, columns, max_percentile)
+        inner = (centers[:-1] + centers[1:]) / 2.0
         edges = np.concatenate([[-np.inf], inner, [np.inf]])
         m = (columns - 1) // 2
         percentiles = [max_percentile * k / m for k in range(1, m + 1)]
-        return cls(centres=centres, edges=edges, percentiles=percentiles)
+        return cls(centers=centers, edges=edges, percentiles=percentiles)
 
     def assign(self, logits: np.ndarray) -> np.ndarray:
         """Column index (N,) of each logit: bin j holds edges[j] <= logit < edges[j+1]."""
@@ -67,7 +67,7 @@ class Binning:
 
     def column_labels(self) -> list[str]:
         """Participant-facing labels in words, one per column (see :func:`confidence_labels`)."""
-        return confidence_labels(len(self.centres))
+        return confidence_labels(len(self.centers))
 
     def edge_labels(self) -> list[str]:
         """The exact logit range of each column (for messages to the researcher)."""
@@ -84,9 +84,9 @@ class Binning:
     def record(self) -> Bins:
         """The manifest's ``layout.bins``; infinite edges are written as null."""
         return Bins(
-            centres=tuple(float(c) for c in self.centres),
+            centres=tuple(float(c) for c in self.centers),
             edges=tuple(None if np.isinf(e) else float(e) for e in self.edges),
-            rule="edge j <= logit < edge j+1; centres 0 and +-percentiles of |logit|",
+            rule="edge j <= logit < edge j+1; centers 0 and +-percentiles of |logit|",
             percentiles_of_abs_logit=tuple(self.percentiles),
         )
 
@@ -121,13 +121,13 @@ def confidence_labels(count: int) -> list[str]:
     return [f"the model: {phrase}" for phrase in confidence_phrases(count)]
 
 
-def confidence_phrase(logit: float, centres: np.ndarray) -> str:
-    """The phrase of the column whose centre is nearest to ``logit`` (bins as in
-    :class:`Binning`: edges halfway between neighbouring centres)."""
-    centres = np.asarray(centres, dtype=np.float64)
-    edges = (centres[:-1] + centres[1:]) / 2.0
+def confidence_phrase(logit: float, centers: np.ndarray) -> str:
+    """The phrase of the column whose center is nearest to ``logit`` (bins as in
+    :class:`Binning`: edges halfway between neighboring centers)."""
+    centers = np.asarray(centers, dtype=np.float64)
+    edges = (centers[:-1] + centers[1:]) / 2.0
     column = int(np.searchsorted(edges, float(logit), side="right"))
-    return confidence_phrases(len(centres))[column]
+    return confidence_phrases(len(centers))[column]
 
 
 def select_grid(
@@ -138,8 +138,8 @@ def select_grid(
     Rows within a column are sorted by logit, so the grid reads smoothly top to bottom.
     """
     columns = binning.assign(logits)
-    grid = np.empty((rows, len(binning.centres)), dtype=np.int64)
-    for column in range(len(binning.centres)):
+    grid = np.empty((rows, len(binning.centers)), dtype=np.int64)
+    for column in range(len(binning.centers)):
         members = np.flatnonzero(columns == column)
         if len(members) < rows:
             raise UserError(

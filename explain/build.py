@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from explain.baseline import baseline_condition
 from explain.batching import batched_logits
 from explain.bundle_format import BundleWriter, verify_bundle
-from explain.concepts import analyse_concepts, concept_condition
+from explain.concepts import analyze_concepts, concept_condition
 from explain.counterfactuals import counterfactual_condition
 from explain.ground_truth import RelevanceRule, attribute_entries, ground_truth
 from explain.images import encode_png
@@ -56,7 +56,7 @@ class ExplainSettings:
     n_test: int = 1000  # test images the conditions draw from
     baseline_rows: int = 30
     baseline_columns: int = 5
-    max_percentile: float = 90.0  # outermost bin centre / target, percentile of |logit|
+    max_percentile: float = 90.0  # outermost bin center / target, percentile of |logit|
     counterfactual_sources: int = 6
     counterfactual_targets: int = 5
     concepts: int = 8
@@ -224,7 +224,7 @@ def build_bundle(
                 max_percentile=settings.max_percentile,
             )
         with stage("concepts"):
-            analysis = analyse_concepts(
+            analysis = analyze_concepts(
                 model,
                 images,
                 device,

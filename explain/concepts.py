@@ -1,8 +1,8 @@
-"""The concept condition (ICE-style): activations factorised into K concepts.
+"""The concept condition (ICE-style): activations factorized into K concepts.
 
 Per-pixel activation vectors at an intermediate layer (N x C x h x w, flattened to
-(N*h*w) x C) are factorised as ``A ~ S P`` into K concept vectors ``P`` (K x C, unit
-norm) and per-pixel concept scores ``S``. Non-negative activations are factorised
+(N*h*w) x C) are factorized as ``A ~ S P`` into K concept vectors ``P`` (K x C, unit
+norm) and per-pixel concept scores ``S``. Non-negative activations are factorized
 with NMF; otherwise with PCA ("signed": ``A ~ mean + S P``). A concept's importance
 is the derivative of the logit when its score rises by one at every pixel,
 ``mean_n sum_pixels <dlogit/dA, P_k>``; fidelity is how well the logit computed from
@@ -37,7 +37,7 @@ NONNEGATIVE_TOLERANCE = 1e-6
 
 
 @dataclass
-class Factorisation:
+class Factorization:
     """``A ~ offset + scores @ concepts``; concepts (K, C) with unit-norm rows, offset (C,).
 
     ``raw_transform`` maps (M, C) rows to the estimator's own (M, K) coefficients;
@@ -58,18 +58,18 @@ class Factorisation:
         """(M, K) scores -> (M, C) activation vectors."""
         return self.offset[None, :] + scores @ self.concepts
 
-    def merged(self, groups: list[list[int]], weights: np.ndarray) -> Factorisation:
+    def merged(self, groups: list[list[int]], weights: np.ndarray) -> Factorization:
         """One concept per group (a partition of the K concepts): the unit-norm sum of the
         group's concept vectors, each weighted by ``weights`` (K,) (the spread of its
         scores). A merged score is the group's reconstruction ``sum_i s_i P_i`` projected
         onto the merged vector, so identical concepts add their scores and non-negative
-        factorisations stay non-negative."""
+        factorizations stay non-negative."""
         vectors = np.stack([weights[g] @ self.concepts[g] for g in groups])
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         projection = np.zeros((len(self.concepts), len(groups)))
         for column, group in enumerate(groups):
             projection[group, column] = self.concepts[group] @ vectors[column]
-        return Factorisation(
+        return Factorization(
             kind=self.kind,
             concepts=vectors,
             offset=self.offset,
@@ -78,10 +78,10 @@ class Factorisation:
         )
 
 
-def factorise(rows: np.ndarray, k: int, seed: int = 0, max_fit_rows: int = 20000) -> Factorisation:
-    """Factorise (M, C) activation vectors into ``k`` concepts (NMF if all are >= 0).
+def factorize(rows: np.ndarray, k: int, seed: int = 0, max_fit_rows: int = 20000) -> Factorization:
+    """Factorize (M, C) activation vectors into ``k`` concepts (NMF if all are >= 0).
 
-    The factorisation is fitted on at most ``max_fit_rows`` rows drawn at random (the
+    The factorization is fitted on at most ``max_fit_rows`` rows drawn at random (the
     scores of every row come from ``transform``), which keeps it fast on large test sets.
     """
     rng = np.random.default_rng(seed)
@@ -108,7 +108,7 @@ def factorise(rows: np.ndarray, k: int, seed: int = 0, max_fit_rows: int = 20000
         signs = np.sign(np.mean((raw_transform(fit_rows) * norms) ** 3, axis=0))
         signs[signs == 0] = 1.0
         norms = norms * signs
-    return Factorisation(
+    return Factorization(
         kind=kind,
         concepts=(components / norms[:, None]).astype(np.float64),
         offset=offset,
@@ -119,10 +119,10 @@ def factorise(rows: np.ndarray, k: int, seed: int = 0, max_fit_rows: int = 20000
 
 def _correlation(values: np.ndarray) -> np.ndarray:
     """(K, K) Pearson correlation of the columns of (M, K) ``values``; 0 for constant ones."""
-    centred = values - values.mean(axis=0)
-    norms = np.linalg.norm(centred, axis=0)
+    centered = values - values.mean(axis=0)
+    norms = np.linalg.norm(centered, axis=0)
     norms = np.where(norms > 0, norms, np.inf)
-    return (centred.T @ centred) / np.outer(norms, norms)
+    return (centered.T @ centered) / np.outer(norms, norms)
 
 
 def _shared_strongest(per_image: np.ndarray, n: int) -> np.ndarray:
@@ -135,21 +135,21 @@ def _shared_strongest(per_image: np.ndarray, n: int) -> np.ndarray:
 
 
 def merge_duplicates(
-    fact: Factorisation,
+    fact: Factorization,
     rows: np.ndarray,
     n_images: int,
     threshold: float = 0.9,
     n_strongest: int = 4,
     shared_threshold: float = 0.5,
-) -> tuple[Factorisation, list[list[int]], list[dict]]:
+) -> tuple[Factorization, list[list[int]], list[dict]]:
     """Merge concepts that show the same thing, until none do.
 
     ``rows`` (N*h*w, C) are the activation vectors of ``n_images`` images, image-major.
     Two concepts are duplicates when their per-image mean scores or their per-pixel
     scores correlate at ``threshold`` or more, or when at least ``shared_threshold`` of
     their ``n_strongest`` images (the examples the condition shows) are the same;
-    duplicates (and chains of them) become one concept (:meth:`Factorisation.merged`).
-    Returns the factorisation, the original concepts each concept stands for, and one
+    duplicates (and chains of them) become one concept (:meth:`Factorization.merged`).
+    Returns the factorization, the original concepts each concept stands for, and one
     record per merged concept: ``{"concepts": [original indices], "correlation",
     "shared_strongest"}`` (the highest values seen between its parts).
     """
@@ -250,7 +250,7 @@ class ConceptAnalysis:
 
     ``score_maps`` (N, K, h, w) per-pixel concept scores; ``importance`` (K,);
     ``order`` concepts by descending |importance|; ``fidelity`` a dict of numbers;
-    ``members`` the factorisation's original concepts each concept stands for and
+    ``members`` the factorization's original concepts each concept stands for and
     ``merged`` the records of :func:`merge_duplicates`.
     """
 
@@ -267,7 +267,7 @@ class ConceptAnalysis:
     shared_threshold: float
 
 
-def analyse_concepts(
+def analyze_concepts(
     model,
     images: np.ndarray,
     device: torch.device,
@@ -279,7 +279,7 @@ def analyse_concepts(
     n_strongest: int = 4,
     shared_threshold: float = 0.5,
 ) -> ConceptAnalysis:
-    """Factorise the activations of ``images`` (N x H x W x 3 uint8) into ``k`` concepts,
+    """Factorize the activations of ``images`` (N x H x W x 3 uint8) into ``k`` concepts,
     then merge duplicates (:func:`merge_duplicates` with ``merge_threshold``,
     ``n_strongest`` and ``shared_threshold``)."""
     layer = model.default_concept_layer() if layer is None else int(layer)
@@ -287,7 +287,7 @@ def analyse_concepts(
     n, c, h, w = acts.shape
     rows = acts.transpose(0, 2, 3, 1).reshape(-1, c).astype(np.float64)
     fact, members, merged = merge_duplicates(
-        factorise(rows, k, seed), rows, n, merge_threshold, n_strongest, shared_threshold
+        factorize(rows, k, seed), rows, n, merge_threshold, n_strongest, shared_threshold
     )
     scores = fact.scores(rows)  # (N*h*w, K)
     k = scores.shape[1]
@@ -372,7 +372,7 @@ def concept_condition(
             rank_note = " (weakest)"
         row_labels.append(
             f"Feature {row + 1}{rank_note}: pushes {strength_word(importance, strongest)} "
-            f"towards {direction.capitalize()}"
+            f"toward {direction.capitalize()}"
         )
         concepts.append(
             ConceptRow(
@@ -380,7 +380,7 @@ def concept_condition(
                 index=int(concept),
                 merged_from=tuple(analysis.members[concept]),
                 importance=importance,
-                towards=direction,
+                toward=direction,
                 heatmap_vmax=vmax,
             )
         )
@@ -402,9 +402,9 @@ def concept_condition(
             "The model's internal signals were grouped into a few features. Each row shows "
             "one feature: on the left the test images in which the feature is strongest, on "
             "the right those in which it is weakest. In every image, the parts where the "
-            "feature is found keep their own colours and the parts it ignores are shown "
-            "darker and greyer. The row label says whether the feature pushes the model "
-            "towards Peaky or towards Stretchy, and how strongly; rows go from the feature "
+            "feature is found keep their own colors and the parts it ignores are shown "
+            "darker and grayer. The row label says whether the feature pushes the model "
+            "toward Peaky or toward Stretchy, and how strongly; rows go from the feature "
             "that matters most to the one that matters least."
         ),
         layout=Layout(

@@ -24,7 +24,7 @@ from explain.baseline import (
     confidence_labels,
     confidence_phrase,
     decision_word,
-    symmetric_centres,
+    symmetric_centers,
 )
 from explain.batching import to_tensor, to_uint8_images
 from explain.manifest import (
@@ -153,7 +153,7 @@ def check_rows(
 
 def spread_choice(positions: np.ndarray, goals: np.ndarray) -> np.ndarray:
     """Indices of ``len(goals)`` of the ascending ``positions``, in order, that lie
-    closest to the ascending ``goals`` (least total absolute distance; dynamic programme
+    closest to the ascending ``goals`` (least total absolute distance; dynamic program
     over the monotone assignments)."""
     m, n = len(positions), len(goals)
     distance = np.abs(positions[None, :] - goals[:, None])  # (n, m)
@@ -211,7 +211,7 @@ def counterfactual_condition(
     are edited; ``n_sources`` rows that pass :func:`check_rows` are shown (ascending
     logit). Column 0 is the unedited source, columns 1.. the targets (ascending).
     """
-    targets = symmetric_centres(logits, n_targets, max_percentile)
+    targets = symmetric_centers(logits, n_targets, max_percentile)
     candidates = spread_sources(logits, candidates_per_source * n_sources)
     result = compute_counterfactuals(model, images, candidates, targets, device)
     checks = check_rows(result, logit_tolerance, clipped_tolerance)

@@ -36,18 +36,18 @@ def concept_highlight(
     out_size: int,
     vmax: float,
     dim: float = 0.45,
-    grey: float = 0.75,
+    gray: float = 0.75,
 ) -> np.ndarray:
     """Show where a concept is by dimming what it ignores, both upscaled to ``out_size``.
 
     ``image`` H x W x 3 uint8; ``heat`` h x w float (concept scores, >= 0 shown);
     ``vmax`` the score shown in full (shared across a concept's strip so prototypes are
-    comparable). Where the score reaches ``vmax`` the image keeps its own colours; where
-    it is 0 or below each pixel is moved ``grey`` of the way to its own grey level and
+    comparable). Where the score reaches ``vmax`` the image keeps its own colors; where
+    it is 0 or below each pixel is moved ``gray`` of the way to its own gray level and
     darkened to ``dim`` of its brightness; in between the two are blended. Mixing a
-    colour with grey and scaling it never changes its hue, so object and background
-    colours (attributes participants rate) are never tinted. The image is upscaled with
-    nearest neighbours (keeps pixels crisp), the score bilinearly (smooth regions).
+    color with gray and scaling it never changes its hue, so object and background
+    colors (attributes participants rate) are never tinted. The image is upscaled with
+    nearest neighbors (keeps pixels crisp), the score bilinearly (smooth regions).
     Returns out x out x 3 uint8.
     """
     base = Image.fromarray(np.ascontiguousarray(image)).resize(
@@ -56,7 +56,7 @@ def concept_highlight(
     scaled = np.clip(np.asarray(heat, dtype=np.float32) / max(float(vmax), 1e-12), 0.0, 1.0)
     heat_big = Image.fromarray(scaled).resize((out_size, out_size), Image.Resampling.BILINEAR)
     strength = np.clip(np.asarray(heat_big, dtype=np.float32), 0.0, 1.0)[..., None]
-    colour = np.asarray(base, dtype=np.float32) / 255.0
-    luminance = colour @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-    faded = dim * ((1.0 - grey) * colour + grey * luminance[..., None])
-    return to_uint8(strength * colour + (1.0 - strength) * faded)
+    color = np.asarray(base, dtype=np.float32) / 255.0
+    luminance = color @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    faded = dim * ((1.0 - gray) * color + gray * luminance[..., None])
+    return to_uint8(strength * color + (1.0 - strength) * faded)

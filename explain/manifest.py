@@ -120,7 +120,7 @@ class Layout(Part):
 class Bins(Part):
     """The baseline's logit bins: column j holds ``edges[j] <= logit < edges[j+1]``."""
 
-    centres: tuple[float, ...]
+    centres: tuple[float, ...]  # the format's key keeps this spelling
     edges: tuple[float | None, ...]  # null: -infinity (first), +infinity (last)
     rule: str
     percentiles_of_abs_logit: tuple[float, ...]
@@ -240,8 +240,8 @@ class ConceptRow(Part):
     row: int
     index: int  # after merging
     merged_from: tuple[int, ...]
-    importance: float  # > 0 pushes towards stretchy
-    towards: Animal
+    importance: float  # > 0 pushes toward stretchy
+    toward: Animal
     heatmap_vmax: float
 
 
@@ -250,7 +250,7 @@ class ConceptCondition(Condition):
     """ICE-style concepts: one row per concept, its strongest and weakest images."""
 
     stimuli: tuple[ConceptCell, ...] = spec(nonempty=True)
-    factorisation: Literal["nmf", "signed"]
+    factorisation: Literal["nmf", "signed"]  # the format's key keeps this spelling
     layer: int
     fidelity: Fidelity
     importance: tuple[float, ...]  # per row

@@ -123,11 +123,11 @@ def preview_validation(validation: Validation, out: Path) -> Path:
     text = format_table(validation)
     height = 0.8 + 0.135 * (text.count("\n") + 1)  # inches: a title, then 7.5 pt lines
     figure = plt.figure(figsize=(10.5, height))
-    colour = "black" if validation.passed else "darkred"
+    color = "black" if validation.passed else "darkred"
     figure.text(0.01, 0.99, "Validation", fontsize=11, weight="bold", va="top")
     figure.text(
         0.01, 1 - 0.45 / height, text, family="monospace", fontsize=7.5,
-        va="top", color=colour,
+        va="top", color=color,
     )  # fmt: skip
     figure.savefig(out, dpi=90)
     plt.close(figure)

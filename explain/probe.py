@@ -1,10 +1,10 @@
 """The attribute probe: a supervised CNN that reads the true scene attributes off an image.
 
 It is independent of the model under study: a small torchvision ResNet
-(``ResNet(BasicBlock, [1, 1, 1, 1])``, randomly initialised, nothing downloaded) trained
+(``ResNet(BasicBlock, [1, 1, 1, 1])``, randomly initialized, nothing downloaded) trained
 by regression on the dataset's scene parameters. Validation uses it to say what changes
 along a counterfactual row. Targets (``TARGETS``) are the continuous attributes of
-``generator.attributes.RANGES``, standardised; yaw is circular, so it is learnt as its
+``generator.attributes.RANGES``, standardized; yaw is circular, so it is learned as its
 sine and cosine (``obj_rotation_yaw_sin``, ``obj_rotation_yaw_cos``) and read back with
 ``atan2``.
 
@@ -130,9 +130,9 @@ def train_probe(
     network = build_network().to(device)
     steps_per_epoch = max(1, n // settings.batch_size)
     total_steps = settings.epochs * steps_per_epoch
-    optimiser = torch.optim.AdamW(network.parameters(), lr=settings.learning_rate)
+    optimizer = torch.optim.AdamW(network.parameters(), lr=settings.learning_rate)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimiser, max_lr=settings.learning_rate, total_steps=total_steps, pct_start=0.2
+        optimizer, max_lr=settings.learning_rate, total_steps=total_steps, pct_start=0.2
     )
     order = torch.Generator().manual_seed(settings.seed)
     network.train()
@@ -143,9 +143,9 @@ def train_probe(
             batch = permutation[step * settings.batch_size : (step + 1) * settings.batch_size]
             x = _to_input(images[batch].to(device))
             loss = nn.functional.mse_loss(network(x), y[batch].to(device))
-            optimiser.zero_grad(set_to_none=True)
+            optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            optimiser.step()
+            optimizer.step()
             schedule.step()
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}")

@@ -74,7 +74,7 @@ def _deg(name: str) -> Callable[[float], str]:
 
 def tutorial_scenes(animal: str = "peaky") -> tuple[pd.DataFrame, list[tuple[str, str]]]:
     """All tutorial scenes as one parameter table, and (attribute key, caption) per row."""
-    # Light blue blocks on the neutral grey background, so the animal stands out.
+    # Light blue blocks on the neutral gray background, so the animal stands out.
     base = SceneAttributes(obj_name=animal, obj_color=0.25)
     rows, keys = [], []
     for key, (_, steps) in attribute_variations().items():

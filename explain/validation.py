@@ -120,7 +120,7 @@ def within_row_trend(
 ) -> tuple[float, float]:
     """(slope, R^2) of ``readings`` against ``targets`` within rows, all (n,).
 
-    Targets and readings are centred per row, then pooled: the slope is that of one line
+    Targets and readings are centered per row, then pooled: the slope is that of one line
     through every row (reading units per logit unit), R^2 the share of the within-row
     variance of the readings it explains. Differences between rows (the sources) do not
     count, only what changes along a row.

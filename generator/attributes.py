@@ -121,7 +121,7 @@ def validate_frame(frame) -> None:
 
 
 def coolwarm(values) -> np.ndarray:
-    """Map colour values in [0, 1] to RGB in [0, 1] through matplotlib's ``coolwarm``.
+    """Map color values in [0, 1] to RGB in [0, 1] through matplotlib's ``coolwarm``.
 
     Returns an array of shape ``values.shape + (3,)``, float64.
     """

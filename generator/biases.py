@@ -231,7 +231,7 @@ class BiasSpec:
     def sample(self, n: int, rng: np.random.Generator) -> pd.DataFrame:
         """Draw ``n`` scenes: columns ``label`` (0/1, balanced) and every attribute.
 
-        Vectorised: 100k scenes take a fraction of a second.
+        Vectorized: 100k scenes take a fraction of a second.
         """
         if n < 0:
             raise UserError(f"number of scenes must be >= 0, got {n}")

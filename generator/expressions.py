@@ -1,4 +1,4 @@
-"""Small arithmetic expressions over scene attributes, evaluated vectorised with numpy.
+"""Small arithmetic expressions over scene attributes, evaluated vectorized with numpy.
 
 Bias specifications let a distribution parameter depend on other attributes, e.g.
 ``high = "clip(0.25 + 2.5*(arm_position - 0.5), 0, 1)"``. Expressions are parsed with

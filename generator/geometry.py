@@ -2,7 +2,7 @@
 
 World frame as in Two4Two's Blender scene: the camera sits at (9, 0, 0) looking along -X,
 +Y points right on screen and +Z up. A block is a rounded box (half edge ``half``, corner
-radius ``radius``) posed by a rotation ``R`` (local -> world) and a centre ``c``:
+radius ``radius``) posed by a rotation ``R`` (local -> world) and a center ``c``:
 ``p_world = R @ p_local + c``.
 """
 
@@ -22,8 +22,8 @@ BLOCK_NAMES = (
     "arm_right_top",
     "arm_right_bottom",
 )
-# Block centres before bending; the right arms also move by +arm_position along Y.
-BASE_CENTRES = (
+# Block centers before bending; the right arms also move by +arm_position along Y.
+BASE_CENTERS = (
     (0.0, -1.5, 1.0),
     (0.0, -1.5, -1.0),
     (0.0, -1.0, 0.0),
@@ -36,7 +36,7 @@ BASE_CENTRES = (
 RIGHT_ARMS = (6, 7)
 # Two4Two's two armatures start at the spine's middle (y = 0.5), one bending each half.
 MIDDLE_JOINT_Y = 0.5
-LEFT_CENTRE, RIGHT_CENTRE = 3, 4
+LEFT_CENTER, RIGHT_CENTER = 3, 4
 LEFT_OUTER, RIGHT_OUTER = (0, 1, 2), (5, 6, 7)
 
 
@@ -50,10 +50,10 @@ class Calibration:
     round_slope: float = 0.75
     size_scale: float = 0.96  # half edge / Two4Two's (0.8 + 0.1 * spherical) / 2
     # bone turns per unit of bending (Two4Two's BoneRotation.from_bending: b/2 and b), and
-    # the share of the second bone's turn that the centre block between both bones follows
-    bend_centre: float = 0.5
+    # the share of the second bone's turn that the center block between both bones follows
+    bend_center: float = 0.5
     bend_outer: float = 1.0
-    centre_block_share: float = 0.5
+    center_block_share: float = 0.5
     # Blender's rotate operator turns by -value about its axis
     roll_sign: float = -1.0
     pitch_sign: float = -1.0
@@ -67,11 +67,11 @@ DEFAULT_CALIBRATION = Calibration()
 class BlockPoses:
     """Posed blocks of a batch of N scenes.
 
-    centres: (N, 8, 3), rotations: (N, 8, 3, 3) local -> world, half: (N,) half edge,
+    centers: (N, 8, 3), rotations: (N, 8, 3, 3) local -> world, half: (N,) half edge,
     radius: (N,) corner radius (radius == half is a sphere).
     """
 
-    centres: torch.Tensor
+    centers: torch.Tensor
     rotations: torch.Tensor
     half: torch.Tensor
     radius: torch.Tensor
@@ -82,7 +82,7 @@ class BlockPoses:
         return (self.rotations.abs() @ core[..., None])[..., 0] + self.radius[:, None, None]
 
     def bounding_radius(self) -> torch.Tensor:
-        """Radius (N,) of the sphere around the block centre enclosing the block."""
+        """Radius (N,) of the sphere around the block center enclosing the block."""
         return (self.half - self.radius) * 3**0.5 + self.radius
 
 
@@ -97,54 +97,54 @@ def axis_rotation(angle: torch.Tensor, axis: int) -> torch.Tensor:
     return torch.stack([torch.stack(r, -1) for r in rows], -2)
 
 
-def _bounds_centre(poses: BlockPoses) -> torch.Tensor:
-    """Centre (N, 3) of the world axis-aligned bounding box of all eight blocks."""
+def _bounds_center(poses: BlockPoses) -> torch.Tensor:
+    """Center (N, 3) of the world axis-aligned bounding box of all eight blocks."""
     extents = poses.extents()
-    low = (poses.centres - extents).amin(1)
-    high = (poses.centres + extents).amax(1)
+    low = (poses.centers - extents).amin(1)
+    high = (poses.centers + extents).amax(1)
     return (low + high) / 2
 
 
-def _half_centre(poses: BlockPoses) -> None:
-    """Two4Two's ``center()``: it moves the object by minus *half* its bounding-box centre."""
-    poses.centres = poses.centres - 0.5 * _bounds_centre(poses)[:, None]
+def _half_center(poses: BlockPoses) -> None:
+    """Two4Two's ``center()``: it moves the object by minus *half* its bounding-box center."""
+    poses.centers = poses.centers - 0.5 * _bounds_center(poses)[:, None]
 
 
-def _turn(centres, rotations, members, pivot, angle):
+def _turn(centers, rotations, members, pivot, angle):
     """Rotate blocks ``members`` about X through ``pivot`` (N, 3) by ``angle`` (N,)."""
     turn = axis_rotation(angle, 0)  # (N, 3, 3)
     idx = list(members)
-    rel = centres[:, idx] - pivot[:, None]
-    centres[:, idx] = (turn[:, None] @ rel[..., None])[..., 0] + pivot[:, None]
+    rel = centers[:, idx] - pivot[:, None]
+    centers[:, idx] = (turn[:, None] @ rel[..., None])[..., 0] + pivot[:, None]
     rotations[:, idx] = turn[:, None] @ rotations[:, idx]
 
 
-def _bend(centres, rotations, bending, cal: Calibration, offset) -> None:
+def _bend(centers, rotations, bending, cal: Calibration, offset) -> None:
     """Bend the skeleton in place, as Two4Two's two armatures do.
 
-    Each half of the spine hangs on a bone from the middle joint (0, 0.5, 0) to its centre
+    Each half of the spine hangs on a bone from the middle joint (0, 0.5, 0) to its center
     block, turned by -+bending/2, and a bone from there to its outer block, turned by a
-    further -+bending (the arms follow their outer block). The centre block sits on that
-    second joint, so its vertices are shared between both bones: it keeps its centre and
-    turns by part of the second bone's angle. ``centres`` (N, 8, 3), ``rotations``
+    further -+bending (the arms follow their outer block). The center block sits on that
+    second joint, so its vertices are shared between both bones: it keeps its center and
+    turns by part of the second bone's angle. ``centers`` (N, 8, 3), ``rotations``
     (N, 8, 3, 3), ``bending`` (N,), ``offset`` (N, 3) where the skeleton has been moved.
     """
 
     def joint(y):
-        return offset + torch.tensor([0.0, y, 0.0], dtype=centres.dtype, device=centres.device)
+        return offset + torch.tensor([0.0, y, 0.0], dtype=centers.dtype, device=centers.device)
 
     middle = joint(MIDDLE_JOINT_Y)
-    for sign, centre_block, outer_blocks in (
-        (1.0, LEFT_CENTRE, LEFT_OUTER),
-        (-1.0, RIGHT_CENTRE, RIGHT_OUTER),
+    for sign, center_block, outer_blocks in (
+        (1.0, LEFT_CENTER, LEFT_OUTER),
+        (-1.0, RIGHT_CENTER, RIGHT_OUTER),
     ):
-        first = sign * cal.bend_centre * bending
+        first = sign * cal.bend_center * bending
         second = sign * cal.bend_outer * bending
-        _turn(centres, rotations, (centre_block, *outer_blocks), middle, first)
-        outer_joint = centres[:, centre_block]  # the second bone starts in the centre block
-        _turn(centres, rotations, outer_blocks, outer_joint, second)
-        own = axis_rotation(cal.centre_block_share * second, 0)
-        rotations[:, centre_block] = own @ rotations[:, centre_block]
+        _turn(centers, rotations, (center_block, *outer_blocks), middle, first)
+        outer_joint = centers[:, center_block]  # the second bone starts in the center block
+        _turn(centers, rotations, outer_blocks, outer_joint, second)
+        own = axis_rotation(cal.center_block_share * second, 0)
+        rotations[:, center_block] = own @ rotations[:, center_block]
 
 
 def block_poses(
@@ -157,28 +157,28 @@ def block_poses(
     half = (0.8 + 0.1 * spherical) / 2 * cal.size_scale
     radius = half * (cal.round_base + cal.round_slope * spherical).clamp(0.0, 1.0)
 
-    centres = torch.tensor(BASE_CENTRES, device=device, dtype=dtype).repeat(n, 1, 1)
-    centres[:, RIGHT_ARMS, 1] += batch["arm_position"][:, None]
+    centers = torch.tensor(BASE_CENTERS, device=device, dtype=dtype).repeat(n, 1, 1)
+    centers[:, RIGHT_ARMS, 1] += batch["arm_position"][:, None]
     rotations = torch.eye(3, device=device, dtype=dtype).repeat(n, 8, 1, 1)
-    # Two4Two centres the still square blocks once before bending (see _half_centre)
-    cube = BlockPoses(centres, rotations, half / cal.size_scale, torch.zeros_like(half))
-    offset = -0.5 * _bounds_centre(cube)
-    centres = centres + offset[:, None]
-    _bend(centres, rotations, batch["bending"], cal, offset)
-    poses = BlockPoses(centres, rotations, half, radius)
-    _half_centre(poses)
+    # Two4Two centers the still square blocks once before bending (see _half_center)
+    cube = BlockPoses(centers, rotations, half / cal.size_scale, torch.zeros_like(half))
+    offset = -0.5 * _bounds_center(cube)
+    centers = centers + offset[:, None]
+    _bend(centers, rotations, batch["bending"], cal, offset)
+    poses = BlockPoses(centers, rotations, half, radius)
+    _half_center(poses)
     for name, axis, sign in (
         ("obj_rotation_roll", 1, cal.roll_sign),
         ("obj_rotation_pitch", 2, cal.pitch_sign),
         ("obj_rotation_yaw", 0, cal.yaw_sign),
     ):
-        # Blender turns the object about the centre of its bounding box
-        pivot = _bounds_centre(poses)[:, None]
+        # Blender turns the object about the center of its bounding box
+        pivot = _bounds_center(poses)[:, None]
         turn = axis_rotation(sign * batch[name], axis)[:, None]
-        poses.centres = (turn @ (poses.centres - pivot)[..., None])[..., 0] + pivot
+        poses.centers = (turn @ (poses.centers - pivot)[..., None])[..., 0] + pivot
         poses.rotations = turn @ poses.rotations
-    _half_centre(poses)
+    _half_center(poses)
     zeros = torch.zeros_like(spherical)
     shift = torch.stack([zeros, batch["position_x"], batch["position_y"]], -1)
-    poses.centres = poses.centres + shift[:, None]
+    poses.centers = poses.centers + shift[:, None]
     return poses

@@ -16,7 +16,7 @@ COLUMNS = 8
 
 
 def caption(row) -> str:
-    """Three short lines: class (and the intervened factor), arms and colour, shape and bg."""
+    """Three short lines: class (and the intervened factor), arms and color, shape and bg."""
     first = LABELS[int(row["label"])]
     intervened = row.get("intervened")
     if isinstance(intervened, str) and intervened:

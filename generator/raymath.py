@@ -64,7 +64,7 @@ def ray_rounded_box(origin, direction, core, radius, t_enter) -> torch.Tensor:
         closer = (h > 0) & (edge_t > 0) & (edge_t < t) & (along < core)
         t = torch.where(closer, edge_t, t)
     t = torch.where(on_face, t_enter, t)
-    # Near-spherical blocks can be first hit in a neighbouring octant; the hit found then
+    # Near-spherical blocks can be first hit in a neighboring octant; the hit found then
     # lies a little inside the block. Step those few back out along the ray by the signed
     # distance, which is negative inside and never overshoots the surface.
     hit = torch.isfinite(t)

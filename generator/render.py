@@ -5,7 +5,7 @@ in front of a diffuse background plane, seen by Two4Two's pinhole camera and lit
 area light at (10, 10, 10). Rays are cast analytically: a ray is tested only against the
 blocks whose projected bounding circle covers its pixel, enters the block's box by a slab
 test and reaches the rounded surface in a few sphere-tracing steps. Shadows treat each
-block as a sphere and the light as a disc, which gives their soft edges in closed form.
+block as a sphere and the light as a disk, which gives their soft edges in closed form.
 Anti-aliasing supersamples only the pixels on block edges.
 
 Everything is torch, float32, the same code on CPU and CUDA, deterministic. The ray
@@ -51,9 +51,9 @@ class Look:
     """Light, shadow and tone constants fitted to the Two4Two reference renders."""
 
     light_power: float = 1.0  # area light, irradiance at the origin facing it
-    ambient: float = 0.13  # Blender's grey world, and light bounced about
+    ambient: float = 0.13  # Blender's gray world, and light bounced about
     background_gain: float = 0.957
-    light_radius: float = 8.75  # the 20 x 15 ellipse as a disc, for shadows
+    light_radius: float = 8.75  # the 20 x 15 ellipse as a disk, for shadows
     shadow_sphere: float = 1.0  # occluder sphere radius / block half edge
     tone_middle: float = 0.0712
     tone_contrast: float = 0.645
@@ -83,7 +83,7 @@ def _ellipse_samples(device: torch.device) -> torch.Tensor:
 
 def _bilinear_matrix(coarse: int, size: int, device: torch.device) -> torch.Tensor:
     """Weights (size, coarse) of bilinear upsampling from ``coarse`` to ``size`` samples,
-    with cell centres aligned and edges clamped (F.interpolate's align_corners=False)."""
+    with cell centers aligned and edges clamped (F.interpolate's align_corners=False)."""
     source = ((torch.arange(size, dtype=torch.float64) + 0.5) * (coarse / size) - 0.5).clamp(min=0)
     low = source.floor().long().clamp(max=coarse - 1)
     high = (low + 1).clamp(max=coarse - 1)
@@ -140,7 +140,7 @@ class Renderer:
         self.light = torch.tensor(LIGHT_POSITION, device=self.device)
         self.light_normal = torch.tensor(LIGHT_NORMAL, device=self.device)
         self.light_samples = _ellipse_samples(self.device)
-        self.light_norm = 1.0  # set just below: the unnormalised vector's size at the origin
+        self.light_norm = 1.0  # set just below: the unnormalized vector's size at the origin
         facing = -self.light_normal[None]
         self.light_norm = float(
             (self._light_vector(torch.zeros(1, 3, device=self.device)) * facing).sum()
@@ -150,7 +150,7 @@ class Renderer:
 
     # ---- rays -------------------------------------------------------------------------
     def ray_directions(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-        """Unit directions (..., 3) through image points (pixel units, centres at +0.5)."""
+        """Unit directions (..., 3) through image points (pixel units, centers at +0.5)."""
         half = self.size / 2
         d = torch.stack([torch.full_like(rows, -self.focal), cols - half, half - rows], -1)
         return F.normalize(d, dim=-1)
@@ -170,10 +170,10 @@ class Renderer:
         """Which of the M pairs hit: pair indices (H,), distance (H,) along ``direction``
         from the camera to block ``block`` of scene ``image``, and the local hit points
         (H, 3). ``image``, ``block`` (M,), ``direction`` (M, 3)."""
-        n = poses.centres.shape[0]
+        n = poses.centers.shape[0]
         # per block: the camera in its frame, R^T (camera - c), its rotation's nine entries
         # (row major), half edge and radius; gathered for all pairs by one index_select
-        cameras = ((self.camera - poses.centres)[..., None, :] @ poses.rotations)[..., 0, :]
+        cameras = ((self.camera - poses.centers)[..., None, :] @ poses.rotations)[..., 0, :]
         sizes = torch.stack([poses.half, poses.radius], -1)[:, None].expand(n, NUM_BLOCKS, 2)
         table = torch.cat([cameras, poses.rotations.flatten(-2), sizes], -1)  # (N, 8, 14)
         pair = gather_rows(table.reshape(-1, 14).t(), image * NUM_BLOCKS + block)
@@ -228,19 +228,19 @@ class Renderer:
         return Hits(hit_block, winner, t, normal)
 
     def _primary_pairs(self, poses: BlockPoses):
-        """Candidate (pixel, block) pairs: the pixels whose centre lies in the screen
+        """Candidate (pixel, block) pairs: the pixels whose center lies in the screen
         rectangle around the projected corners of the block's box (which holds the rounded
         block). Returns image, block, row, col (M,) each."""
-        n, size = poses.centres.shape[0], self.size
+        n, size = poses.centers.shape[0], self.size
         signs = torch.tensor(
             [[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)],
             dtype=torch.float32,
             device=self.device,
         )
         local = signs * poses.half[:, None, None]  # (N, 8 corners, 3)
-        corners = poses.centres[:, :, None] + local[:, None] @ poses.rotations.transpose(-1, -2)
+        corners = poses.centers[:, :, None] + local[:, None] @ poses.rotations.transpose(-1, -2)
         row, col, _ = self._project(corners)  # (N, 8 blocks, 8 corners)
-        # first and last pixel whose centre (index + 0.5) lies within the corners' range
+        # first and last pixel whose center (index + 0.5) lies within the corners' range
         top = torch.ceil(row.amin(-1) - 0.5).long()
         left = torch.ceil(col.amin(-1) - 0.5).long()
         bottom = torch.floor(row.amax(-1) - 0.5).long()
@@ -250,11 +250,11 @@ class Renderer:
         rows = top[..., None, None] + steps[:, None]  # (N, 8, S, 1)
         cols = left[..., None, None] + steps[None, :]  # (N, 8, 1, S)
         # ... and within the projected bounding sphere, widened for off-axis stretch
-        centre_row, centre_col, depth = self._project(poses.centres)  # (N, 8)
+        center_row, center_col, depth = self._project(poses.centers)  # (N, 8)
         bound = poses.bounding_radius()[:, None]
         reach = self.focal * bound / (depth - bound).clamp(min=1e-3) * 1.2 + 1.0
-        near = (rows + 0.5 - centre_row[..., None, None]) ** 2 + (
-            cols + 0.5 - centre_col[..., None, None]
+        near = (rows + 0.5 - center_row[..., None, None]) ** 2 + (
+            cols + 0.5 - center_col[..., None, None]
         ) ** 2 <= reach[..., None, None] ** 2
         candidate = near & (
             (rows >= 0)
@@ -272,7 +272,7 @@ class Renderer:
     def _light_vector(self, points: torch.Tensor) -> torch.Tensor:
         """Vector irradiance (M, 3) of the elliptic area light at world ``points`` (M, 3):
         a surface with unit normal n, seeing all of the light, receives ``n . vector``.
-        Normalised to 1 at the origin for a surface facing the light."""
+        Normalized to 1 at the origin for a surface facing the light."""
         rel = self.light_samples[None] - points[:, None]  # (M, K, 3) point -> light sample
         distance = rel.norm(dim=-1, keepdim=True)
         direction = rel / distance
@@ -282,16 +282,16 @@ class Renderer:
 
     def _visibility(self, poses: BlockPoses, points, image, skip_block=None):
         """Fraction (M,) of the area light seen from world ``points`` (M, 3) of scene
-        ``image`` (M,): the light as a disc, each block as a sphere occluder (closed-form
+        ``image`` (M,): the light as a disk, each block as a sphere occluder (closed-form
         soft shadows). ``skip_block`` (M,) 1..8 leaves out the block a point lies on."""
         look = self.look
         to_light = self.light - points
         light_distance = to_light.norm(dim=-1, keepdim=True)
         light_dir = to_light / light_distance
         light_angle = look.light_radius / light_distance  # (M, 1)
-        # point -> block centre, one (M, 8) plane per coordinate: no reductions over 3
-        centres = poses.centres.permute(2, 0, 1).reshape(3, -1, NUM_BLOCKS)
-        rel = torch.stack([c.index_select(0, image) for c in centres])  # (3, M, 8)
+        # point -> block center, one (M, 8) plane per coordinate: no reductions over 3
+        centers = poses.centers.permute(2, 0, 1).reshape(3, -1, NUM_BLOCKS)
+        rel = torch.stack([c.index_select(0, image) for c in centers])  # (3, M, 8)
         rel.sub_(points.t()[..., None])
         along = (rel * light_dir.t()[..., None]).sum(0)  # (M, 8)
         across = ((rel * rel).sum(0) - along * along).clamp_(min=0).sqrt_()
@@ -300,7 +300,7 @@ class Renderer:
         along = along.clamp(min=1e-3)
         blocker_angle = sphere / along
         separation = across / along
-        # overlap of the blocker's and the light's discs, smooth in their separation
+        # overlap of the blocker's and the light's disks, smooth in their separation
         spread = blocker_angle + light_angle
         overlap = (spread - separation) / (2 * torch.minimum(blocker_angle, light_angle))
         overlap = overlap.clamp(0, 1)
@@ -325,16 +325,16 @@ class Renderer:
         x = (linear.clamp(min=1e-6) / look.tone_middle) ** look.tone_contrast
         return (look.tone_white * x / (1 + x)).clamp(0, 1)
 
-    def _backdrop(self, poses: BlockPoses, bg_colour) -> torch.Tensor:
-        """Display colour (N, H, W, 3) of the background plane behind every pixel.
+    def _backdrop(self, poses: BlockPoses, bg_color) -> torch.Tensor:
+        """Display color (N, H, W, 3) of the background plane behind every pixel.
 
         The plane's light (its gradient and the very soft shadows of the blocks) varies
         slowly, so it is lit and tone mapped on a coarse grid and interpolated.
         """
-        n, size, cell = poses.centres.shape[0], self.size, self.look.background_cell
+        n, size, cell = poses.centers.shape[0], self.size, self.look.background_cell
         coarse = max(2, size // cell)
-        centres = (torch.arange(coarse, device=self.device) + 0.5) * (size / coarse)
-        rows, cols = torch.meshgrid(centres, centres, indexing="ij")
+        centers = (torch.arange(coarse, device=self.device) + 0.5) * (size / coarse)
+        rows, cols = torch.meshgrid(centers, centers, indexing="ij")
         direction = self.ray_directions(rows, cols).reshape(-1, 3)  # (C, 3)
         plane = self._plane_x(poses)  # (N,)
         t = (plane[:, None] - CAMERA_X) / direction[None, :, 0]  # (N, C)
@@ -344,21 +344,21 @@ class Renderer:
         image = torch.arange(n, device=self.device).repeat_interleave(m)
         visible = self._visibility(poses, points, image)
         light = self._irradiance(points, normal, visible).reshape(n, m, 1)
-        colour = self._tone(bg_colour[:, None, :] * self.look.background_gain * light)
+        color = self._tone(bg_color[:, None, :] * self.look.background_gain * light)
         # bilinear upsampling as two small matrix products, columns then rows: several
         # times faster than F.interpolate on channel-last pictures
         spread = _bilinear_matrix(coarse, size, self.device)  # (H, C)
-        colour = torch.einsum("sk,nrkx->nrsx", spread, colour.reshape(n, coarse, coarse, 3))
-        return torch.matmul(spread, colour.reshape(n, coarse, size * 3)).reshape(n, size, size, 3)
+        color = torch.einsum("sk,nrkx->nrsx", spread, color.reshape(n, coarse, coarse, 3))
+        return torch.matmul(spread, color.reshape(n, coarse, size * 3)).reshape(n, size, size, 3)
 
     def _plane_x(self, poses: BlockPoses) -> torch.Tensor:
         """Two4Two puts the background plane ``PLANE_GAP`` behind the object's back (N,)."""
-        back = (poses.centres[..., 0] - poses.extents()[..., 0]).amin(1)
+        back = (poses.centers[..., 0] - poses.extents()[..., 0]).amin(1)
         return back - PLANE_GAP
 
-    def _shade_blocks(self, poses, hits: Hits, obj_colour, block_light) -> torch.Tensor:
-        """Display colours (W, 3) of the pixels ``hits.ray`` that see a block.
-        ``block_light`` (N, 8, 3): the light vector at each block's centre."""
+    def _shade_blocks(self, poses, hits: Hits, obj_color, block_light) -> torch.Tensor:
+        """Display colors (W, 3) of the pixels ``hits.ray`` that see a block.
+        ``block_light`` (N, 8, 3): the light vector at each block's center."""
         size = self.size
         pixel = hits.ray
         image = pixel // (size * size)
@@ -367,11 +367,11 @@ class Renderer:
         points = self.camera + hits.t[:, None] * direction
         block = hits.block.index_select(0, pixel).long()
         visible = self._visibility(poses, points, image, block)
-        # the light vector hardly changes across one block: take it at the block's centre
-        centre_light = block_light.reshape(-1, 3).index_select(0, image * NUM_BLOCKS + block - 1)
-        direct = (centre_light * hits.normal).sum(-1).clamp(min=0)
+        # the light vector hardly changes across one block: take it at the block's center
+        center_light = block_light.reshape(-1, 3).index_select(0, image * NUM_BLOCKS + block - 1)
+        direct = (center_light * hits.normal).sum(-1).clamp(min=0)
         light = self.look.ambient + self.look.light_power * direct * visible
-        return self._tone(obj_colour.index_select(0, image) * light[:, None])
+        return self._tone(obj_color.index_select(0, image) * light[:, None])
 
     # ---- the whole picture ------------------------------------------------------------
     def render(self, batch: dict[str, torch.Tensor]):
@@ -382,16 +382,16 @@ class Renderer:
     @contextmanager
     def _stage(self, name: str) -> Iterator[None]:
         """Time one stage on ``self.stopwatch``, if set. CUDA runs kernels asynchronously,
-        so it is synchronised on both sides: each stage is charged its own kernels."""
+        so it is synchronized on both sides: each stage is charged its own kernels."""
         if self.stopwatch is None:
             yield
             return
-        self._synchronise()
+        self._synchronize()
         with self.stopwatch(name):
             yield
-            self._synchronise()
+            self._synchronize()
 
-    def _synchronise(self) -> None:
+    def _synchronize(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
@@ -400,10 +400,10 @@ class Renderer:
         with self._stage("geometry"):
             batch = {k: v.to(self.device, torch.float32) for k, v in batch.items()}
             poses = block_poses(batch, self.calibration)
-            n = poses.centres.shape[0]
-            obj_colour = _lookup(self.table, batch["obj_color"])
-            bg_colour = _lookup(self.table, batch["bg_color"])
-            block_light = self._light_vector(poses.centres.reshape(-1, 3)).reshape(n, 8, 3)
+            n = poses.centers.shape[0]
+            obj_color = _lookup(self.table, batch["obj_color"])
+            bg_color = _lookup(self.table, batch["bg_color"])
+            block_light = self._light_vector(poses.centers.reshape(-1, 3)).reshape(n, 8, 3)
         with self._stage("intersection"):
             image, block, rows, cols = self._primary_pairs(poses)
             pixel = (image * size + rows) * size + cols
@@ -411,10 +411,10 @@ class Renderer:
             hits = self._nearest(poses, pixel, image, block, direction, n * size * size)
             mask = hits.block.reshape(n, size, size)
         with self._stage("shadow"):
-            backdrop = self._backdrop(poses, bg_colour)
+            backdrop = self._backdrop(poses, bg_color)
         with self._stage("shading"):
-            colour = self._shade_blocks(poses, hits, obj_colour, block_light)
-            picture = backdrop.reshape(-1, 3).index_put((hits.ray,), colour)
+            color = self._shade_blocks(poses, hits, obj_color, block_light)
+            picture = backdrop.reshape(-1, 3).index_put((hits.ray,), color)
             picture = picture.reshape(n, size, size, 3)
         if self.antialias:
             with self._stage("antialias"):
@@ -428,24 +428,24 @@ class Renderer:
         return images, mask
 
     def _antialias(self, poses, mask, picture, backdrop):
-        """Supersample the pixels on block edges (id differs from a 4-neighbour's).
+        """Supersample the pixels on block edges (id differs from a 4-neighbor's).
 
         Each of four samples is intersected only with the blocks seen in the pixel and its
-        four neighbours, and takes the colour of the pixel (or neighbour) showing the same
-        block, or the background's colour here: coverage anti-aliasing, no re-shading.
+        four neighbors, and takes the color of the pixel (or neighbor) showing the same
+        block, or the background's color here: coverage anti-aliasing, no re-shading.
         """
         size = self.size
         padded = F.pad(mask, (1, 1, 1, 1), value=-1)  # (N, H+2, W+2) int8; -1 outside
-        centre = padded[:, 1:-1, 1:-1]
-        edge = torch.zeros_like(centre, dtype=torch.bool)
+        center = padded[:, 1:-1, 1:-1]
+        edge = torch.zeros_like(center, dtype=torch.bool)
         for dr, dc in ((0, 1), (2, 1), (1, 0), (1, 2)):
-            neighbour = padded[:, dr : dr + size, dc : dc + size]
-            edge |= (neighbour != centre) & (neighbour >= 0)
+            neighbor = padded[:, dr : dr + size, dc : dc + size]
+            edge |= (neighbor != center) & (neighbor >= 0)
         pixel = edge.view(-1).nonzero()[:, 0]  # flat (image, row, col) of the E edge pixels
         if pixel.numel() == 0:
             return picture
         image, rows, cols = pixel // (size * size), pixel // size % size, pixel % size
-        # the pixel and its 4 neighbours, centre first: ids (E, 5) and colours (E, 5, 3),
+        # the pixel and its 4 neighbors, center first: ids (E, 5) and colors (E, 5, 3),
         # gathered through flat indices (much faster than indexing by three tensors)
         steps = ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1))
         nr = torch.stack([rows + 1 + r for r, _ in steps], 1)  # in padded coordinates
@@ -453,12 +453,12 @@ class Renderer:
         slots = len(steps)
         padded_index = (image[:, None] * (size + 2) + nr) * (size + 2) + nc
         ids = padded.view(-1).index_select(0, padded_index.view(-1)).view(-1, slots)
-        # outside the image the id is -1, which no sample has: any colour will do there
+        # outside the image the id is -1, which no sample has: any color will do there
         inner = (image[:, None] * size + (nr - 1).clamp(0, size - 1)) * size
         inner = inner + (nc - 1).clamp(0, size - 1)
         flat_picture = picture.view(-1, 3)
-        colours = flat_picture.index_select(0, inner.view(-1)).view(-1, slots, 3)
-        # candidate blocks: each distinct id > 0 of the neighbourhood once
+        colors = flat_picture.index_select(0, inner.view(-1)).view(-1, slots, 3)
+        # candidate blocks: each distinct id > 0 of the neighborhood once
         earlier = torch.triu(torch.ones(slots, slots, dtype=torch.bool, device=self.device), 1)
         repeated = ((ids[:, :, None] == ids[:, None, :]) & earlier).any(1)
         candidate = (ids > 0) & ~repeated  # (E, 5)
@@ -484,11 +484,11 @@ class Renderer:
         )
         sample_id = hits.block.view(-1, k)  # (E, K)
         match = ids[:, None, :] == sample_id[..., None]  # (E, K, 5)
-        first = match.to(torch.uint8).argmax(-1)  # centre first, then the nearest neighbours
-        sampled = torch.gather(colours, 1, first[..., None].expand(-1, -1, 3))
+        first = match.to(torch.uint8).argmax(-1)  # center first, then the nearest neighbors
+        sampled = torch.gather(colors, 1, first[..., None].expand(-1, -1, 3))
         ground = backdrop.view(-1, 3).index_select(0, pixel)[:, None, :].expand(-1, k, -1)
         sampled = torch.where((sample_id == 0)[..., None], ground, sampled)
-        # ``picture`` is this render's own tensor: write the edge colours in place
+        # ``picture`` is this render's own tensor: write the edge colors in place
         flat_picture.index_copy_(0, pixel, sampled.mean(1))
         return picture
 

@@ -4,7 +4,7 @@ whether a run is up to date for a dataset and a config.
 Layout of ``RUN_DIR``::
 
     config.json       the model config, seed and dataset fingerprint of the run
-    checkpoint.pt     weights, optimiser and RNG state after the last finished epoch
+    checkpoint.pt     weights, optimizer and RNG state after the last finished epoch
     metrics.csv       one row per finished epoch
     model_card.json   written last: a folder without it is not a complete run
 """

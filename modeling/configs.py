@@ -154,12 +154,12 @@ CPU_SMALL = ModelConfig(
     input_size=64,
     blocks_per_stage=(2, 2, 4, 4),
     # Wide couplings at 32 x 32 and 16 x 16 are what let the flow see the arms: with
-    # widths 16 and 32 there it learns the shape and colour shortcuts and stalls near
+    # widths 16 and 32 there it learns the shape and color shortcuts and stalls near
     # 0.78.
     coupling_widths=(32, 48, 64, 96),
     # A weight for every position of the 96 x 4 x 4 latent, not one shared over the 16
     # positions: a shared weight moves every position alike, so a counterfactual repaints
-    # the background with the object (the probe saw the background colour change along
+    # the background with the object (the probe saw the background color change along
     # the rows with R^2 0.86, the arms 0.04); per position it changes the object, the
     # arms most (R^2 0.82, background 0.20), for 2.5 points of accuracy.
     classifier_pooling=False,
@@ -175,7 +175,7 @@ CPU_SMALL = ModelConfig(
     # less sensitive to rotation or position and cost counterfactual quality.
     augment_shift=4,
     # Four passes over 40,000 scenes (the demo's dataset) rather than many over few:
-    # nothing to memorise, and 0.905 test accuracy in about five and a half minutes.
+    # nothing to memorize, and 0.905 test accuracy in about five and a half minutes.
     epochs=4,
     batch_size=48,
     learning_rate=8.5e-4,

@@ -28,8 +28,8 @@ def unsqueeze(x: torch.Tensor) -> torch.Tensor:
 class ActNorm(nn.Module):
     """Per-channel affine ``y = (x + bias) * exp(log_scale)``.
 
-    Initialised from the first training batch so that every channel starts with zero
-    mean and unit variance (Glow's data-dependent initialisation).
+    Initialized from the first training batch so that every channel starts with zero
+    mean and unit variance (Glow's data-dependent initialization).
     """
 
     def __init__(self, channels: int):
@@ -58,7 +58,7 @@ class ActNorm(nn.Module):
 
 
 class InvConv1x1(nn.Module):
-    """Invertible 1x1 convolution with an LU-parametrised weight ``W = P L (U + diag(s))``.
+    """Invertible 1x1 convolution with an LU-parametrized weight ``W = P L (U + diag(s))``.
 
     The LU form makes the log-determinant ``H W sum(log|s|)`` cheap and keeps ``W``
     invertible throughout training. Starts from a random rotation.

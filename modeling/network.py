@@ -2,7 +2,7 @@
 
 Input ``x`` is ``(N, 3, S, S)`` in [0, 1] (as :class:`generator.dataset.ImageDataset`
 yields it). The flow sees ``y = (255 x + u) / 256 - 0.5``: ``u`` is uniform
-dequantisation noise while training and ``0.5`` (the bin centre) otherwise, so the
+dequantization noise while training and ``0.5`` (the bin center) otherwise, so the
 map is affine and exactly invertible.
 
 Stage ``i`` squeezes (halving the resolution, quadrupling channels), applies its flow
@@ -32,7 +32,7 @@ class ModelOutput:
 
     ``logit`` (N,); ``head`` (N, C, h, w), the latent the classifier reads;
     ``latents`` every split-off latent plus the final one; ``log_det`` (N,), the flow's
-    log-determinant with respect to the dequantised, centred input.
+    log-determinant with respect to the dequantized, centered input.
     """
 
     logit: torch.Tensor
@@ -235,7 +235,7 @@ class InvertibleClassifier(nn.Module):
         return torch.where(labels.bool(), stretchy, peaky)
 
     def log_prob(self, output: ModelOutput, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """(N,) log-density of the dequantised, centred input under the flow; with
+        """(N,) log-density of the dequantized, centered input under the flow; with
         ``labels`` (N,) and a class-conditional prior, the density given the class."""
         prior = sum(
             standard_normal_log_prob(z)
@@ -322,7 +322,7 @@ class InvertibleClassifier(nn.Module):
 
 
 def build_model(config: ModelConfig, seed: int = 0) -> InvertibleClassifier:
-    """A freshly initialised model; ``seed`` fixes the initial weights."""
+    """A freshly initialized model; ``seed`` fixes the initial weights."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return InvertibleClassifier(config)

@@ -2,7 +2,7 @@
 
 Loss per batch: ``nll_weight * bits/dim + bce_weight * BCE(logit, label)``. The learning
 rate warms up linearly, then follows a cosine to zero over the planned epochs. After each
-epoch the weights, optimiser and RNG states are checkpointed atomically, so a killed run
+epoch the weights, optimizer and RNG states are checkpointed atomically, so a killed run
 continues with ``resume=True`` exactly as if it had not stopped.
 """
 
@@ -174,7 +174,7 @@ def mixed_precision_dtype(config: ModelConfig, device: torch.device) -> torch.dt
 def build_training(
     config: ModelConfig, seed: int, device: torch.device
 ) -> tuple[InvertibleClassifier, torch.optim.Adam]:
-    """A fresh model on ``device`` set up for training, and its optimiser.
+    """A fresh model on ``device`` set up for training, and its optimizer.
 
     Convolutions run channels-last (5 % faster in float32 on the CPU, 25 % with
     bfloat16), coupling networks in bfloat16 where the device has it, and Adam is the

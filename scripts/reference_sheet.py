@@ -45,8 +45,8 @@ def write_sheet(out: Path, picks, ref_images, ref_masks, images, masks, scores) 
     import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
 
-    # background black, blocks 1..8 in distinct colours
-    block_colours = ListedColormap(["black", *plt.get_cmap("tab10").colors[:8]])
+    # background black, blocks 1..8 in distinct colors
+    block_colors = ListedColormap(["black", *plt.get_cmap("tab10").colors[:8]])
     titles = ("Two4Two (Blender)", "ours", "Two4Two mask", "our mask")
     fig, axes = plt.subplots(len(picks), 4, figsize=(8, 2.1 * len(picks)), squeeze=False)
     for row, index in enumerate(picks):
@@ -54,7 +54,7 @@ def write_sheet(out: Path, picks, ref_images, ref_masks, images, masks, scores) 
         for col, panel in enumerate(panels):
             ax = axes[row, col]
             if panel.ndim == 2:
-                ax.imshow(panel, cmap=block_colours, vmin=-0.5, vmax=8.5, interpolation="nearest")
+                ax.imshow(panel, cmap=block_colors, vmin=-0.5, vmax=8.5, interpolation="nearest")
             else:
                 ax.imshow(panel, interpolation="nearest")
             ax.set_xticks([])

@@ -46,7 +46,7 @@ class FlowError(RuntimeError):
 
 
 @dataclasses.dataclass(frozen=True)
-class Behaviour:
+class Behavior:
     """How a simulated participant answers.
 
     ``answer(attribute_key, condition)`` gives a rating page's (rating, reason);
@@ -87,35 +87,35 @@ def choose_option(study: Study, page: ParsedPage, name: str, mode: str) -> str:
     return next(v for v, _ in options if v != correct)
 
 
-Filler = Callable[[Study, ParsedPage, Behaviour, str | None], dict[str, str]]
+Filler = Callable[[Study, ParsedPage, Behavior, str | None], dict[str, str]]
 
 
-def _consent(study, page, behaviour, condition):
-    return {"consent": "yes" if behaviour.consent else "no"}
+def _consent(study, page, behavior, condition):
+    return {"consent": "yes" if behavior.consent else "no"}
 
 
-def _nothing(study, page, behaviour, condition):
+def _nothing(study, page, behavior, condition):
     return {}
 
 
-def _comprehension(study, page, behaviour, condition):
-    return {name: choose_option(study, page, name, behaviour.comprehension) for name in page.radios}
+def _comprehension(study, page, behavior, condition):
+    return {name: choose_option(study, page, name, behavior.comprehension) for name in page.radios}
 
 
-def _attention(study, page, behaviour, condition):
-    return {name: choose_option(study, page, name, behaviour.attention) for name in page.radios}
+def _attention(study, page, behavior, condition):
+    return {name: choose_option(study, page, name, behavior.attention) for name in page.radios}
 
 
-def _rating(study, page, behaviour, condition):
+def _rating(study, page, behavior, condition):
     key = page.meta.get("xaistudy-attribute")
     if not key or "rating" not in page.radios or "reason" not in page.textareas:
         raise FlowError(f"rating page {page.name} lacks its attribute or fields")
-    rating, reason = behaviour.answer(key, condition)
+    rating, reason = behavior.answer(key, condition)
     return {"rating": str(rating), "reason": reason}
 
 
-def _demographics(study, page, behaviour, condition):
-    given = behaviour.demographics or {}
+def _demographics(study, page, behavior, condition):
+    given = behavior.demographics or {}
     return {name: str(given.get(name, "") or "") for name in ("age", "gender", "ml_experience")}
 
 
@@ -133,13 +133,13 @@ FILLERS: dict[str, Filler] = {
 
 
 def fill_form(
-    study: Study, page: ParsedPage, behaviour: Behaviour, condition: str | None
+    study: Study, page: ParsedPage, behavior: Behavior, condition: str | None
 ) -> dict[str, str]:
-    """The form data a participant with ``behaviour`` posts on ``page``."""
+    """The form data a participant with ``behavior`` posts on ``page``."""
     filler = FILLERS.get(page.kind)
     if filler is None:
         raise FlowError(f"unexpected page {page.name!r} (kind {page.kind!r})")
-    return {**page.hidden, **filler(study, page, behaviour, condition)}
+    return {**page.hidden, **filler(study, page, behavior, condition)}
 
 
 @dataclasses.dataclass
@@ -211,9 +211,9 @@ class ParticipantClient:
     ) -> RunResult:
         """Walk from the entry link to an end page; ``stop_after`` leaves after that page.
 
-        The answers are those of a :class:`Behaviour` with these arguments.
+        The answers are those of a :class:`Behavior` with these arguments.
         """
-        behaviour = Behaviour(answer, consent, comprehension, attention, demographics)
+        behavior = Behavior(answer, consent, comprehension, attention, demographics)
         result = RunResult()
         failures = 0
         reply = None
@@ -233,7 +233,7 @@ class ParticipantClient:
                     return result
                 if page.action is None and not page.hidden:
                     raise FlowError(f"page {page.name!r} at {reply.url} has no form")
-                data = fill_form(self.study, page, behaviour, result.condition)
+                data = fill_form(self.study, page, behavior, result.condition)
                 post = self._send(
                     result,
                     "POST",

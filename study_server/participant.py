@@ -52,7 +52,7 @@ bp = Blueprint("participant", __name__)
 URL_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
-# Built once: a prepared statement's cache key is memoised, so executing it again skips
+# Built once: a prepared statement's cache key is memoized, so executing it again skips
 # SQLAlchemy's statement construction (this one runs on every request).
 _PARTICIPANT_BY_ID = select(Participant).where(Participant.id == bindparam("p_id"))
 

@@ -1,4 +1,4 @@
-"""Simulate a study with known accuracies, analyse it, and find them again."""
+"""Simulate a study with known accuracies, analyze it, and find them again."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ TARGETS = {"baseline": 0.8, "counterfactuals": 0.65, "concepts": 0.5}
 
 
 def test_simulate_then_analyze_recovers_the_study(bundle_dir, bundle, tmp_path):
-    """One simulated study (simulating and analysing it is the costly part), five checks."""
+    """One simulated study (simulating and analyzing it is the costly part), five checks."""
     out = tmp_path
     accuracy = ",".join(f"{k}={v}" for k, v in TARGETS.items())
     runner = CliRunner()

@@ -13,7 +13,7 @@ from xaistudy.cli import cli
 ACCURACY = "baseline=0.9,counterfactuals=0.6,concepts=0.3"
 
 
-def test_simulate_into_a_database_then_analyse_it(bundle_dir, tmp_path):
+def test_simulate_into_a_database_then_analyze_it(bundle_dir, tmp_path):
     url = f"sqlite:///{tmp_path / 'study.sqlite'}"
     runner = CliRunner()
     result = runner.invoke(
@@ -128,7 +128,7 @@ def postgres_url():
 
 
 @pytest.mark.postgres
-def test_simulate_into_postgresql_then_analyse_it(bundle_dir, postgres_url, tmp_path):
+def test_simulate_into_postgresql_then_analyze_it(bundle_dir, postgres_url, tmp_path):
     runner = CliRunner()
     result = runner.invoke(
         cli,

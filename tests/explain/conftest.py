@@ -55,7 +55,7 @@ def tiny_model(tiny_data):
     train = tiny_data.split("train")
     x = torch.from_numpy(np.array(train.images)).permute(0, 3, 1, 2).float() / 255.0
     y = torch.from_numpy(train.params["label"].to_numpy()).float()
-    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     rng = np.random.default_rng(0)
     model.train()
     for _ in range(40):
@@ -63,9 +63,9 @@ def tiny_model(tiny_data):
         loss = torch.nn.functional.binary_cross_entropy_with_logits(
             model(x[batch], dequant_noise=torch.full_like(x[batch], 0.5)).logit, y[batch]
         )
-        optimiser.zero_grad()
+        optimizer.zero_grad()
         loss.backward()
-        optimiser.step()
+        optimizer.step()
     return model.eval()
 
 

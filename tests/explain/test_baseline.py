@@ -8,29 +8,29 @@ from explain.baseline import (
     confidence_phrase,
     confidence_phrases,
     select_grid,
-    symmetric_centres,
+    symmetric_centers,
 )
 from xaistudy.errors import UserError
 
 
-def test_centres_are_zero_and_symmetric_percentiles_of_abs_logit():
+def test_centers_are_zero_and_symmetric_percentiles_of_abs_logit():
     logits = np.random.default_rng(0).normal(size=1000) * 3
-    centres = symmetric_centres(logits, 5, max_percentile=90)
+    centers = symmetric_centers(logits, 5, max_percentile=90)
     p45, p90 = np.percentile(np.abs(logits), [45, 90])
-    np.testing.assert_allclose(centres, [-p90, -p45, 0.0, p45, p90])
+    np.testing.assert_allclose(centers, [-p90, -p45, 0.0, p45, p90])
 
 
 @pytest.mark.parametrize("columns", [0, 2, 4])
 def test_even_or_zero_columns_are_refused(columns):
     with pytest.raises(UserError, match="odd"):
-        symmetric_centres(np.arange(10.0), columns)
+        symmetric_centers(np.arange(10.0), columns)
 
 
 def test_every_logit_falls_in_exactly_the_bin_its_edges_say():
     logits = np.random.default_rng(1).normal(size=500) * 4
     binning = Binning.from_logits(logits, 5)
     np.testing.assert_allclose(
-        binning.edges[1:-1], (binning.centres[:-1] + binning.centres[1:]) / 2
+        binning.edges[1:-1], (binning.centers[:-1] + binning.centers[1:]) / 2
     )
     columns = binning.assign(logits)
     assert columns.min() >= 0 and columns.max() <= 4
@@ -91,11 +91,11 @@ def test_five_columns_read_clearly_rather_undecided():
         "the model: rather Stretchy",
         "the model: clearly Stretchy",
     ]
-    centres = np.array([-6.0, -2.0, 0.0, 2.0, 6.0])
-    assert confidence_phrase(-3.5, centres) == "rather Peaky"
-    assert confidence_phrase(-4.5, centres) == "clearly Peaky"
-    assert confidence_phrase(0.4, centres) == "undecided"
-    assert confidence_phrase(9.0, centres) == "clearly Stretchy"
+    centers = np.array([-6.0, -2.0, 0.0, 2.0, 6.0])
+    assert confidence_phrase(-3.5, centers) == "rather Peaky"
+    assert confidence_phrase(-4.5, centers) == "clearly Peaky"
+    assert confidence_phrase(0.4, centers) == "undecided"
+    assert confidence_phrase(9.0, centers) == "clearly Stretchy"
 
 
 def test_baseline_captions_are_the_column_words():

@@ -186,6 +186,6 @@ def test_missing_intervention_splits_are_made_on_the_fly(tmp_path):
     originals, images = scenes.scenes("bg_color", 8)
     np.testing.assert_array_equal(originals, np.arange(8))
     assert images.shape == (8, 32, 32, 3) and scenes.made_on_the_fly == ["bg_color"]
-    # The background was redrawn: the corner pixel (background) changes colour.
+    # The background was redrawn: the corner pixel (background) changes color.
     corners_before = np.asarray(test.images[:8, 0, 0]).astype(int)
     assert np.abs(images[:, 0, 0].astype(int) - corners_before).sum() > 0

@@ -3,10 +3,10 @@ import pytest
 import torch
 
 from explain.concepts import (
-    Factorisation,
-    analyse_concepts,
+    Factorization,
+    analyze_concepts,
     concept_condition,
-    factorise,
+    factorize,
     merge_duplicates,
     r_squared,
 )
@@ -17,14 +17,14 @@ CPU = torch.device("cpu")
 def test_nonnegative_activations_get_nmf_and_signed_ones_get_pca():
     rng = np.random.default_rng(0)
     parts = rng.uniform(size=(400, 3)) @ rng.uniform(size=(3, 10))  # rank 3, >= 0
-    nmf = factorise(parts, 3)
+    nmf = factorize(parts, 3)
     assert nmf.kind == "nmf"
     assert (nmf.scores(parts) >= 0).all()
     np.testing.assert_allclose(np.linalg.norm(nmf.concepts, axis=1), 1.0)
     assert r_squared(parts, nmf.reconstruct(nmf.scores(parts))) > 0.99
 
     signed = rng.normal(size=(400, 6)) - rng.exponential(size=(400, 1)) * [[4, 0, 0, 0, 0, 0]]
-    full = factorise(signed, 6)
+    full = factorize(signed, 6)
     assert full.kind == "signed"
     np.testing.assert_allclose(full.reconstruct(full.scores(signed)), signed, atol=1e-8)
     scores = full.scores(signed)
@@ -42,16 +42,16 @@ def test_r_squared():
 
 def test_full_rank_concepts_reproduce_the_logit(tiny_model, test_images):
     channels = tiny_model.activations(torch.zeros(1, 3, 32, 32), 2).shape[1]
-    # Without merging, the full-rank factorisation reconstructs the activations exactly.
+    # Without merging, the full-rank factorization reconstructs the activations exactly.
     no_merging = {"merge_threshold": np.inf, "shared_threshold": np.inf}
-    analysis = analyse_concepts(tiny_model, test_images, CPU, k=channels, **no_merging)
+    analysis = analyze_concepts(tiny_model, test_images, CPU, k=channels, **no_merging)
     assert analysis.kind == "signed"  # flow activations take both signs
     assert analysis.fidelity["logit_r2"] == pytest.approx(1.0, abs=1e-4)
     assert analysis.fidelity["decision_agreement"] == 1.0
 
 
 def test_fidelity_and_importance_match_their_definitions(tiny_model, test_images):
-    analysis = analyse_concepts(tiny_model, test_images, CPU, k=4)
+    analysis = analyze_concepts(tiny_model, test_images, CPU, k=4)
     layer = analysis.layer
     assert analysis.score_maps.shape[:2] == (len(test_images), 4)
     assert 0.0 <= analysis.fidelity["decision_agreement"] <= 1.0
@@ -60,10 +60,10 @@ def test_fidelity_and_importance_match_their_definitions(tiny_model, test_images
     with torch.no_grad():
         acts = tiny_model.activations(x, layer).double()
         logits = tiny_model.logit_from_activations(acts.float(), layer).double()
-    # Fidelity recomputed by hand from the factorisation's own reconstruction.
+    # Fidelity recomputed by hand from the factorization's own reconstruction.
     n, c, h, w = acts.shape
     rows = acts.permute(0, 2, 3, 1).reshape(-1, c).numpy()
-    from explain.concepts import factorise as refit
+    from explain.concepts import factorize as refit
 
     fact = refit(rows, 4, seed=0)
     recon = torch.from_numpy(fact.reconstruct(fact.scores(rows)).reshape(n, h, w, c)).permute(
@@ -91,7 +91,7 @@ def test_fidelity_and_importance_match_their_definitions(tiny_model, test_images
 def test_condition_rows_are_concepts_by_importance_with_highest_then_lowest(
     tiny_model, test_images
 ):
-    analysis = analyse_concepts(tiny_model, test_images, CPU, k=3)
+    analysis = analyze_concepts(tiny_model, test_images, CPU, k=3)
     stored = []
 
     def store(image):
@@ -119,12 +119,12 @@ def test_identical_concepts_are_merged_into_one_whose_scores_add():
     rng = np.random.default_rng(1)
     parts = rng.uniform(size=(3, 10))
     rows = rng.uniform(size=(600, 3)) @ parts  # 60 images of 10 pixels, rank 3, >= 0
-    fact = factorise(rows, 3)
+    fact = factorize(rows, 3)
     # Split concept 0 into two identical halves: four concepts, two of them the same.
     split = np.zeros((3, 4))
     split[[0, 1, 2], [0, 1, 2]] = 1.0
     split[0, [0, 3]] = 0.5
-    doubled = Factorisation(
+    doubled = Factorization(
         kind=fact.kind,
         concepts=np.vstack([fact.concepts, fact.concepts[:1]]),
         offset=fact.offset,
@@ -143,14 +143,14 @@ def test_identical_concepts_are_merged_into_one_whose_scores_add():
 def test_a_duplicated_concept_leaves_one_row(tiny_model, test_images, monkeypatch):
     import explain.concepts as concepts_module
 
-    plain = analyse_concepts(tiny_model, test_images, CPU, k=3)
-    real = concepts_module.factorise
+    plain = analyze_concepts(tiny_model, test_images, CPU, k=3)
+    real = concepts_module.factorize
 
     def with_duplicate(rows, k, seed=0):
         fact = real(rows, k, seed)
         split = np.hstack([np.eye(k), np.eye(k)[:, :1]])
         split[0, [0, k]] = 0.5
-        return Factorisation(
+        return Factorization(
             kind=fact.kind,
             concepts=np.vstack([fact.concepts, fact.concepts[:1]]),
             offset=fact.offset,
@@ -158,8 +158,8 @@ def test_a_duplicated_concept_leaves_one_row(tiny_model, test_images, monkeypatc
             scale=np.ones(k + 1),
         )
 
-    monkeypatch.setattr(concepts_module, "factorise", with_duplicate)
-    analysis = analyse_concepts(tiny_model, test_images, CPU, k=3)
+    monkeypatch.setattr(concepts_module, "factorize", with_duplicate)
+    analysis = analyze_concepts(tiny_model, test_images, CPU, k=3)
     assert len(analysis.order) == 3 and analysis.members[0] == [0, 3]
     np.testing.assert_allclose(analysis.importance, plain.importance, rtol=1e-6, atol=1e-9)
     entry = concept_condition(
@@ -176,7 +176,7 @@ def test_concepts_showing_the_same_strongest_images_are_merged():
     rows = rng.normal(size=(40, 3))  # 40 images of one pixel, three channels
     rows[:, 1] = -rows[:, 0] + 0.3 * rows[:, 1]  # concepts 0 and 1 disagree on most images
     rows[:4, :2] = 4.0  # ... but share their four strongest images
-    identity = Factorisation(
+    identity = Factorization(
         kind="signed",
         concepts=np.eye(3),
         offset=np.zeros(3),

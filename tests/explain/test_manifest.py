@@ -124,8 +124,8 @@ BROKEN = [
         "invalid bundle manifest: schema_version is 2; this version reads 1",
     ),
     (
-        lambda d: _set(d, True, "conditions", "baseline", "stimuli", 0, "colour"),
-        "invalid bundle manifest: conditions.baseline.stimuli[0].colour is not a known key "
+        lambda d: _set(d, True, "conditions", "baseline", "stimuli", 0, "color"),
+        "invalid bundle manifest: conditions.baseline.stimuli[0].color is not a known key "
         "(allowed: image, caption, test_index, row, column, logit, decision)",
     ),
     (

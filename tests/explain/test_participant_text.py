@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from explain.baseline import baseline_condition
-from explain.concepts import analyse_concepts, concept_condition
+from explain.concepts import analyze_concepts, concept_condition
 from explain.counterfactuals import counterfactual_condition
 from explain.manifest import Condition
 
@@ -37,7 +37,7 @@ def conditions(tiny_model, test_images, test_logits) -> dict:
             tiny_model, test_images, test_logits, store, CPU, n_sources=2, candidates_per_source=2
         ),
         "concepts": concept_condition(
-            analyse_concepts(tiny_model, test_images, CPU, k=3),
+            analyze_concepts(tiny_model, test_images, CPU, k=3),
             test_images,
             store,
             n_highest=2,
@@ -54,7 +54,7 @@ def test_no_jargon_or_raw_numbers_reach_participants(conditions, name):
     for text in texts:
         assert "logit" not in text.lower(), text
         assert not DECIMAL.search(text), text
-        assert "peaky" not in text and "stretchy" not in text, text  # names are capitalised
+        assert "peaky" not in text and "stretchy" not in text, text  # names are capitalized
 
 
 def test_row_labels_say_what_the_model_made_of_the_source_in_words(conditions):
@@ -68,6 +68,6 @@ def test_row_labels_say_what_the_model_made_of_the_source_in_words(conditions):
 
 def test_concept_rows_name_direction_and_rank(conditions):
     labels = conditions["concepts"].layout.row_labels
-    assert labels[0].startswith("Feature 1 (strongest): pushes strongly towards")
+    assert labels[0].startswith("Feature 1 (strongest): pushes strongly toward")
     assert labels[-1].startswith(f"Feature {len(labels)} (weakest): pushes")
-    assert np.all([re.search(r"towards (Peaky|Stretchy)$", label) for label in labels])
+    assert np.all([re.search(r"toward (Peaky|Stretchy)$", label) for label in labels])

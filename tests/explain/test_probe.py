@@ -39,7 +39,7 @@ def test_targets_are_the_continuous_attributes_with_yaw_as_sine_and_cosine(tiny_
     np.testing.assert_allclose(yaw, params["obj_rotation_yaw"].to_numpy(), atol=1e-9)
 
 
-def test_probe_reads_the_background_colour_better_than_chance(probe_dir, tiny_data):
+def test_probe_reads_the_background_color_better_than_chance(probe_dir, tiny_data):
     probe = load_probe(probe_dir, CPU)
     card = json.loads((probe_dir / CARD_FILE).read_text())
     assert card["fingerprint"] == tiny_data.fingerprint() and card["image_size"] == 32

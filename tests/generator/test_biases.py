@@ -50,10 +50,10 @@ def test_iclr2022_arm_ranges_per_class(iclr):
     assert stretchy.arm_position.mean() == pytest.approx(0.74, abs=0.01)
 
 
-def test_iclr2022_colour_is_correlated_with_label_most_where_arms_are_ambiguous(iclr):
+def test_iclr2022_color_is_correlated_with_label_most_where_arms_are_ambiguous(iclr):
     assert np.corrcoef(iclr.obj_color, iclr.label)[0, 1] > 0.25
     ambiguous = iclr[iclr.arm_position.between(0.48, 0.52)]
-    # near the middle, stretchy colour is 1 - U(0, ~0.25): red, peaky blue (but 15% uniform)
+    # near the middle, stretchy color is 1 - U(0, ~0.25): red, peaky blue (but 15% uniform)
     stretchy_red = (ambiguous[ambiguous.label == 1].obj_color > 0.7).mean()
     peaky_blue = (ambiguous[ambiguous.label == 0].obj_color < 0.3).mean()
     assert stretchy_red > 0.8 and peaky_blue > 0.8
@@ -133,7 +133,7 @@ def test_spec_round_trips_through_to_dict():
 
 
 BAD_SPECS = [
-    ("colour = 1", "colour"),
+    ("color = 1", "color"),
     ("[attributes.armz]\ndist='uniform'", "attributes.armz"),
     ("[attributes.obj_name]\ndist='uniform'", "obj_name"),
     ("[attributes.bg_color]\ndist='gauss'", "attributes.bg_color.dist"),
@@ -192,7 +192,7 @@ def test_unknown_preset_and_unreadable_toml(tmp_path):
         load_spec(tmp_path / "missing.toml")
 
 
-def test_expressions_are_vectorised_and_whitelisted():
+def test_expressions_are_vectorized_and_whitelisted():
     expr = Expression("clip(0.25 + 2.5*(arm_position - 0.5), 0, 1)", {"arm_position"})
     result = expr.evaluate({"arm_position": np.array([0.5, 0.9, 0.0])})
     np.testing.assert_allclose(result, [0.25, 1.0, 0.0])

@@ -87,14 +87,14 @@ def test_mask_holds_every_block_in_two4two_order():
     assert set(np.unique(masks[0])) == set(range(9))
     mask = masks[0]
 
-    def centre(block):
+    def center(block):
         rows, cols = np.nonzero(mask == block)
         return rows.mean(), cols.mean()
 
     # upright scene: left arms left of the right arms, top arms above bottom arms
-    assert centre(1)[1] < centre(7)[1]
-    assert centre(1)[0] < centre(2)[0] and centre(7)[0] < centre(8)[0]
-    spine = [centre(b)[1] for b in (3, 4, 5, 6)]
+    assert center(1)[1] < center(7)[1]
+    assert center(1)[0] < center(2)[0] and center(7)[0] < center(8)[0]
+    spine = [center(b)[1] for b in (3, 4, 5, 6)]
     assert spine == sorted(spine)
     # the object sits in the middle of a mostly empty frame
     assert (mask == 0).sum() > 0.7 * mask.size
@@ -116,13 +116,13 @@ def test_arms_move_with_arm_position():
     assert cols[1] - spine_cols[1] > cols[0] - spine_cols[0] + 5
 
 
-def test_colour_follows_coolwarm():
+def test_color_follows_coolwarm():
     images, masks = render_scenes(scenes(obj_color=[0.0, 1.0], bg_color=[1.0, 0.0]), size=64)
     for image, mask, obj, bg in zip(images, masks, (0.0, 1.0), (1.0, 0.0), strict=True):
         obj_rgb, bg_rgb = coolwarm(obj), coolwarm(bg)
         obj_mean = image[mask > 0].mean(0)
         bg_mean = image[mask == 0].mean(0)
-        # red minus blue has the sign of the colour map's red minus blue
+        # red minus blue has the sign of the color map's red minus blue
         assert np.sign(obj_mean[0] - obj_mean[2]) == np.sign(obj_rgb[0] - obj_rgb[2])
         assert np.sign(bg_mean[0] - bg_mean[2]) == np.sign(bg_rgb[0] - bg_rgb[2])
 
@@ -187,7 +187,7 @@ def test_bad_input_is_a_user_error():
 def test_ray_hits_rounded_box_where_its_distance_vanishes():
     generator = torch.Generator().manual_seed(0)
     m = 4000
-    # rays from outside towards boxes of varied rounding, spheres (core 0) included
+    # rays from outside toward boxes of varied rounding, spheres (core 0) included
     core = torch.rand(m, generator=generator) * 0.3
     core[:500] = 0.0
     radius = 0.05 + torch.rand(m, generator=generator) * 0.3

@@ -24,7 +24,7 @@ def test_flow_step_equals_actnorm_then_1x1_convolution_then_coupling():
     # The step folds ActNorm into the 1x1 convolution; the separate layers are the reference.
     step = FlowStep(8, 16, scale_bound=0.7, generator=torch.Generator().manual_seed(0))
     x = torch.randn(4, 8, 6, 6, generator=torch.Generator().manual_seed(1))
-    step(x, torch.zeros(4))  # data-dependent ActNorm initialisation
+    step(x, torch.zeros(4))  # data-dependent ActNorm initialization
     with torch.no_grad():
         for p in step.parameters():  # move every parameter off its initial value
             p.add_(0.1 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))

@@ -36,15 +36,15 @@ def current_page(html: str) -> str:
 
 def walk_to(client, page: str, pid: str = "P1") -> str:
     """Enter and click through (correct answers) until ``page`` is shown; return its HTML."""
-    from simulation.client import Behaviour, fill_form
+    from simulation.client import Behavior, fill_form
     from simulation.parse import parse_page
     from study_server.study import load_study
 
     html = enter(client, pid).get_data(as_text=True)
     study = load_study(None)
-    behaviour = Behaviour(answer=lambda key, condition: (3, "a reason"))
+    behavior = Behavior(answer=lambda key, condition: (3, "a reason"))
     while current_page(html) != page:
-        data = fill_form(study, parse_page(html), behaviour, condition=None)
+        data = fill_form(study, parse_page(html), behavior, condition=None)
         response = client.post(f"/study/{current_page(html)}", data=data, follow_redirects=True)
         html = response.get_data(as_text=True)
     return html

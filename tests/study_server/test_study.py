@@ -39,7 +39,7 @@ def test_default_study_loads_with_seven_attributes_and_three_conditions():
 @pytest.mark.parametrize(
     "change,message",
     [
-        (lambda d: d.update(colour="red"), "unknown key"),
+        (lambda d: d.update(color="red"), "unknown key"),
         (lambda d: d["scale"].update(labels=["a", "b"]), "5 entries"),
         (lambda d: d["scale"].update(statement="no placeholder"), "{attribute}"),
         (lambda d: d.update(abandonment_timeout_minutes=0), "outside the allowed range"),

@@ -127,7 +127,7 @@ def analyze(
         power_sims=power_sims,
     )
     excluded = int(analysis.scored.exclusions["n_excluded"].sum())
-    click.echo(f"{len(analysis.scored.participants)} participants analysed, {excluded} excluded")
+    click.echo(f"{len(analysis.scored.participants)} participants analyzed, {excluded} excluded")
     for _, row in analysis.tables.by_condition.iterrows():
         click.echo(
             f"  {row['condition']:<16} accuracy {row['accuracy']:.3f} "
@@ -253,7 +253,7 @@ def simulate(
     statuses = ", ".join(f"{k} {v}" for k, v in sorted(summary.statuses.items()))
     conditions = ", ".join(f"{k} {v}" for k, v in sorted(summary.conditions.items()))
     click.echo(f"{n} simulated participants through {where}: {statuses}; {conditions}")
-    click.echo("their durations are real (fractions of a second): analyse with --min-seconds 0")
+    click.echo("their durations are real (fractions of a second): analyze with --min-seconds 0")
 
 
 @click.command()

@@ -35,7 +35,7 @@ class DemoSettings:
     out: Path = Path("demo")
     preset: str = "iclr2022"
     size: int = 64
-    n_train: int = 40000  # many scenes, each seen a few times: nothing to memorise
+    n_train: int = 40000  # many scenes, each seen a few times: nothing to memorize
     n_val: int = 500
     n_test: int = 1000
     config: str = "cpu-small"

@@ -33,7 +33,7 @@ _THRESHOLDS_HELP = (
 )
 @click.option("--concepts", "n_concepts", default=8, show_default=True, help="K concepts.")
 @click.option(
-    "--concept-layer", type=int, default=None, help="Stage whose activations are factorised."
+    "--concept-layer", type=int, default=None, help="Stage whose activations are factorized."
 )
 @click.option("--gt-scenes", default=500, show_default=True, help="Intervened scenes per factor.")
 @click.option(
