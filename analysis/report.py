@@ -26,7 +26,6 @@ from analysis.mixed_model import ModelFit, fit_model
 from analysis.scoring import (
     SCALE,
     TRIVIAL_STRATEGIES,
-    ExclusionRules,
     ScoredStudy,
     ScoringRule,
     score_study,
@@ -42,6 +41,7 @@ from analysis.statistics import (
 )
 from xaistudy.errors import UserError
 from xaistudy.files import Stopwatch, atomic_write_text
+from xaistudy.too_fast import TooFastRule
 
 
 @dataclasses.dataclass
@@ -86,7 +86,7 @@ def run_analysis(
     responses: Responses,
     bundle: Bundle,
     rule: ScoringRule | None = None,
-    exclusions: ExclusionRules | None = None,
+    exclusions: TooFastRule | None = None,
     n_boot: int = 2000,
     seed: int = 0,
     model: str = "auto",
@@ -351,7 +351,7 @@ def analyze(
     bundle_dir: Path,
     responses: Responses | Path,
     rule: ScoringRule | None = None,
-    exclusions: ExclusionRules | None = None,
+    exclusions: TooFastRule | None = None,
     n_boot: int = 2000,
     seed: int = 0,
     model: str = "auto",

@@ -14,6 +14,7 @@ import pandas as pd
 
 from analysis.load import Bundle, Responses, check_bundle_matches
 from xaistudy.errors import UserError
+from xaistudy.too_fast import TooFastRule
 from xaistudy.vocabulary import ABANDONED, Status
 
 SCALE = (1, 2, 3, 4, 5)
@@ -76,21 +77,6 @@ class ScoringRule:
         return f"ratings {yes} = relies on, {no} = does not rely on, others never correct"
 
 
-@dataclasses.dataclass(frozen=True)
-class ExclusionRules:
-    """The too-fast threshold: absolute seconds, or else a fraction of the median duration."""
-
-    min_seconds: float | None = None
-    min_median_fraction: float | None = 0.3
-
-    def __post_init__(self) -> None:
-        if self.min_seconds is not None and self.min_seconds < 0:
-            raise UserError(f"--min-seconds must be >= 0, got {self.min_seconds}")
-        fraction = self.min_median_fraction
-        if fraction is not None and not 0 <= fraction < 1:
-            raise UserError(f"--min-median-fraction must be in [0, 1), got {fraction}")
-
-
 # (reason, description), in the order reasons are assigned: a participant is counted
 # under the first reason that applies to them.
 EXCLUSION_REASONS = (
@@ -128,7 +114,7 @@ class ScoredStudy:
 
 
 def _exclusion_masks(
-    participants: pd.DataFrame, rules: ExclusionRules
+    participants: pd.DataFrame, rules: TooFastRule
 ) -> tuple[dict[str, pd.Series], float | None]:
     status = participants["status"].astype(str)
     masks = {
@@ -140,11 +126,7 @@ def _exclusion_masks(
     }
     completed = status.eq(Status.COMPLETED) & ~masks["preview"]
     durations = participants.loc[completed, "duration_s"].dropna()
-    threshold = None
-    if rules.min_seconds is not None:
-        threshold = float(rules.min_seconds)
-    elif rules.min_median_fraction is not None and len(durations):
-        threshold = float(rules.min_median_fraction * durations.median())
+    threshold = rules.threshold(float(durations.median()) if len(durations) else None)
     if threshold is None:
         masks["too_fast"] = pd.Series(False, index=participants.index)
     else:
@@ -153,7 +135,7 @@ def _exclusion_masks(
 
 
 def apply_exclusions(
-    responses: Responses, rules: ExclusionRules
+    responses: Responses, rules: TooFastRule
 ) -> tuple[pd.DataFrame, pd.DataFrame, float | None, int]:
     """Return (included participants, exclusion table, too-fast threshold, n recorded)."""
     if responses.participants is None:
@@ -202,11 +184,11 @@ def score_study(
     responses: Responses,
     bundle: Bundle,
     rule: ScoringRule | None = None,
-    exclusions: ExclusionRules | None = None,
+    exclusions: TooFastRule | None = None,
 ) -> ScoredStudy:
     """Apply the exclusions, join the ground truth and mark each answer correct or not."""
     rule = rule or ScoringRule()
-    exclusions = exclusions or ExclusionRules()
+    exclusions = exclusions or TooFastRule()
     check_bundle_matches(responses, bundle)
     included, table, threshold, n_recorded = apply_exclusions(responses, exclusions)
 

@@ -7,9 +7,10 @@ import pandas as pd
 import pytest
 
 from analysis.load import Responses
-from analysis.scoring import ExclusionRules, ScoringRule, score_study
+from analysis.scoring import ScoringRule, score_study
 from analysis.statistics import accuracy_tables, bootstrap, participant_matrix
 from xaistudy.errors import UserError
+from xaistudy.too_fast import TooFastRule
 
 
 def test_default_rule_counts_4_5_as_relies_and_never_3():
@@ -66,7 +67,7 @@ def test_each_exclusion_counted_once_under_its_first_reason(bundle):
     for column in ("preview", "excluded", "attention_passed"):
         people[column] = people[column].astype("boolean")
     scored = score_study(
-        Responses(answers, people, None, "test"), bundle, exclusions=ExclusionRules(min_seconds=120)
+        Responses(answers, people, None, "test"), bundle, exclusions=TooFastRule(min_seconds=120)
     )
     table = scored.exclusions.set_index("reason")
     assert table["n_excluded"].to_dict() == {

@@ -106,7 +106,8 @@ def analyze(
 ):
     """Score the responses against the bundle's ground truth and write the report."""
     from analysis.report import analyze as run
-    from analysis.scoring import ExclusionRules, ScoringRule
+    from analysis.scoring import ScoringRule
+    from xaistudy.too_fast import TooFastRule
 
     if (responses is None) == (db_url is None):
         raise UserError("give exactly one of --db URL and --responses CSV")
@@ -117,7 +118,7 @@ def analyze(
         bundle_dir=bundle_dir,
         responses=responses if db_url is None else database_responses(db_url),
         rule=ScoringRule.parse(relies_on, not_relies_on),
-        exclusions=ExclusionRules(
+        exclusions=TooFastRule(
             min_seconds, None if min_seconds is not None else min_median_fraction
         ),
         n_boot=n_boot,

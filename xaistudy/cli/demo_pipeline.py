@@ -224,11 +224,11 @@ def simulate_stage(settings: DemoSettings, n: int, host: str) -> Path:
 
     from analysis.load import load_bundle
     from analysis.report import analyze
-    from analysis.scoring import ExclusionRules
     from analysis.simulate import SimulationSpec
     from simulation.runs import simulate_http
     from study_server import create_app
     from xaistudy.cli.analysis import database_responses
+    from xaistudy.too_fast import TooFastRule
 
     app = create_app(server_config(settings))
     with app.app_context():
@@ -245,7 +245,7 @@ def simulate_stage(settings: DemoSettings, n: int, host: str) -> Path:
         settings.report_dir,
         settings.bundle_dir,
         database_responses(settings.db_url),
-        exclusions=ExclusionRules(min_seconds=0.0, min_median_fraction=None),
+        exclusions=TooFastRule(min_seconds=0.0, min_median_fraction=None),
         seed=settings.seed,
     )
     table = analysis.tables.by_condition[["condition", "accuracy", "ci_low", "ci_high", "n"]]
