@@ -187,6 +187,20 @@ def _drop_postgres(admin_url: str, name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def study_that_fits(participants: int, workdir: Path) -> Path:
+    """The default study with targets that admit every simulated participant (a study
+    whose targets are met turns arrivals away)."""
+    import re
+
+    from study_server.study import default_study_path
+
+    text = default_study_path().read_text(encoding="utf-8")
+    per_condition = -(-participants // len(load_study(None).conditions))
+    path = workdir / "study.toml"
+    path.write_text(re.sub(r"target_n = \d+", f"target_n = {per_condition}", text), "utf-8")
+    return path
+
+
 def start_server(args, workdir: Path, database_url: str) -> tuple[subprocess.Popen, str]:
     """Migrate the database and start gunicorn; return (process, base URL)."""
     import flask_migrate
@@ -307,7 +321,12 @@ def main(argv=None) -> int:
         help="gunicorn worker class (default sync: the cheapest per request)",
     )
     parser.add_argument("--bundle", type=Path, help="bundle for --start-server")
-    parser.add_argument("--study", type=Path, help="study TOML of the server")
+    parser.add_argument(
+        "--study",
+        type=Path,
+        help="study TOML of the server (--start-server: the default study, with targets "
+        "that admit every participant)",
+    )
     args = parser.parse_args(argv)
     if bool(args.url) == args.start_server:
         parser.error("give exactly one of --url or --start-server")
@@ -325,6 +344,8 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="xaistudy-bench-") as tmp:
         server, fresh = None, None
         if args.start_server:
+            if args.study is None:
+                args.study = study_that_fits(args.participants, Path(tmp))
             database_url = args.db or f"sqlite:///{Path(tmp) / 'bench.sqlite'}"
             if database_url.startswith(("postgres", "postgresql")):
                 database_url, fresh = _fresh_postgres(database_url)

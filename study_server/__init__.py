@@ -74,7 +74,9 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     with app.app_context():
         configure_sqlite(db.engine)
 
-    from study_server import admin, participant
+    # One blueprint under /admin/: admin.py holds the login, importing control.py adds
+    # the researcher's pages to it.
+    from study_server import admin, control, participant  # noqa: F401
 
     app.register_blueprint(participant.bp)
     app.register_blueprint(admin.bp)
@@ -131,6 +133,15 @@ def _register_error_pages(app: Flask) -> None:
         return render_error(500, "Something went wrong on our side. Please reload the page.")
 
 
+def content_security_policy(scripts: str = "'none'") -> str:
+    """The pages' policy: everything from this site only, and no script at all except
+    where ``scripts`` allows (the researcher's dashboard runs its own refresh script)."""
+    return (
+        f"default-src 'self'; img-src 'self'; style-src 'self'; script-src {scripts}; "
+        "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+    )
+
+
 def _register_security_headers(app: Flask) -> None:
     @app.after_request
     def _headers(response):
@@ -138,11 +149,7 @@ def _register_security_headers(app: Flask) -> None:
         response.headers.setdefault("X-Frame-Options", "DENY")
         # same-origin: Flask-WTF checks the Referer on HTTPS; other sites never see the URL.
         response.headers.setdefault("Referrer-Policy", "same-origin")
-        response.headers.setdefault(
-            "Content-Security-Policy",
-            "default-src 'self'; img-src 'self'; style-src 'self'; script-src 'none'; "
-            "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
-        )
+        response.headers.setdefault("Content-Security-Policy", content_security_policy())
         if response.mimetype == "text/html":
             response.headers.setdefault("Cache-Control", "no-store")
         return response

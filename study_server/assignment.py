@@ -1,16 +1,20 @@
 """Balanced assignment of arriving participants to conditions, safe under concurrency.
 
-The least-filled condition wins (filled = completed participants plus those who started
-within the abandonment timeout, previews and excluded participants not counted, relative
-to each condition's target N), ties broken at random. The count and the insert of the
-new participant happen under one lock: on PostgreSQL a ``SELECT ... FOR UPDATE`` of the
-study's row in ``studies``; on SQLite every transaction is ``BEGIN IMMEDIATE``
+The least-filled open condition below its target N wins (filled = completed participants
+plus those who started within the abandonment timeout, previews and excluded participants
+not counted, relative to each condition's target N), ties broken at random. When none
+is left the arrival is turned away (:class:`Unavailable`): the study is paused or
+closed, a condition still short of its target is paused, or every target is met (the
+study is full, which also caps how many a script can start). The count and the insert
+of the new participant happen under one lock: on PostgreSQL a ``SELECT ... FOR UPDATE``
+of the study's row in ``studies``; on SQLite every transaction is ``BEGIN IMMEDIATE``
 (sqlite.configure_sqlite), which holds the database's write lock.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, or_, select
@@ -18,36 +22,45 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from study_server.models import Participant, StudyRecord, utcnow
-from study_server.study import Study
+from study_server.states import State, condition_states
+from study_server.study import Condition, Study
 from xaistudy.vocabulary import Status
+
+
+class Unavailable(Exception):
+    """No condition takes a new participant now; ``reason`` is paused, closed or full."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _from_file(study: Study) -> dict[str, str | int]:
+    """The study file's settings that the ``studies`` row keeps for the export."""
+    return {
+        "title": study.title,
+        "attribute_keys": "|".join(study.attribute_keys),
+        "abandonment_timeout_s": study.abandonment_timeout_minutes * 60,
+        "completed_code": study.completed_code,
+        "screened_out_code": study.screened_out_code,
+    }
 
 
 def lock_study(session: Session, study: Study) -> StudyRecord:
     """Lock (creating if needed) the study's row; keep its settings in step with the file."""
+    from_file = _from_file(study)
     record = session.get(StudyRecord, study.slug, with_for_update=True)
     if record is None:
         try:
             with session.begin_nested():
-                session.add(
-                    StudyRecord(
-                        slug=study.slug,
-                        title=study.title,
-                        attribute_keys="|".join(study.attribute_keys),
-                        abandonment_timeout_s=study.abandonment_timeout_minutes * 60,
-                    )
-                )
+                session.add(StudyRecord(slug=study.slug, state=State.OPEN, **from_file))
         except IntegrityError:
             pass  # another worker created it first
         record = session.get(StudyRecord, study.slug, with_for_update=True, populate_existing=True)
-    keys = "|".join(study.attribute_keys)
-    timeout_s = study.abandonment_timeout_minutes * 60
-    if (record.title, record.attribute_keys, record.abandonment_timeout_s) != (
-        study.title,
-        keys,
-        timeout_s,
-    ):
-        record.title, record.attribute_keys = study.title, keys
-        record.abandonment_timeout_s, record.updated_at = timeout_s, utcnow()
+    if any(getattr(record, name) != value for name, value in from_file.items()):
+        for name, value in from_file.items():
+            setattr(record, name, value)
+        record.updated_at = utcnow()
     return record
 
 
@@ -72,15 +85,26 @@ def condition_counts(session: Session, study: Study, now: datetime) -> dict[str,
     return counts
 
 
-def choose_condition(counts: dict[str, int], study: Study, rng: random.Random) -> str:
+def choose_condition(
+    counts: dict[str, int], conditions: Sequence[Condition], rng: random.Random
+) -> str:
     """The condition furthest below its target (count / target N), random among ties."""
-    fill = {c.name: counts[c.name] / c.target_n for c in study.conditions}
+    fill = {c.name: counts[c.name] / c.target_n for c in conditions}
     lowest = min(fill.values())
     return rng.choice(sorted(name for name, value in fill.items() if value == lowest))
 
 
 def assign(session: Session, study: Study, rng: random.Random | None = None) -> str:
-    """Lock the study, count, choose. The caller inserts the participant and commits."""
-    lock_study(session, study)
-    now = utcnow()
-    return choose_condition(condition_counts(session, study, now), study, rng or random.Random())
+    """Lock the study, count, choose; raise :class:`Unavailable` when no condition takes
+    the arrival. The caller inserts the participant and commits."""
+    record = lock_study(session, study)
+    if record.state != State.OPEN:
+        raise Unavailable(record.state)
+    states = condition_states(session, study)
+    counts = condition_counts(session, study, utcnow())
+    short = [c for c in study.conditions if counts[c.name] < c.target_n]
+    admitting = [c for c in short if states[c.name] == State.OPEN]
+    if not admitting:
+        waiting = any(states[c.name] == State.PAUSED for c in short)
+        raise Unavailable(State.PAUSED if waiting else "full")
+    return choose_condition(counts, admitting, rng or random.Random())

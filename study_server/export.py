@@ -1,27 +1,123 @@
-"""Export of the study database as pandas DataFrames and CSV files (docs/database.md).
+"""Export of the study database as CSV files and pandas DataFrames (docs/database.md).
 
-``export_frames(database_url)`` needs no Flask app: it opens a plain SQLAlchemy engine.
-Frames: ``participants`` (one row per participant), ``answers`` (long: participant x
-attribute), ``answers_wide`` (one row per participant), ``pages`` (page timings).
+Every export is a query and the rows it yields, read in batches through a
+:func:`~study_server.sqlite.read_only_connection`: the admin's download streams them as
+CSV while they are read (a study of any size, and participants never wait for it);
+``xaistudy export`` writes the same CSV files; ``export_frames(database_url)`` (no Flask
+app needed) and ``frames_from_engine`` turn the same rows into DataFrames.
+
+The exports: ``participants`` (one row per participant), ``answers`` (long: participant
+x attribute), ``answers_wide`` (one row per participant), ``pages`` (page timings),
+``checks`` (every comprehension attempt and attention check answer), ``reconciliation``
+(what to do with each submission on Prolific), ``exclusions`` and ``audit`` (the
+researchers' changes).
 """
 
 from __future__ import annotations
 
+import csv
+import dataclasses
+import io
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
 from sqlalchemy import create_engine, inspect, select
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
+from study_server.audit import EXCLUSION_REASON
 from study_server.config import engine_options, normalize_database_url
-from study_server.models import Answer, PageVisit, Participant, StudyRecord, utcnow
+from study_server.models import (
+    AdminAction,
+    Answer,
+    CheckAnswer,
+    Exclusion,
+    PageVisit,
+    Participant,
+    StudyRecord,
+    utcnow,
+)
+from study_server.sqlite import configure_sqlite, read_only_connection
 from xaistudy.errors import UserError
-from xaistudy.files import atomic_write_text
+from xaistudy.files import atomic_path
 from xaistudy.vocabulary import ABANDONED, Status
 
-EXPORT_NAMES = ("participants", "answers", "answers_wide", "pages")
-PARTICIPANT_COLUMNS = [
+BATCH = 1000  # rows read, and CSV lines sent, at a time
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+    """What every export's rows need besides their own table."""
+
+    now: datetime  # abandoned = started and last seen before now - the study's timeout
+    timeouts: dict[str, timedelta]  # study slug -> abandonment timeout
+    codes: dict[str, dict[str, str]]  # study slug -> status -> completion code shown
+    attribute_keys: list[str]  # every study's attribute keys, in their order
+
+    @classmethod
+    def read(cls, connection: Connection, now: datetime | None) -> Context:
+        studies = connection.execute(select(StudyRecord.__table__)).all()
+        keys: list[str] = []
+        for study in studies:
+            keys += [k for k in study.attribute_keys.split("|") if k and k not in keys]
+        return cls(
+            now=now or utcnow(),
+            timeouts={s.slug: timedelta(seconds=s.abandonment_timeout_s) for s in studies},
+            codes={
+                s.slug: {
+                    Status.COMPLETED: s.completed_code,
+                    Status.SCREENED_OUT: s.screened_out_code,
+                }
+                for s in studies
+            },
+            attribute_keys=keys,
+        )
+
+    def status(self, row) -> str:
+        """The participant's status, with "abandoned" derived from their last visit."""
+        timeout = self.timeouts.get(row.study, timedelta(hours=1))
+        if row.status == Status.STARTED and row.last_seen_at < self.now - timeout:
+            return ABANDONED
+        return row.status
+
+
+Rows = Callable[[Connection, Context], Iterator[tuple]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Export:
+    name: str
+    columns: tuple[str, ...]  # answers_wide adds rating_<key>, reason_<key> per attribute
+    rows: Rows
+
+    def header(self, context: Context) -> tuple[str, ...]:
+        if self.name != "answers_wide":
+            return self.columns
+        per_key = [(f"rating_{k}", f"reason_{k}") for k in context.attribute_keys]
+        return (*self.columns, *(name for pair in per_key for name in pair))
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat() + "+00:00"
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return round((end - start).total_seconds(), 3)
+
+
+def _batches(connection: Connection, statement) -> Iterator:
+    """The rows of ``statement``, fetched ``BATCH`` at a time (a server-side cursor on
+    PostgreSQL)."""
+    options = {"stream_results": True, "yield_per": BATCH}
+    yield from connection.execute(statement, execution_options=options)
+
+
+_PARTICIPANTS = select(Participant.__table__, EXCLUSION_REASON).order_by(Participant.id)
+
+PARTICIPANT_COLUMNS = (
     "participant_id",
     "prolific_pid",
     "study_id",
@@ -30,17 +126,52 @@ PARTICIPANT_COLUMNS = [
     "status",
     "preview",
     "excluded",
+    "exclusion_reason",
     "attention_passed",
     "comprehension_attempts",
     "attribute_order",
+    "page",
     "started_at",
+    "last_seen_at",
     "completed_at",
     "duration_s",
     "age",
     "gender",
     "ml_experience",
-]
-ANSWER_COLUMNS = [
+)
+
+
+def _participant_values(p, context: Context) -> tuple:
+    return (
+        p.id,
+        p.prolific_pid,
+        p.study_id,
+        p.session_id,
+        p.condition,
+        context.status(p),
+        bool(p.preview),
+        bool(p.excluded),
+        p.exclusion_reason if p.excluded else None,
+        p.attention_passed,
+        p.comprehension_attempts,
+        p.attribute_order,
+        p.page,
+        _iso(p.started_at),
+        _iso(p.last_seen_at),
+        _iso(p.completed_at),
+        _seconds(p.started_at, p.completed_at),
+        p.age,
+        p.gender,
+        p.ml_experience,
+    )
+
+
+def _participants(connection: Connection, context: Context) -> Iterator[tuple]:
+    for p in _batches(connection, _PARTICIPANTS):
+        yield _participant_values(p, context)
+
+
+ANSWER_COLUMNS = (
     "participant_id",
     "prolific_pid",
     "condition",
@@ -49,131 +180,278 @@ ANSWER_COLUMNS = [
     "rating",
     "reason",
     "answered_at",
-]
-PAGE_COLUMNS = ["participant_id", "condition", "page", "entered_at", "left_at", "seconds"]
+)
 
 
-def _iso(value) -> str | None:
-    if value is None or pd.isna(value):
-        return None
-    if not isinstance(value, datetime):
-        value = pd.Timestamp(value).to_pydatetime()
-    return value.isoformat() + "+00:00"
+def _answers(connection: Connection, context: Context) -> Iterator[tuple]:
+    statement = (
+        select(Answer.__table__, Participant.prolific_pid, Participant.condition)
+        .join(Participant, Participant.id == Answer.participant_id)
+        .order_by(Answer.participant_id, Answer.position)
+    )
+    for a in _batches(connection, statement):
+        yield (
+            a.participant_id,
+            a.prolific_pid,
+            a.condition,
+            a.attribute,
+            a.position,
+            a.rating,
+            a.reason,
+            _iso(a.answered_at),
+        )
 
 
-def _seconds(start, end) -> float | None:
-    if start is None or end is None or pd.isna(start) or pd.isna(end):
-        return None
-    return round((pd.Timestamp(end) - pd.Timestamp(start)).total_seconds(), 3)
+def _answers_wide(connection: Connection, context: Context) -> Iterator[tuple]:
+    """Participants merged with their answers: both read in participant order."""
+    answers = _batches(
+        connection,
+        select(Answer.participant_id, Answer.attribute, Answer.rating, Answer.reason).order_by(
+            Answer.participant_id, Answer.position
+        ),
+    )
+    pending = next(answers, None)
+    for p in _batches(connection, _PARTICIPANTS):
+        mine = {}
+        while pending is not None and pending.participant_id <= p.id:
+            if pending.participant_id == p.id:
+                mine[pending.attribute] = (pending.rating, pending.reason)
+            pending = next(answers, None)
+        wide = [value for key in context.attribute_keys for value in mine.get(key, (None, None))]
+        yield (*_participant_values(p, context), *wide)
 
 
-def _read(engine: Engine, statement) -> pd.DataFrame:
-    with engine.connect() as connection:
-        result = connection.execute(statement)
-        return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+PAGE_COLUMNS = ("participant_id", "condition", "page", "entered_at", "left_at", "seconds")
+
+
+def _pages(connection: Connection, context: Context) -> Iterator[tuple]:
+    statement = (
+        select(PageVisit.__table__, Participant.condition)
+        .join(Participant, Participant.id == PageVisit.participant_id)
+        .order_by(PageVisit.participant_id, PageVisit.entered_at, PageVisit.id)
+    )
+    for v in _batches(connection, statement):
+        yield (
+            v.participant_id,
+            v.condition,
+            v.page,
+            _iso(v.entered_at),
+            _iso(v.left_at),
+            _seconds(v.entered_at, v.left_at),
+        )
+
+
+CHECK_COLUMNS = (
+    "participant_id",
+    "prolific_pid",
+    "condition",
+    "kind",
+    "question",
+    "attempt",
+    "answer",
+    "correct",
+    "answered_at",
+)
+
+
+def _checks(connection: Connection, context: Context) -> Iterator[tuple]:
+    statement = (
+        select(CheckAnswer.__table__, Participant.prolific_pid, Participant.condition)
+        .join(Participant, Participant.id == CheckAnswer.participant_id)
+        .order_by(CheckAnswer.participant_id, CheckAnswer.answered_at, CheckAnswer.id)
+    )
+    for c in _batches(connection, statement):
+        yield (
+            c.participant_id,
+            c.prolific_pid,
+            c.condition,
+            c.kind,
+            c.question,
+            c.attempt,
+            c.answer,
+            bool(c.correct),
+            _iso(c.answered_at),
+        )
+
+
+RECONCILIATION_COLUMNS = (
+    "prolific_pid",
+    "study_id",
+    "session_id",
+    "status",
+    "completion_code_shown",
+    "excluded",
+    "exclusion_reason",
+    "prolific_action",
+    "completed_at",
+)
+
+
+def prolific_action(status: str, excluded: bool) -> str:
+    """What the researcher likely does with the submission on Prolific: approve a
+    completion, review an excluded one (approve or reject by Prolific's rules), return
+    a screened-out or declined one; nothing for one still running or abandoned."""
+    if status == Status.COMPLETED:
+        return "review" if excluded else "approve"
+    if status in (Status.SCREENED_OUT, Status.RETURNED):
+        return "return"
+    return ""
+
+
+def _reconciliation(connection: Connection, context: Context) -> Iterator[tuple]:
+    for p in _batches(connection, _PARTICIPANTS.where(Participant.preview.is_(False))):
+        status = context.status(p)
+        yield (
+            p.prolific_pid,
+            p.study_id,
+            p.session_id,
+            status,
+            context.codes.get(p.study, {}).get(status),
+            bool(p.excluded),
+            p.exclusion_reason if p.excluded else None,
+            prolific_action(status, bool(p.excluded)),
+            _iso(p.completed_at),
+        )
+
+
+EXCLUSION_COLUMNS = (
+    "participant_id",
+    "prolific_pid",
+    "excluded",
+    "rule",
+    "reason",
+    "actor",
+    "acted_at",
+    "action_id",
+)
+
+
+def _exclusions(connection: Connection, context: Context) -> Iterator[tuple]:
+    statement = (
+        select(
+            Exclusion.participant_id,
+            Participant.prolific_pid,
+            Exclusion.excluded,
+            AdminAction.target,
+            AdminAction.reason,
+            AdminAction.actor,
+            AdminAction.acted_at,
+            AdminAction.id,
+        )
+        .join(AdminAction, AdminAction.id == Exclusion.action_id)
+        .join(Participant, Participant.id == Exclusion.participant_id)
+        .order_by(Exclusion.id)
+    )
+    for e in _batches(connection, statement):
+        yield (
+            e.participant_id,
+            e.prolific_pid,
+            bool(e.excluded),
+            e.target,
+            e.reason,
+            e.actor,
+            _iso(e.acted_at),
+            e.id,
+        )
+
+
+AUDIT_COLUMNS = (
+    "action_id",
+    "acted_at",
+    "actor",
+    "remote_addr",
+    "action",
+    "target",
+    "reason",
+    "affected",
+)
+
+
+def _audit(connection: Connection, context: Context) -> Iterator[tuple]:
+    for a in _batches(connection, select(AdminAction.__table__).order_by(AdminAction.id)):
+        yield (
+            a.id,
+            _iso(a.acted_at),
+            a.actor,
+            a.remote_addr,
+            a.action,
+            a.target,
+            a.reason,
+            a.affected,
+        )
+
+
+EXPORTS: dict[str, Export] = {
+    export.name: export
+    for export in (
+        Export("participants", PARTICIPANT_COLUMNS, _participants),
+        Export("answers", ANSWER_COLUMNS, _answers),
+        Export("answers_wide", PARTICIPANT_COLUMNS, _answers_wide),
+        Export("pages", PAGE_COLUMNS, _pages),
+        Export("checks", CHECK_COLUMNS, _checks),
+        Export("reconciliation", RECONCILIATION_COLUMNS, _reconciliation),
+        Export("exclusions", EXCLUSION_COLUMNS, _exclusions),
+        Export("audit", AUDIT_COLUMNS, _audit),
+    )
+}
+EXPORT_NAMES = tuple(EXPORTS)
+
+
+def _check_tables(connection: Connection) -> None:
+    if not inspect(connection).has_table("participants"):
+        url = connection.engine.url.render_as_string(hide_password=True)
+        raise UserError(
+            f"{url} has no study tables; "
+            "run 'flask --app study_server db upgrade' or start 'xaistudy serve' once"
+        )
+
+
+def csv_chunks(connection: Connection, name: str, context: Context | None = None) -> Iterator[str]:
+    """The export ``name`` as CSV text, a batch of lines at a time."""
+    export = EXPORTS[name]
+    context = context or Context.read(connection, None)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(export.header(context))
+    for i, row in enumerate(export.rows(connection, context), start=1):
+        writer.writerow(row)
+        if i % BATCH == 0:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
+
+
+def stream_csv(engine: Engine, name: str) -> Iterator[str]:
+    """``csv_chunks`` in a read-only transaction of its own (the admin's download)."""
+    with read_only_connection(engine) as connection:
+        _check_tables(connection)
+        yield from csv_chunks(connection, name)
+
+
+# Column types the DataFrames carry (missing values stay missing, not NaN floats).
+_DTYPES = {"age": "Int64", "comprehension_attempts": "Int64", "position": "Int64"}
+_FLAGS = ("preview", "excluded")
+
+
+def _frame(export: Export, connection: Connection, context: Context) -> pd.DataFrame:
+    frame = pd.DataFrame(list(export.rows(connection, context)), columns=export.header(context))
+    for column in frame.columns:
+        if column in _DTYPES or column.startswith("rating"):
+            frame[column] = frame[column].astype("Int64")
+        elif column in _FLAGS:
+            frame[column] = frame[column].astype(bool)
+    return frame
 
 
 def frames_from_engine(
     engine: Engine, tables: tuple[str, ...] = EXPORT_NAMES, now: datetime | None = None
 ) -> dict[str, pd.DataFrame]:
     """Read the study database behind ``engine`` into the export frames named by ``tables``."""
-    if not inspect(engine).has_table("participants"):
-        raise UserError(
-            f"{engine.url.render_as_string(hide_password=True)} has no study tables; "
-            "run 'flask --app study_server db upgrade' or start 'xaistudy serve' once"
-        )
-    now = now or utcnow()
-    studies = _read(
-        engine,
-        select(StudyRecord.slug, StudyRecord.attribute_keys, StudyRecord.abandonment_timeout_s),
-    )
-    timeouts = dict(zip(studies["slug"], studies["abandonment_timeout_s"], strict=True))
-    attribute_keys: list[str] = []
-    for keys in studies["attribute_keys"]:
-        attribute_keys += [k for k in keys.split("|") if k and k not in attribute_keys]
-
-    raw = _read(engine, select(Participant.__table__).order_by(Participant.id))
-    rows = []
-    for p in raw.to_dict("records"):
-        status = p["status"]
-        timeout = timedelta(seconds=int(timeouts.get(p["study"], 3600)))
-        inactive = pd.Timestamp(p["last_seen_at"]) < pd.Timestamp(now - timeout)
-        if status == Status.STARTED and inactive:
-            status = ABANDONED
-        attention = p["attention_passed"]
-        rows.append(
-            {
-                "participant_id": int(p["id"]),
-                "prolific_pid": p["prolific_pid"],
-                "study_id": p["study_id"],
-                "session_id": p["session_id"],
-                "condition": p["condition"],
-                "status": status,
-                "preview": bool(p["preview"]),
-                "excluded": bool(p["excluded"]),
-                "attention_passed": None
-                if attention is None or pd.isna(attention)
-                else bool(attention),
-                "comprehension_attempts": int(p["comprehension_attempts"]),
-                "attribute_order": p["attribute_order"],
-                "started_at": _iso(p["started_at"]),
-                "completed_at": _iso(p["completed_at"]),
-                "duration_s": _seconds(p["started_at"], p["completed_at"]),
-                "age": None if p["age"] is None or pd.isna(p["age"]) else int(p["age"]),
-                "gender": p["gender"],
-                "ml_experience": p["ml_experience"],
-            }
-        )
-    participants = pd.DataFrame(rows, columns=PARTICIPANT_COLUMNS)
-    for column in ("age", "comprehension_attempts"):
-        participants[column] = participants[column].astype("Int64")
-    participants["preview"] = participants["preview"].astype(bool)
-    participants["excluded"] = participants["excluded"].astype(bool)
-    frames: dict[str, pd.DataFrame] = {"participants": participants}
-    by_id = participants.set_index("participant_id")
-
-    if {"answers", "answers_wide"} & set(tables):
-        answers = _read(
-            engine,
-            select(
-                Answer.participant_id,
-                Answer.attribute,
-                Answer.position,
-                Answer.rating,
-                Answer.reason,
-                Answer.answered_at,
-            ).order_by(Answer.participant_id, Answer.position),
-        )
-        answers["prolific_pid"] = answers["participant_id"].map(by_id["prolific_pid"])
-        answers["condition"] = answers["participant_id"].map(by_id["condition"])
-        answers["answered_at"] = [_iso(v) for v in answers["answered_at"]]
-        answers = answers[ANSWER_COLUMNS].reset_index(drop=True)
-        frames["answers"] = answers
-        for key in answers["attribute"].unique():
-            if key not in attribute_keys:
-                attribute_keys.append(key)
-        wide = participants.copy()
-        for key in attribute_keys:
-            mine = answers[answers["attribute"] == key].set_index("participant_id")
-            wide[f"rating_{key}"] = wide["participant_id"].map(mine["rating"]).astype("Int64")
-            wide[f"reason_{key}"] = wide["participant_id"].map(mine["reason"])
-        frames["answers_wide"] = wide
-
-    if "pages" in tables:
-        pages = _read(
-            engine,
-            select(
-                PageVisit.participant_id, PageVisit.page, PageVisit.entered_at, PageVisit.left_at
-            ).order_by(PageVisit.participant_id, PageVisit.entered_at, PageVisit.id),
-        )
-        pages["condition"] = pages["participant_id"].map(by_id["condition"])
-        pages["seconds"] = [
-            _seconds(a, b) for a, b in zip(pages["entered_at"], pages["left_at"], strict=True)
-        ]
-        pages["entered_at"] = [_iso(v) for v in pages["entered_at"]]
-        pages["left_at"] = [_iso(v) for v in pages["left_at"]]
-        frames["pages"] = pages[PAGE_COLUMNS].reset_index(drop=True)
-    return {name: frames[name] for name in tables}
+    with read_only_connection(engine) as connection:
+        _check_tables(connection)
+        context = Context.read(connection, now)
+        return {name: _frame(EXPORTS[name], connection, context) for name in tables}
 
 
 def _engine(database_url: str) -> Engine:
@@ -182,35 +460,46 @@ def _engine(database_url: str) -> Engine:
     if not url.startswith("sqlite"):
         options = {"pool_pre_ping": True}
     try:
-        return create_engine(url, **options)
+        engine = create_engine(url, **options)
     except Exception as exc:  # a malformed URL or an unknown driver
         raise UserError(f"cannot open database {database_url!r}: {exc}") from exc
+    configure_sqlite(engine)  # reads as the server does: never holding the write lock
+    return engine
 
 
-def export_frames(database_url: str) -> dict[str, pd.DataFrame]:
-    """All export frames of the database at ``database_url`` (no Flask app needed)."""
+def _open(database_url: str) -> Engine:
     url = normalize_database_url(database_url)
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
         path = Path(url.removeprefix("sqlite:///"))
         if not path.is_file():
             raise UserError(f"database file {path} does not exist")
-    engine = _engine(database_url)
+    return _engine(database_url)
+
+
+def export_frames(database_url: str) -> dict[str, pd.DataFrame]:
+    """All export frames of the database at ``database_url`` (no Flask app needed)."""
+    engine = _open(database_url)
     try:
         return frames_from_engine(engine)
     finally:
         engine.dispose()
 
 
-def frame_to_csv(frame: pd.DataFrame) -> str:
-    return frame.to_csv(index=False)
-
-
 def write_export(database_url: str, out_dir: str | Path) -> dict[str, Path]:
-    """Write ``<name>.csv`` for every export frame into ``out_dir``, each file atomically."""
-    frames = export_frames(database_url)
+    """Write ``<name>.csv`` for every export into ``out_dir``, each file atomically, all
+    from one consistent read of the database."""
+    engine = _open(database_url)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = {}
-    for name, frame in frames.items():
-        written[name] = atomic_write_text(out / f"{name}.csv", frame_to_csv(frame))
+    try:
+        with read_only_connection(engine) as connection:
+            _check_tables(connection)
+            context = Context.read(connection, None)
+            for name in EXPORT_NAMES:
+                with atomic_path(out / f"{name}.csv") as tmp, tmp.open("w", encoding="utf-8") as f:
+                    f.writelines(csv_chunks(connection, name, context))
+                written[name] = out / f"{name}.csv"
+    finally:
+        engine.dispose()
     return written

@@ -12,6 +12,7 @@ from wtforms import (
     PasswordField,
     RadioField,
     SelectField,
+    StringField,
     TextAreaField,
 )
 from wtforms.fields.choices import SelectChoice
@@ -132,3 +133,46 @@ class LoginForm(FlaskForm):
 
 class ActionForm(FlaskForm):
     """A bare CSRF-protected button (exclude, preview, logout)."""
+
+
+class AuditedForm(FlaskForm):
+    """A researcher's change to a running study: who makes it (the admin password is
+    shared, so the audit trail records the name given) and why."""
+
+    actor = StringField(
+        "Your name or initials",
+        validators=[
+            DataRequired("Give your name or initials for the audit trail."),
+            Length(max=100),
+            no_control_characters,
+        ],
+    )
+    reason = StringField("Reason (optional)", validators=[Length(max=2000), no_control_characters])
+
+
+class StateForm(AuditedForm):
+    """Open, pause or close the study or one condition (choices set by the view)."""
+
+    target = SelectField("Study or condition", validators=[InputRequired()])
+    state = SelectField("New state", validators=[InputRequired()])
+
+
+class ExclusionForm(AuditedForm):
+    """Exclude participants (or include them again), always with a reason."""
+
+    reason = StringField(
+        "Reason",
+        validators=[
+            DataRequired("Give the reason for the exclusion."),
+            Length(max=2000),
+            no_control_characters,
+        ],
+    )
+    excluded = HiddenField(default="1")
+
+
+class PreviewForm(FlaskForm):
+    """Open any page of any condition as a preview participant (choices set by the view)."""
+
+    condition = SelectField("Condition", validators=[InputRequired()])
+    page = SelectField("Page", validators=[InputRequired()])

@@ -38,6 +38,22 @@ class StudyRecord(db.Model):
     title: Mapped[str] = mapped_column(String(200))
     attribute_keys: Mapped[str] = mapped_column(Text)  # joined by "|"
     abandonment_timeout_s: Mapped[int] = mapped_column(Integer)
+    # What the study file's completion page shows; kept here for the reconciliation export.
+    completed_code: Mapped[str] = mapped_column(String(64), default="")
+    screened_out_code: Mapped[str] = mapped_column(String(64), default="")
+    # open | paused | closed (study_server.states): whether new arrivals are admitted.
+    state: Mapped[str] = mapped_column(String(16), default="open")
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ConditionState(db.Model):
+    """A condition's state (open | paused | closed); a condition without a row is open."""
+
+    __tablename__ = "condition_states"
+
+    study: Mapped[str] = mapped_column(ForeignKey("studies.slug"), primary_key=True)
+    condition: Mapped[str] = mapped_column(String(32), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -64,7 +80,7 @@ class Participant(db.Model):
     gender: Mapped[str | None] = mapped_column(String(32), nullable=True)
     ml_experience: Mapped[str | None] = mapped_column(String(32), nullable=True)
     started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    last_seen_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
     completed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
     answers: Mapped[list[Answer]] = relationship(
@@ -131,3 +147,30 @@ class LoginAttempt(db.Model):
     remote_addr: Mapped[str] = mapped_column(String(64), index=True)
     succeeded: Mapped[bool] = mapped_column(Boolean)
     attempted_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+
+
+class AdminAction(db.Model):
+    """The audit trail: every change a researcher makes (states, exclusions), who, when, why."""
+
+    __tablename__ = "admin_actions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study: Mapped[str] = mapped_column(ForeignKey("studies.slug"), index=True)
+    action: Mapped[str] = mapped_column(String(16))  # open | pause | close | exclude | include
+    target: Mapped[str] = mapped_column(String(400))  # "study", "condition baseline", a rule
+    reason: Mapped[str] = mapped_column(Text, default="")
+    actor: Mapped[str] = mapped_column(String(100))  # the name the researcher gave
+    remote_addr: Mapped[str] = mapped_column(String(64))
+    affected: Mapped[int] = mapped_column(Integer, default=0)  # participants changed
+    acted_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+
+
+class Exclusion(db.Model):
+    """One participant excluded (or included again) by one admin action."""
+
+    __tablename__ = "exclusions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    action_id: Mapped[int] = mapped_column(ForeignKey("admin_actions.id"), index=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
+    excluded: Mapped[bool] = mapped_column(Boolean)

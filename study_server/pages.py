@@ -322,3 +322,8 @@ def is_past(study: Study, current: Page, milestone: Page) -> bool:
     """Whether a participant at ``current`` has gone past ``milestone`` in the walk."""
     pages = page_sequence(study)
     return current in pages and pages.index(current) > pages.index(milestone)
+
+
+def every_page(study: Study) -> tuple[Page, ...]:
+    """Every page of ``study``: the walk, then the end pages off it (screened-out, declined)."""
+    return tuple(_pages_by_name(study).values())

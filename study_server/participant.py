@@ -30,7 +30,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from study_server import study_context
-from study_server.assignment import assign, lock_study
+from study_server.assignment import Unavailable, assign, lock_study
 from study_server.extensions import db
 from study_server.forms import StepForm
 from study_server.http import abort_with
@@ -136,12 +136,33 @@ def entry():
         if not URL_ID.match(value):
             abort_with(400, f"The link's {name} is not valid: letters, digits, - and _ only.")
         values[name] = value
-    participant = find_or_create(values["PROLIFIC_PID"], values["STUDY_ID"], values["SESSION_ID"])
+    try:
+        participant = find_or_create(
+            values["PROLIFIC_PID"], values["STUDY_ID"], values["SESSION_ID"]
+        )
+    except Unavailable as turned_away:
+        db.session.rollback()
+        return _turned_away(turned_away.reason)
     page = participant.page
-    session.clear()
+    # Only the participant's key changes: a researcher logged in in this browser (the
+    # "admin" key) stays logged in when they open a participant link.
     session.permanent = True
     session["participant_id"] = participant.id
     return _redirect_to(page)
+
+
+# What an arrival is told when no condition takes them (assignment.Unavailable), and the
+# HTTP status: paused is temporary (come back shortly), closed and full are final.
+TURNED_AWAY_STATUS = {"paused": 503, "closed": 410, "full": 410}
+
+
+def _turned_away(reason: str):
+    response = Response(
+        render_template("unavailable.html", reason=reason), TURNED_AWAY_STATUS[reason]
+    )
+    if reason == "paused":
+        response.headers["Retry-After"] = "300"
+    return response
 
 
 @bp.route("/study/<page>", methods=["GET", "POST"])
@@ -318,10 +339,14 @@ def bundle_file(rel: str):
     return response
 
 
-def start_preview(condition: str) -> Participant:
-    """A participant that never counts (for researchers), in the condition they chose."""
+def start_preview(condition: str, page: str = ConsentPage.kind) -> Participant:
+    """A participant that never counts (for researchers), in the condition they chose,
+    at the page they chose. Each preview is a new participant, so a page is always shown
+    as a first visit (no answers from an earlier jump in the way)."""
     participant = find_or_create(
         f"preview-{secrets.token_hex(8)}", "preview", "preview", preview=True, condition=condition
     )
+    participant.page = page
+    db.session.commit()
     session["participant_id"] = participant.id
     return participant

@@ -3,7 +3,8 @@
 SQLite fits a study on one machine when every write transaction takes the database's
 write lock as it begins (``BEGIN IMMEDIATE``) and writers wait for it in turn instead of
 failing. :func:`connect_args` and :func:`configure_sqlite` set that up for an engine;
-PostgreSQL needs none of it.
+PostgreSQL needs none of it. Long reads (the researcher's pages, the exports) take a
+:func:`read_only_connection` instead, which never holds the write lock.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import sqlite3
 import threading
 
 from sqlalchemy import event
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 
 _queue_holder = threading.local()  # whether this thread holds the writer queue
+READ_ONLY = "xaistudy_read_only"  # the execution option of read_only_connection
 
 
 class QueuedSQLiteConnection(sqlite3.Connection):
@@ -119,6 +121,11 @@ def configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(connection):
+        if connection.get_execution_options().get(READ_ONLY):
+            # Deferred: it reads the WAL snapshot of its first statement and never waits
+            # for, nor holds, the write lock.
+            connection.exec_driver_sql("BEGIN")
+            return
         dbapi_connection = connection.connection.dbapi_connection
         queued = database and isinstance(dbapi_connection, QueuedSQLiteConnection)
         if queued:
@@ -129,3 +136,16 @@ def configure_sqlite(engine: Engine) -> None:
             if queued:
                 dbapi_connection.release_write_queue()
             raise
+
+
+def read_only_connection(engine: Engine) -> Connection:
+    """A connection for reading only, consistent across its statements, that never holds
+    up a writer: on SQLite a deferred transaction (a WAL snapshot), on PostgreSQL a
+    read-only repeatable-read one. The researcher's pages and the exports read through
+    it, so a large study's dashboard or export never delays a participant's answer."""
+    connection = engine.connect()
+    if engine.dialect.name == "postgresql":
+        return connection.execution_options(
+            isolation_level="REPEATABLE READ", postgresql_readonly=True
+        )
+    return connection.execution_options(**{READ_ONLY: True})

@@ -11,7 +11,7 @@ from server_helpers import answer_all, login, walk_to
 
 from simulation.client import ParticipantClient
 from simulation.transport import FlaskTransport
-from study_server.export import export_frames, frames_from_engine, write_export
+from study_server.export import EXPORTS, export_frames, frames_from_engine, write_export
 from study_server.extensions import db
 from study_server.models import Participant, utcnow
 from xaistudy.cli import cli
@@ -65,7 +65,7 @@ def filled(sqlite_app):
 def test_export_frames_follow_the_contract(sqlite_app, filled):
     database_url = filled
     frames = export_frames(database_url)
-    assert set(frames) == {"participants", "answers", "answers_wide", "pages"}
+    assert set(frames) == set(EXPORTS)
     participants = frames["participants"].set_index("prolific_pid")
     assert set(frames["participants"].columns) >= PARTICIPANT_COLUMNS
     assert participants.loc["DONE", "status"] == "completed"
@@ -107,12 +107,7 @@ def test_export_frames_follow_the_contract(sqlite_app, filled):
 def test_write_export_cli_and_admin_download_agree(sqlite_app, filled, tmp_path):
     database_url = filled
     written = write_export(database_url, tmp_path / "api")
-    assert sorted(p.name for p in written.values()) == [
-        "answers.csv",
-        "answers_wide.csv",
-        "pages.csv",
-        "participants.csv",
-    ]
+    assert sorted(p.name for p in written.values()) == sorted(f"{name}.csv" for name in EXPORTS)
     assert not list((tmp_path / "api").glob(".*partial*"))
     result = CliRunner().invoke(
         cli, ["export", "--db", database_url, "--out", str(tmp_path / "cli")]
@@ -120,15 +115,14 @@ def test_write_export_cli_and_admin_download_agree(sqlite_app, filled, tmp_path)
     assert result.exit_code == 0, result.output
     client = sqlite_app.test_client()
     login(client)
-    for name in ("participants", "answers", "answers_wide", "pages"):
+    for name in EXPORTS:
         api = pd.read_csv(tmp_path / "api" / f"{name}.csv")
         cli_frame = pd.read_csv(tmp_path / "cli" / f"{name}.csv")
         pd.testing.assert_frame_equal(api, cli_frame)
         download = client.get(f"/admin/export/{name}.csv").get_data(as_text=True)
-        assert (
-            download.splitlines()[0]
-            == (tmp_path / "api" / f"{name}.csv").read_text().splitlines()[0]
-        )
+        written_lines = (tmp_path / "api" / f"{name}.csv").read_text().splitlines()
+        assert download.splitlines()[0] == written_lines[0]
+        assert len(download.splitlines()) == len(written_lines)
     answers = pd.read_csv(tmp_path / "api" / "answers.csv")
     assert len(answers) == 9
 
