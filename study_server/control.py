@@ -21,6 +21,7 @@ from datetime import datetime
 
 from flask import (
     Response,
+    current_app,
     flash,
     get_template_attribute,
     jsonify,
@@ -40,7 +41,13 @@ from study_server.export import EXPORT_NAMES, stream_csv
 from study_server.extensions import db
 from study_server.forms import ExclusionForm, PreviewForm, StateForm
 from study_server.http import abort_with
-from study_server.live import DURATION_S, cutoff, read_live_view, too_fast_threshold
+from study_server.live import (
+    DURATION_S,
+    KeptMedians,
+    cutoff,
+    read_live_view,
+    too_fast_threshold,
+)
 from study_server.models import AdminAction, Answer, CheckAnswer, Exclusion, Participant, utcnow
 from study_server.pages import every_page
 from study_server.participant import start_preview
@@ -60,10 +67,15 @@ LIVE_SECTIONS = ("conditions", "live", "quality", "timing", "audit")
 # ----------------------------------------------------------------- the dashboard
 
 
+def _kept_medians() -> KeptMedians:
+    """This app's (this worker's) kept page-time medians."""
+    return current_app.extensions.setdefault("xaistudy_kept_medians", KeptMedians())
+
+
 def _live_values() -> dict:
     study = study_context().study
     with read_only_connection(db.engine) as connection:
-        view = read_live_view(connection, study, utcnow(), TooFastRule())
+        view = read_live_view(connection, study, utcnow(), TooFastRule(), _kept_medians())
         actions = connection.execute(
             select(AdminAction.__table__)
             .where(AdminAction.study == study.slug)

@@ -283,6 +283,20 @@ def test_median_time_per_page_matches_the_export_on_both_backends(app, database_
         assert seconds == pytest.approx(expected[key], abs=0.002)
 
 
+def test_the_page_time_medians_are_read_at_most_once_a_minute(sqlite_app, monkeypatch):
+    """They read every page visit; the refreshes in between reuse them."""
+    from study_server import live
+
+    reads = []
+    read = live._page_medians
+    monkeypatch.setattr(live, "_page_medians", lambda *args: reads.append(1) or read(*args))
+    complete(sqlite_app, "TIMED")
+    client = admin(sqlite_app)
+    for url in ("/admin/", "/admin/live.json", "/admin/live.json"):
+        assert client.get(url).status_code == 200
+    assert len(reads) == 1
+
+
 # ---------------------------------------------------------------- participant table
 
 
