@@ -113,7 +113,9 @@ def live_json():
         name: str(get_template_attribute("admin/_live.html", name)(**values))
         for name in LIVE_SECTIONS
     }
-    return jsonify(generated_at=_when(values["view"].generated_at), sections=sections)
+    response = jsonify(generated_at=_when(values["view"].generated_at), sections=sections)
+    response.headers["Cache-Control"] = "no-store"  # participants' data, never kept
+    return response
 
 
 def _state_form() -> StateForm:
@@ -197,12 +199,12 @@ def participants():
 
 def _table_row(row, study, now: datetime, threshold: float | None) -> dict:
     abandoned = row.status == Status.STARTED and row.last_seen_at < cutoff(study, now)
-    completed = row.status == Status.COMPLETED
+    timed = row.status == Status.COMPLETED and None not in (threshold, row.duration_s)
     return {
         **row._asdict(),
         "status": ABANDONED if abandoned else row.status,
         "inactive_s": (now - row.last_seen_at).total_seconds(),
-        "too_fast": completed and threshold is not None and row.duration_s < threshold,
+        "too_fast": timed and row.duration_s < threshold,
     }
 
 
@@ -332,7 +334,10 @@ def export_csv(name: str):
     return Response(
         stream_csv(db.engine, name),
         mimetype="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+        headers={
+            "Content-Disposition": f'attachment; filename="{name}.csv"',
+            "Cache-Control": "no-store",
+        },
     )
 
 

@@ -194,7 +194,7 @@ def test_the_live_view_shows_who_is_on_which_page_and_refreshes_as_json(sqlite_a
 
     walk_to(app.test_client(), "explanations", pid="LATE-ARRIVAL")
     live = client.get("/admin/live.json")
-    assert live.mimetype == "application/json"
+    assert live.mimetype == "application/json" and live.headers["Cache-Control"] == "no-store"
     sections = live.json["sections"]
     assert set(sections) == {"conditions", "live", "quality", "timing", "audit"}
     rows = re.findall(r"<tr><td><a [^>]*>([^<]+)</a></td><td>\w+</td>\s*<td[^>]*>([^<]+)</td>",
