@@ -303,8 +303,9 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--worker-class",
         default="sync",
-        choices=("sync", "gthread"),
-        help="gunicorn worker class (default sync: the cheapest per request)",
+        choices=("sync", "gthread", "gevent"),
+        help="gunicorn worker class (default sync: the cheapest per request; gevent is what "
+        "'xaistudy serve' runs)",
     )
     parser.add_argument("--bundle", type=Path, help="bundle for --start-server")
     parser.add_argument("--study", type=Path, help="study TOML of the server")

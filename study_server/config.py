@@ -56,6 +56,18 @@ def from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
     return values
 
 
+def environment_of(settings: Mapping[str, Any]) -> dict[str, str]:
+    """The variables that make :func:`from_environment` read ``settings`` back: how
+    ``xaistudy serve`` hands its settings to the gunicorn it starts."""
+    environ = {}
+    for variable, (setting, read) in ENVIRONMENT.items():
+        value = settings.get(setting)
+        if value is None:
+            continue
+        environ[variable] = ("1" if value else "0") if read is _flag else str(value)
+    return environ
+
+
 def normalize_database_url(url: str) -> str:
     """Point ``postgres://`` and ``postgresql://`` URLs at psycopg 3 (the installed driver)."""
     for prefix in ("postgres://", "postgresql://"):
