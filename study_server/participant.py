@@ -49,7 +49,8 @@ from study_server.pages import (
 
 bp = Blueprint("participant", __name__)
 
-URL_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# fullmatch, never match with "$", which also matches before a trailing newline.
+URL_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 # Built once: a prepared statement's cache key is memoized, so executing it again skips
@@ -133,7 +134,7 @@ def entry():
                 "This study has to be opened from its link on Prolific (the link names your "
                 f"Prolific ID; {name} is missing).",
             )
-        if not URL_ID.match(value):
+        if not URL_ID.fullmatch(value):
             abort_with(400, f"The link's {name} is not valid: letters, digits, - and _ only.")
         values[name] = value
     participant = find_or_create(values["PROLIFIC_PID"], values["STUDY_ID"], values["SESSION_ID"])

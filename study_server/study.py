@@ -20,7 +20,7 @@ from xaistudy.vocabulary import CONDITIONS
 if TYPE_CHECKING:
     from explain.manifest import Manifest
 
-_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")  # a whole string: fullmatch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,7 +176,7 @@ _REQUIRED = object()
 
 def _question(reader: _Reader, conditions: tuple[str, ...], attention: bool) -> Question:
     qid = reader.text("id")
-    if not _ID.match(qid):
+    if not _ID.fullmatch(qid):
         raise UserError(f"study: {reader.where}.id {qid!r} must be lowercase letters/digits/-/_")
     options = reader.texts("options")
     correct = reader.text("correct")
@@ -205,7 +205,7 @@ def parse_study(data: dict[str, Any]) -> Study:
     """Build a :class:`Study` from parsed TOML, raising :class:`UserError` on bad input."""
     top = _Reader(data, "")
     slug = top.text("slug")
-    if not _ID.match(slug):
+    if not _ID.fullmatch(slug):
         raise UserError(f"study: slug {slug!r} must be lowercase letters, digits, - or _")
 
     scale = top.table_of("scale")
