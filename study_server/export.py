@@ -1,4 +1,5 @@
-"""Export of the study database as pandas DataFrames and CSV files (docs/database.md).
+"""Export of the study database as pandas DataFrames, CSV and Parquet files
+(docs/database.md).
 
 ``export_frames(database_url)`` needs no Flask app: it opens a plain SQLAlchemy engine.
 Frames: ``participants`` (one row per participant), ``answers`` (long: participant x
@@ -7,6 +8,7 @@ attribute), ``answers_wide`` (one row per participant), ``pages`` (page timings)
 
 from __future__ import annotations
 
+import io
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from sqlalchemy.engine import Engine
 from study_server.config import engine_options, normalize_database_url
 from study_server.models import Answer, PageVisit, Participant, StudyRecord, utcnow
 from xaistudy.errors import UserError
-from xaistudy.files import atomic_write_text
+from xaistudy.files import atomic_write_bytes, atomic_write_text
 from xaistudy.vocabulary import ABANDONED, Status
 
 EXPORT_NAMES = ("participants", "answers", "answers_wide", "pages")
@@ -201,16 +203,43 @@ def export_frames(database_url: str) -> dict[str, pd.DataFrame]:
         engine.dispose()
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (=HYPERLINK(...)).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralize_formula(value):
+    """A text cell a spreadsheet would run as a formula, prefixed with ``'`` so that it is
+    shown as text; any other value unchanged."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def frame_to_csv(frame: pd.DataFrame) -> str:
-    return frame.to_csv(index=False)
+    """The frame as CSV for spreadsheets: text cells that would run as formulas are
+    neutralized (the Parquet export keeps the raw text)."""
+    safe = frame.copy()
+    for column in safe.columns:
+        if not pd.api.types.is_numeric_dtype(safe[column]):
+            safe[column] = safe[column].map(neutralize_formula)
+    return safe.to_csv(index=False)
+
+
+def frame_to_parquet(frame: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return buffer.getvalue()
 
 
 def write_export(database_url: str, out_dir: str | Path) -> dict[str, Path]:
-    """Write ``<name>.csv`` for every export frame into ``out_dir``, each file atomically."""
+    """Write ``<name>.csv`` (for spreadsheets) and ``<name>.parquet`` (the raw values) for
+    every export frame into ``out_dir``, each file atomically; returns them by file name."""
     frames = export_frames(database_url)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = {}
     for name, frame in frames.items():
-        written[name] = atomic_write_text(out / f"{name}.csv", frame_to_csv(frame))
+        written[f"{name}.csv"] = atomic_write_text(out / f"{name}.csv", frame_to_csv(frame))
+        parquet = out / f"{name}.parquet"
+        written[parquet.name] = atomic_write_bytes(parquet, frame_to_parquet(frame))
     return written
