@@ -84,3 +84,10 @@ def assign(session: Session, study: Study, rng: random.Random | None = None) -> 
     lock_study(session, study)
     now = utcnow()
     return choose_condition(condition_counts(session, study, now), study, rng or random.Random())
+
+
+def study_is_full(session: Session, study: Study) -> bool:
+    """Whether every condition has met its target N (counted as for assignment), so that a
+    new arrival is turned away with the "study full" page. Call it under the lock."""
+    counts = condition_counts(session, study, utcnow())
+    return all(counts[c.name] >= c.target_n for c in study.conditions)

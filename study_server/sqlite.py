@@ -139,6 +139,14 @@ def configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
+    @event.listens_for(engine, "handle_error")
+    def _read_only(context):
+        # A connection opened while the file was read-only stays read-only: treat it as
+        # lost, so the pool replaces it and the server recovers once the file is writable.
+        code = getattr(context.original_exception, "sqlite_errorcode", None)
+        if code is not None and code & 0xFF == sqlite3.SQLITE_READONLY:
+            context.is_disconnect = True
+
     @event.listens_for(engine, "begin")
     def _begin(connection):
         dbapi_connection = connection.connection.dbapi_connection

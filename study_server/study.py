@@ -67,6 +67,7 @@ class Study:
     demographics: bool
     completed_code: str
     screened_out_code: str
+    per_participant_codes: bool
     completion_url: str
     redirect_after_s: int
 
@@ -285,6 +286,7 @@ def parse_study(data: dict[str, Any]) -> Study:
     if not url.startswith(("https://", "http://")) or "{code}" not in url:
         raise UserError("study: completion.url must be an http(s) URL containing {code}")
     redirect_after_s = completion.integer("redirect_after_s", 0, 3600, default=15)
+    per_participant_codes = completion._get("per_participant_codes", bool, False)
     completion.done()
 
     study = Study(
@@ -305,6 +307,7 @@ def parse_study(data: dict[str, Any]) -> Study:
         demographics=demographics_enabled,
         completed_code=completed_code,
         screened_out_code=screened_code,
+        per_participant_codes=per_participant_codes,
         completion_url=url,
         redirect_after_s=redirect_after_s,
     )

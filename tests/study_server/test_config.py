@@ -25,7 +25,7 @@ def test_explicit_settings_beat_the_environment_which_beats_the_defaults():
         "XAISTUDY_SECURE_COOKIES": "1",
     }
     config = Config({"XAISTUDY_STUDY": "given.toml"}, environ=environ)
-    assert config.XAISTUDY_LOGIN_LIMIT == 5  # default
+    assert config.XAISTUDY_LOGIN_LIMITS == "5 per minute"  # default
     assert config.SESSION_COOKIE_SECURE is True  # environment over default
     assert config.database_url == "postgresql+psycopg://env.example.org/study"
     assert config.XAISTUDY_STUDY == "given.toml"  # explicit over environment

@@ -1,0 +1,66 @@
+"""Request checks beyond the forms' CSRF tokens: which proxy to believe, where a post
+came from, and the headers every response carries."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import Flask, request
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from study_server.http import abort_with
+
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def trusted_proxy_fix(wsgi_app, trusted: str):
+    """``wsgi_app`` that believes one hop of X-Forwarded-For/-Proto/-Host only from the
+    peers named in ``trusted`` (comma-separated addresses, the reverse proxy's): anyone
+    reaching gunicorn directly cannot pick the address the limits count by."""
+    peers = {address.strip() for address in trusted.split(",") if address.strip()}
+    fixed = ProxyFix(wsgi_app, x_for=1, x_proto=1, x_host=1)
+
+    def app(environ, start_response):
+        chosen = fixed if environ.get("REMOTE_ADDR") in peers else wsgi_app
+        return chosen(environ, start_response)
+
+    return app
+
+
+def check_same_origin() -> None:
+    """Refuse a post whose Origin or Referer names another site.
+
+    Flask-WTF's own check (WTF_CSRF_SSL_STRICT) refuses every HTTPS post without a Referer,
+    which privacy settings and extensions strip: those participants could not answer. The
+    CSRF token and the SameSite=Lax cookie already stop cross-site posts; this refuses one
+    that says where it came from when that is elsewhere, and lets one that says nothing
+    through to the token check. ``Origin: null`` (sent after some redirects) says nothing.
+    """
+    if request.method not in UNSAFE_METHODS:
+        return
+    for header in ("Origin", "Referer"):
+        value = request.headers.get(header)
+        if value and value != "null" and urlsplit(value).netloc != request.host:
+            abort_with(
+                400,
+                "This form was not sent from this site. Please go back to the study page, "
+                "reload it and try again.",
+            )
+
+
+def security_headers(app: Flask, response):
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    # same-origin: other sites never see the study's URLs (which carry Prolific IDs).
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    response.headers.setdefault(
+        "Content-Security-Policy",
+        "default-src 'self'; img-src 'self'; style-src 'self'; script-src 'none'; "
+        "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
+    )
+    if request.is_secure and not app.debug:
+        # Browsers that saw the study over HTTPS never try plain HTTP for it again.
+        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+    if response.mimetype == "text/html":
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response
