@@ -25,7 +25,13 @@ from werkzeug.exceptions import HTTPException
 from explain.manifest import Cell, Manifest
 from study_server.config import Config
 from study_server.extensions import csrf, db, migrate
-from study_server.protection import check_same_origin, security_headers, trusted_proxy_fix
+from study_server.protection import (
+    check_same_origin,
+    refuse_overlong_body,
+    security_headers,
+    trusted_proxy_fix,
+    whole_streamed_body,
+)
 from study_server.rate_limits import init_limiter, limit_views
 from study_server.sqlite import configure_sqlite
 from study_server.study import Study, load_study
@@ -69,13 +75,15 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     app.config.from_mapping(config.settings())
     app.extensions["xaistudy"] = StudyContext.load(config.bundle, config.XAISTUDY_STUDY)
 
+    app.wsgi_app = whole_streamed_body(app.wsgi_app, app.config["MAX_CONTENT_LENGTH"])
     if app.config.get("XAISTUDY_PROXY_FIX"):
         app.wsgi_app = trusted_proxy_fix(app.wsgi_app, app.config["XAISTUDY_TRUSTED_PROXIES"])
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR), render_as_batch=True)
-    csrf.init_app(app)
+    app.before_request(refuse_overlong_body)  # before the CSRF check reads the form
     app.before_request(check_same_origin)
+    csrf.init_app(app)
     with app.app_context():
         engine = db.engine
         configure_sqlite(engine)

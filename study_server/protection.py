@@ -3,6 +3,7 @@ came from, and the headers every response carries."""
 
 from __future__ import annotations
 
+import io
 from urllib.parse import urlsplit
 
 from flask import Flask, request
@@ -25,6 +26,37 @@ def trusted_proxy_fix(wsgi_app, trusted: str):
         return chosen(environ, start_response)
 
     return app
+
+
+def whole_streamed_body(wsgi_app, max_bytes: int):
+    """``wsgi_app`` that reads a body sent without Content-Length (chunked) whole, up to
+    ``max_bytes``, before the app sees it: one over the limit is refused with 413
+    (:func:`refuse_overlong_body`) instead of being cut at the limit and parsed."""
+
+    def app(environ, start_response):
+        if environ.get("CONTENT_LENGTH") or not environ.get("wsgi.input_terminated"):
+            return wsgi_app(environ, start_response)
+        stream, chunks, size = environ["wsgi.input"], [], 0
+        while size <= max_bytes:
+            chunk = stream.read(min(65536, max_bytes + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > max_bytes:
+            environ["xaistudy.body_too_large"] = True
+            chunks = []
+        body = b"".join(chunks)
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        return wsgi_app(environ, start_response)
+
+    return app
+
+
+def refuse_overlong_body() -> None:
+    if request.environ.get("xaistudy.body_too_large"):
+        abort_with(413, "What you sent is too large.")
 
 
 def check_same_origin() -> None:

@@ -25,6 +25,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from study_server.models import RateLimit
+from study_server.sessions import is_returning
 from xaistudy.errors import UserError
 
 _counters = RateLimit.__table__
@@ -148,9 +149,9 @@ def limit_views(app: Flask, limiter: Limiter) -> None:
     views = app.view_functions  # Flask-Limiter checks a limit in the view's wrapper
     arrivals = configured_limits(app, "XAISTUDY_ARRIVAL_LIMITS")
     if arrivals:
-        views["participant.entry"] = limiter.limit(arrivals, deduct_when=counts_new_participants)(
-            views["participant.entry"]
-        )
+        views["participant.entry"] = limiter.limit(
+            arrivals, deduct_when=counts_new_participants, exempt_when=returning_participant
+        )(views["participant.entry"])
     per_address = configured_limits(app, "XAISTUDY_LOGIN_LIMITS")
     if per_address:
         views["admin.login"] = limiter.limit(per_address, methods=["POST"])(views["admin.login"])
@@ -159,6 +160,11 @@ def limit_views(app: Flask, limiter: Limiter) -> None:
         views["admin.login"] = limiter.shared_limit(
             everyone_together, scope="admin-login-everyone", key_func=everyone, methods=["POST"]
         )(views["admin.login"])
+
+
+def returning_participant() -> bool:
+    """A participant coming back in their own browser is never refused."""
+    return is_returning(request.args.get("PROLIFIC_PID", ""))
 
 
 def counts_new_participants(response) -> bool:

@@ -38,7 +38,13 @@ def bind_participant(participant: Participant, token: str) -> None:
     session.clear()
     session.permanent = True
     session["participant_id"] = participant.id
+    session["participant_pid"] = participant.prolific_pid
     session["participant_token"] = token
+
+
+def is_returning(prolific_pid: str) -> bool:
+    """Whether this browser's (signed) session already belongs to ``prolific_pid``."""
+    return session.get("participant_pid") == prolific_pid
 
 
 def holds_participant(participant: Participant) -> bool:

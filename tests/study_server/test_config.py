@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from study_server import create_app
-from study_server.config import Config, DevelopmentConfig, TestConfig
+from study_server.config import Config, DevelopmentConfig, TestConfig, environment_of
 from xaistudy.cli import cli
 from xaistudy.cli.server import given_settings
 from xaistudy.errors import UserError
@@ -61,6 +61,17 @@ def test_the_default_database_is_one_file_in_the_working_directory(tmp_path, mon
 def test_a_misspelt_setting_is_refused():
     with pytest.raises(UserError, match="upper case"):
         Config({"secret_key": "x"}, environ={})
+
+
+def test_settings_travel_to_gunicorn_through_the_environment():
+    settings = DevelopmentConfig(
+        {"XAISTUDY_BUNDLE": "b", "SQLALCHEMY_DATABASE_URI": "postgresql://h/db", "SECRET_KEY": "k"},
+        environ={},
+    ).settings()
+    read_back = Config(environ=environment_of(settings)).settings()
+    for name in ("XAISTUDY_BUNDLE", "SQLALCHEMY_DATABASE_URI", "SECRET_KEY", "DEBUG"):
+        assert read_back[name] == settings[name]
+    assert read_back["XAISTUDY_ARRIVAL_LIMITS"] == "off"  # the demo's, not production's
 
 
 def test_serve_passes_only_the_options_given():

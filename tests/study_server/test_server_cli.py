@@ -115,12 +115,30 @@ def test_slow_clients_cannot_starve_the_server(bundle_dir, tmp_path):
             thread.start()
         try:
             time.sleep(3)  # every slow client is connected and trickling its headers
-            response = requests.get(base + "/?PROLIFIC_PID=FAST&STUDY_ID=S&SESSION_ID=X", timeout=10)
+            response = requests.get(
+                base + "/?PROLIFIC_PID=FAST&STUDY_ID=S&SESSION_ID=X", timeout=10
+            )
             assert response.status_code == 200 and "xaistudy-page" in response.text
         finally:
             stop.set()
             for thread in slow:
                 thread.join(timeout=10)
+
+
+def test_a_chunked_body_over_the_limit_is_refused_not_cut(bundle_dir, tmp_path):
+    with served(bundle_dir, tmp_path) as (base, _server):
+        session = requests.Session()
+        session.get(base + "/?PROLIFIC_PID=CHUNKED&STUDY_ID=S&SESSION_ID=X", timeout=10)
+
+        def body(size: int):  # a generator: requests sends it chunked, with no length
+            yield b"consent=yes&rev=0&padding="
+            yield b"x" * size
+
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        large = session.post(base + "/study/consent", data=body(70_000), headers=headers)
+        assert large.status_code == 413
+        small = session.post(base + "/study/consent", data=body(1_000), headers=headers)
+        assert small.status_code == 400  # read whole: refused for its missing CSRF token
 
 
 def test_serve_reads_the_admin_password_from_a_file_never_the_command_line(
