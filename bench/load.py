@@ -205,6 +205,10 @@ def start_server(args, workdir: Path, database_url: str) -> tuple[subprocess.Pop
         "DATABASE_URL": database_url,
         "SECRET_KEY": uuid.uuid4().hex,
         "XAISTUDY_BUNDLE": str(bundle),
+        # Every simulated participant comes from this machine, and more of them than the
+        # study's targets may run: no arrival limit, no study-full page.
+        "XAISTUDY_ARRIVAL_LIMITS": "off",
+        "XAISTUDY_STUDY_CAP": "0",
     }
     if args.study:
         env["XAISTUDY_STUDY"] = str(args.study)
