@@ -199,6 +199,7 @@ def entry():
         else:
             token = _rebind(participant, values["SESSION_ID"])
     page = participant.page
+    session.clear()
     bind_participant(participant, token)
     return _redirect_to(page)
 

@@ -34,8 +34,7 @@ def token_hash(token: str) -> str:
 
 
 def bind_participant(participant: Participant, token: str) -> None:
-    """Make this browser's session the participant's (a fresh session: admin logged out)."""
-    session.clear()
+    """Make this browser's session the participant's."""
     session.permanent = True
     session["participant_id"] = participant.id
     session["participant_pid"] = participant.prolific_pid

@@ -27,14 +27,14 @@ from server_helpers import (
     make_app,
     walk_to,
 )
-from sqlalchemy import event
+from sqlalchemy import event, update
 from werkzeug.security import check_password_hash
 
 from simulation.client import ParticipantClient
 from simulation.transport import FlaskTransport
 from study_server.export import frame_to_csv, frames_from_engine
 from study_server.extensions import db
-from study_server.models import LoginAttempt, Participant
+from study_server.models import LoginAttempt, Participant, RateLimit
 from study_server.study import default_study_path, load_study
 from xaistudy.cli import cli
 
@@ -187,10 +187,12 @@ def test_parallel_guesses_never_pass_the_login_limit(app):
 
 
 def test_a_neighbour_delays_the_admin_only_briefly(bundle_dir, tmp_path, sqlite_template):
-    app = _app(bundle_dir, tmp_path, sqlite_template, XAISTUDY_LOGIN_LIMITS="3 per 1 second")
+    app = _app(bundle_dir, tmp_path, sqlite_template, XAISTUDY_LOGIN_LIMITS="3 per minute")
     client, fields = _login_form(app)
     assert [_guess(client, fields) for _ in range(4)] == [401, 401, 401, 429]
-    time.sleep(1.1)  # the per-address window is over
+    with app.app_context():  # a minute later: the per-address window is over
+        db.session.execute(update(RateLimit).values(expires_at=time.time() - 1))
+        db.session.commit()
     assert _guess(client, fields, password=ADMIN_PASSWORD) == 303
 
 
@@ -406,3 +408,13 @@ def test_a_database_server_that_never_answers_gets_a_try_again_page(bundle_dir):
         waited = time.monotonic() - started
     assert response.status_code == 503 and waited < 10
     assert "try again" in response.get_data(as_text=True)
+
+
+def test_a_preview_is_bound_to_the_admin_browser_and_keeps_it_signed_in(sqlite_app):
+    client = sqlite_app.test_client()
+    login(client)
+    fields = hidden_fields(client.get("/admin/").get_data(as_text=True))
+    assert client.post("/admin/preview/baseline", data=fields).status_code == 303
+    assert client.get("/study/consent").status_code == 200
+    assert client.get("/admin/").status_code == 200
+    assert sqlite_app.test_client().get("/study/consent").status_code == 403
