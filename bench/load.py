@@ -219,6 +219,10 @@ def start_server(args, workdir: Path, database_url: str) -> tuple[subprocess.Pop
         "DATABASE_URL": database_url,
         "SECRET_KEY": uuid.uuid4().hex,
         "XAISTUDY_BUNDLE": str(bundle),
+        # Every simulated participant comes from this machine, and more of them than the
+        # study's targets may run: no arrival limit, no study-full page.
+        "XAISTUDY_ARRIVAL_LIMITS": "off",
+        "XAISTUDY_STUDY_CAP": "0",
     }
     if args.study:
         env["XAISTUDY_STUDY"] = str(args.study)
@@ -317,8 +321,9 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--worker-class",
         default="sync",
-        choices=("sync", "gthread"),
-        help="gunicorn worker class (default sync: the cheapest per request)",
+        choices=("sync", "gthread", "gevent"),
+        help="gunicorn worker class (default sync: the cheapest per request; gevent is what "
+        "'xaistudy serve' runs)",
     )
     parser.add_argument("--bundle", type=Path, help="bundle for --start-server")
     parser.add_argument(

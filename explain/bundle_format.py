@@ -103,10 +103,25 @@ def load_manifest(bundle_dir: Path) -> Manifest:
             f"{bundle_dir} is not a study bundle: it has no {MANIFEST} (made by 'xaistudy explain')"
         )
     try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BundleError(f"{path} is not valid JSON: {exc}") from exc
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:  # a folder, unreadable, not UTF-8
+        raise BundleError(f"cannot read {path}: {exc}") from exc
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        # ValueError: bad JSON, or an integer of thousands of digits; RecursionError:
+        # arrays nested thousands deep.
+        raise BundleError(f"{path} is not valid JSON: {str(exc)[:200]}") from exc
     return Manifest.from_json(data)
+
+
+def _listed_file_hash(bundle_dir: Path, root: Path, rel: str) -> str:
+    path = (bundle_dir / rel).resolve()
+    if root not in path.parents:
+        raise BundleError(f"damaged bundle: file path {rel!r} points outside the bundle")
+    if not path.is_file():
+        raise BundleError(f"damaged bundle: {rel} is listed in the manifest but missing")
+    return sha256_file(path)
 
 
 def verify_bundle(bundle_dir: Path) -> Manifest:
@@ -119,12 +134,14 @@ def verify_bundle(bundle_dir: Path) -> Manifest:
     manifest = load_manifest(bundle_dir)
     root = bundle_dir.resolve()
     for rel, expected in manifest.files.items():
-        path = (bundle_dir / rel).resolve()
-        if root not in path.parents:
-            raise BundleError(f"damaged bundle: file path {rel!r} points outside the bundle")
-        if not path.is_file():
-            raise BundleError(f"damaged bundle: {rel} is listed in the manifest but missing")
-        actual = sha256_file(path)
+        try:
+            actual = _listed_file_hash(bundle_dir, root, rel)
+        except (OSError, ValueError, RuntimeError) as exc:
+            # A NUL byte or an over-long name (ValueError, OSError), a symlink loop
+            # (RuntimeError): no file a bundle could hold.
+            raise BundleError(
+                f"damaged bundle: file path {rel[:200]!r} cannot be read: {exc}"
+            ) from exc
         if actual != expected:
             raise BundleError(
                 f"damaged bundle: {rel} has hash {actual[:12]}..., the manifest says "

@@ -87,6 +87,9 @@ def simulate_database(
         "SQLALCHEMY_DATABASE_URI": db_url,
         "XAISTUDY_BUNDLE": str(bundle_dir),
         "SECRET_KEY": secrets.token_hex(32),  # sessions live only as long as this run
+        # Simulated participants all arrive from this machine, as many as asked for.
+        "XAISTUDY_ARRIVAL_LIMITS": "off",
+        "XAISTUDY_STUDY_CAP": False,
     }
     if study is not None:
         settings["XAISTUDY_STUDY"] = str(study)

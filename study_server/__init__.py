@@ -8,7 +8,9 @@ environment only). It never imports torch.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import importlib.util
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,11 +18,21 @@ from typing import Any
 
 from flask import Flask, render_template
 from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
 
 from explain.manifest import Cell, Manifest
 from study_server.config import Config
 from study_server.extensions import csrf, db, migrate
+from study_server.protection import (
+    check_same_origin,
+    refuse_overlong_body,
+    security_headers,
+    trusted_proxy_fix,
+    whole_streamed_body,
+)
+from study_server.rate_limits import init_limiter, limit_views
 from study_server.sqlite import configure_sqlite
 from study_server.study import Study, load_study
 
@@ -63,16 +75,19 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     app.config.from_mapping(config.settings())
     app.extensions["xaistudy"] = StudyContext.load(config.bundle, config.XAISTUDY_STUDY)
 
+    app.wsgi_app = whole_streamed_body(app.wsgi_app, app.config["MAX_CONTENT_LENGTH"])
     if app.config.get("XAISTUDY_PROXY_FIX"):
-        from werkzeug.middleware.proxy_fix import ProxyFix
-
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)
+        app.wsgi_app = trusted_proxy_fix(app.wsgi_app, app.config["XAISTUDY_TRUSTED_PROXIES"])
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR), render_as_batch=True)
+    app.before_request(refuse_overlong_body)  # before the CSRF check reads the form
+    app.before_request(check_same_origin)
     csrf.init_app(app)
     with app.app_context():
-        configure_sqlite(db.engine)
+        engine = db.engine
+        configure_sqlite(engine)
+    limiter = init_limiter(app, engine)
 
     # One blueprint under /admin/: admin.py holds the login, importing control.py adds
     # the researcher's pages to it.
@@ -80,8 +95,9 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
 
     app.register_blueprint(participant.bp)
     app.register_blueprint(admin.bp)
+    limit_views(app, limiter)
     _register_error_pages(app)
-    _register_security_headers(app)
+    app.after_request(functools.partial(security_headers, app))
 
     @app.context_processor
     def _study_globals():
@@ -103,6 +119,8 @@ _ERROR_TEXT = {
     405: "This page cannot be used that way.",
     413: "What you sent is too large.",
     429: "Too many attempts; please wait a few minutes and try again.",
+    503: "The study cannot reach its database just now. Please wait a few seconds and try "
+    "again; everything you answered before is saved.",
 }
 
 
@@ -126,30 +144,19 @@ def _register_error_pages(app: Flask) -> None:
         description = exc.description if getattr(exc, "_xaistudy_message", False) else None
         return render_error(code, description or _ERROR_TEXT.get(code, exc.name))
 
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(PoolTimeoutError)
+    def _database_unavailable(exc):
+        # A database that is down, hung (a timeout, engine_options) or briefly read-only:
+        # the request is refused whole; the next one gets a fresh connection.
+        with contextlib.suppress(SQLAlchemyError):
+            db.session.rollback()
+        app.logger.warning("database unavailable: %s", str(exc).splitlines()[0])
+        page, code = render_error(503, _ERROR_TEXT[503])
+        return page, code, {"Retry-After": "5"}
+
     @app.errorhandler(Exception)
     def _unexpected(exc):
         db.session.rollback()
         app.logger.exception("unexpected error")
         return render_error(500, "Something went wrong on our side. Please reload the page.")
-
-
-def content_security_policy(scripts: str = "'none'") -> str:
-    """The pages' policy: everything from this site only, and no script at all except
-    where ``scripts`` allows (the researcher's dashboard runs its own refresh script)."""
-    return (
-        f"default-src 'self'; img-src 'self'; style-src 'self'; script-src {scripts}; "
-        "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
-    )
-
-
-def _register_security_headers(app: Flask) -> None:
-    @app.after_request
-    def _headers(response):
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        # same-origin: Flask-WTF checks the Referer on HTTPS; other sites never see the URL.
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        response.headers.setdefault("Content-Security-Policy", content_security_policy())
-        if response.mimetype == "text/html":
-            response.headers.setdefault("Cache-Control", "no-store")
-        return response

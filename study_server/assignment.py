@@ -94,15 +94,19 @@ def choose_condition(
     return rng.choice(sorted(name for name, value in fill.items() if value == lowest))
 
 
-def assign(session: Session, study: Study, rng: random.Random | None = None) -> str:
+def assign(
+    session: Session, study: Study, rng: random.Random | None = None, cap: bool = True
+) -> str:
     """Lock the study, count, choose; raise :class:`Unavailable` when no condition takes
-    the arrival. The caller inserts the participant and commits."""
+    the arrival. ``cap``: conditions that met their target take nobody (off only for
+    simulations that run past the targets). The caller inserts the participant and
+    commits."""
     record = lock_study(session, study)
     if record.state != State.OPEN:
         raise Unavailable(record.state)
     states = condition_states(session, study)
     counts = condition_counts(session, study, utcnow())
-    short = [c for c in study.conditions if counts[c.name] < c.target_n]
+    short = [c for c in study.conditions if not cap or counts[c.name] < c.target_n]
     admitting = [c for c in short if states[c.name] == State.OPEN]
     if not admitting:
         waiting = any(states[c.name] == State.PAUSED for c in short)

@@ -31,7 +31,17 @@ def _flag(text: str) -> bool:
     return text.strip().lower() in ("1", "true", "yes", "on")
 
 
-# Environment variable -> (setting, how its text is read). Text settings ignore an empty
+def _seconds(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise UserError(f"a number of seconds is a whole number from 1, got {text!r}")
+    return value
+
+
+# Environment variable -> (setting, how its text is read). Other settings ignore an empty
 # variable; a flag that is set, even to "", is read (so "0" turns it off).
 ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "SECRET_KEY": ("SECRET_KEY", str),
@@ -41,6 +51,12 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "XAISTUDY_ADMIN_PASSWORD": ("XAISTUDY_ADMIN_PASSWORD", str),
     "XAISTUDY_SECURE_COOKIES": ("SESSION_COOKIE_SECURE", _flag),
     "XAISTUDY_PROXY_FIX": ("XAISTUDY_PROXY_FIX", _flag),
+    "XAISTUDY_TRUSTED_PROXIES": ("XAISTUDY_TRUSTED_PROXIES", str),
+    "XAISTUDY_ARRIVAL_LIMITS": ("XAISTUDY_ARRIVAL_LIMITS", str),
+    "XAISTUDY_LOGIN_LIMITS": ("XAISTUDY_LOGIN_LIMITS", str),
+    "XAISTUDY_LOGIN_LIMITS_EVERYONE": ("XAISTUDY_LOGIN_LIMITS_EVERYONE", str),
+    "XAISTUDY_STUDY_CAP": ("XAISTUDY_STUDY_CAP", _flag),
+    "XAISTUDY_DB_TIMEOUT_S": ("XAISTUDY_DB_TIMEOUT_S", _seconds),
     "FLASK_DEBUG": ("DEBUG", _flag),
 }
 
@@ -50,10 +66,22 @@ def from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
     values = {}
     for variable, (setting, read) in ENVIRONMENT.items():
         text = environ.get(variable)
-        if text is None or (read is str and not text):
+        if text is None or (read is not _flag and not text):
             continue
         values[setting] = read(text)
     return values
+
+
+def environment_of(settings: Mapping[str, Any]) -> dict[str, str]:
+    """The variables that make :func:`from_environment` read ``settings`` back: how
+    ``xaistudy serve`` hands its settings to the gunicorn it starts."""
+    environ = {}
+    for variable, (setting, read) in ENVIRONMENT.items():
+        value = settings.get(setting)
+        if value is None:
+            continue
+        environ[variable] = ("1" if value else "0") if read is _flag else str(value)
+    return environ
 
 
 def normalize_database_url(url: str) -> str:
@@ -64,16 +92,29 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
-def engine_options(url: str) -> dict:
+def engine_options(url: str, timeout_s: int = 10) -> dict:
     """Engine options per backend.
 
-    SQLite: see :mod:`study_server.sqlite`. PostgreSQL: a pool large enough for every
-    thread of a gunicorn worker, each connection checked before use (a restarted database
-    server), and recycled hourly.
+    SQLite: see :mod:`study_server.sqlite`. PostgreSQL: a pool large enough for the
+    concurrent requests of a gunicorn worker, each connection checked before use (a
+    restarted database server) and recycled hourly; connecting, waiting for a pooled
+    connection, a statement and a lock wait each give up after ``timeout_s``, so a hung
+    database server is answered with a "try again shortly" page, not a hung request.
     """
     if url.startswith("sqlite"):
         return {"connect_args": connect_args(url)}
-    return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20, "pool_recycle": 3600}
+    statement_ms = timeout_s * 1000
+    return {
+        "pool_pre_ping": True,
+        "pool_size": 10,
+        "max_overflow": 20,
+        "pool_recycle": 3600,
+        "pool_timeout": timeout_s,
+        "connect_args": {
+            "connect_timeout": timeout_s,
+            "options": f"-c statement_timeout={statement_ms} -c lock_timeout={statement_ms}",
+        },
+    }
 
 
 def generated_secret_key(url: str) -> str:
@@ -104,8 +145,14 @@ class Config:
     XAISTUDY_STUDY: str | None = None  # None: the default study that ships with the package
     XAISTUDY_ADMIN_PASSWORD: str | None = None  # plain text or a werkzeug hash
     XAISTUDY_PROXY_FIX: bool = False  # trust one X-Forwarded-For/-Proto hop (reverse proxy)
-    XAISTUDY_LOGIN_LIMIT: int = 5  # failed admin logins per address ...
-    XAISTUDY_LOGIN_WINDOW_S: int = 15 * 60  # ... within this window
+    XAISTUDY_TRUSTED_PROXIES: str = "127.0.0.1,::1"  # ... sent from these peers only
+    # Flask-Limiter limits ("off": none), counted in the database (rate_limits.py):
+    XAISTUDY_ARRIVAL_LIMITS: str = "5 per minute; 30 per hour"  # new participants per address
+    XAISTUDY_LOGIN_LIMITS: str = "5 per minute"  # admin login attempts per address
+    XAISTUDY_LOGIN_LIMITS_EVERYONE: str = "30 per 10 minutes"  # ... of all addresses together
+    XAISTUDY_STUDY_CAP: bool = True  # a "study full" page once every condition met its target
+    XAISTUDY_DB_TIMEOUT_S: int = 10  # PostgreSQL: connect, pool, statement and lock timeouts
+    RATELIMIT_HEADERS_ENABLED = True  # Retry-After on a refused request
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
     SESSION_COOKIE_SECURE = False
@@ -116,6 +163,8 @@ class Config:
     SESSION_REFRESH_EACH_REQUEST = False
     MAX_CONTENT_LENGTH = 64 * 1024
     WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the signed session
+    # No Referer needed over HTTPS: protection.check_same_origin says why.
+    WTF_CSRF_SSL_STRICT = False
     TESTING = False
     DEBUG = False
 
@@ -156,7 +205,7 @@ class Config:
         values = {name: getattr(self, name) for name in dir(self) if name.isupper()}
         url = values["SQLALCHEMY_DATABASE_URI"] = self.database_url
         values["SQLALCHEMY_ENGINE_OPTIONS"] = {
-            **engine_options(url),
+            **engine_options(url, self.XAISTUDY_DB_TIMEOUT_S),
             **(self.SQLALCHEMY_ENGINE_OPTIONS or {}),
         }
         values["SECRET_KEY"] = self.SECRET_KEY or generated_secret_key(url)
@@ -167,9 +216,11 @@ class Config:
 
 
 class DevelopmentConfig(Config):
-    """One person trying the study on their machine (``xaistudy demo``)."""
+    """One person trying the study on their machine (``xaistudy demo``), and simulated
+    participants who all arrive from this machine's address."""
 
     DEBUG = True
+    XAISTUDY_ARRIVAL_LIMITS = "off"
 
 
 class TestConfig(Config):
@@ -181,3 +232,4 @@ class TestConfig(Config):
     TESTING = True
     SQLALCHEMY_DATABASE_URI = "sqlite://"
     SECRET_KEY = secrets.token_hex(32)
+    XAISTUDY_ARRIVAL_LIMITS = "off"  # the tests' participants all come from one address

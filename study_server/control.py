@@ -34,7 +34,7 @@ from flask import (
 )
 from sqlalchemy import func, select
 
-from study_server import content_security_policy, study_context
+from study_server import study_context
 from study_server.admin import bp, login_required
 from study_server.audit import EXCLUSION_REASON, Actor, change_state, set_excluded
 from study_server.export import EXPORT_NAMES, stream_csv
@@ -51,6 +51,7 @@ from study_server.live import (
 from study_server.models import AdminAction, Answer, CheckAnswer, Exclusion, Participant, utcnow
 from study_server.pages import every_page
 from study_server.participant import start_preview
+from study_server.protection import content_security_policy
 from study_server.selection import PAGE_SIZE, RULES, STATUS_FILTERS, Selection
 from study_server.sqlite import read_only_connection
 from study_server.states import State

@@ -1,10 +1,13 @@
-"""Export of the study database as CSV files and pandas DataFrames (docs/database.md).
+"""Export of the study database as CSV and Parquet files and pandas DataFrames
+(docs/database.md).
 
 Every export is a query and the rows it yields, read in batches through a
 :func:`~study_server.sqlite.read_only_connection`: the admin's download streams them as
 CSV while they are read (a study of any size, and participants never wait for it);
-``xaistudy export`` writes the same CSV files; ``export_frames(database_url)`` (no Flask
-app needed) and ``frames_from_engine`` turn the same rows into DataFrames.
+``xaistudy export`` writes the same CSV files and, with the raw values, Parquet files;
+``export_frames(database_url)`` (no Flask app needed) and ``frames_from_engine`` turn the
+same rows into DataFrames. In CSV, a text cell that a spreadsheet would run as a formula
+is neutralized (:func:`neutralize_formula`); the DataFrames and Parquet keep it raw.
 
 The exports: ``participants`` (one row per participant), ``answers`` (long: participant
 x attribute), ``answers_wide`` (one row per participant), ``pages`` (page timings),
@@ -135,6 +138,7 @@ PARTICIPANT_COLUMNS = (
     "last_seen_at",
     "completed_at",
     "duration_s",
+    "completion_code",
     "age",
     "gender",
     "ml_experience",
@@ -160,6 +164,7 @@ def _participant_values(p, context: Context) -> tuple:
         _iso(p.last_seen_at),
         _iso(p.completed_at),
         _seconds(p.started_at, p.completed_at),
+        p.completion_code,
         p.age,
         p.gender,
         p.ml_experience,
@@ -306,7 +311,7 @@ def _reconciliation(connection: Connection, context: Context) -> Iterator[tuple]
             p.study_id,
             p.session_id,
             status,
-            context.codes.get(p.study, {}).get(status),
+            p.completion_code or context.codes.get(p.study, {}).get(status),
             bool(p.excluded),
             p.exclusion_reason if p.excluded else None,
             prolific_action(status, bool(p.excluded)),
@@ -406,6 +411,17 @@ def _check_tables(connection: Connection) -> None:
         )
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralize_formula(value):
+    """A text cell a spreadsheet would run as a formula, prefixed with ``'`` so that it is
+    shown as text; any other value unchanged."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def csv_chunks(connection: Connection, name: str, context: Context | None = None) -> Iterator[str]:
     """The export ``name`` as CSV text, a batch of lines at a time."""
     export = EXPORTS[name]
@@ -414,7 +430,7 @@ def csv_chunks(connection: Connection, name: str, context: Context | None = None
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(export.header(context))
     for i, row in enumerate(export.rows(connection, context), start=1):
-        writer.writerow(row)
+        writer.writerow([neutralize_formula(value) for value in row])
         if i % BATCH == 0:
             yield buffer.getvalue()
             buffer.seek(0)
@@ -486,8 +502,9 @@ def export_frames(database_url: str) -> dict[str, pd.DataFrame]:
 
 
 def write_export(database_url: str, out_dir: str | Path) -> dict[str, Path]:
-    """Write ``<name>.csv`` for every export into ``out_dir``, each file atomically, all
-    from one consistent read of the database."""
+    """Write ``<name>.csv`` (for spreadsheets) and ``<name>.parquet`` (the raw values) for
+    every export into ``out_dir``, each file atomically, all from one consistent read of
+    the database; returns the files by file name."""
     engine = _open(database_url)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -497,9 +514,13 @@ def write_export(database_url: str, out_dir: str | Path) -> dict[str, Path]:
             _check_tables(connection)
             context = Context.read(connection, None)
             for name in EXPORT_NAMES:
-                with atomic_path(out / f"{name}.csv") as tmp, tmp.open("w", encoding="utf-8") as f:
+                csv_path, parquet_path = out / f"{name}.csv", out / f"{name}.parquet"
+                with atomic_path(csv_path) as tmp, tmp.open("w", encoding="utf-8") as f:
                     f.writelines(csv_chunks(connection, name, context))
-                written[name] = out / f"{name}.csv"
+                frame = _frame(EXPORTS[name], connection, context)
+                with atomic_path(parquet_path) as tmp:
+                    frame.to_parquet(tmp, index=False)
+                written[csv_path.name], written[parquet_path.name] = csv_path, parquet_path
     finally:
         engine.dispose()
     return written

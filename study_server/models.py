@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from sqlalchemy import (
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     String,
@@ -82,6 +83,11 @@ class Participant(db.Model):
     started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
     completed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # SHA-256 of the secret in the signed session of the browser the run is bound to
+    # (participant.py): knowing a PROLIFIC_PID is not enough to open the run.
+    session_token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The code the end page showed (completed or screened out), for reconciliation.
+    completion_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
     answers: Mapped[list[Answer]] = relationship(
         back_populates="participant", order_by="Answer.position"
@@ -174,3 +180,23 @@ class Exclusion(db.Model):
     action_id: Mapped[int] = mapped_column(ForeignKey("admin_actions.id"), index=True)
     participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
     excluded: Mapped[bool] = mapped_column(Boolean)
+
+
+class RateLimit(db.Model):
+    """A rate-limit counter (study_server/rate_limits.py): hits of one key in the window
+    that ends at ``expires_at`` (Unix time), shared by every worker and host."""
+
+    __tablename__ = "rate_limits"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    hits: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)
+
+
+class AdminSession(db.Model):
+    """A signed-in admin session; logging out deletes it, so its cookie stops working."""
+
+    __tablename__ = "admin_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import secrets
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -75,8 +76,8 @@ class Page:
         """The outcome of a valid post of ``form`` (its revision already checked)."""
         return Outcome(visit.following)
 
-    def arrival(self, now: datetime) -> dict[str, Any]:
-        """Participant columns set when a post leads here."""
+    def arrival(self, visit: Visit) -> dict[str, Any]:
+        """Participant columns set when a post (``visit``, of the page before) leads here."""
         return {}
 
 
@@ -219,7 +220,7 @@ class EndPage(Page):
 
     status: ClassVar[Status]
 
-    def arrival(self, now):
+    def arrival(self, visit):
         return {"status": self.status}
 
 
@@ -229,10 +230,12 @@ class CompletePage(EndPage):
     status: ClassVar[Status] = Status.COMPLETED
 
     def context(self, ctx, participant):
-        return _completion(ctx.study, ctx.study.completed_code)
+        return _completion(ctx.study, participant.completion_code or ctx.study.completed_code)
 
-    def arrival(self, now):
-        return {**super().arrival(now), "completed_at": now}
+    def arrival(self, visit):
+        study = visit.study
+        code = new_completion_code() if study.per_participant_codes else study.completed_code
+        return {**super().arrival(visit), "completed_at": visit.now, "completion_code": code}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -242,6 +245,9 @@ class ScreenedOutPage(EndPage):
 
     def context(self, ctx, participant):
         return _completion(ctx.study, ctx.study.screened_out_code)
+
+    def arrival(self, visit):
+        return {**super().arrival(visit), "completion_code": visit.study.screened_out_code}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -269,6 +275,14 @@ def _check_answer(
         correct=answer == question.correct,
         answered_at=visit.now,
     )
+
+
+def new_completion_code() -> str:
+    """A participant's own completion code: 8 characters a script cannot guess or share."""
+    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(8))
+
+
+CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O or 1/I to misread
 
 
 def _completion(study: Study, code: str) -> dict[str, str]:

@@ -9,6 +9,7 @@ post never stores anything twice.
 
 from __future__ import annotations
 
+import hmac
 import random
 import re
 import secrets
@@ -17,6 +18,8 @@ from flask import (
     Blueprint,
     Response,
     abort,
+    current_app,
+    g,
     redirect,
     render_template,
     request,
@@ -46,10 +49,18 @@ from study_server.pages import (
     page_after,
     progress,
 )
+from study_server.sessions import (
+    bind_participant,
+    holds_participant,
+    is_admin,
+    new_token,
+    token_hash,
+)
 
 bp = Blueprint("participant", __name__)
 
-URL_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# fullmatch, never match with "$", which also matches before a trailing newline.
+URL_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 # Built once: a prepared statement's cache key is memoized, so executing it again skips
@@ -58,17 +69,20 @@ _PARTICIPANT_BY_ID = select(Participant).where(Participant.id == bindparam("p_id
 
 
 def _current_participant(required: bool = True) -> Participant | None:
+    """The participant this browser's session is bound to (sessions.py), or None."""
     participant_id = session.get("participant_id")
     participant = None
     if isinstance(participant_id, int):
         participant = db.session.execute(
             _PARTICIPANT_BY_ID, {"p_id": participant_id}
         ).scalar_one_or_none()
+    if participant is not None and not holds_participant(participant):
+        participant = None
     if participant is None and required:
         abort_with(
             403,
-            "We could not find your study session. Please open the study again from its "
-            "link on Prolific; you will continue where you left off.",
+            "We could not find your study session in this browser. Please open the study "
+            "again from its link on Prolific; you will continue where you left off.",
         )
     return participant
 
@@ -84,20 +98,22 @@ def find_or_create(
     session_id: str,
     preview: bool = False,
     condition: str | None = None,
-) -> Participant:
-    """The participant with this PROLIFIC_PID, created and assigned on first arrival."""
+) -> tuple[Participant, str | None]:
+    """The participant with this PROLIFIC_PID, created and assigned on first arrival, and
+    the session token of a participant created here (None for one that existed)."""
     study = study_context().study
     found = select(Participant).where(Participant.prolific_pid == prolific_pid)
     existing = db.session.execute(found).scalar_one_or_none()
     if existing is not None:
-        return existing
+        return existing, None
     if condition is None:
-        condition = assign(db.session, study)
+        condition = assign(db.session, study, cap=current_app.config["XAISTUDY_STUDY_CAP"])
     else:
         lock_study(db.session, study)
     order = list(study.attribute_keys)
     random.SystemRandom().shuffle(order)
     now = utcnow()
+    token = new_token()
     participant = Participant(
         study=study.slug,
         prolific_pid=prolific_pid,
@@ -109,6 +125,7 @@ def find_or_create(
         page=ConsentPage().name,
         started_at=now,
         last_seen_at=now,
+        session_token_hash=token_hash(token),
     )
     db.session.add(participant)
     try:
@@ -118,12 +135,39 @@ def find_or_create(
         participant = db.session.execute(found).scalar_one_or_none()
         if participant is None:
             raise
-    return participant
+        return participant, None
+    g.created_participant = True  # counted by the arrival limit (rate_limits.py)
+    return participant, token
+
+
+def _rebind(participant: Participant, session_id: str) -> str:
+    """A new token for a participant who came back in another browser with their own link
+    (the SESSION_ID Prolific gave them for this run); refused to anyone else."""
+    if not hmac.compare_digest(session_id.encode(), participant.session_id.encode()):
+        abort_with(
+            403,
+            "This Prolific ID is already taking part in this study from another browser. "
+            "Please continue there, or open the study from its link on Prolific.",
+        )
+    token = new_token()
+    db.session.execute(
+        update(Participant)
+        .where(Participant.id == participant.id)
+        .values(session_token_hash=token_hash(token))
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    return token
 
 
 @bp.get("/")
 def entry():
-    """The study URL given to Prolific: ``/?PROLIFIC_PID=..&STUDY_ID=..&SESSION_ID=..``."""
+    """The study URL given to Prolific: ``/?PROLIFIC_PID=..&STUDY_ID=..&SESSION_ID=..``.
+
+    A new PROLIFIC_PID starts a run bound to this browser; the same browser coming back
+    continues it; another browser continues it only with the run's own SESSION_ID (the
+    participant's link), which moves the run to that browser.
+    """
     values = {}
     for name in ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID"):
         value = request.args.get(name, "")
@@ -133,21 +177,25 @@ def entry():
                 "This study has to be opened from its link on Prolific (the link names your "
                 f"Prolific ID; {name} is missing).",
             )
-        if not URL_ID.match(value):
+        if not URL_ID.fullmatch(value):
             abort_with(400, f"The link's {name} is not valid: letters, digits, - and _ only.")
         values[name] = value
     try:
-        participant = find_or_create(
+        participant, token = find_or_create(
             values["PROLIFIC_PID"], values["STUDY_ID"], values["SESSION_ID"]
         )
     except Unavailable as turned_away:
         db.session.rollback()
         return _turned_away(turned_away.reason)
+    if token is None:
+        if holds_participant(participant):
+            token = session["participant_token"]
+        else:
+            token = _rebind(participant, values["SESSION_ID"])
     page = participant.page
-    # Only the participant's key changes: a researcher logged in in this browser (the
-    # "admin" key) stays logged in when they open a participant link.
-    session.permanent = True
-    session["participant_id"] = participant.id
+    # Only the participant's keys change: a researcher logged in in this browser (the
+    # "admin" keys) stays logged in when they open a participant link.
+    bind_participant(participant, token)
     return _redirect_to(page)
 
 
@@ -263,9 +311,10 @@ def _submit(participant: Participant, page: Page):
         return _render(participant, page, form, status=400)
 
     now = utcnow()
-    outcome = page.submit(Visit(study, participant, now, page_after(study, page)), form)
+    visit = Visit(study, participant, now, page_after(study, page))
+    outcome = page.submit(visit, form)
     next_page = outcome.next_page
-    changes = {"last_seen_at": now, **outcome.changes, **next_page.arrival(now)}
+    changes = {"last_seen_at": now, **outcome.changes, **next_page.arrival(visit)}
 
     # Compare-and-set: only the post carrying the current revision moves the pointer.
     moved = db.session.execute(
@@ -324,8 +373,9 @@ def bundle_file(rel: str):
     ctx = study_context()
     allowed = rel in ctx.tutorial_images
     if not allowed:
-        if session.get("admin"):
+        if is_admin():
             allowed = any(rel in images for images in ctx.condition_images.values())
+            db.session.rollback()
         else:
             participant = _current_participant(required=False)
             allowed = participant is not None and rel in ctx.condition_images.get(
@@ -343,10 +393,10 @@ def start_preview(condition: str, page: str = ConsentPage.kind) -> Participant:
     """A participant that never counts (for researchers), in the condition they chose,
     at the page they chose. Each preview is a new participant, so a page is always shown
     as a first visit (no answers from an earlier jump in the way)."""
-    participant = find_or_create(
+    participant, token = find_or_create(
         f"preview-{secrets.token_hex(8)}", "preview", "preview", preview=True, condition=condition
     )
     participant.page = page
     db.session.commit()
-    session["participant_id"] = participant.id
+    bind_participant(participant, token)
     return participant

@@ -9,6 +9,7 @@ PostgreSQL needs none of it. Long reads (the researcher's pages, the exports) ta
 
 from __future__ import annotations
 
+import contextvars
 import fcntl
 import os
 import sqlite3
@@ -17,7 +18,17 @@ import threading
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
 
-_queue_holder = threading.local()  # whether this thread holds the writer queue
+# Whether this thread (or greenlet: each has its own context) holds the writer queue.
+_holds_queue = contextvars.ContextVar("holds_sqlite_write_queue", default=False)
+# One lock per process and database file, made on first use, so after gevent has patched
+# a worker (a lock made before that would block the whole worker).
+_process_locks: dict[tuple[int, str], threading.Lock] = {}
+
+
+def _process_lock(database_path: str) -> threading.Lock:
+    return _process_locks.setdefault((os.getpid(), database_path), threading.Lock())
+
+
 READ_ONLY = "xaistudy_read_only"  # the execution option of read_only_connection
 
 
@@ -32,25 +43,38 @@ class QueuedSQLiteConnection(sqlite3.Connection):
     commits or rolls back. The kernel drops the lock with the process, so a killed worker
     never leaves it held. SQLite's own locking stays in force (and ``busy_timeout`` for
     any writer outside this queue), so correctness never depends on the file lock.
+
+    Within a process the writers first queue on a lock of that process: ``flock`` blocks
+    the whole process, which under gevent (one thread, many greenlets) would stop the
+    greenlet that holds the queue from ever committing.
     """
 
     _queue_fd: int | None = None
-    _queue_held: bool = False
+    _queue_lock: threading.Lock | None = None
 
     def acquire_write_queue(self, database_path: str) -> None:
-        if getattr(_queue_holder, "held", False):
+        if _holds_queue.get():
             # This thread's other connection is in a transaction: waiting here would wait
             # for ourselves, so this one relies on SQLite's busy_timeout alone.
             return
         if self._queue_fd is None:
             self._queue_fd = os.open(database_path + "-writer.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(self._queue_fd, fcntl.LOCK_EX)  # blocks without holding the GIL
-        self._queue_held = _queue_holder.held = True
+        lock = _process_lock(database_path)
+        lock.acquire()
+        try:
+            fcntl.flock(self._queue_fd, fcntl.LOCK_EX)  # blocks without holding the GIL
+        except BaseException:
+            lock.release()
+            raise
+        self._queue_lock = lock
+        _holds_queue.set(True)
 
     def release_write_queue(self) -> None:
-        if self._queue_held:
-            self._queue_held = _queue_holder.held = False
+        if self._queue_lock is not None:
+            lock, self._queue_lock = self._queue_lock, None
+            _holds_queue.set(False)
             fcntl.flock(self._queue_fd, fcntl.LOCK_UN)
+            lock.release()
 
     def commit(self) -> None:
         try:
@@ -118,6 +142,14 @@ def configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
+
+    @event.listens_for(engine, "handle_error")
+    def _read_only(context):
+        # A connection opened while the file was read-only stays read-only: treat it as
+        # lost, so the pool replaces it and the server recovers once the file is writable.
+        code = getattr(context.original_exception, "sqlite_errorcode", None)
+        if code is not None and code & 0xFF == sqlite3.SQLITE_READONLY:
+            context.is_disconnect = True
 
     @event.listens_for(engine, "begin")
     def _begin(connection):

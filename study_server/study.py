@@ -20,7 +20,7 @@ from xaistudy.vocabulary import CONDITIONS
 if TYPE_CHECKING:
     from explain.manifest import Manifest
 
-_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")  # a whole string: fullmatch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +67,7 @@ class Study:
     demographics: bool
     completed_code: str
     screened_out_code: str
+    per_participant_codes: bool
     completion_url: str
     redirect_after_s: int
 
@@ -176,7 +177,7 @@ _REQUIRED = object()
 
 def _question(reader: _Reader, conditions: tuple[str, ...], attention: bool) -> Question:
     qid = reader.text("id")
-    if not _ID.match(qid):
+    if not _ID.fullmatch(qid):
         raise UserError(f"study: {reader.where}.id {qid!r} must be lowercase letters/digits/-/_")
     options = reader.texts("options")
     correct = reader.text("correct")
@@ -205,7 +206,7 @@ def parse_study(data: dict[str, Any]) -> Study:
     """Build a :class:`Study` from parsed TOML, raising :class:`UserError` on bad input."""
     top = _Reader(data, "")
     slug = top.text("slug")
-    if not _ID.match(slug):
+    if not _ID.fullmatch(slug):
         raise UserError(f"study: slug {slug!r} must be lowercase letters, digits, - or _")
 
     scale = top.table_of("scale")
@@ -285,6 +286,7 @@ def parse_study(data: dict[str, Any]) -> Study:
     if not url.startswith(("https://", "http://")) or "{code}" not in url:
         raise UserError("study: completion.url must be an http(s) URL containing {code}")
     redirect_after_s = completion.integer("redirect_after_s", 0, 3600, default=15)
+    per_participant_codes = completion._get("per_participant_codes", bool, False)
     completion.done()
 
     study = Study(
@@ -305,6 +307,7 @@ def parse_study(data: dict[str, Any]) -> Study:
         demographics=demographics_enabled,
         completed_code=completed_code,
         screened_out_code=screened_code,
+        per_participant_codes=per_participant_codes,
         completion_url=url,
         redirect_after_s=redirect_after_s,
     )

@@ -77,6 +77,7 @@ def running_server(bundle_dir, tmp_path):
             "SQLALCHEMY_DATABASE_URI": url,
             "XAISTUDY_BUNDLE": str(bundle_dir),
             "SECRET_KEY": "http-test",
+            "XAISTUDY_ARRIVAL_LIMITS": "off",  # the simulated participants share 127.0.0.1
         }
     )
     with app.app_context():

@@ -41,6 +41,7 @@ def server(tmp_path_factory, bundle_dir):
             "SECRET_KEY": "e2e-secret",
             "SQLALCHEMY_DATABASE_URI": url,
             "XAISTUDY_BUNDLE": str(bundle_dir),
+            "XAISTUDY_ARRIVAL_LIMITS": "off",  # every browser here comes from 127.0.0.1
         }
     )
     with app.app_context():

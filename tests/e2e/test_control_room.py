@@ -33,6 +33,7 @@ def server(tmp_path_factory, bundle_dir):
             "SQLALCHEMY_DATABASE_URI": url,
             "XAISTUDY_BUNDLE": str(bundle_dir),
             "XAISTUDY_ADMIN_PASSWORD": PASSWORD,
+            "XAISTUDY_ARRIVAL_LIMITS": "off",  # every participant here comes from 127.0.0.1
         }
     )
     with app.app_context():

@@ -53,6 +53,7 @@ def server(tmp_path):
                 "SQLALCHEMY_DATABASE_URI": db_url,
                 "SECRET_KEY": "e2e-secret",
                 "XAISTUDY_ADMIN_PASSWORD": "e2e-password",
+                "XAISTUDY_ARRIVAL_LIMITS": "off",  # the simulated participants share 127.0.0.1
             }
         )
         with app.app_context():

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from study_server import create_app
-from study_server.config import Config, DevelopmentConfig, TestConfig
+from study_server.config import Config, DevelopmentConfig, TestConfig, environment_of
 from xaistudy.cli import cli
 from xaistudy.cli.server import given_settings
 from xaistudy.errors import UserError
@@ -25,7 +25,7 @@ def test_explicit_settings_beat_the_environment_which_beats_the_defaults():
         "XAISTUDY_SECURE_COOKIES": "1",
     }
     config = Config({"XAISTUDY_STUDY": "given.toml"}, environ=environ)
-    assert config.XAISTUDY_LOGIN_LIMIT == 5  # default
+    assert config.XAISTUDY_LOGIN_LIMITS == "5 per minute"  # default
     assert config.SESSION_COOKIE_SECURE is True  # environment over default
     assert config.database_url == "postgresql+psycopg://env.example.org/study"
     assert config.XAISTUDY_STUDY == "given.toml"  # explicit over environment
@@ -61,6 +61,17 @@ def test_the_default_database_is_one_file_in_the_working_directory(tmp_path, mon
 def test_a_misspelt_setting_is_refused():
     with pytest.raises(UserError, match="upper case"):
         Config({"secret_key": "x"}, environ={})
+
+
+def test_settings_travel_to_gunicorn_through_the_environment():
+    settings = DevelopmentConfig(
+        {"XAISTUDY_BUNDLE": "b", "SQLALCHEMY_DATABASE_URI": "postgresql://h/db", "SECRET_KEY": "k"},
+        environ={},
+    ).settings()
+    read_back = Config(environ=environment_of(settings)).settings()
+    for name in ("XAISTUDY_BUNDLE", "SQLALCHEMY_DATABASE_URI", "SECRET_KEY", "DEBUG"):
+        assert read_back[name] == settings[name]
+    assert read_back["XAISTUDY_ARRIVAL_LIMITS"] == "off"  # the demo's, not production's
 
 
 def test_serve_passes_only_the_options_given():

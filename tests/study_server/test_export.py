@@ -107,7 +107,9 @@ def test_export_frames_follow_the_contract(sqlite_app, filled):
 def test_write_export_cli_and_admin_download_agree(sqlite_app, filled, tmp_path):
     database_url = filled
     written = write_export(database_url, tmp_path / "api")
-    assert sorted(p.name for p in written.values()) == sorted(f"{name}.csv" for name in EXPORTS)
+    assert sorted(written) == sorted(
+        f"{name}.{kind}" for name in EXPORTS for kind in ("csv", "parquet")
+    )
     assert not list((tmp_path / "api").glob(".*partial*"))
     result = CliRunner().invoke(
         cli, ["export", "--db", database_url, "--out", str(tmp_path / "cli")]

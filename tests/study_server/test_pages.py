@@ -46,9 +46,18 @@ def test_each_end_page_stands_for_one_status():
         "declined": Status.RETURNED,
     }
     now = object()
-    assert pages.COMPLETE.arrival(now) == {"status": Status.COMPLETED, "completed_at": now}
-    assert pages.DECLINED.arrival(now) == {"status": Status.RETURNED}
-    assert pages.IntroPage().arrival(now) == {}
+    visit = pages.Visit(STUDY, participant=None, now=now, following=pages.COMPLETE)
+    assert pages.COMPLETE.arrival(visit) == {
+        "status": Status.COMPLETED,
+        "completed_at": now,
+        "completion_code": STUDY.completed_code,
+    }
+    assert pages.SCREENED_OUT.arrival(visit) == {
+        "status": Status.SCREENED_OUT,
+        "completion_code": STUDY.screened_out_code,
+    }
+    assert pages.DECLINED.arrival(visit) == {"status": Status.RETURNED}
+    assert pages.IntroPage().arrival(visit) == {}
 
 
 def test_pages_are_found_by_their_stored_names():

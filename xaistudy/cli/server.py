@@ -1,10 +1,14 @@
-"""``xaistudy serve`` and ``xaistudy export``: the study server on one machine, its CSVs."""
+"""``xaistudy serve`` and ``xaistudy export``: the study server on one machine, its exports."""
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import click
+
+from xaistudy.errors import UserError
 
 # The options that override a server setting (study_server/config.py), by parameter name.
 SETTING_OF_OPTION = {
@@ -21,31 +25,72 @@ def given_settings(**options) -> dict[str, str]:
     return {SETTING_OF_OPTION[name]: str(value) for name, value in options.items() if value}
 
 
+def read_password_file(path: Path | None) -> str | None:
+    """The admin password kept in ``path`` (its first line), so that it never shows in
+    ``ps`` as a command-line argument would."""
+    if path is None:
+        return None
+    try:
+        password = path.read_text(encoding="utf-8").splitlines()[0].strip()
+    except (OSError, UnicodeDecodeError, IndexError) as exc:
+        raise UserError(f"cannot read the admin password from {path}: {exc}") from exc
+    if not password:
+        raise UserError(f"the admin password file {path} is empty")
+    return password
+
+
+def control_socket_path(port: int) -> str:
+    """gunicorn's control socket for the instance on ``port``: in gunicorn's own folder
+    ($XDG_RUNTIME_DIR, else ~/.gunicorn), named per port, so two studies served on one
+    host never share (and unlink) one socket."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    folder = runtime if runtime and os.path.isdir(runtime) else os.path.expanduser("~/.gunicorn")
+    return os.path.join(folder, f"xaistudy-{port}.ctl")
+
+
+def gunicorn_command(host: str, port: int, workers: int) -> list[str]:
+    """gunicorn with gevent workers: every connection is a greenlet, so clients that send
+    their request slowly cost a little memory each instead of holding a worker thread."""
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--worker-class",
+        "gevent",
+        "--worker-connections",
+        "1000",
+        "--workers",
+        str(workers),
+        "--bind",
+        f"{host}:{port}",
+        "--access-logfile",
+        "-",
+        "--control-socket",
+        control_socket_path(port),
+        "study_server:create_app()",
+    ]
+
+
 def run_server(config, host: str, port: int, workers: int) -> None:
-    """Migrate the database of ``config`` (a study_server Config) and serve it with gunicorn."""
+    """Migrate the database of ``config`` (a study_server Config), then become gunicorn.
+
+    The server replaces this process (``exec``) with a fresh interpreter that has imported
+    nothing, so that gevent patches the workers before the app and its database drivers
+    load; the settings travel in the environment (the admin password hashed), never on
+    the command line.
+    """
     import flask_migrate
-    from gunicorn.app.base import BaseApplication
 
     from explain.bundle_format import load_manifest
     from study_server import create_app
+    from study_server.config import environment_of
     from study_server.extensions import db as database
 
     load_manifest(config.bundle)  # a missing bundle fails before anything is written
     app = create_app(config)  # verifies the bundle and the study before anything starts
     with app.app_context():
         flask_migrate.upgrade()
-        database.engine.dispose()  # no connections may cross the fork into the workers
-
-    class _Server(BaseApplication):
-        def load_config(self):
-            self.cfg.set("bind", f"{host}:{port}")
-            self.cfg.set("workers", workers)
-            self.cfg.set("worker_class", "gthread")
-            self.cfg.set("threads", 4)
-            self.cfg.set("accesslog", "-")
-
-        def load(self):
-            return create_app(config)
+        database.engine.dispose()
 
     click.echo(
         f"Serving {app.extensions['xaistudy'].study.title!r} on http://{host}:{port}/", err=True
@@ -55,7 +100,11 @@ def run_server(config, host: str, port: int, workers: int) -> None:
         f"admin: http://{host}:{port}/admin/",
         err=True,
     )
-    _Server().run()
+    environ = {**os.environ, **environment_of(app.config)}
+    sys.stdout.flush()
+    sys.stderr.flush()
+    command = gunicorn_command(host, port, workers)
+    os.execve(command[0], command, environ)
 
 
 @click.command()
@@ -86,15 +135,18 @@ def run_server(config, host: str, port: int, workers: int) -> None:
     help="gunicorn worker processes.",
 )
 @click.option(
-    "--admin-password",
+    "--admin-password-file",
+    type=click.Path(path_type=Path, dir_okay=False),
     default=None,
-    help="Password of the /admin pages (default: XAISTUDY_ADMIN_PASSWORD).",
+    help="File whose first line is the password of the /admin pages "
+    "(default: XAISTUDY_ADMIN_PASSWORD).",
 )
-def serve(bundle, study, db, host, port, workers, admin_password):
+def serve(bundle, study, db, host, port, workers, admin_password_file):
     """Serve a study bundle to participants (gunicorn; the database is migrated first)."""
     from study_server.config import Config
 
-    given = given_settings(bundle=bundle, study=study, db=db, admin_password=admin_password)
+    password = read_password_file(admin_password_file)
+    given = given_settings(bundle=bundle, study=study, db=db, admin_password=password)
     run_server(Config(given), host, port, workers)
 
 
@@ -107,7 +159,8 @@ def serve(bundle, study, db, host, port, workers, admin_password):
 )
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder.")
 def export(db_url, out):
-    """Write participants.csv, answers.csv, answers_wide.csv and pages.csv."""
+    """Write participants, answers, answers_wide and pages as CSV (formulas neutralized,
+    for spreadsheets) and Parquet (the raw values)."""
     from study_server.config import Config
     from study_server.export import write_export
 
