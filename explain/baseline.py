@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from explain.manifest import BaselineCell, BaselineCondition, BaselineLayout, Bins
+from explain.wording import CONDITION_TEXT
 from xaistudy.errors import UserError
 
 LABEL_WORDS = ("peaky", "stretchy")  # logit < 0 | > 0
@@ -185,18 +186,11 @@ def baseline_condition(
                 )
             )
     return BaselineCondition(
-        title="Test images sorted by the model's output",
-        description=(
-            "Each column holds real images from the test set about which the model was "
-            "similarly sure. The leftmost column holds the images the model is most sure "
-            "show a Peaky, the rightmost those it is most sure show a Stretchy; the middle "
-            "column holds images it could not decide on. Compare the columns: what changes "
-            "from left to right is what the model pays attention to."
-        ),
+        **CONDITION_TEXT["baseline"],
         layout=BaselineLayout(
             rows=rows,
             columns=columns,
-            row_labels=tuple(f"{row + 1}" for row in range(rows)),
+            row_labels=("",) * rows,  # rows are draws, not groups: nothing to name
             column_labels=tuple(labels),
             bins=binning.record(),
         ),

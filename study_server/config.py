@@ -41,6 +41,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "XAISTUDY_ADMIN_PASSWORD": ("XAISTUDY_ADMIN_PASSWORD", str),
     "XAISTUDY_SECURE_COOKIES": ("SESSION_COOKIE_SECURE", _flag),
     "XAISTUDY_PROXY_FIX": ("XAISTUDY_PROXY_FIX", _flag),
+    "XAISTUDY_ALLOW_INCOMPLETE_CONSENT": ("XAISTUDY_ALLOW_INCOMPLETE_CONSENT", _flag),
     "FLASK_DEBUG": ("DEBUG", _flag),
 }
 
@@ -104,6 +105,9 @@ class Config:
     XAISTUDY_STUDY: str | None = None  # None: the default study that ships with the package
     XAISTUDY_ADMIN_PASSWORD: str | None = None  # plain text or a werkzeug hash
     XAISTUDY_PROXY_FIX: bool = False  # trust one X-Forwarded-For/-Proto hop (reverse proxy)
+    # Let participants in although [consent_details] has gaps: for trying a study out
+    # (the demo, tests, simulations), never for a real launch.
+    XAISTUDY_ALLOW_INCOMPLETE_CONSENT: bool = False
     XAISTUDY_LOGIN_LIMIT: int = 5  # failed admin logins per address ...
     XAISTUDY_LOGIN_WINDOW_S: int = 15 * 60  # ... within this window
     SESSION_COOKIE_HTTPONLY = True
@@ -170,6 +174,7 @@ class DevelopmentConfig(Config):
     """One person trying the study on their machine (``xaistudy demo``)."""
 
     DEBUG = True
+    XAISTUDY_ALLOW_INCOMPLETE_CONSENT = True
 
 
 class TestConfig(Config):
@@ -179,5 +184,6 @@ class TestConfig(Config):
     __test__ = False  # a settings class that pytest must not collect as a test class
 
     TESTING = True
+    XAISTUDY_ALLOW_INCOMPLETE_CONSENT = True
     SQLALCHEMY_DATABASE_URI = "sqlite://"
     SECRET_KEY = secrets.token_hex(32)

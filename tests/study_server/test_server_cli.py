@@ -10,12 +10,14 @@ import time
 from pathlib import Path
 
 import requests
-from server_helpers import answer_all
+from server_helpers import answer_all, filled_study_file
 from sqlalchemy import create_engine, inspect
 
 from simulation.client import ParticipantClient
 from simulation.transport import HttpTransport
+from explain.bundle_format import load_manifest
 from study_server.export import export_frames
+from study_server.study import load_study
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -46,6 +48,7 @@ def test_flask_db_upgrade_creates_the_schema(bundle_dir, tmp_path):
 def test_serve_migrates_sqlite_and_serves_a_full_participant(bundle_dir, tmp_path):
     port = _free_port()
     db_path = tmp_path / "served.sqlite"
+    study_file = filled_study_file(tmp_path)
     env = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DATABASE_URL")}
     server = subprocess.Popen(
         [
@@ -53,6 +56,8 @@ def test_serve_migrates_sqlite_and_serves_a_full_participant(bundle_dir, tmp_pat
             "serve",
             "--bundle",
             str(bundle_dir),
+            "--study",
+            str(study_file),
             "--db",
             f"sqlite:///{db_path}",
             "--port",
@@ -78,7 +83,8 @@ def test_serve_migrates_sqlite_and_serves_a_full_participant(bundle_dir, tmp_pat
             assert server.poll() is None, server.stderr.read()
             assert time.time() < deadline, "server did not start"
             time.sleep(0.2)
-        result = ParticipantClient(HttpTransport(base), prolific_pid="SERVED").run(
+        served = load_study(study_file).with_bundle(load_manifest(bundle_dir))
+        result = ParticipantClient(HttpTransport(base), prolific_pid="SERVED", study=served).run(
             answer=answer_all
         )
         assert result.status == "completed"
