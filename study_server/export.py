@@ -2,7 +2,8 @@
 
 ``export_frames(database_url)`` needs no Flask app: it opens a plain SQLAlchemy engine.
 Frames: ``participants`` (one row per participant), ``answers`` (long: participant x
-attribute), ``answers_wide`` (one row per participant), ``pages`` (page timings).
+attribute), ``answers_wide`` (one row per participant), ``pages`` (page timings),
+``explanation_visits`` (each look at the explanations while answering).
 """
 
 from __future__ import annotations
@@ -15,12 +16,19 @@ from sqlalchemy import create_engine, inspect, select
 from sqlalchemy.engine import Engine
 
 from study_server.config import engine_options, normalize_database_url
-from study_server.models import Answer, PageVisit, Participant, StudyRecord, utcnow
+from study_server.models import (
+    Answer,
+    ExplanationVisit,
+    PageVisit,
+    Participant,
+    StudyRecord,
+    utcnow,
+)
 from xaistudy.errors import UserError
 from xaistudy.files import atomic_write_text
 from xaistudy.vocabulary import ABANDONED, Status
 
-EXPORT_NAMES = ("participants", "answers", "answers_wide", "pages")
+EXPORT_NAMES = ("participants", "answers", "answers_wide", "pages", "explanation_visits")
 PARTICIPANT_COLUMNS = [
     "participant_id",
     "prolific_pid",
@@ -51,6 +59,15 @@ ANSWER_COLUMNS = [
     "answered_at",
 ]
 PAGE_COLUMNS = ["participant_id", "condition", "page", "entered_at", "left_at", "seconds"]
+VISIT_COLUMNS = [
+    "participant_id",
+    "prolific_pid",
+    "condition",
+    "from_page",
+    "opened_at",
+    "closed_at",
+    "seconds",
+]
 
 
 def _iso(value) -> str | None:
@@ -173,7 +190,34 @@ def frames_from_engine(
         pages["entered_at"] = [_iso(v) for v in pages["entered_at"]]
         pages["left_at"] = [_iso(v) for v in pages["left_at"]]
         frames["pages"] = pages[PAGE_COLUMNS].reset_index(drop=True)
+
+    if "explanation_visits" in tables:
+        frames["explanation_visits"] = _explanation_visits(engine, by_id)
     return {name: frames[name] for name in tables}
+
+
+def _explanation_visits(engine: Engine, by_id: pd.DataFrame) -> pd.DataFrame:
+    """One row per look at the explanations: from which page, opened and closed (back at
+    the study's pages; empty when the participant never came back), in seconds."""
+    visits = _read(
+        engine,
+        select(
+            ExplanationVisit.participant_id,
+            ExplanationVisit.from_page,
+            ExplanationVisit.opened_at,
+            ExplanationVisit.closed_at,
+        ).order_by(
+            ExplanationVisit.participant_id, ExplanationVisit.opened_at, ExplanationVisit.id
+        ),
+    )
+    visits["prolific_pid"] = visits["participant_id"].map(by_id["prolific_pid"])
+    visits["condition"] = visits["participant_id"].map(by_id["condition"])
+    visits["seconds"] = [
+        _seconds(a, b) for a, b in zip(visits["opened_at"], visits["closed_at"], strict=True)
+    ]
+    visits["opened_at"] = [_iso(v) for v in visits["opened_at"]]
+    visits["closed_at"] = [_iso(v) for v in visits["closed_at"]]
+    return visits[VISIT_COLUMNS].reset_index(drop=True)
 
 
 def _engine(database_url: str) -> Engine:

@@ -1,4 +1,5 @@
-"""The export contract (participants, answers, answers_wide, pages) and its CLI."""
+"""The export contract (participants, answers, answers_wide, pages, explanation_visits) and
+its CLI."""
 
 from __future__ import annotations
 
@@ -53,7 +54,11 @@ def filled(sqlite_app):
     ParticipantClient(FlaskTransport(sqlite_app), prolific_pid="OUT").run(
         answer=answer_all, comprehension="fail"
     )
-    walk_to(sqlite_app.test_client(), "rating-3", pid="HALF")
+    half = sqlite_app.test_client()
+    walk_to(half, "rating-3", pid="HALF")
+    half.get("/explanations")  # opened, then back to the questions
+    half.get("/study/rating-3")
+    half.get("/explanations")  # opened and never closed
     walk_to(sqlite_app.test_client(), "intro", pid="GONE")
     with sqlite_app.app_context():
         gone = db.session.query(Participant).filter_by(prolific_pid="GONE").one()
@@ -65,7 +70,7 @@ def filled(sqlite_app):
 def test_export_frames_follow_the_contract(sqlite_app, filled):
     database_url = filled
     frames = export_frames(database_url)
-    assert set(frames) == {"participants", "answers", "answers_wide", "pages"}
+    assert set(frames) == {"participants", "answers", "answers_wide", "pages", "explanation_visits"}
     participants = frames["participants"].set_index("prolific_pid")
     assert set(frames["participants"].columns) >= PARTICIPANT_COLUMNS
     assert participants.loc["DONE", "status"] == "completed"
@@ -103,6 +108,21 @@ def test_export_frames_follow_the_contract(sqlite_app, filled):
     ]
     assert len(pages[(pages["participant_id"] == 1)]) == 16
 
+    visits = frames["explanation_visits"]
+    assert list(visits.columns) == [
+        "participant_id",
+        "prolific_pid",
+        "condition",
+        "from_page",
+        "opened_at",
+        "closed_at",
+        "seconds",
+    ]
+    assert visits["prolific_pid"].tolist() == ["HALF", "HALF"]
+    assert visits["from_page"].tolist() == ["rating-3", "rating-3"]
+    assert visits["seconds"].iloc[0] >= 0 and visits["closed_at"].iloc[0].endswith("+00:00")
+    assert pd.isna(visits["closed_at"].iloc[1]) and pd.isna(visits["seconds"].iloc[1])
+
 
 def test_write_export_cli_and_admin_download_agree(sqlite_app, filled, tmp_path):
     database_url = filled
@@ -110,6 +130,7 @@ def test_write_export_cli_and_admin_download_agree(sqlite_app, filled, tmp_path)
     assert sorted(p.name for p in written.values()) == [
         "answers.csv",
         "answers_wide.csv",
+        "explanation_visits.csv",
         "pages.csv",
         "participants.csv",
     ]
@@ -120,7 +141,7 @@ def test_write_export_cli_and_admin_download_agree(sqlite_app, filled, tmp_path)
     assert result.exit_code == 0, result.output
     client = sqlite_app.test_client()
     login(client)
-    for name in ("participants", "answers", "answers_wide", "pages"):
+    for name in ("participants", "answers", "answers_wide", "pages", "explanation_visits"):
         api = pd.read_csv(tmp_path / "api" / f"{name}.csv")
         cli_frame = pd.read_csv(tmp_path / "cli" / f"{name}.csv")
         pd.testing.assert_frame_equal(api, cli_frame)

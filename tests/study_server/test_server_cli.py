@@ -13,9 +13,9 @@ import requests
 from server_helpers import answer_all, filled_study_file
 from sqlalchemy import create_engine, inspect
 
+from explain.bundle_format import load_manifest
 from simulation.client import ParticipantClient
 from simulation.transport import HttpTransport
-from explain.bundle_format import load_manifest
 from study_server.export import export_frames
 from study_server.study import load_study
 

@@ -107,7 +107,8 @@ def serve(bundle, study, db, host, port, workers, admin_password):
 )
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder.")
 def export(db_url, out):
-    """Write participants.csv, answers.csv, answers_wide.csv and pages.csv."""
+    """Write participants.csv, answers.csv, answers_wide.csv, pages.csv and
+    explanation_visits.csv."""
     from study_server.config import Config
     from study_server.export import write_export
 
