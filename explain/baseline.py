@@ -100,9 +100,9 @@ def confidence_phrases(count: int) -> list[str]:
     """How sure the model is, in words, for ``count`` (odd) columns from most peaky to
     most stretchy.
 
-    The middle column is "undecided"; the others name the animal the model leans to (the
+    The middle column is "unsure"; the others name the animal the model leans to (the
     sign) and how sure it is (the rank away from the middle): for 5 columns "clearly
-    Peaky", "rather Peaky", "undecided", "rather Stretchy", "clearly Stretchy". Beyond
+    Peaky", "rather Peaky", "unsure", "rather Stretchy", "clearly Stretchy". Beyond
     ``len(DEGREE_WORDS)`` columns per side the rank is counted instead of named.
     """
     if count < 1 or count % 2 == 0:
@@ -114,7 +114,7 @@ def confidence_phrases(count: int) -> list[str]:
         degrees = [f"leaning ({m - k} of {m})" for k in range(m)]
     peaky = [f"{degree} Peaky" for degree in degrees]
     stretchy = [f"{degree} Stretchy" for degree in degrees[::-1]]
-    return [*peaky, "undecided", *stretchy]
+    return [*peaky, "unsure", *stretchy]
 
 
 def confidence_labels(count: int) -> list[str]:

@@ -26,7 +26,7 @@ CONDITION_TEXT: dict[str, dict[str, str]] = {
             'Each row starts from one real picture, shown first under "original picture". '
             "The other pictures in the row are that picture changed just enough to change "
             "how sure the model is: from left to right the model goes from clearly Peaky, "
-            "through undecided, to clearly Stretchy, as written above each column. Look for "
+            "through unsure, to clearly Stretchy, as written above each column. Look for "
             "what changes along a row: that is what the model uses to decide."
         ),
     },

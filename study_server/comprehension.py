@@ -2,7 +2,7 @@
 
 The participant sees one row of their own condition's grid (``example_row``), labeled as
 on the explanations page, and says what it shows. The right answer is read from the
-bundle (where the undecided column is, which picture is the unedited one, which way a
+bundle (where the unsure column is, which picture is the unedited one, which way a
 feature pushes), so it is right for every bundle; the other options are what a
 participant who misread the method would pick. No option names a study attribute, so
 the question teaches nothing about what the model relies on.

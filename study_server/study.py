@@ -146,7 +146,7 @@ class Study:
                 f"study: question id(s) {', '.join(sorted(clash))} are taken by the questions "
                 "made from the bundle (comprehension.from_bundle); choose other ids"
             )
-        return dataclasses.replace(self, comprehension=self.comprehension + derived)
+        return dataclasses.replace(self, comprehension=derived + self.comprehension)
 
     def check_bundle(self, manifest: Manifest) -> None:
         """Every attribute and condition asked about must exist in the bundle manifest."""

@@ -82,7 +82,7 @@ def test_row_labels_say_what_the_model_made_of_the_source_in_words(conditions):
     entry = conditions["counterfactuals"]
     for row, label in enumerate(entry.layout.row_labels):
         assert label.startswith(f"Picture {row + 1}.")
-        assert re.search(r"(Peaky|Stretchy|undecided)$", label)
+        assert re.search(r"(Peaky|Stretchy|unsure)$", label)
     # The numbers stay in the manifest for the researcher and the validation.
     assert all(isinstance(s.stored_logit, float) for s in entry.stimuli)
 

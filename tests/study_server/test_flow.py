@@ -121,7 +121,7 @@ def test_comprehension_failure_screens_out_and_one_retry_passes(app):
     html = walk_to(client, "comprehension", pid="RETRY1")
     served = study_context(app).study
     condition = _condition(app, "RETRY1")
-    method, example = served.comprehension_for(condition)
+    example, method = served.comprehension_for(condition)
     wrong_example = next(o for o in example.options if o != example.correct)
     wrong = {
         **hidden_fields(html),

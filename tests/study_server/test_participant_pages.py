@@ -103,7 +103,7 @@ def test_the_tutorial_shows_one_text_the_study_files_when_given(sqlite_app, bund
 def test_the_example_question_is_answered_by_the_bundle(bundle_dir):
     manifest = load_manifest(bundle_dir)
     by_condition = {q.conditions[0]: q for q in example_questions(manifest)}
-    assert by_condition["baseline"].correct == "the picture in the middle"  # undecided column
+    assert by_condition["baseline"].correct == "the picture in the middle"  # the unsure column
     assert by_condition["counterfactuals"].correct == "the leftmost picture"  # the original
     assert by_condition["concepts"].correct == "Stretchy"  # feature 1 pushes toward it
     for question in by_condition.values():
