@@ -161,9 +161,8 @@ class RunResult:
 
 
 def _refused(page: ParsedPage, post: Reply) -> bool:
-    """Whether the server sent a post back to its own page, which it does with a refused
-    answer (shown again with its errors); an accepted one leads to the next page (or, on
-    a failed comprehension attempt, to the same page, which is then its only kind)."""
+    """Whether the server sent a post back to its own page: a refused answer, shown again
+    with its errors. (A failed comprehension attempt also comes back, by design.)"""
     target = urlsplit(post.location or "").path
     return target.endswith(f"/study/{page.name}") and page.kind != ComprehensionPage.kind
 

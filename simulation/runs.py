@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from analysis.load import Bundle, load_bundle
 from analysis.simulate import ParticipantAnswers, SimulationSpec
+from explain.bundle_format import load_manifest
 from simulation.client import FlowError, ParticipantClient
 from simulation.transport import FlaskTransport, HttpTransport, TransportError
 from study_server import create_app
@@ -87,6 +88,9 @@ def simulate_database(
         "SQLALCHEMY_DATABASE_URI": db_url,
         "XAISTUDY_BUNDLE": str(bundle_dir),
         "SECRET_KEY": secrets.token_hex(32),  # sessions live only as long as this run
+        # Simulated participants, never people: a study whose consent details are still
+        # empty may be simulated.
+        "XAISTUDY_ALLOW_INCOMPLETE_CONSENT": True,
     }
     if study is not None:
         settings["XAISTUDY_STUDY"] = str(study)
@@ -106,6 +110,10 @@ def _migrate(app) -> None:
             raise UserError(f"cannot prepare the study database: {reason}") from exc
 
 
-def simulate_http(url: str, bundle: Bundle, spec: SimulationSpec) -> FlowSummary:
-    """Drive a running server at ``url`` over HTTP."""
-    return run_flow(lambda _: HttpTransport(url), bundle, spec)
+def simulate_http(
+    url: str, bundle: Bundle, spec: SimulationSpec, study: str | Path | None = None
+) -> FlowSummary:
+    """Drive a running server at ``url`` over HTTP; it serves ``bundle`` with the study file
+    ``study`` (default: the shipped one), whose comprehension answers the participants know."""
+    served = load_study(study).with_bundle(load_manifest(bundle.path))
+    return run_flow(lambda _: HttpTransport(url), bundle, spec, study=served)

@@ -77,6 +77,7 @@ def running_server(bundle_dir, tmp_path):
             "SQLALCHEMY_DATABASE_URI": url,
             "XAISTUDY_BUNDLE": str(bundle_dir),
             "SECRET_KEY": "http-test",
+            "XAISTUDY_ALLOW_INCOMPLETE_CONSENT": True,  # simulated participants only
         }
     )
     with app.app_context():

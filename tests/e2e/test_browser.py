@@ -92,6 +92,12 @@ def audit(page, state: str) -> None:
     )
 
 
+def follow(page, control) -> None:
+    """Click ``control`` (a submit button or a link) and wait for the page it leads to."""
+    with page.expect_navigation():
+        control.click()
+
+
 def page_name(page) -> str:
     return page.locator('meta[name="xaistudy-page"]').get_attribute("content")
 
@@ -116,8 +122,7 @@ def answer_page(page, name: str, answers: dict[str, str]) -> None:
         page.locator("textarea").fill("The pictures change with it.")
     elif name == "demographics":
         page.locator("#age").fill("34")
-    page.locator("form.step button[type=submit].primary").click()
-    page.wait_for_load_state()
+    follow(page, page.locator("form.step button[type=submit].primary"))
 
 
 def assert_grid_fits(page, size: str, state: str) -> None:
@@ -168,18 +173,15 @@ def check_rating_states(page, size: str, condition: str) -> None:
         tops = {round(o.bounding_box()["y"]) for o in page.locator(".scale-options label").all()}
         assert len(tops) == 1, (state, tops)
     page.locator("textarea").fill("No rating chosen yet.")
-    page.locator("form.step button[type=submit].primary").click()
-    page.wait_for_load_state()
+    follow(page, page.locator("form.step button[type=submit].primary"))
     assert page.locator("p.error").count() == 1
     assert page.locator("textarea").input_value() == "No rating chosen yet."
     audit(page, f"{state} rating refused")
-    page.get_by_role("button", name="Look at the explanations again").click()
-    page.wait_for_load_state()
+    follow(page, page.get_by_role("button", name="Look at the explanations again"))
     assert page.locator("table.grid img").count() >= 10
     audit(page, f"{state} explanations again")
     assert_grid_fits(page, size, f"{state} explanations again")
-    page.get_by_role("link", name="Back to the questions").first.click()
-    page.wait_for_load_state()
+    follow(page, page.get_by_role("link", name="Back to the questions").first)
     assert page_name(page) == "rating-1"
     assert page.locator("textarea").input_value() == "No rating chosen yet."
 
@@ -240,16 +242,13 @@ def test_failed_checks_review_and_end_pages_pass_the_audit(server, browser):
                 labels = fieldset.locator("label").all_inner_texts()
                 wrong = next(t.strip() for t in labels if t.strip() != answers[question])
                 fieldset.get_by_label(wrong, exact=True).check()
-            page.get_by_role("button", name="Check my answers").click()
-            page.wait_for_load_state()
+            follow(page, page.get_by_role("button", name="Check my answers"))
             if attempt == 0:
                 audit(page, f"{size} comprehension failed once")
                 for link in ("Read the introduction again", "Read how to read the explanations"):
-                    page.get_by_role("link", name=link).click()
-                    page.wait_for_load_state()
+                    follow(page, page.get_by_role("link", name=link))
                     audit(page, f"{size} review: {link}")
-                    page.get_by_role("link", name="Back to the questions").click()
-                    page.wait_for_load_state()
+                    follow(page, page.get_by_role("link", name="Back to the questions"))
                     assert page_name(page) == "comprehension"
         assert page_name(page) == "screened-out"
         assert page.locator("progress").count() == 0
@@ -257,8 +256,7 @@ def test_failed_checks_review_and_end_pages_pass_the_audit(server, browser):
         declined = context.new_page()
         declined.goto(f"{base}/?PROLIFIC_PID=NO{size}&STUDY_ID=S1&SESSION_ID=X")
         declined.get_by_label("I do not want to take part").check()
-        declined.get_by_role("button", name="Continue").click()
-        declined.wait_for_load_state()
+        follow(declined, declined.get_by_role("button", name="Continue"))
         assert page_name(declined) == "declined"
         audit(declined, f"{size} declined")
         context.close()
@@ -310,8 +308,8 @@ def test_the_whole_study_can_be_completed_with_the_keyboard_alone(server, browse
             tab_to(page, "#age")
             page.keyboard.type("29")
         tab_to(page, "form.step button.primary")
-        page.keyboard.press("Enter")
-        page.wait_for_load_state()
+        with page.expect_navigation():
+            page.keyboard.press("Enter")
         assert page_name(page) != name or name == "comprehension", f"{name} did not advance"
     assert page_name(page) == "complete"
     assert page.locator("#completion-code").inner_text() == "C7XSTUDY"
@@ -336,14 +334,12 @@ def test_a_new_tab_of_the_link_keeps_the_first_tabs_typed_answer(server, browser
     second = context.new_page()
     second.goto(link)
     assert page_name(second) == "rating-1"
-    first.locator("form.step button[type=submit].primary").click()
-    first.wait_for_load_state()
+    follow(first, first.locator("form.step button[type=submit].primary"))
     assert page_name(first) == "rating-2"
     # The second tab's answer to the answered page is not stored, and it says so.
     second.get_by_label("Disagree", exact=True).check()
     second.locator("textarea").fill("From the second tab.")
-    second.locator("form.step button[type=submit].primary").click()
-    second.wait_for_load_state()
+    follow(second, second.locator("form.step button[type=submit].primary"))
     assert page_name(second) == "rating-2"
     assert "was not stored again" in second.locator("p.notice").inner_text()
     audit(second, "note after a second tab's answer")

@@ -53,6 +53,7 @@ def server(tmp_path):
                 "SQLALCHEMY_DATABASE_URI": db_url,
                 "SECRET_KEY": "e2e-secret",
                 "XAISTUDY_ADMIN_PASSWORD": "e2e-password",
+                "XAISTUDY_ALLOW_INCOMPLETE_CONSENT": True,  # simulated participants only
             }
         )
         with app.app_context():
