@@ -2,7 +2,7 @@
 
     python bench/load.py --start-server [--workers 4] [--participants 300] [--kill-workers]
     python bench/load.py --start-server --think-time 0          # stress test, closed loop
-    python bench/load.py --url http://HOST:PORT --db DATABASE_URL \
+    python bench/load.py --url http://HOST:PORT --db DATABASE_URL --bundle BUNDLE_DIR \
         [--kill-workers --gunicorn-pid PID]
 
 Each participant is a ``ParticipantClient`` over HTTP in its own thread and walks the
@@ -58,6 +58,7 @@ from urllib.parse import urlencode, urljoin, urlsplit
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from explain.bundle_format import load_manifest  # noqa: E402
 from simulation.client import ParticipantClient  # noqa: E402
 from simulation.transport import Reply, TransportError  # noqa: E402
 from study_server.export import export_frames  # noqa: E402
@@ -214,6 +215,7 @@ def start_server(args, workdir: Path, database_url: str) -> tuple[subprocess.Pop
         from make_bundle import make_fixture_bundle
 
         bundle = make_fixture_bundle(workdir / "bundle")
+        args.bundle = bundle  # the simulated participants read its comprehension answers
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -223,6 +225,8 @@ def start_server(args, workdir: Path, database_url: str) -> tuple[subprocess.Pop
         # study's targets may run: no arrival limit, no study-full page.
         "XAISTUDY_ARRIVAL_LIMITS": "off",
         "XAISTUDY_STUDY_CAP": "0",
+        # Simulated participants: the default study's consent details may be unfilled.
+        "XAISTUDY_ALLOW_INCOMPLETE_CONSENT": "1",
     }
     if args.study:
         env["XAISTUDY_STUDY"] = str(args.study)
@@ -325,7 +329,9 @@ def main(argv=None) -> int:
         help="gunicorn worker class (default sync: the cheapest per request; gevent is what "
         "'xaistudy serve' runs)",
     )
-    parser.add_argument("--bundle", type=Path, help="bundle for --start-server")
+    parser.add_argument(
+        "--bundle", type=Path, help="the served bundle (--start-server: default the fixture's)"
+    )
     parser.add_argument(
         "--study",
         type=Path,
@@ -335,8 +341,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if bool(args.url) == args.start_server:
         parser.error("give exactly one of --url or --start-server")
-    if args.url and not args.db:
-        parser.error("--url needs --db DATABASE_URL to check the stored answers")
+    if args.url and not (args.db and args.bundle):
+        parser.error(
+            "--url needs --db DATABASE_URL to check the stored answers and --bundle BUNDLE_DIR "
+            "(the served one) for the comprehension answers"
+        )
     if args.kill_workers and args.url and not args.gunicorn_pid:
         parser.error("--kill-workers with --url needs --gunicorn-pid")
     if args.think_time < 0 or (args.ramp is not None and args.ramp < 0):
@@ -374,7 +383,7 @@ def main(argv=None) -> int:
 
 
 def run(args, base: str, database_url: str, master: int | None) -> int:
-    study = load_study(args.study)
+    study = load_study(args.study).with_bundle(load_manifest(args.bundle))
     run_id = uuid.uuid4().hex[:8]
     n = args.participants
     transports: dict[int, ThinkingTransport] = {}

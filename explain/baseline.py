@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from explain.manifest import BaselineCell, BaselineCondition, BaselineLayout, Bins
+from explain.wording import CONDITION_TEXT
 from xaistudy.errors import UserError
 
 LABEL_WORDS = ("peaky", "stretchy")  # logit < 0 | > 0
@@ -99,9 +100,9 @@ def confidence_phrases(count: int) -> list[str]:
     """How sure the model is, in words, for ``count`` (odd) columns from most peaky to
     most stretchy.
 
-    The middle column is "undecided"; the others name the animal the model leans to (the
+    The middle column is "unsure"; the others name the animal the model leans to (the
     sign) and how sure it is (the rank away from the middle): for 5 columns "clearly
-    Peaky", "rather Peaky", "undecided", "rather Stretchy", "clearly Stretchy". Beyond
+    Peaky", "rather Peaky", "unsure", "rather Stretchy", "clearly Stretchy". Beyond
     ``len(DEGREE_WORDS)`` columns per side the rank is counted instead of named.
     """
     if count < 1 or count % 2 == 0:
@@ -113,7 +114,7 @@ def confidence_phrases(count: int) -> list[str]:
         degrees = [f"leaning ({m - k} of {m})" for k in range(m)]
     peaky = [f"{degree} Peaky" for degree in degrees]
     stretchy = [f"{degree} Stretchy" for degree in degrees[::-1]]
-    return [*peaky, "undecided", *stretchy]
+    return [*peaky, "unsure", *stretchy]
 
 
 def confidence_labels(count: int) -> list[str]:
@@ -185,18 +186,11 @@ def baseline_condition(
                 )
             )
     return BaselineCondition(
-        title="Test images sorted by the model's output",
-        description=(
-            "Each column holds real images from the test set about which the model was "
-            "similarly sure. The leftmost column holds the images the model is most sure "
-            "show a Peaky, the rightmost those it is most sure show a Stretchy; the middle "
-            "column holds images it could not decide on. Compare the columns: what changes "
-            "from left to right is what the model pays attention to."
-        ),
+        **CONDITION_TEXT["baseline"],
         layout=BaselineLayout(
             rows=rows,
             columns=columns,
-            row_labels=tuple(f"{row + 1}" for row in range(rows)),
+            row_labels=("",) * rows,  # rows are draws, not groups: nothing to name
             column_labels=tuple(labels),
             bins=binning.record(),
         ),

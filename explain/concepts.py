@@ -32,6 +32,7 @@ from explain.manifest import (
     Layout,
     MergedConcept,
 )
+from explain.wording import CONDITION_TEXT
 
 NONNEGATIVE_TOLERANCE = 1e-6
 
@@ -397,16 +398,7 @@ def concept_condition(
                 )
             )
     return ConceptCondition(
-        title="Features the model has learned",
-        description=(
-            "The model's internal signals were grouped into a few features. Each row shows "
-            "one feature: on the left the test images in which the feature is strongest, on "
-            "the right those in which it is weakest. In every image, the parts where the "
-            "feature is found keep their own colors and the parts it ignores are shown "
-            "darker and grayer. The row label says whether the feature pushes the model "
-            "toward Peaky or toward Stretchy, and how strongly; rows go from the feature "
-            "that matters most to the one that matters least."
-        ),
+        **CONDITION_TEXT["concepts"],
         layout=Layout(
             rows=len(analysis.order),
             columns=n_highest + n_lowest,

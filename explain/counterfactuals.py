@@ -35,6 +35,7 @@ from explain.manifest import (
     Layout,
     Rejected,
 )
+from explain.wording import CONDITION_TEXT, SOURCE_LABEL
 
 
 def spread_sources(logits: np.ndarray, count: int) -> np.ndarray:
@@ -238,23 +239,16 @@ def counterfactual_condition(
                 )
             )
     return CounterfactualCondition(
-        title="The model's view of what would change its mind",
-        description=(
-            'Each row starts from one real test image, shown first under "original '
-            'image". The other images in the row are that image changed just enough to '
-            "change how sure the model is: from left to right the model goes from clearly "
-            "Peaky, through undecided, to clearly Stretchy, as written above each column. "
-            "Look for what changes along a row: that is what the model uses to decide."
-        ),
+        **CONDITION_TEXT["counterfactuals"],
         layout=Layout(
             rows=len(rows),
             columns=len(targets) + 1,
             row_labels=tuple(
-                f"Image {row + 1}. The model on the original: "
+                f"Picture {row + 1}. The model on the original: "
                 f"{confidence_phrase(logits[candidates[c]], targets)}"
                 for row, c in enumerate(rows)
             ),
-            column_labels=("original image", *labels),
+            column_labels=(SOURCE_LABEL, *labels),
         ),
         targets=tuple(float(t) for t in targets),
         target_columns=tuple(range(1, len(targets) + 1)),
@@ -293,7 +287,7 @@ def _source_stimulus(images, logits, store, index: int, row: int) -> Counterfact
     logit = float(logits[index])
     return CounterfactualCell(
         image=store(images[index]),
-        caption="original image",
+        caption=SOURCE_LABEL,
         row=row,
         column=0,
         logit=logit,

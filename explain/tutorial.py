@@ -22,54 +22,78 @@ from xaistudy.vocabulary import STUDY_ATTRIBUTES
 DEG = math.pi / 180
 
 
-def _steps(name: str, values, fmt: Callable[[float], str]):
-    return [({name: v}, fmt(v)) for v in values]
+def _steps(name: str, values, captions: tuple[str, ...]) -> list[tuple[dict, str]]:
+    return [({name: v}, caption) for v, caption in zip(values, captions, strict=True)]
 
 
-# What each study attribute means, in the tutorial's words (after its display name).
+# What each study attribute's row shows, in words, its two ends named (no numbers: the
+# participant reads "from cubes to spheres", not "shape 0.25").
 MEANINGS = {
-    "arm_position": "how far the right pair of arms sits from the body's center.",
-    "obj_color": "the color of the blocks, from blue to red.",
-    "spherical": "the blocks range from cubes to spheres.",
-    "bg_color": "the color behind the animal, from blue to red.",
-    "bending": "how much the animal's spine is bent.",
-    "rotation": "the animal turned in the image plane (yaw), tilted (pitch) or rolled (roll).",
-    "position": "where the animal sits, from left to right.",
+    "arm_position": "From arms close to the body (left) to arms stretched away from it (right).",
+    "obj_color": "The color of the blocks, from blue (left) to red (right).",
+    "spherical": "The blocks' shape, from cubes (left) to spheres (right).",
+    "bg_color": "The color behind the animal, from blue (left) to red (right).",
+    "bending": "From bent one way (left) through straight to bent the other way (right).",
+    "rotation": "Turned within the picture, tilted forward or back, or rolled to one side.",
+    "position": "Where the animal is, from the left of the picture to the right.",
 }
+_FIVE_COLORS = ("blue", "light blue", "gray", "light red", "red")
 
 
 def attribute_variations() -> dict[str, tuple[str, list[tuple[dict, str]]]]:
-    """For each study attribute: its caption and the scenes (attribute changes, caption)."""
+    """For each study attribute: its row's caption and the scenes (attribute changes,
+    caption)."""
     steps = _scene_steps()
-    return {
-        a.key: (f"{a.name.capitalize()}: {MEANINGS[a.key]}", steps[a.key]) for a in STUDY_ATTRIBUTES
-    }
+    return {a.key: (MEANINGS[a.key], steps[a.key]) for a in STUDY_ATTRIBUTES}
 
 
 def _scene_steps() -> dict[str, list[tuple[dict, str]]]:
-    """Study attribute -> the scene changes that show it, each with its caption."""
+    """Study attribute -> the scene changes that show it, each with its caption in words."""
     unit = np.linspace(0.0, 1.0, 5)
     return {
-        "arm_position": _steps("arm_position", unit, lambda v: f"arm position {v:.2f}"),
-        "obj_color": _steps("obj_color", unit, lambda v: f"object color {v:.2f}"),
-        "spherical": _steps("spherical", unit, lambda v: f"shape {v:.2f} (0 cube, 1 sphere)"),
-        "bg_color": _steps("bg_color", unit, lambda v: f"background color {v:.2f}"),
+        "arm_position": _steps(
+            "arm_position",
+            unit,
+            ("close to the body", "a little out", "halfway out", "far out", "stretched away"),
+        ),
+        "obj_color": _steps("obj_color", unit, _FIVE_COLORS),
+        "spherical": _steps(
+            "spherical", unit, ("cubes", "rounded cubes", "in between", "almost spheres", "spheres")
+        ),
+        "bg_color": _steps("bg_color", unit, _FIVE_COLORS),
         "bending": _steps(
             "bending",
             np.linspace(-math.pi / 8, math.pi / 8, 5),
-            lambda v: f"bending {v / DEG:+.0f} degrees",
+            (
+                "bent one way",
+                "a little bent one way",
+                "straight",
+                "a little bent the other way",
+                "bent the other way",
+            ),
         ),
-        "rotation": _steps("obj_rotation_yaw", np.array([-90, -45, 45, 90]) * DEG, _deg("yaw"))
-        + _steps("obj_rotation_pitch", np.array([-45, 45]) * DEG, _deg("pitch"))
-        + _steps("obj_rotation_roll", np.array([-45, 45]) * DEG, _deg("roll")),
+        "rotation": _steps(
+            "obj_rotation_yaw",
+            np.array([-90, -45, 45, 90]) * DEG,
+            (
+                "turned 90° one way",
+                "turned 45° one way",
+                "turned 45° the other way",
+                "turned 90° the other way",
+            ),
+        )
+        + _steps("obj_rotation_pitch", np.array([-45, 45]) * DEG, ("tilted back", "tilted forward"))
+        + _steps(
+            "obj_rotation_roll",
+            np.array([-45, 45]) * DEG,
+            ("rolled one way", "rolled the other way"),
+        ),
         "position": _steps(
-            "position_x", np.linspace(-1.5, 1.5, 5), lambda v: f"position x {v:+.1f}"
+            "position_x",
+            np.linspace(-1.5, 1.5, 5),
+            ("far left", "left", "center", "right", "far right"),
         ),
     }
-
-
-def _deg(name: str) -> Callable[[float], str]:
-    return lambda v: f"rotation {name} {v / DEG:+.0f} degrees"
 
 
 def tutorial_scenes(animal: str = "peaky") -> tuple[pd.DataFrame, list[tuple[str, str]]]:
@@ -110,8 +134,12 @@ def tutorial_section(
             raise UserError(f"the test split has no {animal} images for the tutorial")
         chosen = rng.choice(members, size=min(n_examples, len(members)), replace=False)
         examples[animal] = tuple(
-            Stimulus(image=store(test_images[i]), caption=f"a {animal}", test_index=int(i))
-            for i in sorted(chosen)
+            Stimulus(
+                image=store(test_images[i]),
+                caption=f"{animal.capitalize()}, example {n + 1}",
+                test_index=int(i),
+            )
+            for n, i in enumerate(sorted(chosen))
         )
     params, keys = tutorial_scenes()
     rendered = render(params, size)

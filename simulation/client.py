@@ -19,7 +19,7 @@ import dataclasses
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlencode, urljoin
+from urllib.parse import urlencode, urljoin, urlsplit
 
 from simulation.parse import ParsedPage, parse_page, parse_step
 from simulation.transport import Reply, TransportError
@@ -65,16 +65,20 @@ class Behavior:
                 raise ValueError(f"attention/comprehension must be 'pass' or 'fail', got {mode!r}")
 
 
-def choose_option(study: Study, page: ParsedPage, name: str, mode: str) -> str:
+def choose_option(
+    study: Study, page: ParsedPage, name: str, mode: str, condition: str | None = None
+) -> str:
     """The option a participant who read the study would pick (``mode`` pass) or a wrong one.
 
-    Comprehension answers come from the study definition (what the tutorial teaches);
-    attention checks name their answer in quotes.
+    Comprehension answers come from the study (its file's questions, and the bundle's
+    when ``study`` was made with :meth:`Study.with_bundle`), those of ``condition`` when it
+    is known; attention checks name their answer in quotes.
     """
     options = page.radios[name]
     question = page.legends.get(name, "")
+    asked = study.comprehension if condition is None else study.comprehension_for(condition)
     correct = None
-    for q in (*study.comprehension, *study.attention_checks):
+    for q in (*asked, *study.attention_checks):
         if q.question == question:
             correct = q.correct
     if correct is None:
@@ -99,11 +103,13 @@ def _nothing(study, page, behavior, condition):
 
 
 def _comprehension(study, page, behavior, condition):
-    return {name: choose_option(study, page, name, behavior.comprehension) for name in page.radios}
+    mode = behavior.comprehension
+    return {name: choose_option(study, page, name, mode, condition) for name in page.radios}
 
 
 def _attention(study, page, behavior, condition):
-    return {name: choose_option(study, page, name, behavior.attention) for name in page.radios}
+    mode = behavior.attention
+    return {name: choose_option(study, page, name, mode, condition) for name in page.radios}
 
 
 def _rating(study, page, behavior, condition):
@@ -154,6 +160,13 @@ class RunResult:
     retries: int = 0
 
 
+def _refused(page: ParsedPage, post: Reply) -> bool:
+    """Whether the server sent a post back to its own page: a refused answer, shown again
+    with its errors. (A failed comprehension attempt also comes back, by design.)"""
+    target = urlsplit(post.location or "").path
+    return target.endswith(f"/study/{page.name}") and page.kind != ComprehensionPage.kind
+
+
 class ParticipantClient:
     """One simulated participant; see the module docstring."""
 
@@ -171,7 +184,9 @@ class ParticipantClient:
         self.entry_url = "/?" + urlencode(
             {"PROLIFIC_PID": prolific_pid, "STUDY_ID": study_id, "SESSION_ID": session_id}
         )
-        self.study = study or load_study(None)
+        # The study as served: a transport that knows it (FlaskTransport) lends it, with
+        # the bundle's comprehension questions; over HTTP pass Study.with_bundle(...).
+        self.study = study or getattr(transport, "study", None) or load_study(None)
         self.max_retries = max_retries
         self.retry_wait_s = retry_wait_s
 
@@ -246,6 +261,10 @@ class ParticipantClient:
                     raise FlowError(f"page {page.name!r} refused the answers: {alerts}")
                 if post.status not in (302, 303):
                     raise FlowError(f"POST on page {page.name!r} answered {post.status}")
+                if _refused(page, post):
+                    reply = self._follow(result, post)
+                    alerts = "; ".join(parse_step(reply.text).alerts)
+                    raise FlowError(f"page {page.name!r} refused the answers: {alerts}")
                 if page.kind == RatingPage.kind:
                     key = page.meta["xaistudy-attribute"]
                     result.acknowledged[key] = (int(data["rating"]), data["reason"])

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from analysis.load import Bundle, load_bundle
 from analysis.simulate import ParticipantAnswers, SimulationSpec
+from explain.bundle_format import load_manifest
 from simulation.client import FlowError, ParticipantClient
 from simulation.transport import FlaskTransport, HttpTransport, TransportError
 from study_server import create_app
@@ -90,6 +91,9 @@ def simulate_database(
         # Simulated participants all arrive from this machine, as many as asked for.
         "XAISTUDY_ARRIVAL_LIMITS": "off",
         "XAISTUDY_STUDY_CAP": False,
+        # Simulated participants, never people: a study whose consent details are still
+        # empty may be simulated.
+        "XAISTUDY_ALLOW_INCOMPLETE_CONSENT": True,
     }
     if study is not None:
         settings["XAISTUDY_STUDY"] = str(study)
@@ -109,6 +113,10 @@ def _migrate(app) -> None:
             raise UserError(f"cannot prepare the study database: {reason}") from exc
 
 
-def simulate_http(url: str, bundle: Bundle, spec: SimulationSpec) -> FlowSummary:
-    """Drive a running server at ``url`` over HTTP."""
-    return run_flow(lambda _: HttpTransport(url), bundle, spec)
+def simulate_http(
+    url: str, bundle: Bundle, spec: SimulationSpec, study: str | Path | None = None
+) -> FlowSummary:
+    """Drive a running server at ``url`` over HTTP; it serves ``bundle`` with the study file
+    ``study`` (default: the shipped one), whose comprehension answers the participants know."""
+    served = load_study(study).with_bundle(load_manifest(bundle.path))
+    return run_flow(lambda _: HttpTransport(url), bundle, spec, study=served)

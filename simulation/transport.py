@@ -60,7 +60,10 @@ class FlaskTransport:
     """In-process requests through ``app.test_client()`` (cookies kept)."""
 
     def __init__(self, app, base_url: str = "http://localhost/"):
+        from study_server import study_context
+
         self.client = app.test_client()
+        self.study = study_context(app).study  # the study as served, for its answers
         self.base_url = base_url.rstrip("/") + "/"
         self.latencies: list[float] = []
 

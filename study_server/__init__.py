@@ -57,8 +57,7 @@ class StudyContext:
 
         bundle_dir = Path(bundle).resolve()
         manifest = verify_bundle(bundle_dir)
-        study = load_study(study_path)
-        study.check_bundle(manifest)
+        study = load_study(study_path).with_bundle(manifest)
         tutorial_images = frozenset(manifest.tutorial.images())
         condition_images = {
             name: frozenset(cond.images()) for name, cond in manifest.conditions.items()
@@ -74,6 +73,7 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.config.from_mapping(config.settings())
     app.extensions["xaistudy"] = StudyContext.load(config.bundle, config.XAISTUDY_STUDY)
+    _warn_unfilled_consent(app)
 
     app.wsgi_app = whole_streamed_body(app.wsgi_app, app.config["MAX_CONTENT_LENGTH"])
     if app.config.get("XAISTUDY_PROXY_FIX"):
@@ -104,6 +104,17 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
         return {"study": app.extensions["xaistudy"].study}
 
     return app
+
+
+def _warn_unfilled_consent(app: Flask) -> None:
+    """Say at start-up that participants will be turned away (participant.entry)."""
+    unfilled = app.extensions["xaistudy"].study.unfilled_consent_details
+    if unfilled and not app.config["XAISTUDY_ALLOW_INCOMPLETE_CONSENT"]:
+        app.logger.warning(
+            "the study's consent_details %s are empty: participants are turned away until "
+            "they are filled in (admin previews still work; docs/study.md)",
+            ", ".join(unfilled),
+        )
 
 
 def study_context(app: Flask | None = None) -> StudyContext:

@@ -57,6 +57,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "XAISTUDY_LOGIN_LIMITS_EVERYONE": ("XAISTUDY_LOGIN_LIMITS_EVERYONE", str),
     "XAISTUDY_STUDY_CAP": ("XAISTUDY_STUDY_CAP", _flag),
     "XAISTUDY_DB_TIMEOUT_S": ("XAISTUDY_DB_TIMEOUT_S", _seconds),
+    "XAISTUDY_ALLOW_INCOMPLETE_CONSENT": ("XAISTUDY_ALLOW_INCOMPLETE_CONSENT", _flag),
     "FLASK_DEBUG": ("DEBUG", _flag),
 }
 
@@ -153,6 +154,9 @@ class Config:
     XAISTUDY_STUDY_CAP: bool = True  # a "study full" page once every condition met its target
     XAISTUDY_DB_TIMEOUT_S: int = 10  # PostgreSQL: connect, pool, statement and lock timeouts
     RATELIMIT_HEADERS_ENABLED = True  # Retry-After on a refused request
+    # Let participants in although [consent_details] has gaps: for trying a study out
+    # (the demo, tests, simulations), never for a real launch.
+    XAISTUDY_ALLOW_INCOMPLETE_CONSENT: bool = False
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
     SESSION_COOKIE_SECURE = False
@@ -221,6 +225,7 @@ class DevelopmentConfig(Config):
 
     DEBUG = True
     XAISTUDY_ARRIVAL_LIMITS = "off"
+    XAISTUDY_ALLOW_INCOMPLETE_CONSENT = True
 
 
 class TestConfig(Config):
@@ -230,6 +235,7 @@ class TestConfig(Config):
     __test__ = False  # a settings class that pytest must not collect as a test class
 
     TESTING = True
+    XAISTUDY_ALLOW_INCOMPLETE_CONSENT = True
     SQLALCHEMY_DATABASE_URI = "sqlite://"
     SECRET_KEY = secrets.token_hex(32)
     XAISTUDY_ARRIVAL_LIMITS = "off"  # the tests' participants all come from one address

@@ -11,7 +11,8 @@ is neutralized (:func:`neutralize_formula`); the DataFrames and Parquet keep it 
 
 The exports: ``participants`` (one row per participant), ``answers`` (long: participant
 x attribute), ``answers_wide`` (one row per participant), ``pages`` (page timings),
-``checks`` (every comprehension attempt and attention check answer), ``reconciliation``
+``checks`` (every comprehension attempt and attention check answer),
+``explanation_visits`` (each look at the explanations while answering), ``reconciliation``
 (what to do with each submission on Prolific), ``exclusions`` and ``audit`` (the
 researchers' changes).
 """
@@ -36,6 +37,7 @@ from study_server.models import (
     Answer,
     CheckAnswer,
     Exclusion,
+    ExplanationVisit,
     PageVisit,
     Participant,
     StudyRecord,
@@ -279,6 +281,37 @@ def _checks(connection: Connection, context: Context) -> Iterator[tuple]:
         )
 
 
+VISIT_COLUMNS = (
+    "participant_id",
+    "prolific_pid",
+    "condition",
+    "from_page",
+    "opened_at",
+    "closed_at",
+    "seconds",
+)
+
+
+def _explanation_visits(connection: Connection, context: Context) -> Iterator[tuple]:
+    """One row per look at the explanations: from which page, opened and closed (back at
+    the study's pages; empty when the participant never came back), in seconds."""
+    statement = (
+        select(ExplanationVisit.__table__, Participant.prolific_pid, Participant.condition)
+        .join(Participant, Participant.id == ExplanationVisit.participant_id)
+        .order_by(ExplanationVisit.participant_id, ExplanationVisit.opened_at, ExplanationVisit.id)
+    )
+    for v in _batches(connection, statement):
+        yield (
+            v.participant_id,
+            v.prolific_pid,
+            v.condition,
+            v.from_page,
+            _iso(v.opened_at),
+            _iso(v.closed_at),
+            _seconds(v.opened_at, v.closed_at),
+        )
+
+
 RECONCILIATION_COLUMNS = (
     "prolific_pid",
     "study_id",
@@ -394,6 +427,7 @@ EXPORTS: dict[str, Export] = {
         Export("answers_wide", PARTICIPANT_COLUMNS, _answers_wide),
         Export("pages", PAGE_COLUMNS, _pages),
         Export("checks", CHECK_COLUMNS, _checks),
+        Export("explanation_visits", VISIT_COLUMNS, _explanation_visits),
         Export("reconciliation", RECONCILIATION_COLUMNS, _reconciliation),
         Export("exclusions", EXCLUSION_COLUMNS, _exclusions),
         Export("audit", AUDIT_COLUMNS, _audit),

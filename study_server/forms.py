@@ -44,6 +44,11 @@ ML_EXPERIENCE = [
 ]
 
 
+def without_control_characters(text: str) -> str:
+    """``text`` with the characters no database column may hold removed."""
+    return _CONTROL.sub("", text)
+
+
 def no_control_characters(form, field) -> None:
     if field.data and _CONTROL.search(field.data):
         raise ValidationError("The text contains characters that cannot be stored.")

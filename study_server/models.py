@@ -88,6 +88,10 @@ class Participant(db.Model):
     session_token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # The code the end page showed (completed or screened out), for reconciliation.
     completion_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # What the participant typed on the current page but has not sent successfully (a
+    # refused post, or the explanations opened from it): JSON {"page", "data", "errors"},
+    # shown again on that page until an accepted post clears it.
+    draft: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     answers: Mapped[list[Answer]] = relationship(
         back_populates="participant", order_by="Answer.position"
@@ -142,6 +146,20 @@ class PageVisit(db.Model):
     page: Mapped[str] = mapped_column(String(40))
     entered_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     left_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class ExplanationVisit(db.Model):
+    """One look at the explanations after the explanations page: from which page, when it
+    was opened, and when the participant came back to the study's pages (null when they
+    never did, e.g. the tab was closed)."""
+
+    __tablename__ = "explanation_visits"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
+    from_page: Mapped[str] = mapped_column(String(40))
+    opened_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class LoginAttempt(db.Model):

@@ -117,8 +117,13 @@ class ComprehensionPage(Page):
         return choice_form(study.comprehension_for(participant.condition))
 
     def context(self, ctx, participant):
-        attempts_left = ctx.study.comprehension_max_attempts - participant.comprehension_attempts
-        return {"attempts_left": attempts_left}
+        study = ctx.study
+        questions = study.comprehension_for(participant.condition)
+        rows = sorted({q.example_row for q in questions if q.example_row is not None})
+        return {
+            "attempts_left": study.comprehension_max_attempts - participant.comprehension_attempts,
+            "example_rows": rows,
+        }
 
     def submit(self, visit, form):
         participant = visit.participant
@@ -244,7 +249,10 @@ class ScreenedOutPage(EndPage):
     status: ClassVar[Status] = Status.SCREENED_OUT
 
     def context(self, ctx, participant):
-        return _completion(ctx.study, ctx.study.screened_out_code)
+        return {
+            **_completion(ctx.study, ctx.study.screened_out_code),
+            "payment": ctx.study.screened_out_payment,
+        }
 
     def arrival(self, visit):
         return {**super().arrival(visit), "completion_code": visit.study.screened_out_code}
@@ -326,10 +334,11 @@ def page_after(study: Study, page: Page) -> Page:
     return pages[pages.index(page) + 1]
 
 
-def progress(study: Study, page: Page) -> int:
-    """How far into the walk ``page`` is, in percent (end pages: 100)."""
+def progress(study: Study, page: Page) -> int | None:
+    """How far into the walk ``page`` is, in percent; None for the end pages off the walk
+    (screened out, declined), which did not get that far."""
     pages = page_sequence(study)
-    return round(100 * pages.index(page) / (len(pages) - 1)) if page in pages else 100
+    return round(100 * pages.index(page) / (len(pages) - 1)) if page in pages else None
 
 
 def is_past(study: Study, current: Page, milestone: Page) -> bool:

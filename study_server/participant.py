@@ -4,12 +4,16 @@ The pages and their order are in pages.py. A GET of any page but the current one
 redirects to the current one; every accepted POST carries the participant's
 revision, advances it and the page pointer in one compare-and-set update, and commits
 before the next page is shown, so a reload, a back button, a double click or a replayed
-post never stores anything twice.
+post never stores anything twice. Every POST ends in a redirect (post/redirect/get): a
+refused answer is kept as the participant's draft and shown again with its errors, so
+Back never asks to resend a form. A post from an older tab that the walk has passed is
+not stored, and the participant is told so.
 """
 
 from __future__ import annotations
 
 import hmac
+import json
 import random
 import re
 import secrets
@@ -19,6 +23,7 @@ from flask import (
     Response,
     abort,
     current_app,
+    flash,
     g,
     redirect,
     render_template,
@@ -31,18 +36,21 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
+from werkzeug.datastructures import MultiDict
 
 from study_server import study_context
 from study_server.assignment import Unavailable, assign, lock_study
 from study_server.extensions import db
-from study_server.forms import StepForm
+from study_server.forms import StepForm, without_control_characters
 from study_server.http import abort_with
-from study_server.models import PageVisit, Participant, utcnow
+from study_server.models import ExplanationVisit, PageVisit, Participant, utcnow
 from study_server.pages import (
     ConsentPage,
     EndPage,
     ExplanationsPage,
+    IntroPage,
     Page,
+    TutorialPage,
     Visit,
     find_page,
     is_past,
@@ -85,6 +93,28 @@ def _current_participant(required: bool = True) -> Participant | None:
             "again from its link on Prolific; you will continue where you left off.",
         )
     return participant
+
+
+# What a participant reads when a post was not stored because the walk had moved on.
+NOT_STORED = (
+    "That page had already been answered (in another tab or window, or by a double click), "
+    "so the answer just sent was not stored again. This is where you are now."
+)
+# The session key of the explanations visit in progress (ExplanationVisit.id).
+OPEN_VISIT = "explanation_visit"
+
+
+def _require_consent_details(preview: bool) -> None:
+    """Turn participants away while the consent text has unfilled details (a preview, the
+    demo and tests may look at it, marked)."""
+    study = study_context().study
+    allowed = preview or current_app.config.get("XAISTUDY_ALLOW_INCOMPLETE_CONSENT")
+    if study.unfilled_consent_details and not allowed:
+        abort_with(
+            503,
+            "This study is not open yet. Please return it on Prolific; we are sorry for the "
+            "trouble.",
+        )
 
 
 def _redirect_to(participant_page: str) -> Response:
@@ -180,6 +210,7 @@ def entry():
         if not URL_ID.fullmatch(value):
             abort_with(400, f"The link's {name} is not valid: letters, digits, - and _ only.")
         values[name] = value
+    _require_consent_details(preview=False)
     try:
         participant, token = find_or_create(
             values["PROLIFIC_PID"], values["STUDY_ID"], values["SESSION_ID"]
@@ -220,16 +251,26 @@ def step(page: str):
         abort_with(404, "There is no such page in this study.")
     participant = _current_participant()
     if page != participant.page or (request.method == "POST" and isinstance(requested, EndPage)):
+        if request.method == "POST":
+            _note_not_stored()
         return _redirect_to(participant.page)
     if request.method == "GET":
+        if isinstance(requested, ConsentPage):
+            _require_consent_details(participant.preview)
         # One short transaction records the view and commits; the template renders after
         # it, outside any transaction (SQLite's write lock is not held while rendering),
         # from the participant's values loaded above.
         _record_view(participant.id, page)
         db.session.expunge(participant)
         db.session.commit()
-        return _render(participant, requested, _form_for(participant, requested)(formdata=None))
+        return _render(participant, requested, _draft_form(participant, requested))
     return _submit(participant, requested)
+
+
+def _note_not_stored() -> None:
+    """Tell the participant when a post that carried answers was not stored."""
+    if any(value for key, value in request.form.items() if key not in ("csrf_token", "rev")):
+        flash(NOT_STORED)
 
 
 # Statements of every page view and answer, built once (see _PARTICIPANT_BY_ID).
@@ -270,33 +311,100 @@ def _insert_visit(participant_id: int, page: str, now, left_at=None) -> None:
     )
 
 
+_CLOSE_EXPLANATIONS = (
+    update(ExplanationVisit.__table__)
+    .where(
+        ExplanationVisit.__table__.c.id == bindparam("v_id"),
+        ExplanationVisit.__table__.c.participant_id == bindparam("p_id"),
+        ExplanationVisit.__table__.c.closed_at.is_(None),
+    )
+    .values(closed_at=bindparam("p_now"))
+)
+
+
 def _record_view(participant_id: int, page: str) -> None:
-    """The first view of a page is its entry time; every view marks the participant active."""
+    """The first view of a page is its entry time; every view marks the participant active
+    and ends a look at the explanations (the participant is back at the questions)."""
     now = utcnow()
-    db.session.connection().execute(_TOUCH, {"p_id": participant_id, "p_now": now})
+    connection = db.session.connection()
+    connection.execute(_TOUCH, {"p_id": participant_id, "p_now": now})
     _insert_visit(participant_id, page, now)
+    visit_id = session.pop(OPEN_VISIT, None)
+    if visit_id is not None:
+        connection.execute(
+            _CLOSE_EXPLANATIONS, {"v_id": visit_id, "p_id": participant_id, "p_now": now}
+        )
 
 
 def _form_for(participant: Participant, page: Page) -> type[StepForm]:
     return page.form_class(study_context().study, participant)
 
 
-def _render(participant: Participant, page: Page, form: StepForm, status: int = 200):
+# -- drafts: what was typed on the current page and not yet accepted ---------------------
+
+
+def _draft_form(participant: Participant, page: Page) -> StepForm:
+    """The page's form, filled from the participant's draft for this page if there is one
+    (with the errors that refused it, when it is a refused post)."""
+    form_class = _form_for(participant, page)
+    draft = json.loads(participant.draft) if participant.draft else None
+    if not draft or draft.get("page") != page.name:
+        return form_class(formdata=None)
+    form = form_class(formdata=MultiDict(draft["data"]))
+    for name, messages in draft["errors"].items():
+        if name in form:
+            form[name].errors = list(messages)
+    return form
+
+
+def _save_draft(
+    participant: Participant, page_name: str, errors: dict[str, list[str]] | None = None
+) -> None:
+    """Keep the posted fields, and the ``errors`` that refused them, as the draft of
+    ``page_name`` (the current page at the posted revision only), so the page shows them
+    again after the redirect."""
+    data = {
+        key: without_control_characters(value)
+        for key, value in request.form.items()
+        if key != "csrf_token"
+    }
+    shown = {name: messages for name, messages in (errors or {}).items() if name != "csrf_token"}
+    draft = json.dumps({"page": page_name, "data": data, "errors": shown})
+    db.session.execute(
+        update(Participant)
+        .where(
+            Participant.id == participant.id,
+            Participant.revision == participant.revision,
+            Participant.page == page_name,
+        )
+        .values(draft=draft)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+
+
+def _render(participant: Participant, page: Page, form: StepForm | None, review: bool = False):
+    """The page's template; ``review``: shown again from a later page, without its form."""
     ctx = study_context()
-    form.rev.data = str(participant.revision)
+    condition = ctx.manifest.conditions[participant.condition]
+    if form is not None:
+        form.rev.data = str(participant.revision)
     values = {
         "participant": participant,
         "page": page.name,
         "kind": page.kind,
         "form": form,
-        "condition": ctx.manifest.conditions[participant.condition],
+        "review": review,
+        "back": url_for("participant.step", page=participant.page),
+        "condition": condition,
         "condition_name": participant.condition,
+        "how_to_read": ctx.study.how_to_read(participant.condition, condition.description),
         "cells": ctx.grids[participant.condition],
         "tutorial": ctx.manifest.tutorial,
         "progress": progress(ctx.study, page),
         **page.context(ctx, participant),
     }
-    return render_template(f"pages/{page.kind}.html", **values), status
+    return render_template(f"pages/{page.kind}.html", **values)
 
 
 def _submit(participant: Participant, page: Page):
@@ -306,15 +414,17 @@ def _submit(participant: Participant, page: Page):
     if revision is None:
         abort_with(400, "The form was incomplete. Please reload the page and try again.")
     if revision != participant.revision:
-        return _redirect_to(participant.page)  # an old page posted again: show the current one
+        _note_not_stored()  # an old page posted again: show the current one
+        return _redirect_to(participant.page)
     if not form.validate():
-        return _render(participant, page, form, status=400)
+        _save_draft(participant, page.name, form.errors)
+        return _redirect_to(page.name)
 
     now = utcnow()
     visit = Visit(study, participant, now, page_after(study, page))
     outcome = page.submit(visit, form)
     next_page = outcome.next_page
-    changes = {"last_seen_at": now, **outcome.changes, **next_page.arrival(visit)}
+    changes = {"last_seen_at": now, "draft": None, **outcome.changes, **next_page.arrival(visit)}
 
     # Compare-and-set: only the post carrying the current revision moves the pointer.
     moved = db.session.execute(
@@ -330,6 +440,7 @@ def _submit(participant: Participant, page: Page):
     if moved != 1:
         db.session.rollback()
         participant = _current_participant()
+        _note_not_stored()
         return _redirect_to(participant.page)
     db.session.add_all(outcome.rows)
     if next_page != page:  # the page is left (a page shown again stays open)
@@ -347,24 +458,70 @@ def _submit(participant: Participant, page: Page):
     return redirect(url_for("participant.step", page=next_page.name), 303)
 
 
-@bp.get("/explanations")
-def explanations():
-    """The participant's own condition's stimuli, reachable again while answering."""
+def _participant_past(milestone: Page, refusal: str) -> Participant:
+    """The current participant, who must have gone past ``milestone`` in the walk."""
     participant = _current_participant()
     study = study_context().study
     current = find_page(study, participant.page)
-    if current is None or not is_past(study, current, ExplanationsPage()):
-        abort_with(403, "The explanations open once you reach them in the study.")
-    manifest = study_context().manifest
+    if current is None or not is_past(study, current, milestone):
+        abort_with(403, refusal)
+    return participant
+
+
+@bp.post("/explanations")
+def keep_draft_and_open_explanations():
+    """The rating form's second button: what was typed is kept as the page's draft."""
+    participant = _participant_past(
+        ExplanationsPage(), "The explanations open once you reach them in the study."
+    )
+    if request.form.get("rev") == str(participant.revision):
+        _save_draft(participant, participant.page)
+    return redirect(url_for("participant.explanations"), 303)
+
+
+@bp.get("/explanations")
+def explanations():
+    """The participant's own condition's stimuli, reachable again while answering; each
+    look is an ExplanationVisit, ended by the next view of a study page."""
+    participant = _participant_past(
+        ExplanationsPage(), "The explanations open once you reach them in the study."
+    )
+    if OPEN_VISIT not in session:
+        visit = ExplanationVisit(
+            participant_id=participant.id, from_page=participant.page, opened_at=utcnow()
+        )
+        db.session.add(visit)
+        db.session.commit()
+        session[OPEN_VISIT] = visit.id
+    ctx = study_context()
+    condition = ctx.manifest.conditions[participant.condition]
     html = render_template(
         "stimuli.html",
-        condition=manifest.conditions[participant.condition],
+        condition=condition,
         condition_name=participant.condition,
-        cells=study_context().grids[participant.condition],
+        how_to_read=ctx.study.how_to_read(participant.condition, condition.description),
+        cells=ctx.grids[participant.condition],
         back=url_for("participant.step", page=participant.page),
     )
     db.session.rollback()
     return html
+
+
+REVIEWABLE = {page.name: page for page in (IntroPage(), TutorialPage())}
+
+
+@bp.get("/review/<page>")
+def review(page: str):
+    """The introduction or the tutorial again, for a participant at the comprehension
+    questions or later (after a failed attempt they are offered it)."""
+    requested = REVIEWABLE.get(page)
+    if requested is None:
+        abort_with(404, "There is no such page in this study.")
+    participant = _participant_past(
+        TutorialPage(), "You can read this page again once you reach the questions."
+    )
+    db.session.rollback()
+    return _render(participant, requested, form=None, review=True)
 
 
 @bp.get("/bundle/<path:rel>")

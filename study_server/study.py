@@ -33,7 +33,20 @@ class Attribute:
 class Condition:
     name: str
     target_n: int
-    tutorial: str
+    tutorial: str | None = None  # None: the bundle's description of the condition
+
+
+# The facts a consent text must state, each a ``{placeholder}`` in ``consent`` filled from
+# ``[consent_details]``, with what the default study file asks for.
+CONSENT_DETAILS: dict[str, str] = {
+    "researcher_contact": "who runs the study and how to reach them",
+    "ethics_approval": "the ethics committee and the approval's reference",
+    "payment": "what participants are paid",
+    "data_controller": "who is responsible for the data",
+    "retention": "how long the data are kept",
+    "withdrawal": "how to withdraw, also after completing the study",
+}
+_PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_]*)\}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +59,7 @@ class Question:
     correct: str
     conditions: tuple[str, ...] = ()
     after_rating: int = 0
+    example_row: int | None = None  # the grid row of the condition shown with it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,13 +69,15 @@ class Study:
     estimated_minutes: int
     abandonment_timeout_minutes: int
     reason_max_chars: int
-    consent: str
+    consent: str  # a template: CONSENT_DETAILS as {placeholders}
+    consent_details: tuple[tuple[str, str], ...]  # (placeholder, text), filled or ""
     intro: str
     scale_statement: str
     scale_labels: tuple[str, ...]
     attributes: tuple[Attribute, ...]
     conditions: tuple[Condition, ...]
     comprehension_max_attempts: int
+    comprehension_from_bundle: bool
     comprehension: tuple[Question, ...]
     attention_checks: tuple[Question, ...]
     demographics: bool
@@ -69,7 +85,7 @@ class Study:
     screened_out_code: str
     per_participant_codes: bool
     completion_url: str
-    redirect_after_s: int
+    screened_out_payment: str | None
 
     @property
     def attribute_keys(self) -> tuple[str, ...]:
@@ -93,6 +109,45 @@ class Study:
 
     def completion_link(self, code: str) -> str:
         return self.completion_url.replace("{code}", code)
+
+    def how_to_read(self, condition: str, bundle_description: str) -> str:
+        """The one text that teaches a condition: the study file's, else the bundle's."""
+        return self.condition(condition).tutorial or bundle_description
+
+    @property
+    def unfilled_consent_details(self) -> tuple[str, ...]:
+        """The consent details still empty: participants are not let in until none is."""
+        return tuple(key for key, value in self.consent_details if not value)
+
+    def consent_text(self) -> str:
+        """The consent text with its details filled in; an empty one is shown marked, as
+        only a preview may see it."""
+        details = dict(self.consent_details)
+        return _PLACEHOLDER.sub(
+            lambda m: details[m.group(1)] or f"[{m.group(1).replace('_', ' ')}: not filled in]",
+            self.consent,
+        )
+
+    def with_bundle(self, manifest: Manifest) -> Study:
+        """This study checked against the bundle it serves (:meth:`check_bundle`), with the
+        bundle's comprehension question for each condition added when it asks for them."""
+        from study_server.comprehension import example_questions
+
+        self.check_bundle(manifest)
+        if not self.comprehension_from_bundle:
+            return self
+        derived = tuple(
+            q for q in example_questions(manifest) if set(q.conditions) & set(self.condition_names)
+        )
+        clash = {q.id for q in derived} & {
+            q.id for q in (*self.comprehension, *self.attention_checks)
+        }
+        if clash:
+            raise UserError(
+                f"study: question id(s) {', '.join(sorted(clash))} are taken by the questions "
+                "made from the bundle (comprehension.from_bundle); choose other ids"
+            )
+        return dataclasses.replace(self, comprehension=derived + self.comprehension)
 
     def check_bundle(self, manifest: Manifest) -> None:
         """Every attribute and condition asked about must exist in the bundle manifest."""
@@ -136,8 +191,12 @@ class _Reader:
             raise UserError(f"study: {full} must be {name}, got {value!r}")
         return value
 
-    def text(self, key: str, default: Any = None, max_len: int = 20000) -> str:
-        value = self._get(key, str, _REQUIRED if default is None else default).strip()
+    def text(self, key: str, default: Any = None, max_len: int = 20000) -> str | None:
+        """A non-empty string; ``default`` _ABSENT makes the key optional (None)."""
+        value = self._get(key, str, _REQUIRED if default is None else default)
+        if value is _ABSENT:
+            return None
+        value = value.strip()
         if not value:
             raise UserError(f"study: {self.where}.{key} must not be empty".lstrip("."))
         if len(value) > max_len:
@@ -173,6 +232,7 @@ class _Reader:
 
 
 _REQUIRED = object()
+_ABSENT = object()  # an optional text left out
 
 
 def _question(reader: _Reader, conditions: tuple[str, ...], attention: bool) -> Question:
@@ -200,6 +260,37 @@ def _question(reader: _Reader, conditions: tuple[str, ...], attention: bool) -> 
     )
     reader.done()
     return question
+
+
+def _braced(keys) -> str:
+    return ", ".join("{" + key + "}" for key in keys)
+
+
+def _consent_details(top: _Reader, consent: str) -> tuple[tuple[str, str], ...]:
+    """``[consent_details]``: one text per CONSENT_DETAILS key, each a placeholder of the
+    consent text; a detail left out or empty is unfilled (see Study.unfilled_consent_details)."""
+    used = _PLACEHOLDER.findall(consent)
+    unknown = sorted(set(used) - set(CONSENT_DETAILS))
+    if unknown:
+        raise UserError(
+            f"study: consent has unknown placeholder(s) {_braced(unknown)}; "
+            f"allowed are {_braced(CONSENT_DETAILS)}"
+        )
+    missing = [key for key in CONSENT_DETAILS if key not in used]
+    if missing:
+        raise UserError(
+            f"study: consent must state {', '.join(CONSENT_DETAILS[k] for k in missing)}: "
+            f"add {_braced(missing)} to its text and fill them in [consent_details]"
+        )
+    table = top.table_of("consent_details", required=False)
+    details = []
+    for key in CONSENT_DETAILS:
+        value = table._get(key, str, "")
+        if len(value) > 2000:
+            raise UserError(f"study: consent_details.{key} is longer than 2000 characters")
+        details.append((key, value.strip()))
+    table.done()
+    return tuple(details)
 
 
 def parse_study(data: dict[str, Any]) -> Study:
@@ -243,7 +334,7 @@ def parse_study(data: dict[str, Any]) -> Study:
             Condition(
                 name=name,
                 target_n=reader.integer("target_n", 1, 100000),
-                tutorial=reader.text("tutorial"),
+                tutorial=reader.text("tutorial", default=_ABSENT),
             )
         )
         reader.done()
@@ -254,13 +345,17 @@ def parse_study(data: dict[str, Any]) -> Study:
 
     comprehension = top.table_of("comprehension")
     max_attempts = comprehension.integer("max_attempts", 1, 10)
+    from_bundle = comprehension._get("from_bundle", bool, True)
     questions = tuple(
         _question(r, condition_names, attention=False) for r in comprehension.tables("questions")
     )
     comprehension.done()
     for name in condition_names:
-        if not any(not q.conditions or name in q.conditions for q in questions):
-            raise UserError(f"study: condition {name!r} has no comprehension question")
+        if not from_bundle and not any(not q.conditions or name in q.conditions for q in questions):
+            raise UserError(
+                f"study: condition {name!r} has no comprehension question "
+                "(add one, or set comprehension.from_bundle = true)"
+            )
 
     checks = tuple(
         _question(r, condition_names, attention=True) for r in top.tables("attention_checks")
@@ -285,9 +380,10 @@ def parse_study(data: dict[str, Any]) -> Study:
     url = completion.text("url", max_len=500)
     if not url.startswith(("https://", "http://")) or "{code}" not in url:
         raise UserError("study: completion.url must be an http(s) URL containing {code}")
-    redirect_after_s = completion.integer("redirect_after_s", 0, 3600, default=15)
     per_participant_codes = completion._get("per_participant_codes", bool, False)
+    screened_out_payment = completion.text("screened_out_payment", default=_ABSENT, max_len=200)
     completion.done()
+    consent = top.text("consent")
 
     study = Study(
         slug=slug,
@@ -295,13 +391,15 @@ def parse_study(data: dict[str, Any]) -> Study:
         estimated_minutes=top.integer("estimated_minutes", 1, 600, default=20),
         abandonment_timeout_minutes=top.integer("abandonment_timeout_minutes", 1, 24 * 60),
         reason_max_chars=top.integer("reason_max_chars", 20, 10000, default=1000),
-        consent=top.text("consent"),
+        consent=consent,
+        consent_details=_consent_details(top, consent),
         intro=top.text("intro"),
         scale_statement=statement,
         scale_labels=labels,
         attributes=tuple(attributes),
         conditions=tuple(conditions),
         comprehension_max_attempts=max_attempts,
+        comprehension_from_bundle=from_bundle,
         comprehension=questions,
         attention_checks=checks,
         demographics=demographics_enabled,
@@ -309,7 +407,7 @@ def parse_study(data: dict[str, Any]) -> Study:
         screened_out_code=screened_code,
         per_participant_codes=per_participant_codes,
         completion_url=url,
-        redirect_after_s=redirect_after_s,
+        screened_out_payment=screened_out_payment,
     )
     top.done()
     return study

@@ -78,6 +78,7 @@ def running_server(bundle_dir, tmp_path):
             "XAISTUDY_BUNDLE": str(bundle_dir),
             "SECRET_KEY": "http-test",
             "XAISTUDY_ARRIVAL_LIMITS": "off",  # the simulated participants share 127.0.0.1
+            "XAISTUDY_ALLOW_INCOMPLETE_CONSENT": True,  # simulated participants only
         }
     )
     with app.app_context():

@@ -1,9 +1,14 @@
-"""Chromium completes the study once per condition, as a participant would.
+"""Chromium completes the study in each condition, at desktop and at phone size, as a
+participant would, with an accessibility audit of every page state.
 
-Starts the real server (werkzeug in a thread, SQLite migrated by Alembic) on a free port,
-drives Debian's Chromium (/usr/bin/chromium, never a downloaded browser) through
-playwright, and saves a screenshot of every page under
-``test-artifacts/screenshots/<condition>/NN-<page>.png``.
+Starts the real server (werkzeug in a thread, SQLite migrated by Alembic, a study file
+with its consent details filled as for a launch) on a free port, drives Debian's Chromium
+(/usr/bin/chromium, never a downloaded browser) through playwright, and saves a
+screenshot of every page under ``test-artifacts/screenshots/<size>/<condition>/NN-<page>.png``.
+Every page state (each page, a refused answer, a failed comprehension attempt, the
+explanations and review pages, the end pages) is audited with axe-core
+(axe-playwright-python ships axe.min.js: it runs offline): no critical or serious
+violation. The condition grids must fit the viewport whole, at 360 px too.
 """
 
 from __future__ import annotations
@@ -26,10 +31,18 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+SIZES = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 360, "height": 740}}
+CONDITIONS = ["baseline", "counterfactuals", "concepts"]
+GRID_PAGES = ("tutorial", "comprehension", "explanations")
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, bundle_dir):
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests" / "study_server"))
+    from server_helpers import filled_study_file
+
     from study_server import create_app
     from study_server.extensions import db
 
@@ -42,6 +55,7 @@ def server(tmp_path_factory, bundle_dir):
             "SQLALCHEMY_DATABASE_URI": url,
             "XAISTUDY_BUNDLE": str(bundle_dir),
             "XAISTUDY_ARRIVAL_LIMITS": "off",  # every browser here comes from 127.0.0.1
+            "XAISTUDY_STUDY": str(filled_study_file(root)),
         }
     )
     with app.app_context():
@@ -55,67 +69,282 @@ def server(tmp_path_factory, bundle_dir):
         db.engine.dispose()
 
 
-def _answer_page(page, name: str, study) -> None:
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
+        )
+        yield chromium
+        chromium.close()
+
+
+def audit(page, state: str) -> None:
+    """axe-core on the page as shown: no critical or serious violation."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page)
+    bad = [v for v in results.response["violations"] if v["impact"] in ("critical", "serious")]
+    assert not bad, f"{state}: " + "; ".join(
+        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']]}"
+        for v in bad
+    )
+
+
+def follow(page, control) -> None:
+    """Click ``control`` (a submit button or a link) and wait for the page it leads to."""
+    with page.expect_navigation():
+        control.click()
+
+
+def page_name(page) -> str:
+    return page.locator('meta[name="xaistudy-page"]').get_attribute("content")
+
+
+def known_answers(app) -> dict[str, str]:
+    from study_server import study_context
+
+    study = study_context(app).study
+    return {q.question: q.correct for q in (*study.comprehension, *study.attention_checks)}
+
+
+def answer_page(page, name: str, answers: dict[str, str]) -> None:
     """Fill the visible form as a person would: click labels, type text, submit."""
     if name == "consent":
         page.get_by_label("I agree to take part").check()
     elif name == "comprehension" or name.startswith("attention-"):
-        for fieldset in page.locator("fieldset").all():
+        for fieldset in page.locator("form fieldset").all():
             question = " ".join(fieldset.locator("legend").inner_text().split())
-            known = {q.question: q.correct for q in (*study.comprehension, *study.attention_checks)}
-            fieldset.get_by_label(known[question], exact=True).check()
+            fieldset.get_by_label(answers[question], exact=True).check()
     elif name.startswith("rating-"):
         page.get_by_label("Agree", exact=True).check()
         page.locator("textarea").fill("The pictures change with it.")
     elif name == "demographics":
         page.locator("#age").fill("34")
-    page.locator("form.step button[type=submit]").click()
+    follow(page, page.locator("form.step button[type=submit].primary"))
+
+
+def assert_grid_fits(page, size: str, state: str) -> None:
+    """The whole grid is on screen across: every column and picture inside the viewport,
+    the pictures large enough to see the arms, the column labels readable."""
+    width = page.viewport_size["width"]
+    grid = page.locator("table.grid").first
+    box = grid.bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= width + 0.5, (state, box, width)
+    smallest = 44 if size == "phone" else 96
+    for image in grid.locator("img").all()[:40]:
+        image.scroll_into_view_if_needed()
+        pic = image.bounding_box()
+        assert pic["x"] >= 0 and pic["x"] + pic["width"] <= width + 0.5, (state, pic)
+        assert pic["width"] >= smallest, (state, pic["width"])
+    for header in grid.locator("thead th").all():
+        font = header.evaluate("e => parseFloat(getComputedStyle(e).fontSize)")
+        assert font >= 11, (state, font)
+        assert header.evaluate("e => e.scrollWidth <= e.clientWidth + 1"), (state, "clipped")
+
+
+def walk(page, base: str, pid: str, size: str, answers: dict[str, str], extras: bool) -> str:
+    """One participant from the link to the completion page; returns the condition."""
+    page.goto(f"{base}/?PROLIFIC_PID={pid}&STUDY_ID=S1&SESSION_ID=X{pid}")
+    condition = page.locator('meta[name="xaistudy-condition"]').get_attribute("content")
+    out = SCREENSHOTS / size / condition
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("*.png"):
+        old.unlink()
+    for step in range(40):
+        name = page_name(page)
+        page.screenshot(path=str(out / f"{step:02d}-{name}.png"), full_page=True)
+        audit(page, f"{size} {condition} {name}")
+        if name in GRID_PAGES:
+            assert_grid_fits(page, size, f"{size} {condition} {name}")
+        if name == "complete":
+            return condition
+        if extras and name == "rating-1":
+            check_rating_states(page, size, condition)
+        answer_page(page, name, answers)
+    raise AssertionError(f"{pid} did not reach the completion page")
+
+
+def check_rating_states(page, size: str, condition: str) -> None:
+    """A refused answer, the explanations opened from a rating page and back, the scale."""
+    state = f"{size} {condition}"
+    if size == "desktop":  # the five-point scale on one row
+        tops = {round(o.bounding_box()["y"]) for o in page.locator(".scale-options label").all()}
+        assert len(tops) == 1, (state, tops)
+    page.locator("textarea").fill("No rating chosen yet.")
+    follow(page, page.locator("form.step button[type=submit].primary"))
+    assert page.locator("p.error").count() == 1
+    assert page.locator("textarea").input_value() == "No rating chosen yet."
+    audit(page, f"{state} rating refused")
+    follow(page, page.get_by_role("button", name="Look at the explanations again"))
+    assert page.locator("table.grid img").count() >= 10
+    audit(page, f"{state} explanations again")
+    assert_grid_fits(page, size, f"{state} explanations again")
+    follow(page, page.get_by_role("link", name="Back to the questions").first)
+    assert page_name(page) == "rating-1"
+    assert page.locator("textarea").input_value() == "No rating chosen yet."
 
 
 @pytest.mark.browser
-def test_chromium_completes_the_study_in_each_condition(server):
-    from playwright.sync_api import sync_playwright
-
+@pytest.mark.parametrize("size", list(SIZES))
+def test_chromium_completes_the_study_in_each_condition(server, browser, size):
     from study_server.export import export_frames
-    from study_server.study import load_study
 
     app, base, url = server
-    study = load_study(None)
+    answers = known_answers(app)
     seen = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
-        )
-        try:
-            for i in range(3):
-                context = browser.new_context(viewport={"width": 1280, "height": 900})
-                page = context.new_page()
-                page.goto(f"{base}/?PROLIFIC_PID=BROWSER{i}&STUDY_ID=S1&SESSION_ID=X{i}")
-                condition = page.locator('meta[name="xaistudy-condition"]').get_attribute("content")
-                seen.append(condition)
-                out = SCREENSHOTS / condition
-                out.mkdir(parents=True, exist_ok=True)
-                for old in out.glob("*.png"):
-                    old.unlink()
-                for step in range(40):
-                    name = page.locator('meta[name="xaistudy-page"]').get_attribute("content")
-                    page.screenshot(path=str(out / f"{step:02d}-{name}.png"), full_page=True)
-                    if name == "complete":
-                        break
-                    if name == "explanations":
-                        images = page.locator("table.grid img")
-                        assert images.count() >= 10
-                        box = images.first.bounding_box()
-                        assert box["width"] >= 96  # large enough to see the arms
-                    _answer_page(page, name, study)
-                    page.wait_for_load_state()
-                assert page.locator("#completion-code").inner_text() == study.completed_code
-                context.close()
-        finally:
-            browser.close()
-    assert sorted(seen) == ["baseline", "concepts", "counterfactuals"]
-    frames = export_frames(url)
-    assert frames["participants"]["status"].tolist() == ["completed"] * 3
-    assert len(frames["answers"]) == 3 * 7
-    assert set(frames["answers"]["rating"]) == {4}
-    assert frames["participants"]["age"].tolist() == [34] * 3
+    for i in range(3):
+        context = browser.new_context(viewport=SIZES[size])
+        page = context.new_page()
+        seen.append(walk(page, base, f"{size.upper()}{i}", size, answers, extras=True))
+        assert page.locator("#completion-code").inner_text() == "C7XSTUDY"
+        context.close()
+    assert sorted(seen) == sorted(CONDITIONS)
+    participants = export_frames(url)["participants"]
+    mine = participants[participants["prolific_pid"].str.startswith(size.upper())]
+    assert mine["status"].tolist() == ["completed"] * 3
+    assert mine["age"].tolist() == [34] * 3
+    visits = export_frames(url)["explanation_visits"]
+    assert (visits["prolific_pid"].str.startswith(size.upper())).sum() == 3
+
+
+@pytest.mark.browser
+def test_the_column_headers_stay_in_view_on_a_long_grid(server, browser):
+    app, base, _ = server
+    context = browser.new_context(viewport={"width": 1280, "height": 500})
+    page = context.new_page()
+    page.goto(f"{base}/?PROLIFIC_PID=STICKY&STUDY_ID=S1&SESSION_ID=X")
+    answers = known_answers(app)
+    while page_name(page) != "explanations":
+        answer_page(page, page_name(page), answers)
+    header = page.locator("table.grid thead th").first
+    page.locator("table.grid tbody").last.scroll_into_view_if_needed()
+    page.mouse.wheel(0, 200)
+    top = header.bounding_box()["y"]
+    assert page.evaluate("window.scrollY") > 100 and abs(top) < 2, top
+    context.close()
+
+
+@pytest.mark.browser
+def test_failed_checks_review_and_end_pages_pass_the_audit(server, browser):
+    app, base, _ = server
+    answers = known_answers(app)
+    for size in SIZES:
+        context = browser.new_context(viewport=SIZES[size])
+        page = context.new_page()
+        page.goto(f"{base}/?PROLIFIC_PID=FAIL{size}&STUDY_ID=S1&SESSION_ID=X")
+        while page_name(page) != "comprehension":
+            answer_page(page, page_name(page), answers)
+        for attempt in range(2):
+            for fieldset in page.locator("form fieldset").all():
+                question = " ".join(fieldset.locator("legend").inner_text().split())
+                labels = fieldset.locator("label").all_inner_texts()
+                wrong = next(t.strip() for t in labels if t.strip() != answers[question])
+                fieldset.get_by_label(wrong, exact=True).check()
+            follow(page, page.get_by_role("button", name="Check my answers"))
+            if attempt == 0:
+                audit(page, f"{size} comprehension failed once")
+                for link in ("Read the introduction again", "Read how to read the explanations"):
+                    follow(page, page.get_by_role("link", name=link))
+                    audit(page, f"{size} review: {link}")
+                    follow(page, page.get_by_role("link", name="Back to the questions"))
+                    assert page_name(page) == "comprehension"
+        assert page_name(page) == "screened-out"
+        assert page.locator("progress").count() == 0
+        audit(page, f"{size} screened out")
+        declined = context.new_page()
+        declined.goto(f"{base}/?PROLIFIC_PID=NO{size}&STUDY_ID=S1&SESSION_ID=X")
+        declined.get_by_label("I do not want to take part").check()
+        follow(declined, declined.get_by_role("button", name="Continue"))
+        assert page_name(declined) == "declined"
+        audit(declined, f"{size} declined")
+        context.close()
+
+
+def tab_to(page, selector: str, limit: int = 80) -> None:
+    """Press Tab until the focused element matches ``selector``."""
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        if page.evaluate("s => document.activeElement.matches(s)", selector):
+            return
+    raise AssertionError(f"Tab never reached {selector}")
+
+
+def choose_by_keyboard(page, name: str, index: int) -> None:
+    """Tab into a radio group and pick its ``index``-th option with the arrow keys."""
+    tab_to(page, f"input[name='{name}']")
+    page.keyboard.press("Space")  # checks the focused (first) option
+    for _ in range(index):
+        page.keyboard.press("ArrowDown")
+
+
+@pytest.mark.browser
+def test_the_whole_study_can_be_completed_with_the_keyboard_alone(server, browser):
+    app, base, _ = server
+    answers = known_answers(app)
+    context = browser.new_context(viewport=SIZES["desktop"])
+    page = context.new_page()
+    page.goto(f"{base}/?PROLIFIC_PID=KEYBOARD&STUDY_ID=S1&SESSION_ID=X")
+    for _ in range(40):
+        name = page_name(page)
+        if name == "complete":
+            break
+        for group in page.locator("form.step fieldset").all():
+            radio = group.locator("input[type=radio]").first.get_attribute("name")
+            labels = [t.strip() for t in group.locator("label").all_inner_texts()]
+            if name == "consent":
+                index = 0
+            elif name.startswith("rating-"):
+                index = 3  # Agree
+            else:
+                question = " ".join(group.locator("legend").inner_text().split())
+                index = labels.index(answers[question])
+            choose_by_keyboard(page, radio, index)
+        if page.locator("textarea").count():
+            tab_to(page, "textarea")
+            page.keyboard.type("Typed with the keyboard only.")
+        if name == "demographics":
+            tab_to(page, "#age")
+            page.keyboard.type("29")
+        tab_to(page, "form.step button.primary")
+        with page.expect_navigation():
+            page.keyboard.press("Enter")
+        assert page_name(page) != name or name == "comprehension", f"{name} did not advance"
+    assert page_name(page) == "complete"
+    assert page.locator("#completion-code").inner_text() == "C7XSTUDY"
+    tab_to(page, "a.button")  # the way back to Prolific is a focusable link
+    context.close()
+
+
+@pytest.mark.browser
+def test_a_new_tab_of_the_link_keeps_the_first_tabs_typed_answer(server, browser):
+    from study_server.export import export_frames
+
+    app, base, url = server
+    answers = known_answers(app)
+    context = browser.new_context(viewport=SIZES["desktop"])
+    first = context.new_page()
+    link = f"{base}/?PROLIFIC_PID=TWOTABS&STUDY_ID=S1&SESSION_ID=X"
+    first.goto(link)
+    while page_name(first) != "rating-1":
+        answer_page(first, page_name(first), answers)
+    first.get_by_label("Agree", exact=True).check()
+    first.locator("textarea").fill("Typed before opening the second tab.")
+    second = context.new_page()
+    second.goto(link)
+    assert page_name(second) == "rating-1"
+    follow(first, first.locator("form.step button[type=submit].primary"))
+    assert page_name(first) == "rating-2"
+    # The second tab's answer to the answered page is not stored, and it says so.
+    second.get_by_label("Disagree", exact=True).check()
+    second.locator("textarea").fill("From the second tab.")
+    follow(second, second.locator("form.step button[type=submit].primary"))
+    assert page_name(second) == "rating-2"
+    assert "was not stored again" in second.locator("p.notice").inner_text()
+    audit(second, "note after a second tab's answer")
+    answers_frame = export_frames(url)["answers"]
+    mine = answers_frame[answers_frame["prolific_pid"] == "TWOTABS"]
+    assert mine["reason"].tolist() == ["Typed before opening the second tab."]
+    context.close()

@@ -9,6 +9,7 @@ and the participant table go to ``test-artifacts/screenshots/admin/``.
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import flask_migrate
 import pytest
@@ -34,6 +35,7 @@ def server(tmp_path_factory, bundle_dir):
             "XAISTUDY_BUNDLE": str(bundle_dir),
             "XAISTUDY_ADMIN_PASSWORD": PASSWORD,
             "XAISTUDY_ARRIVAL_LIMITS": "off",  # every participant here comes from 127.0.0.1
+            "XAISTUDY_ALLOW_INCOMPLETE_CONSENT": True,  # simulated participants only
         }
     )
     with app.app_context():
@@ -73,14 +75,20 @@ def researcher(browser, server):
     context.close()
 
 
-def participant(base: str, pid: str, **behavior):
+def participant(base: str, pid: str, bundle_dir: Path, **behavior):
+    """A simulated participant over HTTP; it reads the served study to answer the
+    comprehension question drawn from the bundle."""
+    from explain.bundle_format import load_manifest
     from simulation.client import ParticipantClient
     from simulation.transport import HttpTransport
+    from study_server.study import load_study
 
     def answer(key, condition):
         return 4, "the pictures change with it"
 
-    return ParticipantClient(HttpTransport(base), prolific_pid=pid).run(answer=answer, **behavior)
+    study = load_study(None).with_bundle(load_manifest(bundle_dir))
+    client = ParticipantClient(HttpTransport(base), prolific_pid=pid, study=study)
+    return client.run(answer=answer, **behavior)
 
 
 def screenshot(page, name: str) -> None:
@@ -89,7 +97,7 @@ def screenshot(page, name: str) -> None:
     page.screenshot(path=str(out / f"{name}.png"), full_page=True)
 
 
-def test_pausing_a_condition_keeps_new_participants_out_of_it(server, researcher):
+def test_pausing_a_condition_keeps_new_participants_out_of_it(server, researcher, bundle_dir):
     base, _ = server
     page = researcher
     page.get_by_label("Study or condition").select_option("baseline")
@@ -104,7 +112,10 @@ def test_pausing_a_condition_keeps_new_participants_out_of_it(server, researcher
     assert "one image looks wrong" in page.locator("#audit").inner_text()
     screenshot(page, "dashboard-paused")
 
-    conditions = {participant(base, f"PAUSED{i}", stop_after="consent").condition for i in range(4)}
+    conditions = {
+        participant(base, f"PAUSED{i}", bundle_dir, stop_after="consent").condition
+        for i in range(4)
+    }
     assert conditions == {"counterfactuals", "concepts"}
 
     page.get_by_label("Study or condition").select_option("baseline")
@@ -137,13 +148,13 @@ def test_the_live_view_updates_without_reloading_the_page(server, browser, resea
     other.close()
 
 
-def test_bulk_exclusion_of_those_who_failed_the_attention_check(server, researcher):
+def test_bulk_exclusion_of_those_who_failed_the_attention_check(server, researcher, bundle_dir):
     from study_server.export import export_frames
 
     base, database_url = server
     for pid in ("INATTENTIVE1", "INATTENTIVE2"):
-        assert participant(base, pid, attention="fail").status == "completed"
-    assert participant(base, "ATTENTIVE").status == "completed"
+        assert participant(base, pid, bundle_dir, attention="fail").status == "completed"
+    assert participant(base, "ATTENTIVE", bundle_dir).status == "completed"
     page = researcher
     page.get_by_role("link", name="Participants").first.click()
     page.get_by_label("Rule").select_option("attention_failed")

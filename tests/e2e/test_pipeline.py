@@ -54,6 +54,7 @@ def server(tmp_path):
                 "SECRET_KEY": "e2e-secret",
                 "XAISTUDY_ADMIN_PASSWORD": "e2e-password",
                 "XAISTUDY_ARRIVAL_LIMITS": "off",  # the simulated participants share 127.0.0.1
+                "XAISTUDY_ALLOW_INCOMPLETE_CONSENT": True,  # simulated participants only
             }
         )
         with app.app_context():

@@ -77,24 +77,24 @@ def test_condition_layout_is_row_major_with_logits_and_decisions():
 def test_confidence_words_are_symmetric_and_name_the_animal(count):
     phrases = confidence_phrases(count)
     assert len(phrases) == count and len(set(phrases)) == count
-    assert phrases[count // 2] == "undecided"
+    assert phrases[count // 2] == "unsure"
     for left, right in zip(phrases[: count // 2], phrases[::-1], strict=False):
         assert left.endswith("Peaky") and right.endswith("Stretchy")
         assert left.removesuffix("Peaky") == right.removesuffix("Stretchy")  # same degree
 
 
-def test_five_columns_read_clearly_rather_undecided():
+def test_five_columns_read_clearly_rather_unsure():
     assert confidence_labels(5) == [
         "the model: clearly Peaky",
         "the model: rather Peaky",
-        "the model: undecided",
+        "the model: unsure",
         "the model: rather Stretchy",
         "the model: clearly Stretchy",
     ]
     centers = np.array([-6.0, -2.0, 0.0, 2.0, 6.0])
     assert confidence_phrase(-3.5, centers) == "rather Peaky"
     assert confidence_phrase(-4.5, centers) == "clearly Peaky"
-    assert confidence_phrase(0.4, centers) == "undecided"
+    assert confidence_phrase(0.4, centers) == "unsure"
     assert confidence_phrase(9.0, centers) == "clearly Stretchy"
 
 

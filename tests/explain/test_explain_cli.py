@@ -14,7 +14,8 @@ def test_explain_writes_a_verified_bundle(tiny_run, tiny_data, tmp_path):
     args = [
         "explain", "--model", str(tiny_run), "--data", str(tiny_data.root), "--out", str(out),
         "--device", "cpu", "--baseline-rows", "2", "--baseline-columns", "3", "--cf-sources", "2",
-        "--cf-targets", "3", "--concepts", "3", "--gt-scenes", "24",
+        "--cf-targets", "3", "--concepts", "3", "--concept-highest", "2", "--concept-lowest", "1",
+        "--gt-scenes", "24",
         "--relevance-rule", "min_flip_rate=0.5,min_variance_share=1", "--allow-invalid",
     ]  # fmt: skip
     result = CliRunner().invoke(cli, args)
@@ -25,6 +26,12 @@ def test_explain_writes_a_verified_bundle(tiny_run, tiny_data, tmp_path):
     assert manifest.ground_truth_rule.min_flip_rate == 0.5
     assert manifest.conditions.baseline.layout.columns == 3
     assert manifest.conditions.counterfactuals.targets[1] == 0.0
+    # How much each condition shows is set by the options and said by `bundle verify`.
+    assert manifest.conditions.concepts.layout.columns == 3
+    assert manifest.explain_settings["concept_highest"] == 2
+    shown = CliRunner().invoke(cli, ["bundle", "verify", str(out)]).output
+    concepts = len(manifest.conditions.concepts.stimuli)
+    assert f"pictures shown: baseline 6, counterfactuals 8, concepts {concepts}" in shown
 
 
 @pytest.mark.parametrize(

@@ -104,11 +104,11 @@ BROKEN = [
     (
         lambda d: _set(d, 9, "conditions", "counterfactuals", "stimuli", 3, "row"),
         "invalid bundle manifest: conditions.counterfactuals.stimuli[3] has row 9, column 3: "
-        "outside the 2 x 5 layout",
+        "outside the 2 x 6 layout",
     ),
     (
         lambda d: _set(d, ["one"], "conditions", "baseline", "layout", "row_labels"),
-        "invalid bundle manifest: conditions.baseline.layout.row_labels must hold 2 labels, "
+        "invalid bundle manifest: conditions.baseline.layout.row_labels must hold 3 labels, "
         "one per row",
     ),
     (

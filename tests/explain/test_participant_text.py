@@ -1,4 +1,5 @@
-"""What participants read in every condition is in words: no jargon, no raw numbers."""
+"""What participants read in every condition and the tutorial is in words: no jargon, no
+raw numbers, the ends of every scale named."""
 
 import re
 
@@ -10,10 +11,20 @@ from explain.baseline import baseline_condition
 from explain.concepts import analyze_concepts, concept_condition
 from explain.counterfactuals import counterfactual_condition
 from explain.manifest import Condition
+from explain.tutorial import attribute_variations
 
 CPU = torch.device("cpu")
-# A number with a decimal point ("+6.36", "2.179", ".5"); whole numbers ("Image 2") are fine.
+# A number with a decimal point ("+6.36", "2.179", ".5"); whole numbers ("Picture 2") are fine.
 DECIMAL = re.compile(r"\d*\.\d")
+JARGON = ("logit", "test set", "test image", "program", "concept", "image")
+
+
+def assert_plain(text: str) -> None:
+    """One voice: no jargon, no decimals, the animals' names capitalized."""
+    for word in JARGON:
+        assert word not in text.lower(), (word, text)
+    assert not DECIMAL.search(text), text
+    assert "peaky" not in text and "stretchy" not in text, text
 
 
 def participant_texts(condition: Condition) -> list[str]:
@@ -52,16 +63,26 @@ def test_no_jargon_or_raw_numbers_reach_participants(conditions, name):
     texts = participant_texts(conditions[name])
     assert len(texts) > 5
     for text in texts:
-        assert "logit" not in text.lower(), text
-        assert not DECIMAL.search(text), text
-        assert "peaky" not in text and "stretchy" not in text, text  # names are capitalized
+        assert_plain(text)
+
+
+def test_tutorial_rows_name_the_ends_of_each_scale_in_words():
+    for key, (caption, scenes) in attribute_variations().items():
+        assert_plain(caption)
+        captions = [words for _, words in scenes]
+        for words in captions:
+            assert_plain(words)
+        # The row's caption names its first and last picture's words ("from cubes ... to
+        # spheres"), so the scale's ends are never a number.
+        if key not in ("rotation", "bending", "position"):
+            assert captions[0] in caption.lower() and captions[-1] in caption.lower(), key
 
 
 def test_row_labels_say_what_the_model_made_of_the_source_in_words(conditions):
     entry = conditions["counterfactuals"]
     for row, label in enumerate(entry.layout.row_labels):
-        assert label.startswith(f"Image {row + 1}.")
-        assert re.search(r"(Peaky|Stretchy|undecided)$", label)
+        assert label.startswith(f"Picture {row + 1}.")
+        assert re.search(r"(Peaky|Stretchy|unsure)$", label)
     # The numbers stay in the manifest for the researcher and the validation.
     assert all(isinstance(s.stored_logit, float) for s in entry.stimuli)
 

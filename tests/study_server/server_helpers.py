@@ -12,6 +12,18 @@ from sqlalchemy import func, select
 ADMIN_PASSWORD = "correct horse battery staple"
 
 
+def filled_study_file(folder: Path) -> Path:
+    """The default study with every consent detail filled in, as a researcher launches it."""
+    from study_server.study import CONSENT_DETAILS, default_study_path
+
+    text = default_study_path().read_text()
+    for key in CONSENT_DETAILS:
+        text = text.replace(f'{key} = ""', f'{key} = "the {key.replace("_", " ")} of this study"')
+    path = Path(folder) / "study.toml"
+    path.write_text(text)
+    return path
+
+
 def answer_all(key: str, condition: str) -> tuple[int, str]:
     return (5 if key == "arm_position" else 2, f"because of {key}")
 
@@ -38,13 +50,14 @@ def walk_to(client, page: str, pid: str = "P1") -> str:
     """Enter and click through (correct answers) until ``page`` is shown; return its HTML."""
     from simulation.client import Behavior, fill_form
     from simulation.parse import parse_page
-    from study_server.study import load_study
+    from study_server import study_context
 
     html = enter(client, pid).get_data(as_text=True)
-    study = load_study(None)
+    study = study_context(client.application).study
     behavior = Behavior(answer=lambda key, condition: (3, "a reason"))
     while current_page(html) != page:
-        data = fill_form(study, parse_page(html), behavior, condition=None)
+        shown = parse_page(html)
+        data = fill_form(study, shown, behavior, condition=shown.meta.get("xaistudy-condition"))
         response = client.post(f"/study/{current_page(html)}", data=data, follow_redirects=True)
         html = response.get_data(as_text=True)
     return html
@@ -82,3 +95,20 @@ def login(client, password: str = ADMIN_PASSWORD):
     """Post the admin login form (with its CSRF token); return the response."""
     html = client.get("/admin/login").get_data(as_text=True)
     return client.post("/admin/login", data={**hidden_fields(html), "password": password})
+
+
+def sign_in_as(app, client, participant_id: int) -> None:
+    """Make ``client``'s session the participant's, as their own browser's is: a fresh
+    run token in the signed session and its hash on the participant."""
+    from study_server.extensions import db
+    from study_server.models import Participant
+    from study_server.sessions import new_token, token_hash
+
+    token = new_token()
+    with app.app_context():
+        participant = db.session.get(Participant, participant_id)
+        participant.session_token_hash = token_hash(token)
+        pid = participant.prolific_pid
+        db.session.commit()
+    with client.session_transaction() as session:
+        session.update(participant_id=participant_id, participant_pid=pid, participant_token=token)

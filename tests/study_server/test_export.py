@@ -1,4 +1,5 @@
-"""The export contract (participants, answers, answers_wide, pages) and its CLI."""
+"""The export contract (participants, answers, answers_wide, pages, explanation_visits) and
+its CLI."""
 
 from __future__ import annotations
 
@@ -53,7 +54,11 @@ def filled(sqlite_app):
     ParticipantClient(FlaskTransport(sqlite_app), prolific_pid="OUT").run(
         answer=answer_all, comprehension="fail"
     )
-    walk_to(sqlite_app.test_client(), "rating-3", pid="HALF")
+    half = sqlite_app.test_client()
+    walk_to(half, "rating-3", pid="HALF")
+    half.get("/explanations")  # opened, then back to the questions
+    half.get("/study/rating-3")
+    half.get("/explanations")  # opened and never closed
     walk_to(sqlite_app.test_client(), "intro", pid="GONE")
     with sqlite_app.app_context():
         gone = db.session.query(Participant).filter_by(prolific_pid="GONE").one()
@@ -102,6 +107,21 @@ def test_export_frames_follow_the_contract(sqlite_app, filled):
         "seconds",
     ]
     assert len(pages[(pages["participant_id"] == 1)]) == 16
+
+    visits = frames["explanation_visits"]
+    assert list(visits.columns) == [
+        "participant_id",
+        "prolific_pid",
+        "condition",
+        "from_page",
+        "opened_at",
+        "closed_at",
+        "seconds",
+    ]
+    assert visits["prolific_pid"].tolist() == ["HALF", "HALF"]
+    assert visits["from_page"].tolist() == ["rating-3", "rating-3"]
+    assert visits["seconds"].iloc[0] >= 0 and visits["closed_at"].iloc[0].endswith("+00:00")
+    assert pd.isna(visits["closed_at"].iloc[1]) and pd.isna(visits["seconds"].iloc[1])
 
 
 def test_write_export_cli_and_admin_download_agree(sqlite_app, filled, tmp_path):

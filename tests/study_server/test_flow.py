@@ -7,6 +7,7 @@ from server_helpers import answer_all, count, current_page, enter, hidden_fields
 
 from simulation.client import ParticipantClient
 from simulation.transport import FlaskTransport
+from study_server import study_context
 from study_server.export import export_frames
 from study_server.models import Answer, CheckAnswer, PageVisit, Participant
 from study_server.study import load_study
@@ -118,13 +119,19 @@ def test_comprehension_failure_screens_out_and_one_retry_passes(app):
 
     client = app.test_client()
     html = walk_to(client, "comprehension", pid="RETRY1")
-    wrong = {**hidden_fields(html), "q_arms": "Peaky"}
-    method = next(q for q in STUDY.comprehension if q.id.startswith("method-") and q.id in html)
-    wrong[f"q_{method.id}"] = method.correct
+    served = study_context(app).study
+    condition = _condition(app, "RETRY1")
+    example, method = served.comprehension_for(condition)
+    wrong_example = next(o for o in example.options if o != example.correct)
+    wrong = {
+        **hidden_fields(html),
+        f"q_{method.id}": method.correct,
+        f"q_{example.id}": wrong_example,
+    }
     response = client.post("/study/comprehension", data=wrong, follow_redirects=True)
     html = response.get_data(as_text=True)
     assert current_page(html) == "comprehension" and "1 attempt left" in html
-    right = {**hidden_fields(html), "q_arms": "Stretchy", f"q_{method.id}": method.correct}
+    right = {**wrong, **hidden_fields(html), f"q_{example.id}": example.correct}
     html = client.post("/study/comprehension", data=right, follow_redirects=True).get_data(
         as_text=True
     )
@@ -138,6 +145,15 @@ def test_comprehension_failure_screens_out_and_one_retry_passes(app):
         assert failed.status == "screened_out"
         assert failed.comprehension_attempts == STUDY.comprehension_max_attempts
     assert count(app, CheckAnswer, CheckAnswer.kind == "comprehension") == 2 * 2 + 2 * 2
+
+
+def _condition(app, pid: str) -> str:
+    with app.app_context():
+        from study_server.extensions import db
+
+        condition = db.session.query(Participant).filter_by(prolific_pid=pid).one().condition
+        db.session.rollback()
+        return condition
 
 
 def test_declining_consent_ends_politely_as_returned(app, database_url):
@@ -193,7 +209,7 @@ def test_pages_show_the_condition_stimuli_large_and_pixelated(app, bundle_dir):
     html = walk_to(client, "explanations")
     assert html.count("<img") >= 10
     css = client.get("/static/style.css").get_data(as_text=True)
-    assert "image-rendering: pixelated" in css and "width: 128px" in css
+    assert "image-rendering: pixelated" in css and "max-width: 128px" in css
 
 
 def test_client_raises_a_clear_error_when_the_server_refuses_its_answers(sqlite_app):

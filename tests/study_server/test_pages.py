@@ -72,7 +72,7 @@ def test_the_walk_goes_on_page_by_page_and_stops_at_its_end():
     assert [pages.page_after(STUDY, page) for page in walk[:-1]] == list(walk[1:])
     assert pages.page_after(STUDY, pages.COMPLETE) == pages.COMPLETE
     assert pages.progress(STUDY, walk[0]) == 0 and pages.progress(STUDY, walk[-1]) == 100
-    assert pages.progress(STUDY, pages.SCREENED_OUT) == 100
+    assert pages.progress(STUDY, pages.SCREENED_OUT) is None
     explanations = pages.ExplanationsPage()
     assert pages.is_past(STUDY, pages.RatingPage(1), explanations)
     assert not pages.is_past(STUDY, explanations, explanations)

@@ -13,12 +13,14 @@ import time
 from pathlib import Path
 
 import requests
-from server_helpers import answer_all
+from server_helpers import answer_all, filled_study_file
 from sqlalchemy import create_engine, inspect
 
+from explain.bundle_format import load_manifest
 from simulation.client import ParticipantClient
 from simulation.transport import HttpTransport
 from study_server.export import export_frames
+from study_server.study import load_study
 from xaistudy.cli.server import control_socket_path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,10 +55,11 @@ def served(bundle_dir, tmp_path, *options: str, port: int | None = None):
     process (gunicorn's master: serve replaces itself with it)."""
     port = port or _free_port()
     db_path = tmp_path / "served.sqlite"
+    study = filled_study_file(tmp_path)  # tmp_path / "study.toml"
     env = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DATABASE_URL")}
     env["XDG_RUNTIME_DIR"] = str(tmp_path)
     server = subprocess.Popen(
-        [str(BIN / "xaistudy"), "serve", "--bundle", str(bundle_dir)]
+        [str(BIN / "xaistudy"), "serve", "--bundle", str(bundle_dir), "--study", str(study)]
         + ["--db", f"sqlite:///{db_path}", "--port", str(port), "--workers", "2", *options],
         cwd=tmp_path,
         env=env,
@@ -84,7 +87,8 @@ def served(bundle_dir, tmp_path, *options: str, port: int | None = None):
 
 def test_serve_migrates_sqlite_and_serves_a_full_participant(bundle_dir, tmp_path):
     with served(bundle_dir, tmp_path) as (base, _server):
-        result = ParticipantClient(HttpTransport(base), prolific_pid="SERVED").run(
+        study = load_study(tmp_path / "study.toml").with_bundle(load_manifest(bundle_dir))
+        result = ParticipantClient(HttpTransport(base), prolific_pid="SERVED", study=study).run(
             answer=answer_all
         )
         assert result.status == "completed"

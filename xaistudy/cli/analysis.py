@@ -249,7 +249,7 @@ def simulate(
         summary = runs.simulate_database(bundle_dir, db_url, spec, study=study)
         where = db_url
     else:
-        summary = runs.simulate_http(url, bundle, spec)
+        summary = runs.simulate_http(url, bundle, spec, study=study)
         where = url
     statuses = ", ".join(f"{k} {v}" for k, v in sorted(summary.statuses.items()))
     conditions = ", ".join(f"{k} {v}" for k, v in sorted(summary.conditions.items()))

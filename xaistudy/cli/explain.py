@@ -33,6 +33,12 @@ _THRESHOLDS_HELP = (
 )
 @click.option("--concepts", "n_concepts", default=8, show_default=True, help="K concepts.")
 @click.option(
+    "--concept-highest", default=4, show_default=True, help="Strongest pictures per concept."
+)
+@click.option(
+    "--concept-lowest", default=2, show_default=True, help="Weakest pictures per concept."
+)
+@click.option(
     "--concept-layer", type=int, default=None, help="Stage whose activations are factorized."
 )
 @click.option("--gt-scenes", default=500, show_default=True, help="Intervened scenes per factor.")
@@ -51,8 +57,8 @@ _THRESHOLDS_HELP = (
 @click.option("--seed", default=0, show_default=True)
 def explain(
     run_dir, data_dir, out, device, overwrite, n_test, baseline_rows, baseline_columns,
-    cf_sources, cf_targets, n_concepts, concept_layer, gt_scenes, relevance_rule, thresholds,
-    allow_invalid, batch_size, seed,
+    cf_sources, cf_targets, n_concepts, concept_highest, concept_lowest, concept_layer, gt_scenes,
+    relevance_rule, thresholds, allow_invalid, batch_size, seed,
 ):  # fmt: skip
     """Precompute the explanations, ground truth and tutorial into a study bundle."""
     from explain.build import ExplainSettings
@@ -66,6 +72,7 @@ def explain(
     for name, value in (
         ("--n-test", n_test), ("--baseline-rows", baseline_rows), ("--cf-sources", cf_sources),
         ("--concepts", n_concepts), ("--gt-scenes", gt_scenes), ("--batch-size", batch_size),
+        ("--concept-highest", concept_highest), ("--concept-lowest", concept_lowest),
     ):  # fmt: skip
         if value < 1:
             raise UserError(f"{name} must be at least 1, got {value}")
@@ -76,6 +83,8 @@ def explain(
         counterfactual_sources=cf_sources,
         counterfactual_targets=cf_targets,
         concepts=n_concepts,
+        concept_highest=concept_highest,
+        concept_lowest=concept_lowest,
         concept_layer=concept_layer,
         ground_truth_scenes=gt_scenes,
         batch_size=batch_size,
@@ -111,9 +120,10 @@ def verify(bundle_dir: Path) -> None:
     from explain.bundle_format import verify_bundle
 
     manifest = verify_bundle(bundle_dir)
+    evidence = ", ".join(f"{name} {len(c.stimuli)}" for name, c in manifest.conditions.items())
     click.echo(
         f"bundle {bundle_dir} is intact: {len(manifest.files)} files, "
-        f"conditions {', '.join(manifest.conditions)}"
+        f"conditions {', '.join(manifest.conditions)}; pictures shown: {evidence}"
     )
 
 

@@ -159,7 +159,8 @@ def serve(bundle, study, db, host, port, workers, admin_password_file):
 )
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder.")
 def export(db_url, out):
-    """Write participants, answers, answers_wide and pages as CSV (formulas neutralized,
+    """Write every export table (participants, answers, answers_wide, pages, checks,
+    explanation_visits, reconciliation, exclusions, audit) as CSV (formulas neutralized,
     for spreadsheets) and Parquet (the raw values)."""
     from study_server.config import Config
     from study_server.export import write_export
