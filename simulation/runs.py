@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import flask_migrate
 import numpy as np
+from flask import Flask
 from sqlalchemy.exc import SQLAlchemyError
 from tqdm import tqdm
+from werkzeug.serving import make_server
 
 from analysis.load import Bundle, load_bundle
 from analysis.simulate import ParticipantAnswers, SimulationSpec
@@ -23,6 +27,7 @@ from explain.bundle_format import load_manifest
 from simulation.client import FlowError, ParticipantClient
 from simulation.transport import FlaskTransport, HttpTransport, TransportError
 from study_server import create_app
+from study_server.extensions import db
 from study_server.pages import EndPage, page_sequence
 from study_server.study import Study, load_study
 from xaistudy.errors import UserError
@@ -101,6 +106,24 @@ def simulate_database(
     _migrate(app)
     study_obj = app.extensions["xaistudy"].study
     return run_flow(lambda _: FlaskTransport(app), bundle, spec, study=study_obj)
+
+
+@contextmanager
+def local_server(app: Flask, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Migrate ``app``'s database and serve the app with werkzeug in a thread (port 0: a
+    free one) for as long as the block runs; yields its base URL. For simulated
+    participants over HTTP, the demo and the browser tests, never for participants."""
+    _migrate(app)
+    server = make_server(host, port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://{host}:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join()
+        with app.app_context():
+            db.engine.dispose()
 
 
 def _migrate(app) -> None:

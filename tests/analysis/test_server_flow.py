@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
 import pandas as pd
 import pytest
 from click.testing import CliRunner
@@ -66,9 +64,8 @@ def test_simulate_into_a_database_then_analyze_it(bundle_dir, tmp_path):
 
 @pytest.fixture()
 def running_server(bundle_dir, tmp_path):
-    import flask_migrate
-    from werkzeug.serving import make_server
 
+    from simulation.runs import local_server
     from study_server import create_app
 
     url = f"sqlite:///{tmp_path / 'http.sqlite'}"
@@ -81,14 +78,8 @@ def running_server(bundle_dir, tmp_path):
             "XAISTUDY_ALLOW_INCOMPLETE_CONSENT": True,  # simulated participants only
         }
     )
-    with app.app_context():
-        flask_migrate.upgrade()
-    server = make_server("127.0.0.1", 0, app, threaded=True)  # port 0: a free port
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}", url
-    server.shutdown()
-    thread.join(5)
+    with local_server(app) as base:
+        yield base, url
 
 
 def test_simulate_over_http(running_server, bundle_dir):

@@ -13,12 +13,9 @@ violation. The condition grids must fit the viewport whole, at 360 px too.
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
-import flask_migrate
 import pytest
-from werkzeug.serving import make_server
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
@@ -43,8 +40,8 @@ def server(tmp_path_factory, bundle_dir):
     sys.path.insert(0, str(ROOT / "tests" / "study_server"))
     from server_helpers import filled_study_file
 
+    from simulation.runs import local_server
     from study_server import create_app
-    from study_server.extensions import db
 
     root = tmp_path_factory.mktemp("e2e")
     url = f"sqlite:///{root / 'study.sqlite'}"
@@ -58,15 +55,8 @@ def server(tmp_path_factory, bundle_dir):
             "XAISTUDY_STUDY": str(filled_study_file(root)),
         }
     )
-    with app.app_context():
-        flask_migrate.upgrade()
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield app, f"http://127.0.0.1:{httpd.server_port}", url
-    httpd.shutdown()
-    with app.app_context():
-        db.engine.dispose()
+    with local_server(app) as base:
+        yield app, base, url
 
 
 @pytest.fixture(scope="module")

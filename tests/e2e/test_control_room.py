@@ -8,12 +8,9 @@ and the participant table go to ``test-artifacts/screenshots/admin/``.
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
-import flask_migrate
 import pytest
-from werkzeug.serving import make_server
 
 from tests.e2e.test_browser import CHROMIUM_ARGS, SCREENSHOTS
 
@@ -23,8 +20,8 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, bundle_dir):
+    from simulation.runs import local_server
     from study_server import create_app
-    from study_server.extensions import db
 
     root = tmp_path_factory.mktemp("control")
     url = f"sqlite:///{root / 'study.sqlite'}"
@@ -38,15 +35,8 @@ def server(tmp_path_factory, bundle_dir):
             "XAISTUDY_ALLOW_INCOMPLETE_CONSENT": True,  # simulated participants only
         }
     )
-    with app.app_context():
-        flask_migrate.upgrade()
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_port}", url
-    httpd.shutdown()
-    with app.app_context():
-        db.engine.dispose()
+    with local_server(app) as base:
+        yield base, url
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ random tie-break gives each participant, these hold.
 
 from __future__ import annotations
 
+import contextlib
 import json
-import threading
 
 import pandas as pd
 import pytest
@@ -41,9 +41,8 @@ def invoke(*args: str) -> str:
 @pytest.fixture
 def server(tmp_path):
     """The study server on a free port (werkzeug, threaded) over a migrated SQLite file."""
-    import flask_migrate
-    from werkzeug.serving import make_server
 
+    from simulation.runs import local_server
     from study_server import create_app
 
     def start(bundle_dir, db_url):
@@ -57,19 +56,10 @@ def server(tmp_path):
                 "XAISTUDY_ALLOW_INCOMPLETE_CONSENT": True,  # simulated participants only
             }
         )
-        with app.app_context():
-            flask_migrate.upgrade()
-        httpd = make_server("127.0.0.1", 0, app, threaded=True)
-        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-        thread.start()
-        servers.append((httpd, thread))
-        return f"http://127.0.0.1:{httpd.server_port}"
+        return servers.enter_context(local_server(app))
 
-    servers = []
-    yield start
-    for httpd, thread in servers:
-        httpd.shutdown()
-        thread.join()
+    with contextlib.ExitStack() as servers:
+        yield start
 
 
 def test_generate_train_explain_serve_simulate_analyze(tmp_path, server):

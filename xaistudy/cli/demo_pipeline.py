@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import secrets
 import shutil
-import threading
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -203,39 +201,21 @@ def server_config(settings: DemoSettings):
     )
 
 
-@contextmanager
-def background_server(app, host: str, port: int):
-    """Serve ``app`` with werkzeug in a thread for as long as the block runs."""
-    from werkzeug.serving import make_server
-
-    server = make_server(host, port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://{host}:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join()
-
-
 def simulate_stage(settings: DemoSettings, n: int, host: str) -> Path:
     """Run ``n`` simulated participants through the server over HTTP; write the report."""
-    import flask_migrate
 
     from analysis.load import load_bundle
     from analysis.report import analyze
     from analysis.simulate import SimulationSpec
-    from simulation.runs import simulate_http
+    from simulation.runs import local_server, simulate_http
     from study_server import create_app
     from xaistudy.cli.analysis import database_responses
     from xaistudy.too_fast import TooFastRule
 
     app = create_app(server_config(settings))
-    with app.app_context():
-        flask_migrate.upgrade()
     bundle = load_bundle(settings.bundle_dir)
     spec = SimulationSpec(accuracy=dict(settings.accuracy), n=n, seed=settings.seed)
-    with background_server(app, host, 0) as url:
+    with local_server(app, host) as url:
         _say(f"[4/4] simulate: {n} participants through {url}")
         summary = simulate_http(url, bundle, spec)
     statuses = ", ".join(f"{k} {v}" for k, v in summary.statuses.items())
