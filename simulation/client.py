@@ -70,22 +70,20 @@ def choose_option(
 ) -> str:
     """The option a participant who read the study would pick (``mode`` pass) or a wrong one.
 
-    Comprehension answers come from the study (its file's questions, and the bundle's
-    when ``study`` was made with :meth:`Study.with_bundle`), those of ``condition`` when it
-    is known; attention checks name their answer in quotes.
+    The question is known by its field's name (``q_<id>``), not its wording, so a study
+    shown in any language is answered alike. Comprehension answers come from the study
+    (its file's questions, and the bundle's when ``study`` was made with
+    :meth:`Study.with_bundle`), those of ``condition`` when it is known; the posted
+    value is the option's, never its translated label.
     """
     options = page.radios[name]
-    question = page.legends.get(name, "")
     asked = study.comprehension if condition is None else study.comprehension_for(condition)
-    correct = None
-    for q in (*asked, *study.attention_checks):
-        if q.question == question:
-            correct = q.correct
-    if correct is None:
-        named = [v for v, label in options if f'"{label}"' in question]
-        correct = named[0] if named else None
-    if correct is None:
-        raise FlowError(f"cannot answer the question {question!r} on page {page.name}")
+    question_id = name.removeprefix("q_")
+    correct = next(
+        (q.correct for q in (*asked, *study.attention_checks) if q.id == question_id), None
+    )
+    if correct is None or correct not in {v for v, _ in options}:
+        raise FlowError(f"cannot answer the question {name!r} on page {page.name}")
     if mode == "pass":
         return correct
     return next(v for v, _ in options if v != correct)
@@ -179,11 +177,13 @@ class ParticipantClient:
         study: Study | None = None,
         max_retries: int = 30,
         retry_wait_s: float = 0.2,
+        language: str | None = None,
     ):
         self.transport = transport
-        self.entry_url = "/?" + urlencode(
-            {"PROLIFIC_PID": prolific_pid, "STUDY_ID": study_id, "SESSION_ID": session_id}
-        )
+        link = {"PROLIFIC_PID": prolific_pid, "STUDY_ID": study_id, "SESSION_ID": session_id}
+        if language:
+            link["lang"] = language  # the study's language unless the link asks (docs/study.md)
+        self.entry_url = "/?" + urlencode(link)
         # The study as served: a transport that knows it (FlaskTransport) lends it, with
         # the bundle's comprehension questions; over HTTP pass Study.with_bundle(...).
         self.study = study or getattr(transport, "study", None) or load_study(None)

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, render_template
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -25,6 +27,7 @@ from werkzeug.exceptions import HTTPException
 from explain.manifest import Cell, Manifest
 from study_server.config import Config
 from study_server.extensions import csrf, db, migrate
+from study_server.languages import init_babel, participant_language
 from study_server.protection import (
     check_same_origin,
     refuse_overlong_body,
@@ -44,7 +47,8 @@ MIGRATIONS_DIR = Path(importlib.util.find_spec("study_server.migrations").origin
 class StudyContext:
     """What the app read from disk at start-up (read-only, identical in every worker)."""
 
-    study: Study
+    study: Study  # in its first language: the researcher's pages read this one
+    studies: dict[str, Study]  # the same study in each language it offers
     manifest: Manifest
     bundle_dir: Path
     tutorial_images: frozenset[str]
@@ -58,12 +62,19 @@ class StudyContext:
         bundle_dir = Path(bundle).resolve()
         manifest = verify_bundle(bundle_dir)
         study = load_study(study_path).with_bundle(manifest)
+        studies = {
+            lang: load_study(study_path, lang).with_bundle(manifest) for lang in study.languages
+        }
         tutorial_images = frozenset(manifest.tutorial.images())
         condition_images = {
             name: frozenset(cond.images()) for name, cond in manifest.conditions.items()
         }
         grids = {name: cond.grid() for name, cond in manifest.conditions.items()}
-        return cls(study, manifest, bundle_dir, tutorial_images, condition_images, grids)
+        return cls(study, studies, manifest, bundle_dir, tutorial_images, condition_images, grids)
+
+    def in_language(self, language: str) -> StudyContext:
+        """This context with the study's texts in ``language`` (one it offers)."""
+        return dataclasses.replace(self, study=self.studies[language])
 
 
 def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
@@ -73,6 +84,7 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.config.from_mapping(config.settings())
     app.extensions["xaistudy"] = StudyContext.load(config.bundle, config.XAISTUDY_STUDY)
+    init_babel(app)
     _warn_unfilled_consent(app)
 
     app.wsgi_app = whole_streamed_body(app.wsgi_app, app.config["MAX_CONTENT_LENGTH"])
@@ -101,7 +113,7 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
 
     @app.context_processor
     def _study_globals():
-        return {"study": app.extensions["xaistudy"].study}
+        return {"study": study_context(app).study, "html_lang": participant_language(app)}
 
     return app
 
@@ -118,34 +130,43 @@ def _warn_unfilled_consent(app: Flask) -> None:
 
 
 def study_context(app: Flask | None = None) -> StudyContext:
+    """The study as this request reads it: in the participant's language (languages.py);
+    the researcher's pages get its first language."""
     from flask import current_app
 
-    return (app or current_app).extensions["xaistudy"]
+    app = app or current_app._get_current_object()
+    ctx = app.extensions["xaistudy"]
+    language = participant_language(app)
+    return ctx.in_language(language) if language in ctx.studies else ctx
 
 
 _ERROR_TEXT = {
-    400: "The request could not be understood.",
-    403: "This page is not available to you.",
-    404: "There is no such page.",
-    405: "This page cannot be used that way.",
-    413: "What you sent is too large.",
-    429: "Too many attempts; please wait a few minutes and try again.",
-    503: "The study cannot reach its database just now. Please wait a few seconds and try "
-    "again; everything you answered before is saved.",
+    400: _l("The request could not be understood."),
+    403: _l("This page is not available to you."),
+    404: _l("There is no such page."),
+    405: _l("This page cannot be used that way."),
+    413: _l("What you sent is too large."),
+    429: _l("Too many attempts; please wait a few minutes and try again."),
+    503: _l(
+        "The study cannot reach its database just now. Please wait a few seconds and try "
+        "again; everything you answered before is saved."
+    ),
 }
 
 
 def _register_error_pages(app: Flask) -> None:
     def render_error(code: int, message: str):
-        return render_template("error.html", code=code, message=message), code
+        return render_template("error.html", code=code, message=str(message)), code
 
     @app.errorhandler(CSRFError)
     def _csrf_error(exc):
         db.session.rollback()
         return render_error(
             400,
-            "This form has expired or was not sent from this site. Please go back to the "
-            "study page, reload it and try again.",
+            _(
+                "This form has expired or was not sent from this site. Please go back to "
+                "the study page, reload it and try again."
+            ),
         )
 
     @app.errorhandler(HTTPException)
@@ -170,4 +191,4 @@ def _register_error_pages(app: Flask) -> None:
     def _unexpected(exc):
         db.session.rollback()
         app.logger.exception("unexpected error")
-        return render_error(500, "Something went wrong on our side. Please reload the page.")
+        return render_error(500, _("Something went wrong on our side. Please reload the page."))

@@ -10,6 +10,7 @@ the question teaches nothing about what the model relies on.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from study_server.study import Question
@@ -17,20 +18,46 @@ from study_server.study import Question
 if TYPE_CHECKING:
     from explain.manifest import Manifest
 
+Gettext = Callable[[str], str]
+
+
+def _english(text: str) -> str:
+    return text
+
+
 EXAMPLE_ROW = 0  # the first row: the one the tutorial shows too
 QUESTION_ID = "read-example"
 
 
-def position_word(column: int, columns: int) -> str:
+def position_word(column: int, columns: int, _: Gettext = _english) -> str:
     """Where a column is, in words a participant uses: leftmost, middle, rightmost, or
-    counted from the left."""
+    counted from the left (translated by ``_``)."""
     if column == 0:
-        return "the leftmost picture"
+        return _("the leftmost picture")
     if column == columns - 1:
-        return "the rightmost picture"
+        return _("the rightmost picture")
     if columns % 2 == 1 and column == columns // 2:
-        return "the picture in the middle"
-    return f"picture {column + 1} from the left"
+        return _("the picture in the middle")
+    return _("picture %(number)d from the left") % {"number": column + 1}
+
+
+# The fixed options, marked for the catalog (their English is the stored value).
+_OTHER_OPTIONS = {
+    "all pictures equally": lambda _: _("all pictures equally"),
+    "none: every picture was changed": lambda _: _("none: every picture was changed"),
+    "neither: it does not change the decision": lambda _: _(
+        "neither: it does not change the decision"
+    ),
+    "Peaky": lambda _: "Peaky",
+    "Stretchy": lambda _: "Stretchy",
+}
+
+
+def _translated_question(_: Gettext, words: dict[str, str], **fields) -> Question:
+    """A question whose option values are English (stored, compared with ``correct``)
+    and whose labels are in the language of ``_`` (``words``: the position words)."""
+    labels = tuple(words.get(o) or _OTHER_OPTIONS[o](_) for o in fields["options"])
+    return Question(labels=labels, **fields)
 
 
 def _options(correct: str, *others: str) -> tuple[str, ...]:
@@ -42,16 +69,26 @@ def _options(correct: str, *others: str) -> tuple[str, ...]:
     return tuple(seen)
 
 
-def _baseline(manifest: Manifest) -> Question:
+def _positions(columns: int, _: Gettext, *picked: int) -> dict[str, str]:
+    """English position word -> its translation, for the columns ``picked``."""
+    return {position_word(c, columns): position_word(c, columns, _) for c in picked}
+
+
+def _baseline(manifest: Manifest, _: Gettext) -> Question:
     condition = manifest.conditions.baseline
     centres = condition.layout.bins.centres
     undecided = min(range(len(centres)), key=lambda j: abs(centres[j]))
     columns = condition.layout.columns
     correct = position_word(undecided, columns)
-    return Question(
+    words = _positions(columns, _, undecided, 0, columns - 1)
+    return _translated_question(
+        _,
+        words,
         id=QUESTION_ID,
-        question="In this row of the explanations, which picture was the model least sure "
-        "about, unable to decide between Peaky and Stretchy?",
+        question=_(
+            "In this row of the explanations, which picture was the model least sure "
+            "about, unable to decide between Peaky and Stretchy?"
+        ),
         options=_options(
             correct,
             position_word(0, columns),
@@ -64,15 +101,19 @@ def _baseline(manifest: Manifest) -> Question:
     )
 
 
-def _counterfactuals(manifest: Manifest) -> Question:
+def _counterfactuals(manifest: Manifest, _: Gettext) -> Question:
     condition = manifest.conditions.counterfactuals
     columns = condition.layout.columns
     source = next(s.column for s in condition.stimuli if s.row == EXAMPLE_ROW and s.source)
     correct = position_word(source, columns)
-    return Question(
+    words = _positions(columns, _, source, columns - 1, columns // 2)
+    return _translated_question(
+        _,
+        words,
         id=QUESTION_ID,
-        question="In this row of the explanations, which picture is the real one, not "
-        "changed at all?",
+        question=_(
+            "In this row of the explanations, which picture is the real one, not changed at all?"
+        ),
         options=_options(
             correct,
             position_word(columns - 1, columns),
@@ -85,13 +126,17 @@ def _counterfactuals(manifest: Manifest) -> Question:
     )
 
 
-def _concepts(manifest: Manifest) -> Question:
+def _concepts(manifest: Manifest, _: Gettext) -> Question:
     condition = manifest.conditions.concepts
     toward = condition.concepts[EXAMPLE_ROW].toward.capitalize()
-    return Question(
+    return _translated_question(
+        _,
+        {},
         id=QUESTION_ID,
-        question="This row of the explanations shows one feature. Toward which animal does "
-        "it push the model's decision?",
+        question=_(
+            "This row of the explanations shows one feature. Toward which animal does "
+            "it push the model's decision?"
+        ),
         options=("Peaky", "Stretchy", "neither: it does not change the decision"),
         correct=toward,
         conditions=("concepts",),
@@ -102,6 +147,7 @@ def _concepts(manifest: Manifest) -> Question:
 _BY_CONDITION = {"baseline": _baseline, "counterfactuals": _counterfactuals, "concepts": _concepts}
 
 
-def example_questions(manifest: Manifest) -> tuple[Question, ...]:
-    """One question per condition of ``manifest``, each answered by its ``example_row``."""
-    return tuple(make(manifest) for make in _BY_CONDITION.values())
+def example_questions(manifest: Manifest, _: Gettext = _english) -> tuple[Question, ...]:
+    """One question per condition of ``manifest``, each answered by its ``example_row``,
+    worded in the language of ``_`` (a catalog's gettext)."""
+    return tuple(make(manifest, _) for make in _BY_CONDITION.values())

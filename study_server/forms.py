@@ -1,10 +1,14 @@
-"""Flask-WTF forms of the participant flow and the admin (CSRF on every one)."""
+"""Flask-WTF forms of the participant flow and the admin (CSRF on every one).
+
+The participant's labels and messages are marked for translation (languages.py); the
+admin's stay English."""
 
 from __future__ import annotations
 
 import functools
 import re
 
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import (
     HiddenField,
@@ -30,17 +34,17 @@ from study_server.study import Question, Study
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 GENDERS = [
-    SelectChoice("", "Prefer not to say"),
-    SelectChoice("female", "Female"),
-    SelectChoice("male", "Male"),
-    SelectChoice("diverse", "Diverse / non-binary"),
+    SelectChoice("", _l("Prefer not to say")),
+    SelectChoice("female", _l("Female")),
+    SelectChoice("male", _l("Male")),
+    SelectChoice("diverse", _l("Diverse / non-binary")),
 ]
 ML_EXPERIENCE = [
-    SelectChoice("", "Prefer not to say"),
-    SelectChoice("none", "None"),
-    SelectChoice("some", "I know the basic ideas"),
-    SelectChoice("practical", "I have built or trained a model"),
-    SelectChoice("expert", "I work or research in machine learning"),
+    SelectChoice("", _l("Prefer not to say")),
+    SelectChoice("none", _l("None")),
+    SelectChoice("some", _l("I know the basic ideas")),
+    SelectChoice("practical", _l("I have built or trained a model")),
+    SelectChoice("expert", _l("I work or research in machine learning")),
 ]
 
 
@@ -51,7 +55,7 @@ def without_control_characters(text: str) -> str:
 
 def no_control_characters(form, field) -> None:
     if field.data and _CONTROL.search(field.data):
-        raise ValidationError("The text contains characters that cannot be stored.")
+        raise ValidationError(_l("The text contains characters that cannot be stored."))
 
 
 class StepForm(FlaskForm):
@@ -72,12 +76,12 @@ class ContinueForm(StepForm):
 
 class ConsentForm(StepForm):
     consent = RadioField(
-        "Do you agree to take part?",
+        _l("Do you agree to take part?"),
         choices=[
-            SelectChoice("yes", "I agree to take part"),
-            SelectChoice("no", "I do not want to take part"),
+            SelectChoice("yes", _l("I agree to take part")),
+            SelectChoice("no", _l("I do not want to take part")),
         ],
-        validators=[InputRequired("Please choose one.")],
+        validators=[InputRequired(_l("Please choose one."))],
     )
 
 
@@ -85,18 +89,21 @@ class ConsentForm(StepForm):
 def rating_form(study: Study) -> type[StepForm]:
     class RatingForm(StepForm):
         rating = RadioField(
-            "Rating",
+            _l("Rating"),
             choices=[SelectChoice(i + 1, label) for i, label in enumerate(study.scale_labels)],
             coerce=int,
-            validators=[InputRequired("Please choose a rating.")],
+            validators=[InputRequired(_l("Please choose a rating."))],
         )
         reason = TextAreaField(
-            "Why? (one or two sentences)",
+            _l("Why? (one or two sentences)"),
             validators=[
-                DataRequired("Please give a short reason."),
+                DataRequired(_l("Please give a short reason.")),
                 Length(
                     max=study.reason_max_chars,
-                    message=f"Please keep the reason under {study.reason_max_chars} characters.",
+                    message=_l(
+                        "Please keep the reason under %(count)d characters.",
+                        count=study.reason_max_chars,
+                    ),
                 ),
                 no_control_characters,
             ],
@@ -111,8 +118,8 @@ def choice_form(questions: tuple[Question, ...]) -> type[StepForm]:
     fields = {
         f"q_{q.id}": RadioField(
             q.question,
-            choices=[SelectChoice(option, option) for option in q.options],
-            validators=[InputRequired("Please answer this question.")],
+            choices=[SelectChoice(value, label) for value, label in q.shown_options],
+            validators=[InputRequired(_l("Please answer this question."))],
         )
         for q in questions
     }
@@ -121,12 +128,12 @@ def choice_form(questions: tuple[Question, ...]) -> type[StepForm]:
 
 class DemographicsForm(StepForm):
     age = IntegerField(
-        "Age (optional)",
-        validators=[Optional(), NumberRange(16, 120, "Please give an age between 16 and 120.")],
+        _l("Age (optional)"),
+        validators=[Optional(), NumberRange(16, 120, _l("Please give an age between 16 and 120."))],
     )
-    gender = SelectField("Gender (optional)", choices=GENDERS, validators=[Optional()])
+    gender = SelectField(_l("Gender (optional)"), choices=GENDERS, validators=[Optional()])
     ml_experience = SelectField(
-        "Experience with machine learning (optional)",
+        _l("Experience with machine learning (optional)"),
         choices=ML_EXPERIENCE,
         validators=[Optional()],
     )

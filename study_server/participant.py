@@ -32,6 +32,8 @@ from flask import (
     session,
     url_for,
 )
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -43,6 +45,7 @@ from study_server.assignment import Unavailable, assign, lock_study
 from study_server.extensions import db
 from study_server.forms import StepForm, without_control_characters
 from study_server.http import abort_with
+from study_server.languages import choose_language
 from study_server.models import ExplanationVisit, PageVisit, Participant, utcnow
 from study_server.pages import (
     ConsentPage,
@@ -89,14 +92,16 @@ def _current_participant(required: bool = True) -> Participant | None:
     if participant is None and required:
         abort_with(
             403,
-            "We could not find your study session in this browser. Please open the study "
-            "again from its link on Prolific; you will continue where you left off.",
+            _(
+                "We could not find your study session in this browser. Please open the "
+                "study again from its link on Prolific; you will continue where you left off."
+            ),
         )
     return participant
 
 
 # What a participant reads when a post was not stored because the walk had moved on.
-NOT_STORED = (
+NOT_STORED = _l(
     "That page had already been answered (in another tab or window, or by a double click), "
     "so the answer just sent was not stored again. This is where you are now."
 )
@@ -112,8 +117,10 @@ def _require_consent_details(preview: bool) -> None:
     if study.unfilled_consent_details and not allowed:
         abort_with(
             503,
-            "This study is not open yet. Please return it on Prolific; we are sorry for the "
-            "trouble.",
+            _(
+                "This study is not open yet. Please return it on Prolific; we are sorry for "
+                "the trouble."
+            ),
         )
 
 
@@ -176,8 +183,10 @@ def _rebind(participant: Participant, session_id: str) -> str:
     if not hmac.compare_digest(session_id.encode(), participant.session_id.encode()):
         abort_with(
             403,
-            "This Prolific ID is already taking part in this study from another browser. "
-            "Please continue there, or open the study from its link on Prolific.",
+            _(
+                "This Prolific ID is already taking part in this study from another browser. "
+                "Please continue there, or open the study from its link on Prolific."
+            ),
         )
     token = new_token()
     db.session.execute(
@@ -204,13 +213,20 @@ def entry():
         if not value:
             abort_with(
                 400,
-                "This study has to be opened from its link on Prolific (the link names your "
-                f"Prolific ID; {name} is missing).",
+                _(
+                    "This study has to be opened from its link on Prolific (the link names "
+                    "your Prolific ID; %(name)s is missing).",
+                    name=name,
+                ),
             )
         if not URL_ID.fullmatch(value):
-            abort_with(400, f"The link's {name} is not valid: letters, digits, - and _ only.")
+            abort_with(
+                400,
+                _("The link's %(name)s is not valid: letters, digits, - and _ only.", name=name),
+            )
         values[name] = value
     _require_consent_details(preview=False)
+    choose_language(current_app, request.args.get("lang"))
     try:
         participant, token = find_or_create(
             values["PROLIFIC_PID"], values["STUDY_ID"], values["SESSION_ID"]
@@ -248,7 +264,7 @@ def _turned_away(reason: str):
 def step(page: str):
     requested = find_page(study_context().study, page)
     if requested is None:
-        abort_with(404, "There is no such page in this study.")
+        abort_with(404, _("There is no such page in this study."))
     participant = _current_participant()
     if page != participant.page or (request.method == "POST" and isinstance(requested, EndPage)):
         if request.method == "POST":
@@ -270,7 +286,7 @@ def step(page: str):
 def _note_not_stored() -> None:
     """Tell the participant when a post that carried answers was not stored."""
     if any(value for key, value in request.form.items() if key not in ("csrf_token", "rev")):
-        flash(NOT_STORED)
+        flash(str(NOT_STORED))
 
 
 # Statements of every page view and answer, built once (see _PARTICIPANT_BY_ID).
@@ -368,7 +384,12 @@ def _save_draft(
         for key, value in request.form.items()
         if key != "csrf_token"
     }
-    shown = {name: messages for name, messages in (errors or {}).items() if name != "csrf_token"}
+    # str(): a message may be a lazy translation, resolved in this request's language
+    shown = {
+        name: [str(m) for m in messages]
+        for name, messages in (errors or {}).items()
+        if name != "csrf_token"
+    }
     draft = json.dumps({"page": page_name, "data": data, "errors": shown})
     db.session.execute(
         update(Participant)
@@ -412,7 +433,7 @@ def _submit(participant: Participant, page: Page):
     form = _form_for(participant, page)()
     revision = form.revision()
     if revision is None:
-        abort_with(400, "The form was incomplete. Please reload the page and try again.")
+        abort_with(400, _("The form was incomplete. Please reload the page and try again."))
     if revision != participant.revision:
         _note_not_stored()  # an old page posted again: show the current one
         return _redirect_to(participant.page)
@@ -472,7 +493,7 @@ def _participant_past(milestone: Page, refusal: str) -> Participant:
 def keep_draft_and_open_explanations():
     """The rating form's second button: what was typed is kept as the page's draft."""
     participant = _participant_past(
-        ExplanationsPage(), "The explanations open once you reach them in the study."
+        ExplanationsPage(), _("The explanations open once you reach them in the study.")
     )
     if request.form.get("rev") == str(participant.revision):
         _save_draft(participant, participant.page)
@@ -484,7 +505,7 @@ def explanations():
     """The participant's own condition's stimuli, reachable again while answering; each
     look is an ExplanationVisit, ended by the next view of a study page."""
     participant = _participant_past(
-        ExplanationsPage(), "The explanations open once you reach them in the study."
+        ExplanationsPage(), _("The explanations open once you reach them in the study.")
     )
     if OPEN_VISIT not in session:
         visit = ExplanationVisit(
@@ -516,9 +537,9 @@ def review(page: str):
     questions or later (after a failed attempt they are offered it)."""
     requested = REVIEWABLE.get(page)
     if requested is None:
-        abort_with(404, "There is no such page in this study.")
+        abort_with(404, _("There is no such page in this study."))
     participant = _participant_past(
-        TutorialPage(), "You can read this page again once you reach the questions."
+        TutorialPage(), _("You can read this page again once you reach the questions.")
     )
     db.session.rollback()
     return _render(participant, requested, form=None, review=True)

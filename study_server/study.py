@@ -60,11 +60,26 @@ class Question:
     conditions: tuple[str, ...] = ()
     after_rating: int = 0
     example_row: int | None = None  # the grid row of the condition shown with it
+    labels: tuple[str, ...] = ()  # the options as shown in the study's language; () as given
+
+    @property
+    def shown_options(self) -> tuple[tuple[str, str], ...]:
+        """(value, label) per option: the value (stored, compared with ``correct``) is the
+        option in the study's first language, the label what the participant reads."""
+        return tuple(zip(self.options, self.labels or self.options, strict=True))
+
+
+# The languages a study can be shown in: those with a message catalog
+# (study_server/translations, docs/study.md).
+LANGUAGES = ("en", "de")
 
 
 @dataclasses.dataclass(frozen=True)
 class Study:
     slug: str
+    languages: tuple[str, ...]  # offered; the study file's unsuffixed texts are in the first
+    language: str  # the default of a participant whose link does not ask for one
+    shown_in: str  # the language of this object's texts (load_study's ``language``)
     title: str
     estimated_minutes: int
     abandonment_timeout_minutes: int
@@ -136,8 +151,12 @@ class Study:
         self.check_bundle(manifest)
         if not self.comprehension_from_bundle:
             return self
+        from study_server.languages import translator
+
         derived = tuple(
-            q for q in example_questions(manifest) if set(q.conditions) & set(self.condition_names)
+            q
+            for q in example_questions(manifest, translator(self.shown_in))
+            if set(q.conditions) & set(self.condition_names)
         )
         clash = {q.id for q in derived} & {
             q.id for q in (*self.comprehension, *self.attention_checks)
@@ -173,10 +192,29 @@ def default_study_path() -> Path:
 class _Reader:
     """Typed access to one TOML table that remembers which keys were used."""
 
-    def __init__(self, table: Any, where: str):
+    def __init__(self, table: Any, where: str, language: str = "", others: tuple = ()):
         if not isinstance(table, dict):
             raise UserError(f"study: {where} must be a table")
         self.table, self.where, self.used = table, where, set()
+        # ``language``: the suffix of the texts read ("" for the unsuffixed ones); the
+        # variants of the ``others`` offered languages are allowed, read by their own pass.
+        self.language, self.others = language, others
+
+    def _translated(self, key: str, required: bool) -> str:
+        """The key of ``key``'s text in this reader's language (``key_de``); needed when
+        the unsuffixed text is given (or required)."""
+        self.used.update(f"{key}_{other}" for other in self.others)
+        if not self.language or (not required and key not in self.table):
+            return key
+        self.used.add(key)
+        variant = f"{key}_{self.language}"
+        if variant not in self.table:
+            full = f"{self.where}.{variant}".lstrip(".")
+            raise UserError(
+                f"study: {full} is missing: the study offers {self.language}, so each "
+                f"participant text needs its {self.language} version (docs/study.md)"
+            )
+        return variant
 
     def _get(self, key: str, kind: type | tuple[type, ...], default: Any) -> Any:
         self.used.add(key)
@@ -191,8 +229,13 @@ class _Reader:
             raise UserError(f"study: {full} must be {name}, got {value!r}")
         return value
 
-    def text(self, key: str, default: Any = None, max_len: int = 20000) -> str | None:
-        """A non-empty string; ``default`` _ABSENT makes the key optional (None)."""
+    def text(
+        self, key: str, default: Any = None, max_len: int = 20000, translated: bool = False
+    ) -> str | None:
+        """A non-empty string; ``default`` _ABSENT makes the key optional (None);
+        ``translated``: a participant text, read in this reader's language."""
+        if translated:
+            key = self._translated(key, required=default is None)
         value = self._get(key, str, _REQUIRED if default is None else default)
         if value is _ABSENT:
             return None
@@ -203,13 +246,24 @@ class _Reader:
             raise UserError(f"study: {key} is longer than {max_len} characters")
         return value
 
+    def fact(self, key: str, default: str | None) -> str | None:
+        """A fact such as a name, an address or an amount: the same in every language
+        unless a language's own version (``key_de``) is given."""
+        value = self._get(key, str, default)
+        self.used.update(f"{key}_{other}" for other in self.others)
+        if self.language:
+            value = self._get(f"{key}_{self.language}", str, value)
+        return value
+
     def integer(self, key: str, low: int, high: int, default: Any = None) -> int:
         value = self._get(key, int, _REQUIRED if default is None else default)
         if not low <= value <= high:
             raise UserError(f"study: {key} = {value} is outside the allowed range {low}..{high}")
         return value
 
-    def texts(self, key: str) -> tuple[str, ...]:
+    def texts(self, key: str, translated: bool = False) -> tuple[str, ...]:
+        if translated:
+            key = self._translated(key, required=True)
         value = self._get(key, list, _REQUIRED)
         if not value or not all(isinstance(v, str) and v.strip() for v in value):
             raise UserError(f"study: {self.where}.{key} must be a list of non-empty strings")
@@ -217,10 +271,13 @@ class _Reader:
 
     def tables(self, key: str) -> list[_Reader]:
         value = self._get(key, list, [])
-        return [_Reader(t, f"{self.where}.{key}[{i}]".lstrip(".")) for i, t in enumerate(value)]
+        return [self._child(t, f"{self.where}.{key}[{i}]".lstrip(".")) for i, t in enumerate(value)]
 
     def table_of(self, key: str, required: bool = True) -> _Reader:
-        return _Reader(self._get(key, dict, _REQUIRED if required else {}), key)
+        return self._child(self._get(key, dict, _REQUIRED if required else {}), key)
+
+    def _child(self, table: Any, where: str) -> _Reader:
+        return _Reader(table, where, self.language, self.others)
 
     def done(self) -> None:
         unknown = sorted(set(self.table) - self.used)
@@ -240,6 +297,12 @@ def _question(reader: _Reader, conditions: tuple[str, ...], attention: bool) -> 
     if not _ID.fullmatch(qid):
         raise UserError(f"study: {reader.where}.id {qid!r} must be lowercase letters/digits/-/_")
     options = reader.texts("options")
+    labels = reader.texts("options", translated=True)
+    if len(labels) != len(options):
+        raise UserError(
+            f"study: {reader.where}.options_{reader.language} must have as many entries as "
+            f"options ({len(options)})"
+        )
     correct = reader.text("correct")
     if correct not in options:
         raise UserError(f"study: {reader.where}.correct {correct!r} is not one of its options")
@@ -256,7 +319,12 @@ def _question(reader: _Reader, conditions: tuple[str, ...], attention: bool) -> 
             )
         kwargs["conditions"] = tuple(allowed)
     question = Question(
-        id=qid, question=reader.text("question"), options=options, correct=correct, **kwargs
+        id=qid,
+        question=reader.text("question", translated=True),
+        options=options,
+        labels=labels,
+        correct=correct,
+        **kwargs,
     )
     reader.done()
     return question
@@ -285,7 +353,7 @@ def _consent_details(top: _Reader, consent: str) -> tuple[tuple[str, str], ...]:
     table = top.table_of("consent_details", required=False)
     details = []
     for key in CONSENT_DETAILS:
-        value = table._get(key, str, "")
+        value = table.fact(key, "")
         if len(value) > 2000:
             raise UserError(f"study: consent_details.{key} is longer than 2000 characters")
         details.append((key, value.strip()))
@@ -293,18 +361,47 @@ def _consent_details(top: _Reader, consent: str) -> tuple[tuple[str, str], ...]:
     return tuple(details)
 
 
-def parse_study(data: dict[str, Any]) -> Study:
-    """Build a :class:`Study` from parsed TOML, raising :class:`UserError` on bad input."""
-    top = _Reader(data, "")
+def _languages(top: _Reader) -> tuple[tuple[str, ...], str]:
+    """``languages`` (offered, default ["en"]) and ``language`` (default: the first)."""
+    offered = top._get("languages", list, ["en"])
+    if (
+        not offered
+        or any(code not in LANGUAGES for code in offered)
+        or len(set(offered)) != len(offered)
+    ):
+        raise UserError(
+            f"study: languages = {offered!r} must list distinct languages out of "
+            f"{', '.join(LANGUAGES)}"
+        )
+    default = top._get("language", str, offered[0])
+    if default not in offered:
+        raise UserError(
+            f"study: language = {default!r} must be one of languages ({', '.join(offered)})"
+        )
+    return tuple(offered), default
+
+
+def parse_study(data: dict[str, Any], language: str | None = None) -> Study:
+    """Build a :class:`Study` from parsed TOML, raising :class:`UserError` on bad input;
+    its texts are in ``language`` (default: the file's first language)."""
+    probe = _Reader(data, "")
+    languages, default = _languages(probe)
+    if language is None:
+        language = languages[0]
+    if language not in languages:
+        raise UserError(f"study: language {language!r} is not offered ({', '.join(languages)})")
+    suffix = "" if language == languages[0] else language
+    top = _Reader(data, "", suffix, tuple(lang for lang in languages[1:] if lang != suffix))
+    top.used |= {"languages", "language"}
     slug = top.text("slug")
     if not _ID.fullmatch(slug):
         raise UserError(f"study: slug {slug!r} must be lowercase letters, digits, - or _")
 
     scale = top.table_of("scale")
-    statement = scale.text("statement")
+    statement = scale.text("statement", translated=True)
     if "{attribute}" not in statement:
         raise UserError("study: scale.statement must contain {attribute}")
-    labels = scale.texts("labels")
+    labels = scale.texts("labels", translated=True)
     if len(labels) != 5:
         raise UserError(
             f"study: scale.labels must have 5 entries (a 5-point scale), got {len(labels)}"
@@ -313,7 +410,9 @@ def parse_study(data: dict[str, Any]) -> Study:
 
     attributes = []
     for reader in top.tables("attributes"):
-        attributes.append(Attribute(key=reader.text("key"), name=reader.text("name")))
+        attributes.append(
+            Attribute(key=reader.text("key"), name=reader.text("name", translated=True))
+        )
         reader.done()
     if not attributes:
         raise UserError("study: at least one [[attributes]] entry is needed")
@@ -334,7 +433,7 @@ def parse_study(data: dict[str, Any]) -> Study:
             Condition(
                 name=name,
                 target_n=reader.integer("target_n", 1, 100000),
-                tutorial=reader.text("tutorial", default=_ABSENT),
+                tutorial=reader.text("tutorial", default=_ABSENT, translated=True),
             )
         )
         reader.done()
@@ -381,19 +480,24 @@ def parse_study(data: dict[str, Any]) -> Study:
     if not url.startswith(("https://", "http://")) or "{code}" not in url:
         raise UserError("study: completion.url must be an http(s) URL containing {code}")
     per_participant_codes = completion._get("per_participant_codes", bool, False)
-    screened_out_payment = completion.text("screened_out_payment", default=_ABSENT, max_len=200)
+    screened_out_payment = completion.fact("screened_out_payment", None)
+    if screened_out_payment is not None and not 0 < len(screened_out_payment.strip()) <= 200:
+        raise UserError("study: completion.screened_out_payment must have 1 to 200 characters")
     completion.done()
-    consent = top.text("consent")
+    consent = top.text("consent", translated=True)
 
     study = Study(
         slug=slug,
-        title=top.text("title", max_len=200),
+        languages=languages,
+        language=default,
+        shown_in=language,
+        title=top.text("title", max_len=200, translated=True),
         estimated_minutes=top.integer("estimated_minutes", 1, 600, default=20),
         abandonment_timeout_minutes=top.integer("abandonment_timeout_minutes", 1, 24 * 60),
         reason_max_chars=top.integer("reason_max_chars", 20, 10000, default=1000),
         consent=consent,
         consent_details=_consent_details(top, consent),
-        intro=top.text("intro"),
+        intro=top.text("intro", translated=True),
         scale_statement=statement,
         scale_labels=labels,
         attributes=tuple(attributes),
@@ -413,8 +517,9 @@ def parse_study(data: dict[str, Any]) -> Study:
     return study
 
 
-def load_study(path: str | Path | None = None) -> Study:
-    """Load a study TOML file; ``None`` loads the default that ships with the package."""
+def load_study(path: str | Path | None = None, language: str | None = None) -> Study:
+    """Load a study TOML file; ``None`` loads the default that ships with the package.
+    ``language``: the one of its languages its texts are read in (default: the first)."""
     path = default_study_path() if path is None else Path(path)
     if not path.is_file():
         raise UserError(f"study file {path} does not exist")
@@ -422,4 +527,4 @@ def load_study(path: str | Path | None = None) -> Study:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"study file {path} is not valid TOML: {exc}") from exc
-    return parse_study(data)
+    return parse_study(data, language)

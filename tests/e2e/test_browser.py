@@ -338,3 +338,43 @@ def test_a_new_tab_of_the_link_keeps_the_first_tabs_typed_answer(server, browser
     mine = answers_frame[answers_frame["prolific_pid"] == "TWOTABS"]
     assert mine["reason"].tolist() == ["Typed before opening the second tab."]
     context.close()
+
+
+def answer_by_value(page, name: str, correct: dict[str, str]) -> None:
+    """Fill the form by the options' values, whatever language their labels are in."""
+    if name == "consent":
+        page.locator('input[name="consent"][value="yes"]').check()
+    elif name == "comprehension" or name.startswith("attention-"):
+        for field, value in correct.items():
+            option = page.locator(f'input[name="{field}"][value="{value}"]')
+            if option.count():
+                option.check()
+    elif name.startswith("rating-"):
+        page.locator('input[name="rating"][value="4"]').check()
+        page.locator("textarea").fill("Die Bilder ändern sich damit.")
+    follow(page, page.locator("form.step button[type=submit].primary"))
+
+
+@pytest.mark.browser
+def test_a_participant_whose_link_asks_for_german_completes_it_in_german(server, browser):
+    from study_server import study_context
+
+    app, base, _ = server
+    study = study_context(app).study
+    context = browser.new_context(viewport=SIZES["phone"], locale="de-DE")
+    page = context.new_page()
+    page.goto(f"{base}/?PROLIFIC_PID=GERMAN&STUDY_ID=S1&SESSION_ID=X&lang=de")
+    condition = page.locator('meta[name="xaistudy-condition"]').get_attribute("content")
+    questions = (*study.comprehension_for(condition), *study.attention_checks)
+    correct = {f"q_{q.id}": q.correct for q in questions}
+    for _ in range(40):
+        name = page_name(page)
+        assert page.locator("html").get_attribute("lang") == "de", name
+        audit(page, f"de {condition} {name}")
+        if name == "complete":
+            break
+        answer_by_value(page, name, correct)
+    else:
+        raise AssertionError("the German participant did not reach the completion page")
+    assert page.get_by_role("link", name="Zurück zu Prolific").count() == 1
+    context.close()
