@@ -13,21 +13,10 @@ violation. The condition grids must fit the viewport whole, at 360 px too.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from tests.e2e.conftest import ROOT, SCREENSHOTS
+
 SIZES = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 360, "height": 740}}
 CONDITIONS = ["baseline", "counterfactuals", "concepts"]
 GRID_PAGES = ("tutorial", "comprehension", "explanations")
@@ -57,18 +46,6 @@ def server(tmp_path_factory, bundle_dir):
     )
     with local_server(app) as base:
         yield app, base, url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
-        )
-        yield chromium
-        chromium.close()
 
 
 def audit(page, state: str) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_browser import CHROMIUM_ARGS, SCREENSHOTS
+from tests.e2e.conftest import SCREENSHOTS
 
 PASSWORD = "control room password"
 pytestmark = pytest.mark.browser
@@ -37,18 +37,6 @@ def server(tmp_path_factory, bundle_dir):
     )
     with local_server(app) as base:
         yield base, url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
-        )
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture
