@@ -8,6 +8,8 @@ from __future__ import annotations
 import functools
 import re
 
+from babel import support
+from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import (
@@ -20,6 +22,7 @@ from wtforms import (
     TextAreaField,
 )
 from wtforms.fields.choices import SelectChoice
+from wtforms.i18n import messages_path
 from wtforms.validators import (
     DataRequired,
     InputRequired,
@@ -58,8 +61,29 @@ def no_control_characters(form, field) -> None:
         raise ValidationError(_l("The text contains characters that cannot be stored."))
 
 
+@functools.cache
+def _wtforms_catalog(locale: str) -> support.Translations:
+    return support.Translations.load(messages_path(), [locale], domain="wtforms")
+
+
+class _WTFormsMessages:
+    """WTForms' own messages (e.g. "This field is required.") in the participant's
+    language, each catalog read from disk once per process, not once per request as
+    Flask-WTF's default does."""
+
+    def gettext(self, string: str) -> str:
+        return _wtforms_catalog(str(get_locale())).ugettext(string)
+
+    def ngettext(self, singular: str, plural: str, n: int) -> str:
+        return _wtforms_catalog(str(get_locale())).ungettext(singular, plural, n)
+
+
 class StepForm(FlaskForm):
     """Every participant form carries the revision of the page it was shown at."""
+
+    class Meta:
+        def get_translations(self, form):
+            return _WTFormsMessages()
 
     rev = HiddenField(validators=[InputRequired()])
 

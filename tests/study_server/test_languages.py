@@ -225,3 +225,18 @@ def test_an_english_only_study_rejects_german_variants():
     data = {k: v for k, v in _study_data().items() if k not in ("languages", "language")}
     with pytest.raises(UserError, match="unknown key.*statement_de"):
         parse_study(data)
+
+
+def test_wtforms_own_messages_follow_the_participants_language(sqlite_app):
+    from flask_babel import force_locale
+    from werkzeug.datastructures import MultiDict
+
+    from study_server.forms import ContinueForm
+
+    seen = {}
+    for locale in ("en", "de", "en"):  # a cached catalog never leaks into another language
+        with sqlite_app.test_request_context(), force_locale(locale):
+            form = ContinueForm(formdata=MultiDict({}), meta={"csrf": False})
+            form.validate()
+            seen.setdefault(locale, set()).add(form.errors["rev"][0])
+    assert seen == {"en": {"This field is required."}, "de": {"Dieses Feld wird benötigt."}}
