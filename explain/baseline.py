@@ -14,12 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from explain.manifest import BaselineCell, BaselineCondition, BaselineLayout, Bins
-from explain.wording import CONDITION_TEXT
+from explain.wording import condition_text, confidence_labels
 from xaistudy.errors import UserError
 
 LABEL_WORDS = ("peaky", "stretchy")  # logit < 0 | > 0
-# How sure the model is, from the outermost column inwards (see :func:`confidence_labels`).
-DEGREE_WORDS = ("clearly", "rather", "slightly", "barely")
 
 
 def symmetric_centers(logits: np.ndarray, count: int, max_percentile: float = 90.0) -> np.ndarray:
@@ -96,41 +94,6 @@ def decision_word(logit: float) -> str:
     return LABEL_WORDS[int(logit > 0)]
 
 
-def confidence_phrases(count: int) -> list[str]:
-    """How sure the model is, in words, for ``count`` (odd) columns from most peaky to
-    most stretchy.
-
-    The middle column is "unsure"; the others name the animal the model leans to (the
-    sign) and how sure it is (the rank away from the middle): for 5 columns "clearly
-    Peaky", "rather Peaky", "unsure", "rather Stretchy", "clearly Stretchy". Beyond
-    ``len(DEGREE_WORDS)`` columns per side the rank is counted instead of named.
-    """
-    if count < 1 or count % 2 == 0:
-        raise UserError(f"the number of logit bins/targets must be odd and >= 1, got {count}")
-    m = (count - 1) // 2
-    if m <= len(DEGREE_WORDS):
-        degrees = list(DEGREE_WORDS[:m])  # outermost first
-    else:
-        degrees = [f"leaning ({m - k} of {m})" for k in range(m)]
-    peaky = [f"{degree} Peaky" for degree in degrees]
-    stretchy = [f"{degree} Stretchy" for degree in degrees[::-1]]
-    return [*peaky, "unsure", *stretchy]
-
-
-def confidence_labels(count: int) -> list[str]:
-    """Column labels: ``"the model: " + phrase`` for each of :func:`confidence_phrases`."""
-    return [f"the model: {phrase}" for phrase in confidence_phrases(count)]
-
-
-def confidence_phrase(logit: float, centers: np.ndarray) -> str:
-    """The phrase of the column whose center is nearest to ``logit`` (bins as in
-    :class:`Binning`: edges halfway between neighboring centers)."""
-    centers = np.asarray(centers, dtype=np.float64)
-    edges = (centers[:-1] + centers[1:]) / 2.0
-    column = int(np.searchsorted(edges, float(logit), side="right"))
-    return confidence_phrases(len(centers))[column]
-
-
 def select_grid(
     logits: np.ndarray, binning: Binning, rows: int, rng: np.random.Generator
 ) -> np.ndarray:
@@ -186,7 +149,7 @@ def baseline_condition(
                 )
             )
     return BaselineCondition(
-        **CONDITION_TEXT["baseline"],
+        **condition_text("baseline"),
         layout=BaselineLayout(
             rows=rows,
             columns=columns,

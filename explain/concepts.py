@@ -32,7 +32,12 @@ from explain.manifest import (
     Layout,
     MergedConcept,
 )
-from explain.wording import CONDITION_TEXT
+from explain.wording import (
+    concept_caption,
+    concept_column_labels,
+    concept_row_label,
+    condition_text,
+)
 
 NONNEGATIVE_TOLERANCE = 1e-6
 
@@ -328,21 +333,6 @@ def analyze_concepts(
     )
 
 
-def strength_word(importance: float, strongest: float) -> str:
-    """How hard a concept pushes, relative to the strongest one: strongly (at least two
-    thirds of it), moderately (at least a third) or slightly."""
-    ratio = abs(importance) / strongest if strongest > 0 else 0.0
-    return "strongly" if ratio >= 2 / 3 else "moderately" if ratio >= 1 / 3 else "slightly"
-
-
-def ordinal(rank: int) -> str:
-    """1 -> "", 2 -> "2nd ", 3 -> "3rd ", 4 -> "4th " (prefix of "strongest"/"weakest")."""
-    if rank == 1:
-        return ""
-    suffix = {1: "st", 2: "nd", 3: "rd"}.get(rank % 10 if rank % 100 not in (11, 12, 13) else 0)
-    return f"{rank}{suffix or 'th'} "
-
-
 def concept_condition(
     analysis: ConceptAnalysis,
     images: np.ndarray,
@@ -355,9 +345,7 @@ def concept_condition(
     columns = the ``n_highest`` images with the highest concept score, then the
     ``n_lowest`` with the lowest, each dimmed where the concept is absent
     (:func:`explain.images.concept_highlight`)."""
-    column_labels = [f"{ordinal(i + 1)}strongest" for i in range(n_highest)] + [
-        f"{ordinal(i + 1)}weakest" for i in range(n_lowest)
-    ]
+    column_labels = concept_column_labels(n_highest, n_lowest)
     strongest = float(np.max(np.abs(analysis.importance))) if len(analysis.order) else 0.0
     stimuli, row_labels, concepts = [], [], []
     for row, concept in enumerate(analysis.order):
@@ -368,13 +356,7 @@ def concept_condition(
         vmax = float(np.percentile(positive, 99)) if positive.size else 1.0
         importance = float(analysis.importance[concept])
         direction = "stretchy" if importance > 0 else "peaky"
-        rank_note = " (strongest)" if row == 0 else ""
-        if row == len(analysis.order) - 1 and row > 0:
-            rank_note = " (weakest)"
-        row_labels.append(
-            f"Feature {row + 1}{rank_note}: pushes {strength_word(importance, strongest)} "
-            f"toward {direction.capitalize()}"
-        )
+        row_labels.append(concept_row_label(row, len(analysis.order), importance, strongest))
         concepts.append(
             ConceptRow(
                 row=row,
@@ -390,7 +372,7 @@ def concept_condition(
             stimuli.append(
                 ConceptCell(
                     image=store(highlighted),
-                    caption=f"Feature {row + 1}, {column_labels[column]} example",
+                    caption=concept_caption(row, column_labels[column]),
                     row=row,
                     column=column,
                     concept_score=float(analysis.image_scores[index, concept]),
@@ -398,13 +380,14 @@ def concept_condition(
                 )
             )
     return ConceptCondition(
-        **CONDITION_TEXT["concepts"],
+        **condition_text("concepts"),
         layout=Layout(
             rows=len(analysis.order),
             columns=n_highest + n_lowest,
             row_labels=tuple(row_labels),
             column_labels=tuple(column_labels),
         ),
+        strongest_columns=n_highest,
         factorisation=analysis.kind,
         layer=analysis.layer,
         fidelity=Fidelity(**analysis.fidelity),

@@ -20,12 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from explain.baseline import (
-    confidence_labels,
-    confidence_phrase,
-    decision_word,
-    symmetric_centers,
-)
+from explain.baseline import decision_word, symmetric_centers
 from explain.batching import to_tensor, to_uint8_images
 from explain.manifest import (
     CounterfactualCell,
@@ -35,7 +30,12 @@ from explain.manifest import (
     Layout,
     Rejected,
 )
-from explain.wording import CONDITION_TEXT, SOURCE_LABEL
+from explain.wording import (
+    condition_text,
+    confidence_labels,
+    counterfactual_row_label,
+    source_label,
+)
 
 
 def spread_sources(logits: np.ndarray, count: int) -> np.ndarray:
@@ -239,16 +239,15 @@ def counterfactual_condition(
                 )
             )
     return CounterfactualCondition(
-        **CONDITION_TEXT["counterfactuals"],
+        **condition_text("counterfactuals"),
         layout=Layout(
             rows=len(rows),
             columns=len(targets) + 1,
             row_labels=tuple(
-                f"Picture {row + 1}. The model on the original: "
-                f"{confidence_phrase(logits[candidates[c]], targets)}"
+                counterfactual_row_label(row, float(logits[candidates[c]]), targets)
                 for row, c in enumerate(rows)
             ),
-            column_labels=(SOURCE_LABEL, *labels),
+            column_labels=(source_label(), *labels),
         ),
         targets=tuple(float(t) for t in targets),
         target_columns=tuple(range(1, len(targets) + 1)),
@@ -287,7 +286,7 @@ def _source_stimulus(images, logits, store, index: int, row: int) -> Counterfact
     logit = float(logits[index])
     return CounterfactualCell(
         image=store(images[index]),
-        caption=SOURCE_LABEL,
+        caption=source_label(),
         row=row,
         column=0,
         logit=logit,

@@ -250,6 +250,7 @@ class ConceptCondition(Condition):
     """ICE-style concepts: one row per concept, its strongest and weakest images."""
 
     stimuli: tuple[ConceptCell, ...] = spec(nonempty=True)
+    strongest_columns: int  # columns 0.. hold the strongest pictures, the rest the weakest
     factorisation: Literal["nmf", "signed"]  # the format's key keeps this spelling
     layer: int
     fidelity: Fidelity

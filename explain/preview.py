@@ -84,7 +84,8 @@ def preview_condition(
     for column, label in enumerate(layout.column_labels):
         axes[0][column].set_title("\n".join(textwrap.wrap(label, 18)), fontsize=8)
     for row, label in enumerate(layout.row_labels):
-        axes[row][0].set_ylabel("\n".join(textwrap.wrap(label, 24)), fontsize=7)
+        # short lines: a rotated label must fit beside its own row, not run into the next
+        axes[row][0].set_ylabel("\n".join(textwrap.wrap(label, 17)), fontsize=7)
     top = 1 - 0.15 / height
     figure.text(0.01, top, condition.title or name, fontsize=11, weight="bold", va="top")
     figure.text(0.01, top - 0.3 / height, "\n".join(description), fontsize=8, va="top")

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from explain.manifest import Stimulus, Tutorial, TutorialExamples, TutorialRow
+from explain.wording import attribute_meaning, attribute_steps, example_caption
 from generator.attributes import LABELS, SceneAttributes
 from xaistudy.errors import UserError
 from xaistudy.vocabulary import STUDY_ATTRIBUTES
@@ -22,78 +23,40 @@ from xaistudy.vocabulary import STUDY_ATTRIBUTES
 DEG = math.pi / 180
 
 
-def _steps(name: str, values, captions: tuple[str, ...]) -> list[tuple[dict, str]]:
-    return [({name: v}, caption) for v, caption in zip(values, captions, strict=True)]
-
-
-# What each study attribute's row shows, in words, its two ends named (no numbers: the
-# participant reads "from cubes to spheres", not "shape 0.25").
-MEANINGS = {
-    "arm_position": "From arms close to the body (left) to arms stretched away from it (right).",
-    "obj_color": "The color of the blocks, from blue (left) to red (right).",
-    "spherical": "The blocks' shape, from cubes (left) to spheres (right).",
-    "bg_color": "The color behind the animal, from blue (left) to red (right).",
-    "bending": "From bent one way (left) through straight to bent the other way (right).",
-    "rotation": "Turned within the picture, tilted forward or back, or rolled to one side.",
-    "position": "Where the animal is, from the left of the picture to the right.",
-}
-_FIVE_COLORS = ("blue", "light blue", "gray", "light red", "red")
-
-
 def attribute_variations() -> dict[str, tuple[str, list[tuple[dict, str]]]]:
     """For each study attribute: its row's caption and the scenes (attribute changes,
-    caption)."""
-    steps = _scene_steps()
-    return {a.key: (MEANINGS[a.key], steps[a.key]) for a in STUDY_ATTRIBUTES}
-
-
-def _scene_steps() -> dict[str, list[tuple[dict, str]]]:
-    """Study attribute -> the scene changes that show it, each with its caption in words."""
-    unit = np.linspace(0.0, 1.0, 5)
+    caption), in English (explain.wording holds the words)."""
     return {
-        "arm_position": _steps(
-            "arm_position",
-            unit,
-            ("close to the body", "a little out", "halfway out", "far out", "stretched away"),
-        ),
-        "obj_color": _steps("obj_color", unit, _FIVE_COLORS),
-        "spherical": _steps(
-            "spherical", unit, ("cubes", "rounded cubes", "in between", "almost spheres", "spheres")
-        ),
-        "bg_color": _steps("bg_color", unit, _FIVE_COLORS),
-        "bending": _steps(
-            "bending",
-            np.linspace(-math.pi / 8, math.pi / 8, 5),
-            (
-                "bent one way",
-                "a little bent one way",
-                "straight",
-                "a little bent the other way",
-                "bent the other way",
-            ),
-        ),
-        "rotation": _steps(
-            "obj_rotation_yaw",
-            np.array([-90, -45, 45, 90]) * DEG,
-            (
-                "turned 90° one way",
-                "turned 45° one way",
-                "turned 45° the other way",
-                "turned 90° the other way",
-            ),
+        a.key: (
+            attribute_meaning(a.key),
+            [
+                ({name: value}, caption)
+                for (name, value), caption in zip(
+                    _scene_changes(a.key), attribute_steps(a.key), strict=True
+                )
+            ],
         )
-        + _steps("obj_rotation_pitch", np.array([-45, 45]) * DEG, ("tilted back", "tilted forward"))
-        + _steps(
-            "obj_rotation_roll",
-            np.array([-45, 45]) * DEG,
-            ("rolled one way", "rolled the other way"),
-        ),
-        "position": _steps(
-            "position_x",
-            np.linspace(-1.5, 1.5, 5),
-            ("far left", "left", "center", "right", "far right"),
-        ),
+        for a in STUDY_ATTRIBUTES
     }
+
+
+def _scene_changes(key: str) -> list[tuple[str, float]]:
+    """The scene attribute and value of each picture of study attribute ``key``'s row,
+    left to right (their words: :func:`explain.wording.attribute_steps`)."""
+    unit = np.linspace(0.0, 1.0, 5)
+    if key in ("arm_position", "obj_color", "spherical", "bg_color"):
+        return [(key, v) for v in unit]
+    if key == "bending":
+        return [("bending", v) for v in np.linspace(-math.pi / 8, math.pi / 8, 5)]
+    if key == "position":
+        return [("position_x", v) for v in np.linspace(-1.5, 1.5, 5)]
+    if key == "rotation":
+        return (
+            [("obj_rotation_yaw", d * DEG) for d in (-90, -45, 45, 90)]
+            + [("obj_rotation_pitch", d * DEG) for d in (-45, 45)]
+            + [("obj_rotation_roll", d * DEG) for d in (-45, 45)]
+        )
+    raise KeyError(key)
 
 
 def tutorial_scenes(animal: str = "peaky") -> tuple[pd.DataFrame, list[tuple[str, str]]]:
@@ -136,7 +99,7 @@ def tutorial_section(
         examples[animal] = tuple(
             Stimulus(
                 image=store(test_images[i]),
-                caption=f"{animal.capitalize()}, example {n + 1}",
+                caption=example_caption(animal, n + 1),
                 test_index=int(i),
             )
             for n, i in enumerate(sorted(chosen))

@@ -25,9 +25,10 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
 
 from explain.manifest import Cell, Manifest
+from explain.wording import localize
 from study_server.config import Config
 from study_server.extensions import csrf, db, migrate
-from study_server.languages import init_babel, participant_language
+from study_server.languages import init_babel, participant_language, translator
 from study_server.protection import (
     check_same_origin,
     refuse_overlong_body,
@@ -48,12 +49,12 @@ class StudyContext:
     """What the app read from disk at start-up (read-only, identical in every worker)."""
 
     study: Study  # in its first language: the researcher's pages read this one
-    studies: dict[str, Study]  # the same study in each language it offers
-    manifest: Manifest
+    manifest: Manifest  # its participant words in that language too
+    grids: dict[str, list[list[list[Cell]]]]  # condition -> rows -> columns -> stimuli
     bundle_dir: Path
     tutorial_images: frozenset[str]
     condition_images: dict[str, frozenset[str]]
-    grids: dict[str, list[list[list[Cell]]]]  # condition -> rows -> columns -> stimuli
+    languages: dict[str, Localized]  # the study and bundle words in each language offered
 
     @classmethod
     def load(cls, bundle: str | Path, study_path: str | Path | None) -> StudyContext:
@@ -62,19 +63,46 @@ class StudyContext:
         bundle_dir = Path(bundle).resolve()
         manifest = verify_bundle(bundle_dir)
         study = load_study(study_path).with_bundle(manifest)
-        studies = {
-            lang: load_study(study_path, lang).with_bundle(manifest) for lang in study.languages
+        languages = {
+            lang: Localized.of(load_study(study_path, lang).with_bundle(manifest), manifest, lang)
+            for lang in study.languages
         }
-        tutorial_images = frozenset(manifest.tutorial.images())
-        condition_images = {
-            name: frozenset(cond.images()) for name, cond in manifest.conditions.items()
-        }
-        grids = {name: cond.grid() for name, cond in manifest.conditions.items()}
-        return cls(study, studies, manifest, bundle_dir, tutorial_images, condition_images, grids)
+        first = languages[study.language]
+        return cls(
+            study=study,
+            manifest=first.manifest,
+            grids=first.grids,
+            bundle_dir=bundle_dir,
+            tutorial_images=frozenset(manifest.tutorial.images()),
+            condition_images={
+                name: frozenset(cond.images()) for name, cond in manifest.conditions.items()
+            },
+            languages=languages,
+        )
 
     def in_language(self, language: str) -> StudyContext:
-        """This context with the study's texts in ``language`` (one it offers)."""
-        return dataclasses.replace(self, study=self.studies[language])
+        """This context with the study's and the bundle's words in ``language`` (one it
+        offers)."""
+        words = self.languages[language]
+        return dataclasses.replace(
+            self, study=words.study, manifest=words.manifest, grids=words.grids
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Localized:
+    """What participants read in one language: the study file's texts and the bundle's
+    labels and captions composed in that language (explain.wording)."""
+
+    study: Study
+    manifest: Manifest
+    grids: dict[str, list[list[list[Cell]]]]
+
+    @classmethod
+    def of(cls, study: Study, manifest: Manifest, language: str) -> Localized:
+        manifest = localize(manifest, translator(language))
+        grids = {name: cond.grid() for name, cond in manifest.conditions.items()}
+        return cls(study, manifest, grids)
 
 
 def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
@@ -137,7 +165,7 @@ def study_context(app: Flask | None = None) -> StudyContext:
     app = app or current_app._get_current_object()
     ctx = app.extensions["xaistudy"]
     language = participant_language(app)
-    return ctx.in_language(language) if language in ctx.studies else ctx
+    return ctx.in_language(language) if language in ctx.languages else ctx
 
 
 _ERROR_TEXT = {

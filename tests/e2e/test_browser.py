@@ -332,26 +332,45 @@ def answer_by_value(page, name: str, correct: dict[str, str]) -> None:
     follow(page, page.locator("form.step button[type=submit].primary"))
 
 
-@pytest.mark.browser
-def test_a_participant_whose_link_asks_for_german_completes_it_in_german(server, browser):
-    from study_server import study_context
-
-    app, base, _ = server
-    study = study_context(app).study
+def german_walk(browser, base: str, study, pid: str) -> str:
+    """One German participant on a phone, from the link to the completion page, every
+    page audited and every grid (with its German labels) fitting; returns the condition."""
     context = browser.new_context(viewport=SIZES["phone"], locale="de-DE")
     page = context.new_page()
-    page.goto(f"{base}/?PROLIFIC_PID=GERMAN&STUDY_ID=S1&SESSION_ID=X&lang=de")
+    page.goto(f"{base}/?PROLIFIC_PID={pid}&STUDY_ID=S1&SESSION_ID=X&lang=de")
     condition = page.locator('meta[name="xaistudy-condition"]').get_attribute("content")
     questions = (*study.comprehension_for(condition), *study.attention_checks)
     correct = {f"q_{q.id}": q.correct for q in questions}
-    for _ in range(40):
+    out = SCREENSHOTS / "phone-de" / condition
+    out.mkdir(parents=True, exist_ok=True)
+    for step in range(40):
         name = page_name(page)
         assert page.locator("html").get_attribute("lang") == "de", name
+        page.screenshot(path=str(out / f"{step:02d}-{name}.png"), full_page=True)
         audit(page, f"de {condition} {name}")
+        if name in GRID_PAGES:
+            assert_grid_fits(page, "phone", f"de {condition} {name}")
         if name == "complete":
             break
         answer_by_value(page, name, correct)
     else:
-        raise AssertionError("the German participant did not reach the completion page")
+        raise AssertionError(f"the German participant {pid} did not reach the completion page")
     assert page.get_by_role("link", name="Zurück zu Prolific").count() == 1
     context.close()
+    return condition
+
+
+@pytest.mark.browser
+def test_a_participant_whose_link_asks_for_german_completes_it_in_german(server, browser):
+    """German participants on a phone until each condition was walked (assignment is
+    balanced, so a few arrivals cover all three)."""
+    from study_server import study_context
+
+    app, base, _ = server
+    study = study_context(app).study
+    walked = set()
+    for n in range(2 * len(CONDITIONS)):
+        walked.add(german_walk(browser, base, study, f"GERMAN{n}"))
+        if walked == set(CONDITIONS):
+            break
+    assert walked == set(CONDITIONS)

@@ -1,15 +1,8 @@
 import numpy as np
 import pytest
 
-from explain.baseline import (
-    Binning,
-    baseline_condition,
-    confidence_labels,
-    confidence_phrase,
-    confidence_phrases,
-    select_grid,
-    symmetric_centers,
-)
+from explain.baseline import Binning, baseline_condition, select_grid, symmetric_centers
+from explain.wording import confidence_labels, confidence_phrase, confidence_phrases
 from xaistudy.errors import UserError
 
 

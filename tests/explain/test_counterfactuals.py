@@ -10,7 +10,7 @@ from explain.counterfactuals import (
     counterfactual_condition,
     spread_sources,
 )
-from explain.wording import SOURCE_LABEL
+from explain.wording import source_label
 
 CPU = torch.device("cpu")
 
@@ -65,12 +65,13 @@ def test_condition_rows_start_with_the_marked_source_then_the_targets(
         tiny_model, test_images, test_logits, store, CPU, n_sources=3, n_targets=5
     ).to_json()
     assert (entry["layout"]["rows"], entry["layout"]["columns"]) == (3, 6)
-    assert entry["layout"]["column_labels"][0] == SOURCE_LABEL == "original picture"
+    assert entry["layout"]["column_labels"][0] == source_label() == "original picture"
     assert entry["targets"][2] == 0.0 and entry["targets"][0] == -entry["targets"][4]
     assert entry["candidates"] == 12
     for stim in entry["stimuli"]:
         if stim["column"] == 0:
-            assert stim["source"] is True and stim["caption"] == SOURCE_LABEL == "original picture"
+            assert stim["source"] is True
+            assert stim["caption"] == source_label() == "original picture"
             stored = paths[int(stim["image"].split("/")[1].split(".")[0]) - 1]
             np.testing.assert_array_equal(stored, test_images[stim["test_index"]])
             assert stim["logit"] == test_logits[stim["test_index"]]

@@ -1,6 +1,9 @@
 """What participants read in every condition and the tutorial is in words: no jargon, no
-raw numbers, the ends of every scale named."""
+raw numbers, the ends of every scale named; and those words have one home
+(explain.wording), stored in English by the builders and composed again by the server in
+the participant's language from the bundle's structure."""
 
+import dataclasses
 import re
 
 import numpy as np
@@ -8,10 +11,13 @@ import pytest
 import torch
 
 from explain.baseline import baseline_condition
+from explain.bundle_format import verify_bundle
 from explain.concepts import analyze_concepts, concept_condition
 from explain.counterfactuals import counterfactual_condition
-from explain.manifest import Condition
+from explain.manifest import BundleError, Condition
 from explain.tutorial import attribute_variations
+from explain.wording import english, localize, localize_condition
+from study_server.languages import translator
 
 CPU = torch.device("cpu")
 # A number with a decimal point ("+6.36", "2.179", ".5"); whole numbers ("Picture 2") are fine.
@@ -92,3 +98,66 @@ def test_concept_rows_name_direction_and_rank(conditions):
     assert labels[0].startswith("Feature 1 (strongest): pushes strongly toward")
     assert labels[-1].startswith(f"Feature {len(labels)} (weakest): pushes")
     assert np.all([re.search(r"toward (Peaky|Stretchy)$", label) for label in labels])
+
+
+def tutorial_texts(manifest) -> list[str]:
+    tutorial = manifest.tutorial
+    return [s.caption for animal in ("peaky", "stretchy") for s in tutorial.examples[animal]] + [
+        text
+        for row in tutorial.attributes.values()
+        for text in (row.caption, *(s.caption for s in row.images))
+    ]
+
+
+@pytest.fixture(scope="module")
+def manifest(bundle_dir):
+    return verify_bundle(bundle_dir)
+
+
+def test_english_gives_back_the_bundle_as_written(manifest):
+    assert localize(manifest, english) == manifest
+
+
+@pytest.mark.parametrize("name", ["baseline", "counterfactuals", "concepts"])
+def test_the_builders_words_are_the_wording_modules(conditions, name):
+    """What `xaistudy explain` stores is what an English participant is served."""
+    assert localize_condition(name, conditions[name], english) == conditions[name]
+
+
+def test_german_participants_read_every_bundle_text_in_german(manifest):
+    german = localize(manifest, translator("de"))
+    for name, condition in manifest.conditions.items():
+        before, after = participant_texts(condition), participant_texts(german.conditions[name])
+        assert len(before) == len(after)
+        for en, de in zip(before, after, strict=True):
+            assert not DECIMAL.search(de), de
+            assert en == de == "" or en != de, (name, en)  # the baseline's rows are blank
+        # the pictures, their places and the model's numbers stay as they are
+        assert [(s.image, s.row, s.column) for s in condition.stimuli] == [
+            (s.image, s.row, s.column) for s in german.conditions[name].stimuli
+        ]
+    for en, de in zip(tutorial_texts(manifest), tutorial_texts(german), strict=True):
+        assert en != de, en
+    counterfactuals = german.conditions.counterfactuals.layout
+    assert counterfactuals.column_labels[0] == "Original"
+    assert counterfactuals.column_labels[1] == "das Modell: eindeutig Peaky"
+    assert re.fullmatch(r"Bild 1\. Das Modell zum Original: .+", counterfactuals.row_labels[0])
+    concepts = german.conditions.concepts.layout.row_labels
+    assert concepts[0] == "Merkmal 1 (das stärkste): schiebt stark in Richtung Stretchy"
+
+
+def test_a_bundle_with_words_of_another_version_is_refused(manifest):
+    row = manifest.tutorial.attributes["spherical"]
+    odd = dataclasses.replace(row.images[0], caption="shape 0.25")
+    changed = dataclasses.replace(
+        manifest,
+        tutorial=dataclasses.replace(
+            manifest.tutorial,
+            attributes={
+                **manifest.tutorial.attributes,
+                "spherical": dataclasses.replace(row, images=(odd, *row.images[1:])),
+            },
+        ),
+    )
+    with pytest.raises(BundleError, match=r"tutorial\.attributes\.spherical.*'shape 0\.25'"):
+        localize(changed, english)

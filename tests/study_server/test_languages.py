@@ -52,7 +52,9 @@ def _english_messages() -> set[str]:
 
 
 def _visible_text(html: str) -> str:
+    """What a participant reads, pictures' text for screen readers (alt) included."""
     html = re.sub(r"<(script|style)[^>]*>.*?</\1>", " ", html, flags=re.S)
+    html = re.sub(r'<img[^>]*\balt="([^"]*)"[^>]*>', r" \1 ", html)
     return " ".join(unescape(re.sub(r"<[^>]+>", " ", html)).split())
 
 
@@ -136,17 +138,19 @@ def test_the_researchers_pages_stay_english(german_app):
     assert '<html lang="en">' in html
 
 
-def test_a_missing_translation_refuses_to_start(bundle_dir, tmp_path, monkeypatch):
+# a page's message, and a word of the bundle's grids (explain/wording.py)
+@pytest.mark.parametrize("message", ["Check my answers", "original picture"])
+def test_a_missing_translation_refuses_to_start(bundle_dir, tmp_path, monkeypatch, message):
     copy = tmp_path / "translations"
     shutil.copytree(CATALOGS, copy)
     po_path = copy / "de" / "LC_MESSAGES" / "messages.po"
     with open(po_path, "rb") as po:
         catalog = read_po(po)
-    catalog["Check my answers"].string = ""
+    catalog[message].string = ""
     with open(po_path.with_suffix(".mo"), "wb") as mo:
         write_mo(mo, catalog)
     monkeypatch.setattr(languages, "TRANSLATIONS_DIR", copy)
-    with pytest.raises(UserError, match="lacks 1 translation.*'Check my answers'"):
+    with pytest.raises(UserError, match=f"lacks 1 translation.*'{message}'"):
         make_app(
             bundle_dir,
             f"sqlite:///{tmp_path / 'db.sqlite'}",
