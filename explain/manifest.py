@@ -16,8 +16,9 @@ The layout of a manifest::
     ground_truth, ground_truth_rule         per factor: how much it moves the model
     attributes                              per study attribute: the answer key
     tutorial                                the animals and a row per attribute
-    conditions.baseline | .counterfactuals | .concepts
-                                            title, description, layout, stimuli, details
+    conditions.<name>                       any of baseline, counterfactuals, concepts and
+                                            the attribution methods: title, description,
+                                            layout, stimuli, details
     explain_settings                        every setting the bundle was made with
     validation                              optional: the checks of the stored images
 """
@@ -32,7 +33,7 @@ from modeling.card import ModelCard
 from xaistudy.errors import UserError
 from xaistudy.records import Invalid, Record, join
 from xaistudy.records import key as spec
-from xaistudy.vocabulary import CONDITIONS, FACTORS, STUDY_ATTRIBUTE_KEYS
+from xaistudy.vocabulary import ALL_CONDITIONS, FACTORS, STUDY_ATTRIBUTE_KEYS
 
 SCHEMA_VERSION = 1
 ANIMALS = ("peaky", "stretchy")  # logit < 0 | > 0
@@ -262,25 +263,70 @@ class ConceptCondition(Condition):
 
 
 @dataclass(frozen=True, kw_only=True)
+class AttributionCell(Cell):
+    """A test scene, or its attribution map (``shows``), in a column by the model's logit.
+
+    A grid cell holds both: the scene first, its map under it, same row and column."""
+
+    shows: Literal["scene", "map"]
+    logit: float  # the model's output on the scene, > 0 means stretchy
+    decision: Animal
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttributionCondition(Condition):
+    """Real test scenes in columns by the model's logit (as the baseline), each with the
+    map of an attribution method (explain.attribution) under it."""
+
+    layout: BaselineLayout
+    stimuli: tuple[AttributionCell, ...] = spec(nonempty=True)
+    method: str  # the method's name, the condition's own
+    library: str  # the package that computed the maps ("captum", "zennit", "xaistudy")
+    library_version: str
+    settings: dict[str, Any]  # the method's settings, as explain.attribution records them
+    signed: bool  # maps show evidence against the decision too (blue), not only for it
+    map_rendering: str  # how a map's values became colors, for the researcher
+    technical: dict[str, Any] | None = spec(optional=True)  # technical scores, when computed
+
+
+@dataclass(frozen=True, kw_only=True)
 class Conditions(Part):
-    """The three conditions (``xaistudy.vocabulary.CONDITIONS``), by name."""
+    """The conditions a bundle holds, by name: any non-empty subset of
+    ``xaistudy.vocabulary.ALL_CONDITIONS`` (the ICLR 2022 study's three by default)."""
 
     json_key_noun = "condition"
 
-    baseline: BaselineCondition
-    counterfactuals: CounterfactualCondition
-    concepts: ConceptCondition
+    baseline: BaselineCondition | None = spec(optional=True)
+    counterfactuals: CounterfactualCondition | None = spec(optional=True)
+    concepts: ConceptCondition | None = spec(optional=True)
+    integrated_gradients: AttributionCondition | None = spec(optional=True)
+    smoothgrad: AttributionCondition | None = spec(optional=True)
+    grad_cam: AttributionCondition | None = spec(optional=True)
+    occlusion: AttributionCondition | None = spec(optional=True)
+    lrp: AttributionCondition | None = spec(optional=True)
+    contrastive_lrp: AttributionCondition | None = spec(optional=True)
+    iba: AttributionCondition | None = spec(optional=True)
+
+    def check(self, path: str) -> None:
+        if not list(self):
+            raise Invalid(path, f"must hold at least one of {', '.join(ALL_CONDITIONS)}")
+        for name in self:
+            condition = self[name]
+            if isinstance(condition, AttributionCondition) and condition.method != name:
+                raise Invalid(join(join(path, name), "method"), f"must be {name!r}")
 
     def __getitem__(self, name: str) -> Condition:
-        if name not in CONDITIONS:
+        condition = getattr(self, name, None) if name in ALL_CONDITIONS else None
+        if condition is None:
             raise KeyError(name)
-        return getattr(self, name)
+        return condition
 
     def __contains__(self, name: object) -> bool:
-        return name in CONDITIONS
+        return name in ALL_CONDITIONS and getattr(self, str(name)) is not None
 
     def __iter__(self) -> Iterator[str]:
-        return iter(f.name for f in fields(self))
+        """The names of the conditions held, in ``ALL_CONDITIONS`` order."""
+        return iter(f.name for f in fields(self) if getattr(self, f.name) is not None)
 
     def items(self) -> list[tuple[str, Condition]]:
         return [(name, self[name]) for name in self]

@@ -15,6 +15,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from explain.bundle_format import verify_bundle  # noqa: E402
@@ -51,10 +52,12 @@ def preview_condition(
     ((row, column) pairs) get a red frame."""
     layout = condition.layout
     rows, columns = layout.rows, layout.columns
+    grid = condition.grid()
+    per_cell = max(len(cell) for row in grid for cell in row)  # an attribution cell: 2
     description = textwrap.wrap(condition.description, 100)
-    # Sizes in inches: a text header, a column of row labels, square cells.
+    # Sizes in inches: a text header, a column of row labels, cells of square pictures.
     header, labels, margin = 0.6 + 0.16 * len(description), 1.8, 0.3
-    width = labels + columns * CELL_INCHES + margin
+    width = labels + columns * CELL_INCHES * per_cell + margin
     height = header + 0.35 + rows * CELL_INCHES + margin
     figure, axes = plt.subplots(rows, columns, figsize=(width, height), squeeze=False)
     figure.subplots_adjust(
@@ -70,10 +73,11 @@ def preview_condition(
         ax.set_yticks([])
         for spine in ax.spines.values():
             spine.set_visible(False)
-    for stimulus in condition.stimuli:
+    for stimulus in (cell[0] for row in grid for cell in row if cell):
         ax = axes[stimulus.row][stimulus.column]
-        ax.imshow(_read(bundle, stimulus.image), interpolation="nearest")
-        logit = getattr(stimulus, "logit", None)  # baseline and counterfactual cells
+        pictures = _side_by_side(bundle, grid[stimulus.row][stimulus.column])
+        ax.imshow(pictures, interpolation="nearest")
+        logit = getattr(stimulus, "logit", None)  # baseline, counterfactual, attribution cells
         if logit is not None:
             ax.set_xlabel(f"{logit:+.2f}", fontsize=7, labelpad=1)
         if (stimulus.row, stimulus.column) in failing:
@@ -92,6 +96,16 @@ def preview_condition(
     figure.savefig(out, dpi=90)
     plt.close(figure)
     return out
+
+
+def _side_by_side(bundle: Path, cell: list) -> np.ndarray:
+    """A grid cell's pictures in a row (a scene and its map; participants see the map
+    under the scene), each scaled to the first one's size, 2 white pixels apart."""
+    pictures = [_read(bundle, s.image) for s in cell]
+    size = pictures[0].size  # (width, height)
+    scaled = [np.asarray(p.resize(size, Image.NEAREST)) for p in pictures]
+    gap = np.full((size[1], 2, 3), 255, dtype=np.uint8)
+    return np.concatenate([part for p in scaled for part in (p, gap)][:-1], axis=1)
 
 
 def preview_tutorial(bundle: Path, tutorial: Tutorial, out: Path) -> Path:

@@ -21,6 +21,7 @@ import numpy as np
 
 from explain.manifest import BundleError, Condition, Manifest, Stimulus
 from xaistudy.errors import UserError
+from xaistudy.vocabulary import ATTRIBUTION_METHODS
 
 Gettext = Callable[[str], str]
 
@@ -33,8 +34,11 @@ def english(text: str) -> str:
 # ------------------------------------------------------------------------ conditions
 
 
-def condition_text(condition: str, _: Gettext = english) -> dict[str, str]:
-    """A condition's ``title`` and ``description`` (how to read it)."""
+def condition_text(condition: str, _: Gettext = english, signed: bool = False) -> dict[str, str]:
+    """A condition's ``title`` and ``description`` (how to read it); ``signed``: whether
+    an attribution condition's maps show evidence against the decision too."""
+    if condition in ATTRIBUTION_METHODS:
+        return attribution_text(signed, _)
     if condition == "baseline":
         return {
             "title": _("Real pictures sorted by how sure the model is"),
@@ -73,6 +77,34 @@ def condition_text(condition: str, _: Gettext = english) -> dict[str, str]:
             ),
         }
     raise KeyError(condition)
+
+
+def attribution_text(signed: bool, _: Gettext = english) -> dict[str, str]:
+    """Every attribution method reads the same to a participant (its name would be
+    jargon): the scenes by how sure the model is, each with its map under it."""
+    if signed:
+        how = _(
+            "Under each picture is a map of the same picture: its red parts made the model "
+            "decide the way it did, its blue parts spoke against that decision, and dark "
+            "parts did not matter. Look for what the red parts have in common."
+        )
+    else:
+        how = _(
+            "Under each picture is a map of the same picture: the brighter a part of the "
+            "map, the more it counted for the model's decision; dark parts did not matter. "
+            "Look for what the bright parts have in common."
+        )
+    columns = _(
+        "Each column holds real pictures about which the model was similarly sure: on "
+        "the left those it is most sure show Peaky, on the right those it is most sure "
+        "show Stretchy, in the middle those it could not decide on."
+    )
+    return {"title": _("Where the model looks"), "description": f"{columns} {how}"}
+
+
+def map_caption(scene_caption: str, _: Gettext = english) -> str:
+    """The caption (screen-reader text) of the map under a scene."""
+    return _("Map of the picture above (%(column)s)") % {"column": scene_caption}
 
 
 # ------------------------------------------------------- how sure the model is (columns)
@@ -304,6 +336,8 @@ def localize_condition(name: str, condition: Condition, _: Gettext) -> Condition
         "counterfactuals": _localized_counterfactuals,
         "concepts": _localized_concepts,
     }
+    if name in ATTRIBUTION_METHODS:
+        return _localized_attribution(condition, _)
     return compose[name](condition, _)
 
 
@@ -311,7 +345,7 @@ def _relabeled(condition, name: str, _: Gettext, row_labels, column_labels, capt
     """``condition`` with its words replaced; ``caption(cell)`` gives a cell's caption."""
     return dataclasses.replace(
         condition,
-        **condition_text(name, _),
+        **condition_text(name, _, signed=getattr(condition, "signed", False)),
         layout=dataclasses.replace(
             condition.layout, row_labels=tuple(row_labels), column_labels=tuple(column_labels)
         ),
@@ -329,6 +363,23 @@ def _localized_baseline(condition, _: Gettext):
         labels,
         lambda cell: labels[cell.column],
     )
+
+
+def _localized_attribution(condition, _: Gettext):
+    labels = confidence_labels(condition.layout.columns, _)
+    return _relabeled(
+        condition,
+        condition.method,
+        _,
+        condition.layout.row_labels,  # rows are draws, as the baseline's
+        labels,
+        lambda cell: attribution_caption(labels[cell.column], cell.shows, _),
+    )
+
+
+def attribution_caption(column_label: str, shows: str, _: Gettext = english) -> str:
+    """A scene's caption is its column's words; its map's says which scene it maps."""
+    return column_label if shows == "scene" else map_caption(column_label, _)
 
 
 def _localized_counterfactuals(condition, _: Gettext):

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from study_server.study import Question
+from xaistudy.vocabulary import ATTRIBUTION_METHODS
 
 if TYPE_CHECKING:
     from explain.manifest import Manifest
@@ -144,10 +145,59 @@ def _concepts(manifest: Manifest, _: Gettext) -> Question:
     )
 
 
+# What a map's colored parts show, by whether the maps are signed (red/blue) or not.
+_MAP_RIGHT = "the parts that made the model decide the way it did"
+_MAP_OPTIONS = {
+    _MAP_RIGHT: lambda _: _("the parts that made the model decide the way it did"),
+    "the parts that are red or bright in the picture itself": lambda _: _(
+        "the parts that are red or bright in the picture itself"
+    ),
+    "the parts the model did not look at": lambda _: _("the parts the model did not look at"),
+    "the animal's head": lambda _: _("the animal's head"),
+}
+
+
+def _attribution(manifest: Manifest, _: Gettext, names: tuple[str, ...]) -> Question:
+    """One question for every attribution condition: what a map's colored parts show."""
+    signed = manifest.conditions[names[0]].signed
+    question = (
+        _("Under each picture of this row is its map. What do the red parts of a map show?")
+        if signed
+        else _("Under each picture of this row is its map. What do the bright parts of a map show?")
+    )
+    options = (
+        "the parts that are red or bright in the picture itself",
+        _MAP_RIGHT,
+        "the parts the model did not look at",
+        "the animal's head",
+    )
+    return Question(
+        id=QUESTION_ID,
+        question=question,
+        options=options,
+        labels=tuple(_MAP_OPTIONS[o](_) for o in options),
+        correct=_MAP_RIGHT,
+        conditions=names,
+        example_row=EXAMPLE_ROW,
+    )
+
+
 _BY_CONDITION = {"baseline": _baseline, "counterfactuals": _counterfactuals, "concepts": _concepts}
 
 
 def example_questions(manifest: Manifest, _: Gettext = _english) -> tuple[Question, ...]:
-    """One question per condition of ``manifest``, each answered by its ``example_row``,
-    worded in the language of ``_`` (a catalog's gettext)."""
-    return tuple(make(manifest, _) for make in _BY_CONDITION.values())
+    """One question per condition of ``manifest`` (one shared by its attribution
+    conditions), each answered by its ``example_row``, worded in the language of ``_`` (a
+    catalog's gettext)."""
+    questions = [
+        make(manifest, _) for name, make in _BY_CONDITION.items() if name in manifest.conditions
+    ]
+    for signed in (True, False):
+        names = tuple(
+            name
+            for name in ATTRIBUTION_METHODS
+            if name in manifest.conditions and manifest.conditions[name].signed == signed
+        )
+        if names:
+            questions.append(_attribution(manifest, _, names))
+    return tuple(questions)

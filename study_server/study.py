@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from xaistudy.errors import UserError
-from xaistudy.vocabulary import CONDITIONS
+from xaistudy.vocabulary import ALL_CONDITIONS
 
 if TYPE_CHECKING:
     from explain.manifest import Manifest
@@ -423,9 +423,9 @@ def parse_study(data: dict[str, Any], language: str | None = None) -> Study:
     conditions_table = top.table_of("conditions")
     conditions = []
     for name in list(conditions_table.table):
-        if name not in CONDITIONS:
+        if name not in ALL_CONDITIONS:
             raise UserError(
-                f"study: unknown condition {name!r}; allowed are {', '.join(CONDITIONS)}"
+                f"study: unknown condition {name!r}; allowed are {', '.join(ALL_CONDITIONS)}"
             )
         reader = conditions_table.table_of(name)
         reader.where = f"conditions.{name}"

@@ -55,8 +55,21 @@ def study_attribute(key: str) -> StudyAttribute:
     raise KeyError(f"unknown study attribute {key!r}; known: {', '.join(STUDY_ATTRIBUTE_KEYS)}")
 
 
-# The explanation conditions a bundle holds, in the order participants are balanced over.
+# The ICLR 2022 study's three explanation conditions: the default bundle and study, in the
+# order participants are balanced over.
 CONDITIONS: tuple[str, ...] = ("baseline", "counterfactuals", "concepts")
+# Attribution-map conditions: one per method of explain.attribution (docs/methods.md).
+ATTRIBUTION_METHODS: tuple[str, ...] = (
+    "integrated_gradients",
+    "smoothgrad",
+    "grad_cam",
+    "occlusion",
+    "lrp",
+    "contrastive_lrp",
+    "iba",
+)
+# Every condition a bundle may hold; a bundle holds any non-empty subset.
+ALL_CONDITIONS: tuple[str, ...] = CONDITIONS + ATTRIBUTION_METHODS
 
 
 class Status(enum.StrEnum):

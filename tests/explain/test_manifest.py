@@ -41,8 +41,17 @@ def test_the_fixture_bundle_round_trips_byte_for_byte(fixture_bundle, data):
     text = (fixture_bundle / "manifest.json").read_text()
     assert json_text(manifest.to_json()) == text
     assert Manifest.from_json(manifest.to_json()) == manifest
-    assert list(manifest.conditions) == ["baseline", "counterfactuals", "concepts"]
+    assert list(manifest.conditions) == [
+        "baseline",
+        "counterfactuals",
+        "concepts",
+        "integrated_gradients",
+        "grad_cam",
+    ]
     assert manifest.conditions["concepts"] is manifest.conditions.concepts
+    assert "lrp" not in manifest.conditions and "placebo" not in manifest.conditions
+    with pytest.raises(KeyError):
+        manifest.conditions["lrp"]  # a method the bundle does not hold
     assert manifest.validation is None and "validation" not in data  # optional: absent
 
 
@@ -88,7 +97,22 @@ BROKEN = [
     (
         lambda d: _set(d, d["conditions"]["baseline"], "conditions", "placebo"),
         "invalid bundle manifest: conditions.placebo is not a known condition "
-        "(allowed: baseline, counterfactuals, concepts)",
+        "(allowed: baseline, counterfactuals, concepts, integrated_gradients, smoothgrad, "
+        "grad_cam, occlusion, lrp, contrastive_lrp, iba)",
+    ),
+    (
+        lambda d: {**d, "conditions": {}},
+        "invalid bundle manifest: conditions must hold at least one of baseline, "
+        "counterfactuals, concepts, integrated_gradients",
+    ),
+    (
+        lambda d: _set(d, "lrp", "conditions", "grad_cam", "method"),
+        "invalid bundle manifest: conditions.grad_cam.method must be 'grad_cam'",
+    ),
+    (
+        lambda d: _set(d, "both", "conditions", "grad_cam", "stimuli", 1, "shows"),
+        "invalid bundle manifest: conditions.grad_cam.stimuli[1].shows must be one of "
+        "'scene', 'map', not 'both'",
     ),
     (
         lambda d: _set(d, "maybe", "conditions", "concepts", "factorisation"),

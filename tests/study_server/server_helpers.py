@@ -24,6 +24,23 @@ def filled_study_file(folder: Path) -> Path:
     return path
 
 
+def attribution_study(
+    folder: Path, conditions=("integrated_gradients", "grad_cam"), language: str = "en"
+) -> Path:
+    """The default study with the fixture's attribution conditions instead of the three,
+    and without the three's own method questions (the bundle's example question stays)."""
+    text = filled_study_file(folder).read_text()
+    start, end = text.index("[conditions.baseline]"), text.index("[comprehension]")
+    tables = "".join(f"[conditions.{name}]\ntarget_n = 10\n\n" for name in conditions)
+    text = text[:start] + tables + text[end:]
+    start, end = text.index("[[comprehension.questions]]"), text.index("[[attention_checks]]")
+    text = text[:start] + text[end:]
+    text = text.replace('language = "en"', f'language = "{language}"')
+    path = folder / "attribution.toml"
+    path.write_text(text)
+    return path
+
+
 def answer_all(key: str, condition: str) -> tuple[int, str]:
     return (5 if key == "arm_position" else 2, f"because of {key}")
 
