@@ -65,6 +65,9 @@ class Bundle:
     conditions: list[str]
     model_card: ModelCard
     ground_truth_rule: GroundTruthRule
+    # one row per attribution condition with technical scores: ``condition`` and the
+    # headline scores (explain.manifest.TechnicalScores.headline); empty when none has
+    technical: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
 
 
 def load_bundle(bundle_dir: Path) -> Bundle:
@@ -102,6 +105,13 @@ def load_bundle(bundle_dir: Path) -> Bundle:
         conditions=list(manifest.conditions),
         model_card=manifest.model_card,
         ground_truth_rule=manifest.ground_truth_rule,
+        technical=pd.DataFrame(
+            [
+                {"condition": name, **condition.technical.headline()}
+                for name, condition in manifest.conditions.items()
+                if getattr(condition, "technical", None) is not None
+            ]
+        ),
     )
 
 

@@ -278,3 +278,35 @@ def power_plot(curve: pd.DataFrame) -> bytes:
     ax.legend(frameon=False, fontsize=8)
     ax.grid(color="#eeeeee")
     return _png(fig)
+
+
+def technical_plot(table: pd.DataFrame, scores: list[str]) -> bytes:
+    """One panel per technical score: each condition's accuracy (with its interval)
+    against the score of its method."""
+    columns = min(3, len(scores))
+    rows = -(-len(scores) // columns)
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(3.4 * columns, 2.8 * rows), squeeze=False, sharey=True
+    )
+    colors = _colors(list(table["condition"]))
+    for ax, score in zip(axes.flat, scores, strict=False):
+        for _, row in table.dropna(subset=[score]).iterrows():
+            color = colors[row["condition"]]
+            ax.errorbar(
+                row[score],
+                row["accuracy"],
+                yerr=[[row["accuracy"] - row["ci_low"]], [row["ci_high"] - row["accuracy"]]],
+                fmt="o",
+                color=color,
+                capsize=3,
+            )
+            ax.annotate(row["condition"], (row[score], row["accuracy"]), fontsize=7,
+                        xytext=(4, 4), textcoords="offset points")  # fmt: skip
+        ax.set_xlabel(score.replace("_", " "), fontsize=8)
+        ax.grid(alpha=0.3)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("participants' accuracy")
+    for ax in list(axes.flat)[len(scores) :]:
+        ax.axis("off")
+    fig.tight_layout()
+    return _png(fig)

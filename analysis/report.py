@@ -39,6 +39,12 @@ from analysis.statistics import (
     compare_conditions,
     participant_matrix,
 )
+from analysis.technical import (
+    accuracy_beside_scores,
+    correlation_note,
+    rank_correlations,
+    score_columns,
+)
 from xaistudy.errors import UserError
 from xaistudy.files import Stopwatch, atomic_write_text
 from xaistudy.too_fast import TooFastRule
@@ -191,6 +197,25 @@ def _trivial_section(analysis: Analysis) -> list[str]:
     ]
 
 
+def _technical_section(analysis: Analysis, bundle: Bundle) -> list[str]:
+    """Human accuracy beside the attribution methods' technical scores (analysis.technical)."""
+    table = accuracy_beside_scores(analysis.tables.by_condition, bundle.technical)
+    if table.empty:
+        return []
+    scores = score_columns(table)
+    correlations = rank_correlations(table)
+    return [
+        "<h2>Human accuracy beside the technical scores</h2>",
+        "<p>For each attribution condition, the participants' accuracy (with its interval) "
+        "beside the technical scores of its method on the scenes it showed (docs/methods.md; "
+        "larger is better for every score). Below, Spearman's rank correlation of accuracy "
+        f"and each score across conditions. {html.escape(correlation_note(correlations))}</p>",
+        _table(table),
+        _img(plots.technical_plot(table, scores), "accuracy against each technical score"),
+        _table(correlations),
+    ]
+
+
 def render_html(analysis: Analysis, bundle: Bundle, source: str) -> str:
     """The self-contained report: tables inline, plots as base64 PNG."""
     scored, tables, fit = analysis.scored, analysis.tables, analysis.model
@@ -236,6 +261,7 @@ def render_html(analysis: Analysis, bundle: Bundle, source: str) -> str:
             ),
             "accuracy by condition and attribute",
         ),
+        *_technical_section(analysis, bundle),
         "<h2>Condition comparisons</h2>",
         "<p><code>difference</code> = accuracy of <code>condition_a</code> minus "
         "<code>condition_b</code> with its bootstrap interval; Cohen's h on the two "
@@ -340,6 +366,10 @@ def write_report(analysis: Analysis, bundle: Bundle, source: str, out_dir: Path)
         frames["page_times"] = analysis.page_times
     if analysis.power is not None:
         frames["power"] = analysis.power
+    technical = accuracy_beside_scores(analysis.tables.by_condition, bundle.technical)
+    if not technical.empty:
+        frames["technical_scores"] = technical
+        frames["technical_correlations"] = rank_correlations(technical)
     for name, frame in frames.items():
         atomic_write_text(out_dir / f"{name}.csv", frame.to_csv(index=False))
     atomic_write_text(out_dir / "report.html", render_html(analysis, bundle, source))

@@ -274,6 +274,78 @@ class AttributionCell(Cell):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Localization(Part):
+    """Quantus' localization scores of a method's maps on one region (explain.technical)."""
+
+    pointing_game: float
+    relevance_mass_accuracy: float
+    relevance_rank_accuracy: float
+    region_share: float  # the region's share of the picture: what an even map scores
+
+
+@dataclass(frozen=True, kw_only=True)
+class Faithfulness(Part):
+    """Areas under the deletion and insertion curves, the method's order and chance's."""
+
+    deletion: float  # lower is better
+    insertion: float  # higher is better
+    deletion_random: float
+    insertion_random: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sanity(Part):
+    """Cascading parameter randomization: rank similarity of the maps to the trained
+    model's after more and more layers (output first) are randomized."""
+
+    layers_randomized: tuple[int, ...]
+    down_to: tuple[str, ...]
+    rank_similarity: tuple[float, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Geometry(Part):
+    mirror: float  # rank similarity of a mirrored scene's map and the mirrored map
+    shift: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutOfSet(Part):
+    preset: str  # the other preset's scenes
+    scenes: int
+    entropy: float  # out-of-set minus in-set mean entropy
+    arm_mass: float  # out-of-set minus in-set mean share of positive relevance on the arms
+
+
+@dataclass(frozen=True, kw_only=True)
+class TechnicalScores(Part):
+    """An attribution condition's technical scores, on its own scenes (explain.technical)."""
+
+    scenes: int
+    localization: dict[str, Localization] = spec(allowed=("arms", "animal"), noun="region")
+    faithfulness: Faithfulness
+    entropy: float  # mean bits of |relevance| over pixels
+    geometry: Geometry
+    sanity: Sanity | None = spec(optional=True)
+    out_of_set: OutOfSet | None = spec(optional=True)
+    stability_across_models: float | None = spec(optional=True)
+
+    def headline(self) -> dict[str, float | None]:
+        """One number per family, each larger = better, for the report's comparison."""
+        arms = self.localization.get("arms")
+        faith = self.faithfulness
+        return {
+            "pointing_game_arms": arms.pointing_game if arms else None,
+            "mass_accuracy_arms": arms.relevance_mass_accuracy if arms else None,
+            "deletion_gain": faith.deletion_random - faith.deletion,
+            "insertion_gain": faith.insertion - faith.insertion_random,
+            "randomization_change": 1 - self.sanity.rank_similarity[-1] if self.sanity else None,
+            "mirror_consistency": self.geometry.mirror,
+            "stability_across_models": self.stability_across_models,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
 class AttributionCondition(Condition):
     """Real test scenes in columns by the model's logit (as the baseline), each with the
     map of an attribution method (explain.attribution) under it."""
@@ -286,7 +358,7 @@ class AttributionCondition(Condition):
     settings: dict[str, Any]  # the method's settings, as explain.attribution records them
     signed: bool  # maps show evidence against the decision too (blue), not only for it
     map_rendering: str  # how a map's values became colors, for the researcher
-    technical: dict[str, Any] | None = spec(optional=True)  # technical scores, when computed
+    technical: TechnicalScores | None = spec(optional=True)  # when computed
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -39,6 +39,14 @@ import torch
 from scipy.ndimage import gaussian_filter
 from scipy.stats import spearmanr
 
+from explain.manifest import (
+    Faithfulness,
+    Geometry,
+    Localization,
+    OutOfSet,
+    Sanity,
+    TechnicalScores,
+)
 from explain.validation import REGIONS
 
 Explain = Callable[[np.ndarray], np.ndarray]  # (N, H, W, 3) uint8 -> (N, H, W) maps
@@ -271,3 +279,79 @@ def out_of_set_change(
 def stability_across_models(maps_a: np.ndarray, maps_b: np.ndarray) -> float:
     """Rank similarity of two independently trained models' maps of the same scenes."""
     return rank_similarity(maps_a, maps_b)
+
+
+# ------------------------------------------------------------------------- all of it
+
+
+@dataclass(frozen=True)
+class TechnicalSettings:
+    """The knobs of the technical scores (recorded in ``explain_settings``)."""
+
+    steps: int = 16  # deletion / insertion: pixels moved in this many equal parts
+    blur_sigma: float = 4.0  # the blurred scene pixels are deleted to (pixels)
+    sanity_checkpoints: int = 4  # points of the randomization cascade measured
+    sanity_scenes: int = 8  # scenes the randomized models are explained on
+    shift: int = 4  # pixels of the shift consistency check
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class OtherScenes:
+    """Scenes of another preset, for the out-of-set change."""
+
+    preset: str
+    images: np.ndarray  # (N, H, W, 3) uint8
+    masks: np.ndarray  # (N, H, W) block ids
+
+
+def technical_scores(
+    explain: Explain,
+    logit_fn: LogitFn,
+    images: np.ndarray,
+    masks: np.ndarray,
+    maps: np.ndarray | None = None,
+    explain_for: Callable[[torch.nn.Module], Explain] | None = None,
+    model: torch.nn.Module | None = None,
+    other_model_maps: np.ndarray | None = None,
+    out_of_set: OtherScenes | None = None,
+    settings: TechnicalSettings | None = None,
+) -> TechnicalScores:
+    """Every score of the module docstring for one method on ``images`` (its condition's
+    scenes) with their ``masks``. ``maps``: the method's maps of them when already
+    computed. The sanity check needs ``explain_for`` and ``model``; the stability, the maps
+    of a second, independently trained model; the out-of-set change, other scenes."""
+    settings = settings or TechnicalSettings()
+    maps = explain(images) if maps is None else np.asarray(maps)
+    sanity = None
+    if explain_for is not None and model is not None:
+        few = images[: settings.sanity_scenes]
+        sanity = Sanity(
+            **{
+                key: tuple(value)
+                for key, value in randomization_sanity(
+                    explain_for, model, few, settings.sanity_checkpoints, settings.seed
+                ).items()
+            }
+        )
+    other = None
+    if out_of_set is not None:
+        change = out_of_set_change(maps, masks, explain(out_of_set.images), out_of_set.masks)
+        other = OutOfSet(preset=out_of_set.preset, scenes=len(out_of_set.images), **change)
+    curves = deletion_insertion(
+        logit_fn, images, maps, settings.steps, settings.blur_sigma, settings.seed
+    )
+    return TechnicalScores(
+        scenes=len(images),
+        localization={
+            region: Localization(**scores) for region, scores in localization(maps, masks).items()
+        },
+        faithfulness=Faithfulness(**curves.to_dict()),
+        entropy=mean_entropy(maps),
+        geometry=Geometry(**geometric_consistency(explain, images, settings.shift)),
+        sanity=sanity,
+        out_of_set=other,
+        stability_across_models=(
+            None if other_model_maps is None else stability_across_models(maps, other_model_maps)
+        ),
+    )

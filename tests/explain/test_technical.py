@@ -138,3 +138,46 @@ def test_out_of_set_change_and_stability():
     assert change["entropy"] > 0 and change["arm_mass"] < 0
     assert arm_mass(on_arms, masks) == pytest.approx(1.0)
     assert rank_similarity(on_arms + 1e-3 * np.arange(SIZE), on_arms + 1e-3 * np.arange(SIZE)) == 1
+
+
+def test_all_scores_of_a_method_make_a_manifest_record():
+    """The scores a bundle stores, from one call, round-trip through the manifest's JSON;
+    the headline numbers rank a right map above a wrong one."""
+    from explain.manifest import TechnicalScores
+    from explain.technical import OtherScenes, TechnicalSettings, technical_scores
+
+    images = quadrant_scenes(6)
+    masks = np.zeros((6, SIZE, SIZE), dtype=np.uint8)
+    masks[:, : SIZE // 2, : SIZE // 2] = 1  # the model's quarter: an arm block here
+
+    def right(im):
+        maps = np.zeros(np.asarray(im).shape[:3])
+        maps[:, : SIZE // 2, : SIZE // 2] = np.asarray(im)[:, : SIZE // 2, : SIZE // 2, 0]
+        return maps
+
+    def wrong(im):
+        return 1.0 - right(im) / 255
+
+    model = TinyCNN()
+    scores = {
+        name: technical_scores(
+            explain,
+            quadrant_logit,
+            images,
+            masks,
+            explain_for=lambda m: edge_explain(m),
+            model=model,
+            other_model_maps=explain(images),
+            out_of_set=OtherScenes("other", images[:2], masks[:2]),
+            settings=TechnicalSettings(steps=8, sanity_checkpoints=2, sanity_scenes=2),
+        )
+        for name, explain in (("right", right), ("wrong", wrong))
+    }
+    good, bad = scores["right"].headline(), scores["wrong"].headline()
+    assert good["pointing_game_arms"] == 1.0 and bad["pointing_game_arms"] == 0.0
+    assert good["deletion_gain"] > 0 > bad["deletion_gain"]
+    assert good["stability_across_models"] == 1.0
+    assert good["randomization_change"] == pytest.approx(0.0)  # the edge map ignores the model
+    record = scores["right"]
+    assert TechnicalScores.from_json(record.to_json()) == record
+    assert record.sanity.down_to == ("head", "conv") and record.out_of_set.scenes == 2
