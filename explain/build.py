@@ -44,9 +44,9 @@ from generator.dataset import DatasetFolder
 from modeling.card import ModelCard
 from xaistudy.errors import UserError
 from xaistudy.files import Stopwatch
-from xaistudy.vocabulary import CONDITIONS, FACTORS
+from xaistudy.vocabulary import ALL_CONDITIONS, CONDITIONS, FACTORS
 
-STAGES = ("logits", *CONDITIONS, "ground_truth", "tutorial", "validation", "write")
+STAGES = ("logits", "ground_truth", "tutorial", "validation", "write")  # and each condition
 
 
 @dataclass(frozen=True)
@@ -70,11 +70,32 @@ class ExplainSettings:
     seed: int = 0
     relevance_rule: RelevanceRule = field(default_factory=RelevanceRule)
     probe: ProbeSettings = field(default_factory=ProbeSettings)  # the attribute probe
+    conditions: tuple[str, ...] = CONDITIONS  # which to build (xaistudy.vocabulary)
 
     def to_dict(self) -> dict:
         data = asdict(self)
         data["relevance_rule"] = self.relevance_rule.to_dict()
+        data["conditions"] = list(self.conditions)
         return data
+
+
+def check_conditions(names: tuple[str, ...], model) -> None:
+    """Refuse, before any work, a condition list that is empty, repeats or names an
+    unknown condition, or a condition the model cannot be explained by."""
+    unknown = [n for n in names if n not in ALL_CONDITIONS]
+    if unknown or not names:
+        raise UserError(
+            f"unknown condition(s) {', '.join(unknown) or '(none given)'}; allowed are "
+            f"{', '.join(ALL_CONDITIONS)}"
+        )
+    if len(set(names)) != len(names):
+        raise UserError(f"a condition is named twice in {', '.join(names)}")
+    if "counterfactuals" in names and not hasattr(model, "edit_logit"):
+        raise UserError(
+            "counterfactuals need the invertible network (they edit its latent and invert "
+            f"it); this run's model is a {type(model).__name__}. Leave counterfactuals out "
+            "of the conditions for it"
+        )
 
 
 class ImageStore:
@@ -191,7 +212,13 @@ def build_bundle(
     writer = BundleWriter(out, overwrite=overwrite)
     store = ImageStore(writer, images)
     watch = Stopwatch()
-    bar = tqdm(total=len(STAGES), desc="explain", unit="stage", disable=not progress)
+    check_conditions(settings.conditions, model)
+    bar = tqdm(
+        total=len(STAGES) + len(settings.conditions),
+        desc="explain",
+        unit="stage",
+        disable=not progress,
+    )
 
     @contextmanager
     def stage(name: str) -> Iterator[None]:
@@ -203,44 +230,22 @@ def build_bundle(
     try:
         with stage("logits"):
             logits = batched_logits(model.logit, images, device, settings.batch_size)
-        with stage("baseline"):
-            baseline = baseline_condition(
-                logits,
-                store.test_image,
-                rows=settings.baseline_rows,
-                columns=settings.baseline_columns,
-                max_percentile=settings.max_percentile,
-                seed=settings.seed,
-            )
-        with stage("counterfactuals"):
-            counterfactuals = counterfactual_condition(
-                model,
-                images,
-                logits,
-                store,
-                device,
-                n_sources=settings.counterfactual_sources,
-                n_targets=settings.counterfactual_targets,
-                max_percentile=settings.max_percentile,
-            )
-        with stage("concepts"):
-            analysis = analyze_concepts(
-                model,
-                images,
-                device,
-                k=settings.concepts,
-                layer=settings.concept_layer,
-                seed=settings.seed,
-                batch_size=settings.batch_size,
-            )
-            concepts = concept_condition(
-                analysis,
-                images,
-                store,
-                n_highest=settings.concept_highest,
-                n_lowest=settings.concept_lowest,
-                overlay_size=settings.concept_overlay_size,
-            )
+        built, analysis = {}, None
+        for name in settings.conditions:
+            with stage(name):
+                if name == "concepts":
+                    analysis = analyze_concepts(
+                        model,
+                        images,
+                        device,
+                        k=settings.concepts,
+                        layer=settings.concept_layer,
+                        seed=settings.seed,
+                        batch_size=settings.batch_size,
+                    )
+                built[name] = _condition(
+                    name, model, images, logits, store, device, settings, analysis
+                )
         with stage("ground_truth"):
             truth, made = _ground_truth(
                 model, dataset, test, logits, render, device, settings, progress
@@ -271,9 +276,7 @@ def build_bundle(
             ),
             attributes=attribute_entries(truth),
             tutorial=tutorial,
-            conditions=Conditions(
-                baseline=baseline, counterfactuals=counterfactuals, concepts=concepts
-            ),
+            conditions=Conditions(**built),
             explain_settings=settings.to_dict(),
         )
         with stage("validation"):
@@ -293,6 +296,40 @@ def build_bundle(
     finally:
         bar.close()
     return path, watch.seconds
+
+
+def _condition(name, model, images, logits, store, device, settings, analysis):
+    """The manifest entry of condition ``name`` (``analysis``: the concept analysis)."""
+    if name == "baseline":
+        return baseline_condition(
+            logits,
+            store.test_image,
+            rows=settings.baseline_rows,
+            columns=settings.baseline_columns,
+            max_percentile=settings.max_percentile,
+            seed=settings.seed,
+        )
+    if name == "counterfactuals":
+        return counterfactual_condition(
+            model,
+            images,
+            logits,
+            store,
+            device,
+            n_sources=settings.counterfactual_sources,
+            n_targets=settings.counterfactual_targets,
+            max_percentile=settings.max_percentile,
+        )
+    if name == "concepts":
+        return concept_condition(
+            analysis,
+            images,
+            store,
+            n_highest=settings.concept_highest,
+            n_lowest=settings.concept_lowest,
+            overlay_size=settings.concept_overlay_size,
+        )
+    raise UserError(f"condition {name!r} cannot be built by this version")
 
 
 def _ground_truth(model, dataset, test, logits, render, device, settings, progress):
@@ -333,26 +370,27 @@ def _validation(
         probe = ensure_probe(Path(probe_dir), dataset, device, settings.probe, progress)
     test = dataset.split("test")
     n = manifest.dataset.test_images
-    numbers = {
-        "counterfactuals": counterfactual_checks(
+    held = manifest.conditions
+    numbers = {"ground_truth": ground_truth_checks(manifest.attributes)}
+    if "counterfactuals" in held:
+        numbers["counterfactuals"] = counterfactual_checks(
             bundle_dir,
-            manifest.conditions.counterfactuals,
+            held.counterfactuals,
             manifest.attributes,
             model,
             probe,
             device,
             settings.batch_size,
-        ),
-        "concepts": concept_checks(
+        )
+    if "concepts" in held:
+        numbers["concepts"] = concept_checks(
             analysis.score_maps,
             analysis.image_scores,
-            [c.index for c in manifest.conditions.concepts.concepts],
+            [c.index for c in held.concepts.concepts],
             test.params.iloc[:n].reset_index(drop=True),
             np.asarray(test.masks[:n]),
-        ),
-        "ground_truth": ground_truth_checks(manifest.attributes),
-    }
-    return assemble(numbers, probe.card, thresholds)
+        )
+    return assemble(numbers, probe.card, thresholds, held=tuple(held))
 
 
 def explain(

@@ -47,7 +47,7 @@ from explain.manifest import (
 )
 from xaistudy.errors import UserError
 from xaistudy.key_values import dataclass_values, read_key_values
-from xaistudy.vocabulary import FACTORS, STUDY_ATTRIBUTES
+from xaistudy.vocabulary import CONDITIONS, FACTORS, STUDY_ATTRIBUTES
 
 YAW = "obj_rotation_yaw"
 # Mask block ids (docs/dataset.md) of the heatmap regions a concept can lie on.
@@ -355,17 +355,21 @@ def _entry(attribute: Attribute | None) -> KeyEffect | None:
 # ------------------------------------------------------------------------- gate
 
 
-def failures(numbers: dict, thresholds: Thresholds) -> list[str]:
+def failures(
+    numbers: dict, thresholds: Thresholds, held: tuple[str, ...] = CONDITIONS
+) -> list[str]:
     """One line per failed check, naming the check, the measured value and the limit.
 
     ``numbers`` holds ``counterfactuals``, ``concepts`` and ``ground_truth`` as made by
-    the functions above (a missing group is itself a failure; a missing answer key not).
+    the functions above. ``held``: the bundle's conditions; the group of a held condition
+    that is missing is itself a failure (a missing answer key not).
     """
     t = thresholds
     out = []
     cf = numbers.get("counterfactuals")
     if cf is None:
-        out.append("counterfactuals: not checked")
+        if "counterfactuals" in held:
+            out.append("counterfactuals: not checked")
     else:
         for key, limit in (
             ("clipped_fraction_mean", t.max_clipped_fraction_mean),
@@ -387,7 +391,8 @@ def failures(numbers: dict, thresholds: Thresholds) -> list[str]:
                 )
     concepts = numbers.get("concepts")
     if concepts is None:
-        out.append("concepts: not checked (the bundle has no stored concept checks)")
+        if "concepts" in held:
+            out.append("concepts: not checked (the bundle has no stored concept checks)")
     else:
         for pair in concepts.pairs:
             if pair.similarity >= t.max_concept_similarity:
@@ -411,9 +416,15 @@ def failures(numbers: dict, thresholds: Thresholds) -> list[str]:
     return out
 
 
-def assemble(numbers: dict, probe_card: dict | None, thresholds: Thresholds) -> Validation:
-    """The manifest's ``validation`` from the measured groups."""
-    failed = failures(numbers, thresholds)
+def assemble(
+    numbers: dict,
+    probe_card: dict | None,
+    thresholds: Thresholds,
+    held: tuple[str, ...] = CONDITIONS,
+) -> Validation:
+    """The manifest's ``validation`` from the measured groups (``held``: the bundle's
+    conditions)."""
+    failed = failures(numbers, thresholds, held)
     return Validation(
         counterfactuals=numbers.get("counterfactuals"),
         concepts=numbers.get("concepts"),
@@ -563,16 +574,13 @@ def validate_bundle(
             f"the attribute probe in {run_dir} reads {probe.card['image_size']} px images but "
             f"the bundle has {size} px; pass --data with the bundle's dataset to retrain it"
         )
+    held = manifest.conditions
     numbers = {
-        "counterfactuals": counterfactual_checks(
-            bundle_dir,
-            manifest.conditions.counterfactuals,
-            manifest.attributes,
-            run.model,
-            probe,
-            device,
-        ),
         "concepts": manifest.validation.concepts if manifest.validation else None,
         "ground_truth": ground_truth_checks(manifest.attributes),
     }
-    return assemble(numbers, probe.card, thresholds)
+    if "counterfactuals" in held:
+        numbers["counterfactuals"] = counterfactual_checks(
+            bundle_dir, held.counterfactuals, manifest.attributes, run.model, probe, device
+        )
+    return assemble(numbers, probe.card, thresholds, held=tuple(held))

@@ -190,3 +190,16 @@ def test_missing_intervention_splits_are_made_on_the_fly(tmp_path):
     # The background was redrawn: the corner pixel (background) changes color.
     corners_before = np.asarray(test.images[:8, 0, 0]).astype(int)
     assert np.abs(images[:, 0, 0].astype(int) - corners_before).sum() > 0
+
+
+def test_counterfactuals_are_refused_for_a_model_that_cannot_invert(tiny_model):
+    from explain.build import check_conditions
+
+    check_conditions(("baseline", "counterfactuals"), tiny_model)  # the flow: allowed
+
+    class Classifier(torch.nn.Module):  # any model without the flow's inverse
+        pass
+
+    with pytest.raises(UserError, match="counterfactuals need the invertible network.*Classifier"):
+        check_conditions(("baseline", "counterfactuals"), Classifier())
+    check_conditions(("baseline", "concepts"), Classifier())

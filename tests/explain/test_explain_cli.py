@@ -40,6 +40,9 @@ def test_explain_writes_a_verified_bundle(tiny_run, tiny_data, tmp_path):
         (["--relevance-rule", "nonsense=1"], "unknown relevance rule key"),
         (["--baseline-columns", "4"], "must be odd"),
         (["--gt-scenes", "0"], "--gt-scenes must be at least 1"),
+        (["--conditions", "baseline,saliency"], "unknown condition(s) saliency; allowed are"),
+        (["--conditions", ","], "unknown condition(s) (none given)"),
+        (["--conditions", "baseline,baseline"], "a condition is named twice"),
     ],
 )
 def test_explain_refuses_bad_options_with_one_line(tiny_run, tiny_data, tmp_path, extra, message):
@@ -56,3 +59,22 @@ def test_explain_names_a_missing_run_folder(tiny_data, tmp_path):
             "--out", str(tmp_path / "b")]  # fmt: skip
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2 and "run folder" in result.output
+
+
+def test_explain_builds_the_conditions_asked_for(tiny_run, tiny_data, tmp_path):
+    """A subset of conditions: only those are built, and the validation does not count
+    the conditions left out as unchecked."""
+    out = tmp_path / "bundle"
+    args = [
+        "explain", "--model", str(tiny_run), "--data", str(tiny_data.root), "--out", str(out),
+        "--device", "cpu", "--conditions", "concepts,baseline", "--baseline-rows", "2",
+        "--baseline-columns", "3", "--concepts", "3", "--concept-highest", "2",
+        "--concept-lowest", "1", "--gt-scenes", "24", "--allow-invalid",
+    ]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    manifest = verify_bundle(out)
+    assert list(manifest.conditions) == ["baseline", "concepts"]  # in the platform's order
+    assert manifest.explain_settings["conditions"] == ["concepts", "baseline"]
+    assert manifest.validation.counterfactuals is None
+    assert not [f for f in manifest.validation.failures if "not checked" in f]

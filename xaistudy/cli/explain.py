@@ -24,6 +24,13 @@ _THRESHOLDS_HELP = (
 @click.option("--out", required=True, type=_FOLDER, help="Bundle folder to write.")
 @click.option("--device", type=click.Choice(DEVICE_CHOICES), default="auto", show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace an existing bundle folder.")
+@click.option(
+    "--conditions",
+    default="baseline,counterfactuals,concepts",
+    show_default=True,
+    help="Comma-separated conditions to build: baseline, counterfactuals, concepts and the "
+    "attribution methods (docs/methods.md).",
+)
 @click.option("--n-test", default=1000, show_default=True, help="Test images the conditions use.")
 @click.option("--baseline-rows", default=30, show_default=True)
 @click.option("--baseline-columns", default=5, show_default=True, help="Logit bins (odd).")
@@ -56,7 +63,7 @@ _THRESHOLDS_HELP = (
 @click.option("--batch-size", default=128, show_default=True)
 @click.option("--seed", default=0, show_default=True)
 def explain(
-    run_dir, data_dir, out, device, overwrite, n_test, baseline_rows, baseline_columns,
+    run_dir, data_dir, out, device, overwrite, conditions, n_test, baseline_rows, baseline_columns,
     cf_sources, cf_targets, n_concepts, concept_highest, concept_lowest, concept_layer, gt_scenes,
     relevance_rule, thresholds, allow_invalid, batch_size, seed,
 ):  # fmt: skip
@@ -77,6 +84,7 @@ def explain(
         if value < 1:
             raise UserError(f"{name} must be at least 1, got {value}")
     settings = ExplainSettings(
+        conditions=tuple(c.strip() for c in conditions.split(",") if c.strip()),
         n_test=n_test,
         baseline_rows=baseline_rows,
         baseline_columns=baseline_columns,
