@@ -79,9 +79,8 @@ class ExplainSettings:
         return data
 
 
-def check_conditions(names: tuple[str, ...], model) -> None:
-    """Refuse, before any work, a condition list that is empty, repeats or names an
-    unknown condition, or a condition the model cannot be explained by."""
+def check_condition_names(names: tuple[str, ...]) -> None:
+    """Refuse a condition list that is empty, repeats or names an unknown condition."""
     unknown = [n for n in names if n not in ALL_CONDITIONS]
     if unknown or not names:
         raise UserError(
@@ -90,6 +89,12 @@ def check_conditions(names: tuple[str, ...], model) -> None:
         )
     if len(set(names)) != len(names):
         raise UserError(f"a condition is named twice in {', '.join(names)}")
+
+
+def check_conditions(names: tuple[str, ...], model) -> None:
+    """Refuse, before any work, a bad condition list (:func:`check_condition_names`) or a
+    condition the model cannot be explained by."""
+    check_condition_names(names)
     if "counterfactuals" in names and not hasattr(model, "edit_logit"):
         raise UserError(
             "counterfactuals need the invertible network (they edit its latent and invert "
@@ -428,9 +433,15 @@ def explain(
     return path, {**watch.seconds, **timings}
 
 
-def bundle_is_current(bundle_dir: Path, run_dir: Path, dataset: DatasetFolder) -> bool:
-    """Whether ``bundle_dir`` is a whole bundle (every file's hash verifies) explaining the
-    finished run in ``run_dir`` on ``dataset`` as they are now."""
+def bundle_is_current(
+    bundle_dir: Path,
+    run_dir: Path,
+    dataset: DatasetFolder,
+    conditions: tuple[str, ...] = CONDITIONS,
+) -> bool:
+    """Whether ``bundle_dir`` is a whole bundle (every file's hash verifies) of exactly
+    ``conditions``, explaining the finished run in ``run_dir`` on ``dataset`` as they are
+    now."""
     from modeling.checkpoint import read_model_card
 
     try:
@@ -438,4 +449,8 @@ def bundle_is_current(bundle_dir: Path, run_dir: Path, dataset: DatasetFolder) -
         card = read_model_card(run_dir)
     except UserError:  # no bundle, a damaged one, or no finished run
         return False
-    return manifest.model_card == card and manifest.dataset.fingerprint == dataset.fingerprint()
+    return (
+        manifest.model_card == card
+        and manifest.dataset.fingerprint == dataset.fingerprint()
+        and set(manifest.conditions) == set(conditions)
+    )

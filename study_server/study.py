@@ -10,11 +10,13 @@ from __future__ import annotations
 import dataclasses
 import re
 import tomllib
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from xaistudy.errors import UserError
+from xaistudy.files import atomic_write_text
 from xaistudy.vocabulary import ALL_CONDITIONS
 
 if TYPE_CHECKING:
@@ -515,6 +517,38 @@ def parse_study(data: dict[str, Any], language: str | None = None) -> Study:
     )
     top.done()
     return study
+
+
+def study_for_conditions(
+    conditions: Sequence[str], target_n: int = 80, source: str | Path | None = None
+) -> dict[str, Any]:
+    """The data of the study file ``source`` (default: the shipped default) serving
+    ``conditions`` instead of its own, each with ``target_n``; comprehension questions
+    for none of them are left out. Refused like a study file when it is not a study."""
+    path = default_study_path() if source is None else Path(source)
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    data["conditions"] = {name: {"target_n": target_n} for name in conditions}
+    kept = []
+    for question in data.get("comprehension", {}).get("questions", []):
+        named = question.get("conditions")
+        if named:
+            question["conditions"] = [c for c in named if c in conditions]
+            if not question["conditions"]:
+                continue
+        kept.append(question)
+    if "comprehension" in data:
+        data["comprehension"]["questions"] = kept
+    parse_study(data)
+    return data
+
+
+def write_study(data: dict[str, Any], path: str | Path, header: str) -> Path:
+    """Write study data as a TOML study file, ``header`` (lines) as its first comment."""
+    import tomli_w
+
+    comment = "".join(f"# {line}\n" for line in header.splitlines())
+    atomic_write_text(Path(path), comment + "\n" + tomli_w.dumps(data))
+    return Path(path)
 
 
 def load_study(path: str | Path | None = None, language: str | None = None) -> Study:

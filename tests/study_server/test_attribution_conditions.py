@@ -86,3 +86,41 @@ def test_an_unknown_condition_names_the_allowed_ones(bundle_dir, tmp_path):
     study = attribution_study(tmp_path, conditions=("integrated_gradients", "saliency"))
     with pytest.raises(UserError, match="unknown condition 'saliency'; allowed are baseline,.*iba"):
         make_app(bundle_dir, f"sqlite:///{tmp_path / 'db.sqlite'}", XAISTUDY_STUDY=str(study))
+
+
+def test_a_study_file_made_for_a_set_of_conditions_serves_them(bundle_dir, tmp_path):
+    """What ``xaistudy demo --conditions`` writes: the default study for those conditions,
+    with the questions of the others left out; participants complete it."""
+    from xaistudy.cli.demo_pipeline import DemoSettings, server_config, study_stage
+
+    settings = DemoSettings(out=tmp_path, conditions=("baseline", "grad_cam"))
+    path = study_stage(settings)
+    assert path == tmp_path / "study.toml"
+    assert "serving baseline, grad_cam" in path.read_text().splitlines()[0]
+    assert server_config(settings).settings()["XAISTUDY_STUDY"] == str(path)
+    assert settings.simulated_accuracy == {"baseline": 0.7, "grad_cam": 0.65}
+    app = make_app(bundle_dir, f"sqlite:///{tmp_path / 'db.sqlite'}", XAISTUDY_STUDY=str(path))
+    study = study_context(app).study
+    assert study.condition_names == ("baseline", "grad_cam")
+    assert {q.conditions for q in study.comprehension} == {("baseline",), ("grad_cam",)}
+    results = [
+        ParticipantClient(FlaskTransport(app), prolific_pid=f"PSET{i}").run(answer_all)
+        for i in range(2)
+    ]
+    assert sorted(r.condition for r in results) == ["baseline", "grad_cam"]
+    # the default three need no file of their own
+    assert study_stage(DemoSettings(out=tmp_path / "default")) is None
+
+
+def test_the_demo_refuses_an_unknown_condition_before_any_work(tmp_path):
+    from click.testing import CliRunner
+
+    from xaistudy.cli import cli
+
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(
+        cli, ["demo", "--out", str(out), "--no-serve", "--conditions", "baseline,saliency"]
+    )
+    assert result.exit_code == 2
+    assert "unknown condition(s) saliency; allowed are baseline" in result.output
+    assert not out.exists()

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from xaistudy.devices import DEVICE_CHOICES
+from xaistudy.vocabulary import CONDITIONS
 
 
 @click.command()
@@ -30,11 +31,19 @@ from xaistudy.devices import DEVICE_CHOICES
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--device", type=click.Choice(DEVICE_CHOICES), default="auto", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-def demo(out, n_simulated, no_serve, host, port, device, seed):
+@click.option(
+    "--conditions",
+    default=",".join(CONDITIONS),
+    show_default=True,
+    help="Comma-separated conditions of the demo's bundle and study: baseline, "
+    "counterfactuals, concepts and the attribution methods (docs/methods.md).",
+)
+def demo(out, n_simulated, no_serve, host, port, device, seed, conditions):
     """Generate an iclr2022 dataset, train cpu-small, precompute the bundle, serve the study.
 
     A second run reuses every stage that is already built and up to date.
     """
+    from explain.build import check_condition_names
     from xaistudy.cli.demo_pipeline import (
         DemoSettings,
         admin_password,
@@ -45,17 +54,21 @@ def demo(out, n_simulated, no_serve, host, port, device, seed):
         server_config,
         simulate_stage,
         study_links,
+        study_stage,
     )
     from xaistudy.cli.server import run_server
     from xaistudy.devices import resolve_device
 
-    settings = DemoSettings(out=out, seed=seed)
+    chosen = tuple(c.strip() for c in conditions.split(",") if c.strip())
+    check_condition_names(chosen)
+    settings = DemoSettings(out=out, seed=seed, conditions=chosen)
     if not no_serve:
         check_port_free(host, port)  # fail before minutes of work, not after
     torch_device = resolve_device(device)
     dataset = dataset_stage(settings, torch_device)
     run_dir = model_stage(settings, dataset, torch_device)
     bundle_dir = bundle_stage(settings, dataset, run_dir, torch_device)
+    study_stage(settings)
     if n_simulated:
         report = simulate_stage(settings, n_simulated, host)
         click.echo(f"Report: {report.resolve()}")

@@ -24,6 +24,9 @@ import click
 
 from xaistudy.errors import UserError
 from xaistudy.files import kept_secret
+from xaistudy.vocabulary import CONDITIONS
+
+SIMULATED_ACCURACY = 0.65  # of a condition the demo's accuracy table does not name
 
 
 @dataclass(frozen=True)
@@ -40,9 +43,21 @@ class DemoSettings:
     epochs: int | None = None  # None: the config's default
     gt_scenes: int = 500
     seed: int = 0
+    conditions: tuple[str, ...] = CONDITIONS
+    # the simulated participants' accuracy per condition (SIMULATED_ACCURACY otherwise)
     accuracy: dict[str, float] = field(
         default_factory=lambda: {"baseline": 0.7, "counterfactuals": 0.8, "concepts": 0.6}
     )
+
+    @property
+    def simulated_accuracy(self) -> dict[str, float]:
+        return {c: self.accuracy.get(c, SIMULATED_ACCURACY) for c in self.conditions}
+
+    @property
+    def study_path(self) -> Path | None:
+        """The demo's study file: the shipped default for its three conditions, else one
+        written for the conditions asked for (``study_stage``)."""
+        return None if self.conditions == CONDITIONS else self.out / "study.toml"
 
     @property
     def data_dir(self) -> Path:
@@ -158,7 +173,7 @@ def bundle_stage(settings: DemoSettings, dataset, run_dir: Path, device) -> Path
     from modeling import load_run
 
     bundle_dir = settings.bundle_dir
-    if bundle_is_current(bundle_dir, run_dir, dataset):
+    if bundle_is_current(bundle_dir, run_dir, dataset, settings.conditions):
         _say(f"[3/4] bundle: up to date in {bundle_dir}")
         return bundle_dir
     _say(f"[3/4] bundle: explanations and ground truth of {run_dir}")
@@ -171,7 +186,11 @@ def bundle_stage(settings: DemoSettings, dataset, run_dir: Path, device) -> Path
         dataset,
         bundle_dir,
         device,
-        ExplainSettings(ground_truth_scenes=settings.gt_scenes, seed=settings.seed),
+        ExplainSettings(
+            ground_truth_scenes=settings.gt_scenes,
+            seed=settings.seed,
+            conditions=settings.conditions,
+        ),
         overwrite=True,
         allow_invalid=True,
         probe_dir=run_dir / PROBE_DIR,
@@ -180,6 +199,20 @@ def bundle_stage(settings: DemoSettings, dataset, run_dir: Path, device) -> Path
     if failures:
         _say(f"[3/4] bundle: published despite failed validation: {'; '.join(failures)}")
     return path
+
+
+def study_stage(settings: DemoSettings) -> Path | None:
+    """Write the demo's study file when it serves other conditions than the default's."""
+    from study_server.study import study_for_conditions, write_study
+
+    if settings.study_path is None:
+        return None
+    data = study_for_conditions(settings.conditions)
+    header = (
+        "The demo's study: the default study serving "
+        f"{', '.join(settings.conditions)} (made by xaistudy demo --conditions; edit a copy)."
+    )
+    return write_study(data, settings.study_path, header)
 
 
 def admin_password(settings: DemoSettings) -> str:
@@ -197,6 +230,7 @@ def server_config(settings: DemoSettings):
             "XAISTUDY_BUNDLE": str(settings.bundle_dir),
             "SQLALCHEMY_DATABASE_URI": settings.db_url,
             "XAISTUDY_ADMIN_PASSWORD": admin_password(settings),
+            **({"XAISTUDY_STUDY": str(settings.study_path)} if settings.study_path else {}),
         }
     )
 
@@ -214,10 +248,10 @@ def simulate_stage(settings: DemoSettings, n: int, host: str) -> Path:
 
     app = create_app(server_config(settings))
     bundle = load_bundle(settings.bundle_dir)
-    spec = SimulationSpec(accuracy=dict(settings.accuracy), n=n, seed=settings.seed)
+    spec = SimulationSpec(accuracy=settings.simulated_accuracy, n=n, seed=settings.seed)
     with local_server(app, host) as url:
         _say(f"[4/4] simulate: {n} participants through {url}")
-        summary = simulate_http(url, bundle, spec)
+        summary = simulate_http(url, bundle, spec, study=settings.study_path)
     statuses = ", ".join(f"{k} {v}" for k, v in summary.statuses.items())
     _say(f"      participants: {statuses}")
     # Simulated participants click through in well under a second: no speed exclusion.
@@ -229,7 +263,8 @@ def simulate_stage(settings: DemoSettings, n: int, host: str) -> Path:
         seed=settings.seed,
     )
     table = analysis.tables.by_condition[["condition", "accuracy", "ci_low", "ci_high", "n"]]
-    _say("      accuracy by condition (set: " + _format_accuracy(settings.accuracy) + ")")
+    set_to = _format_accuracy(settings.simulated_accuracy)
+    _say(f"      accuracy by condition (set: {set_to})")
     click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"), err=True)
     return settings.report_dir / "report.html"
 
