@@ -552,6 +552,12 @@ def supports(method: str, model) -> bool:
     return architecture(model) in _method(method).architectures
 
 
+def check_supported(name: str, model) -> None:
+    """One UserError when ``name`` is unknown or not defined for ``model``, naming the
+    methods allowed for it (what :func:`attribute` refuses, before any work)."""
+    _check_supported(name, _method(name), model)
+
+
 def _check_supported(name: str, method: _Method, model) -> None:
     kind = architecture(model)
     if kind not in method.architectures:

@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from explain.attribution_grid import MapMethod, attribution_condition
 from explain.baseline import baseline_condition
 from explain.batching import batched_logits
 from explain.bundle_format import BundleWriter, verify_bundle
@@ -30,6 +31,7 @@ from explain.ground_truth import RelevanceRule, attribute_entries, ground_truth
 from explain.images import encode_png
 from explain.manifest import Conditions, Dataset, GroundTruthRule, Manifest, Validation
 from explain.probe import PROBE_DIR, ProbeSettings, ensure_probe
+from explain.technical import OtherScenes, TechnicalSettings, technical_scores
 from explain.tutorial import tutorial_section
 from explain.validation import (
     Thresholds,
@@ -44,7 +46,7 @@ from generator.dataset import DatasetFolder
 from modeling.card import ModelCard
 from xaistudy.errors import UserError
 from xaistudy.files import Stopwatch
-from xaistudy.vocabulary import ALL_CONDITIONS, CONDITIONS, FACTORS
+from xaistudy.vocabulary import ALL_CONDITIONS, ATTRIBUTION_METHODS, CONDITIONS, FACTORS
 
 STAGES = ("logits", "ground_truth", "tutorial", "validation", "write")  # and each condition
 
@@ -71,6 +73,11 @@ class ExplainSettings:
     relevance_rule: RelevanceRule = field(default_factory=RelevanceRule)
     probe: ProbeSettings = field(default_factory=ProbeSettings)  # the attribute probe
     conditions: tuple[str, ...] = CONDITIONS  # which to build (xaistudy.vocabulary)
+    attribution_rows: int = 6  # scenes per column of an attribution condition
+    attribution_reference: int = 256  # test images giving IBA its noise statistics
+    technical: TechnicalSettings = field(default_factory=TechnicalSettings)
+    out_of_set_preset: str | None = "unbiased"  # its scenes for the out-of-set change
+    out_of_set_scenes: int = 30
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -95,6 +102,12 @@ def check_conditions(names: tuple[str, ...], model) -> None:
     """Refuse, before any work, a bad condition list (:func:`check_condition_names`) or a
     condition the model cannot be explained by."""
     check_condition_names(names)
+    attribution = [n for n in names if n in ATTRIBUTION_METHODS]
+    if attribution:
+        from explain.attribution import check_supported
+
+        for name in attribution:
+            check_supported(name, model)
     if "counterfactuals" in names and not hasattr(model, "edit_logit"):
         raise UserError(
             "counterfactuals need the invertible network (they edit its latent and invert "
@@ -213,6 +226,7 @@ def build_bundle(
     test = dataset.split("test")
     n = min(settings.n_test, len(test))
     images = np.asarray(test.images[:n])
+    masks = np.asarray(test.masks[:n])
     params = test.params.iloc[:n].reset_index(drop=True)
     writer = BundleWriter(out, overwrite=overwrite)
     store = ImageStore(writer, images)
@@ -235,7 +249,9 @@ def build_bundle(
     try:
         with stage("logits"):
             logits = batched_logits(model.logit, images, device, settings.batch_size)
-        built, analysis = {}, None
+        built, analysis, other = {}, None, None
+        if set(settings.conditions) & set(ATTRIBUTION_METHODS):
+            other = other_scenes(settings, dataset.size, device)
         for name in settings.conditions:
             with stage(name):
                 if name == "concepts":
@@ -249,7 +265,7 @@ def build_bundle(
                         batch_size=settings.batch_size,
                     )
                 built[name] = _condition(
-                    name, model, images, logits, store, device, settings, analysis
+                    name, model, images, logits, masks, store, device, settings, analysis, other
                 )
         with stage("ground_truth"):
             truth, made = _ground_truth(
@@ -303,8 +319,9 @@ def build_bundle(
     return path, watch.seconds
 
 
-def _condition(name, model, images, logits, store, device, settings, analysis):
-    """The manifest entry of condition ``name`` (``analysis``: the concept analysis)."""
+def _condition(name, model, images, logits, masks, store, device, settings, analysis, other):
+    """The manifest entry of condition ``name`` (``analysis``: the concept analysis;
+    ``masks``: the test images' block ids; ``other``: out-of-set scenes)."""
     if name == "baseline":
         return baseline_condition(
             logits,
@@ -334,7 +351,91 @@ def _condition(name, model, images, logits, store, device, settings, analysis):
             n_lowest=settings.concept_lowest,
             overlay_size=settings.concept_overlay_size,
         )
+    if name in ATTRIBUTION_METHODS:
+        return _attribution(name, model, images, logits, masks, store, device, settings, other)
     raise UserError(f"condition {name!r} cannot be built by this version")
+
+
+def _attribution(name, model, images, logits, masks, store, device, settings, other):
+    """An attribution method's condition (explain.attribution_grid) with its technical
+    scores (explain.technical) on the scenes it shows."""
+    from explain.attribution import attribute, method_info
+
+    reference = images[: settings.attribution_reference]
+
+    def explain_with(which):
+        def explain(scenes: np.ndarray) -> np.ndarray:
+            return attribute(
+                name, which, scenes, device, batch_size=settings.batch_size, reference=reference
+            )
+
+        return explain
+
+    shown: dict[str, np.ndarray] = {}
+
+    def compute(indices: np.ndarray) -> np.ndarray:
+        shown["indices"], shown["maps"] = indices, explain_with(model)(images[indices])
+        return shown["maps"]
+
+    info = method_info(name, None, model)
+    method = MapMethod(
+        name, info.library, info.version, {**info.settings, "layer": info.layer}, info.signed
+    )
+    condition = attribution_condition(
+        logits,
+        store.test_image,
+        compute,
+        store,
+        method,
+        rows=settings.attribution_rows,
+        columns=settings.baseline_columns,
+        max_percentile=settings.max_percentile,
+        seed=settings.seed,
+    )
+    indices = shown["indices"]
+    scores = technical_scores(
+        explain_with(model),
+        _logit_fn(model, device, settings.batch_size),
+        images[indices],
+        masks[indices],
+        maps=shown["maps"],
+        explain_for=explain_with,
+        model=model,
+        out_of_set=other,
+        settings=settings.technical,
+    )
+    return replace(condition, technical=scores)
+
+
+def _logit_fn(model, device, batch_size):
+    """(N, H, W, 3) floats in [0, 1] -> the model's logits (N,), for the faithfulness
+    curves (they feed part-deleted scenes, not 8-bit pictures)."""
+
+    def logits(scenes: np.ndarray) -> np.ndarray:
+        out = []
+        with torch.no_grad():
+            for start in range(0, len(scenes), batch_size):
+                part = torch.from_numpy(np.ascontiguousarray(scenes[start : start + batch_size]))
+                x = part.to(device=device, dtype=torch.float32).permute(0, 3, 1, 2)
+                out.append(model(x).logit.double().cpu().numpy())
+        return np.concatenate(out)
+
+    return logits
+
+
+def other_scenes(settings: ExplainSettings, size: int, device) -> OtherScenes | None:
+    """Scenes of ``settings.out_of_set_preset`` with their masks (None: no preset), for
+    the technical scores' out-of-set change."""
+    from generator.biases import load_spec
+    from generator.render import render_scenes
+
+    if settings.out_of_set_preset is None:
+        return None
+    params = load_spec(settings.out_of_set_preset).sample(
+        settings.out_of_set_scenes, np.random.default_rng([settings.seed, 7])
+    )
+    images, masks = render_scenes(params, size=size, device=device, antialias=True)
+    return OtherScenes(settings.out_of_set_preset, np.asarray(images), np.asarray(masks))
 
 
 def _ground_truth(model, dataset, test, logits, render, device, settings, progress):

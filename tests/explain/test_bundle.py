@@ -1,5 +1,6 @@
 """The study bundle end to end: build, manifest contents, verify, damage, preview, CLI."""
 
+import dataclasses
 import json
 import re
 
@@ -203,3 +204,48 @@ def test_counterfactuals_are_refused_for_a_model_that_cannot_invert(tiny_model):
     with pytest.raises(UserError, match="counterfactuals need the invertible network.*Classifier"):
         check_conditions(("baseline", "counterfactuals"), Classifier())
     check_conditions(("baseline", "concepts"), Classifier())
+
+
+def test_attribution_conditions_are_built_with_their_technical_scores(
+    tiny_model, tiny_data, tmp_path
+):
+    """A bundle of the baseline and three attribution methods on the invertible network:
+    the maps as pictures under the baseline's scenes, the method recorded, the technical
+    scores computed on the condition's own scenes; LRP is refused for this model before
+    any work."""
+    from explain.technical import TechnicalSettings
+
+    settings = dataclasses.replace(
+        SETTINGS,
+        conditions=("baseline", "integrated_gradients", "grad_cam", "iba"),
+        attribution_rows=SETTINGS.baseline_rows,  # so the scenes are the baseline's
+        technical=TechnicalSettings(steps=4, sanity_checkpoints=2, sanity_scenes=2),
+        out_of_set_scenes=4,
+    )
+    out = tmp_path / "bundle"
+    path, timings = build_bundle(
+        tiny_model, CARD, tiny_data, out, CPU, settings, progress=False, allow_invalid=True
+    )
+    manifest = verify_bundle(path)
+    assert list(manifest.conditions) == ["baseline", "integrated_gradients", "grad_cam", "iba"]
+    assert {"integrated_gradients", "grad_cam", "iba"} <= set(timings)
+    baseline_scenes = [c.test_index for c in manifest.conditions.baseline.stimuli]
+    for name in ("integrated_gradients", "grad_cam", "iba"):
+        condition = manifest.conditions[name]
+        scenes = [c for c in condition.stimuli if c.shows == "scene"]
+        assert len(scenes) == 3 * 5 and len(condition.stimuli) == 2 * len(scenes)
+        assert [c.test_index for c in scenes] == baseline_scenes  # same draws, same seed
+        assert condition.library == ("xaistudy" if name == "iba" else "captum")
+        assert condition.signed == (name == "integrated_gradients")
+        technical = condition.technical
+        assert technical.scenes == 15 and technical.out_of_set.preset == "unbiased"
+        assert technical.sanity.down_to  # the cascade ran
+        assert 0 <= technical.localization["animal"].relevance_mass_accuracy <= 1
+        maps = [decode_png((path / c.image).read_bytes()) for c in condition.stimuli[1::2]]
+        assert len({m.tobytes() for m in maps}) > 1  # maps differ between scenes
+    assert manifest.validation.counterfactuals is None
+
+    lrp = dataclasses.replace(settings, conditions=("baseline", "lrp"))
+    with pytest.raises(UserError, match="lrp is not defined for the invertible model.*allowed"):
+        build_bundle(tiny_model, CARD, tiny_data, tmp_path / "lrp", CPU, lrp, progress=False)
+    assert not (tmp_path / "lrp").exists()

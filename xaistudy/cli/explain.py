@@ -48,6 +48,18 @@ _THRESHOLDS_HELP = (
 @click.option(
     "--concept-layer", type=int, default=None, help="Stage whose activations are factorized."
 )
+@click.option(
+    "--attribution-rows",
+    default=6,
+    show_default=True,
+    help="Scenes per column of each attribution condition (each shown with its map).",
+)
+@click.option(
+    "--out-of-set-preset",
+    default="unbiased",
+    show_default=True,
+    help="Preset whose scenes give the attribution maps' out-of-set change ('none': skip).",
+)
 @click.option("--gt-scenes", default=500, show_default=True, help="Intervened scenes per factor.")
 @click.option(
     "--relevance-rule",
@@ -64,7 +76,8 @@ _THRESHOLDS_HELP = (
 @click.option("--seed", default=0, show_default=True)
 def explain(
     run_dir, data_dir, out, device, overwrite, conditions, n_test, baseline_rows, baseline_columns,
-    cf_sources, cf_targets, n_concepts, concept_highest, concept_lowest, concept_layer, gt_scenes,
+    cf_sources, cf_targets, n_concepts, concept_highest, concept_lowest, concept_layer,
+    attribution_rows, out_of_set_preset, gt_scenes,
     relevance_rule, thresholds, allow_invalid, batch_size, seed,
 ):  # fmt: skip
     """Precompute the explanations, ground truth and tutorial into a study bundle."""
@@ -80,6 +93,7 @@ def explain(
         ("--n-test", n_test), ("--baseline-rows", baseline_rows), ("--cf-sources", cf_sources),
         ("--concepts", n_concepts), ("--gt-scenes", gt_scenes), ("--batch-size", batch_size),
         ("--concept-highest", concept_highest), ("--concept-lowest", concept_lowest),
+        ("--attribution-rows", attribution_rows),
     ):  # fmt: skip
         if value < 1:
             raise UserError(f"{name} must be at least 1, got {value}")
@@ -94,6 +108,8 @@ def explain(
         concept_highest=concept_highest,
         concept_lowest=concept_lowest,
         concept_layer=concept_layer,
+        attribution_rows=attribution_rows,
+        out_of_set_preset=None if out_of_set_preset == "none" else out_of_set_preset,
         ground_truth_scenes=gt_scenes,
         batch_size=batch_size,
         seed=seed,
