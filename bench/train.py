@@ -1,15 +1,20 @@
-"""Training speed of the invertible classifier: images per second and peak memory.
+"""Training speed of the models under study: images per second and peak memory.
 
-Runs full training steps (forward, bits/dim + BCE loss, backward, Adam) on random
-images: ``cpu-small`` and ``cpu-study`` on the CPU, and ``paper`` on CUDA when a GPU is
-present. Besides wall-clock images/s it prints images per CPU-second, which stays
-meaningful on a machine whose cores are shared; on a quiet machine wall-clock images/s
-is about that figure times the number of threads.
+Runs full training steps (forward, the architecture's loss, backward, Adam) on random
+images, exactly as training sets them up (``modeling.training.build_training``) and
+computes the loss (``modeling.architectures``): by default ``cpu-small`` and
+``cpu-study`` on the CPU, and ``paper`` on CUDA when a GPU is present; ``--config``
+names others (``resnet-cpu``, ``resnet-gpu`` on ``--device cuda``). Besides wall-clock
+images/s it prints images per CPU-second, which stays meaningful on a machine whose
+cores are shared; on a quiet machine wall-clock images/s is about that figure times the
+number of threads.
 
-    .venv/bin/python bench/train.py [--steps 10] [--threads N] [--batch-size B] [--float32]
+    .venv/bin/python bench/train.py [--config resnet-cpu ...] [--device cpu|cuda]
+                                    [--steps 10] [--threads N] [--batch-size B] [--float32]
 
-Coupling networks run in bfloat16 where training runs them so (a CUDA GPU, or a CPU with
-AVX512-BF16 or AMX); ``--float32`` measures without.
+Where training runs in bfloat16 (a CUDA GPU, or a CPU with AVX512-BF16 or AMX: the flow's
+coupling networks, the ResNet's forward pass), so does the benchmark; ``--float32``
+measures without.
 """
 
 from __future__ import annotations
@@ -21,31 +26,30 @@ import resource
 import time
 
 import torch
-import torch.nn.functional as F
 
+from modeling.architectures import architecture_of
 from modeling.configs import CONFIGS
 from modeling.training import build_training, mixed_precision_dtype
 
 # The training set each CPU config is meant for (docs/model.md, "Configurations").
-TRAINING_SCENES = {"cpu-small": 40_000, "cpu-study": 160_000}
+TRAINING_SCENES = {"cpu-small": 40_000, "cpu-study": 160_000, "resnet-cpu": 40_000}
 
 
 def bench(
     config_name: str, device: torch.device, batch_size: int, steps: int, mixed: bool = True
 ) -> dict:
     config = dataclasses.replace(CONFIGS[config_name], mixed_precision=mixed)
+    architecture = architecture_of(config)
     model, optimizer = build_training(config, 0, device)  # the training set-up, exactly
     model.train()
     precision = mixed_precision_dtype(config, device)  # as build_training set it
     generator = torch.Generator(device=device).manual_seed(0)
     size = config.input_size
     x = torch.rand(batch_size, 3, size, size, generator=generator, device=device)
-    labels = (torch.rand(batch_size, generator=generator, device=device) > 0.5).float()
+    labels = (torch.rand(batch_size, generator=generator, device=device) > 0.5).long()
 
     def step() -> None:
-        out = model(x)
-        loss = config.nll_weight * model.bits_per_dim(out, labels).mean()
-        loss = loss + config.bce_weight * F.binary_cross_entropy_with_logits(out.logit, labels)
+        loss = architecture.batch_loss(model, x, labels, generator).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -69,7 +73,7 @@ def bench(
         "config": config_name,
         "device": device.type,
         "batch_size": batch_size,
-        "precision": "float32" if precision is None else "bfloat16 couplings",
+        "precision": "float32" if precision is None else "bfloat16 mixed precision",
         "parameters": sum(p.numel() for p in model.parameters()),
         "images_per_s": images / wall,
         "images_per_cpu_s": images / cpu if cpu > 0 else float("nan"),
@@ -77,26 +81,42 @@ def bench(
     }
 
 
+def default_batch_size(name: str, device: torch.device) -> int:
+    config = CONFIGS[name]
+    return config.cuda_batch_size if device.type == "cuda" else config.batch_size
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--config",
+        action="append",
+        choices=list(CONFIGS),
+        help="a config to measure (repeatable); default: cpu-small and cpu-study on the "
+        "CPU, and paper on CUDA when present",
+    )
+    parser.add_argument(
+        "--device", choices=("cpu", "cuda"), default="cpu", help="where --config runs"
+    )
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--batch-size", type=int, help="default: the config's")
     parser.add_argument(
-        "--float32", action="store_true", help="no bfloat16 couplings even where training uses them"
+        "--float32", action="store_true", help="no bfloat16 even where training uses it"
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA GPU here")
 
-    runs = [
-        (name, torch.device("cpu"), args.batch_size or CONFIGS[name].batch_size)
-        for name in TRAINING_SCENES
-    ]
-    if torch.cuda.is_available():
-        runs.append(
-            ("paper", torch.device("cuda"), args.batch_size or CONFIGS["paper"].cuda_batch_size)
-        )
-    for name, device, batch_size in runs:
+    if args.config:
+        plan = [(name, torch.device(args.device)) for name in args.config]
+    else:
+        plan = [(name, torch.device("cpu")) for name in ("cpu-small", "cpu-study")]
+        if torch.cuda.is_available():
+            plan.append(("paper", torch.device("cuda")))
+    for name, device in plan:
+        batch_size = args.batch_size or default_batch_size(name, device)
         r = bench(name, device, batch_size, args.steps, mixed=not args.float32)
         threads = f", {args.threads} threads" if device.type == "cpu" else ""
         print(

@@ -1,7 +1,9 @@
-"""The model under study: an invertible (Glow-style) classifier, its training and runs.
+"""The models under study, their training and runs: an invertible (Glow-style)
+classifier and a torchvision ResNet.
 
-``load_run(run_dir, device)`` gives the trained :class:`InvertibleClassifier` of a run
-folder together with its model card and config.
+``load_run(run_dir, device)`` gives the trained model of a run folder
+(:class:`InvertibleClassifier` or :class:`ResNetClassifier`, both a
+:class:`StudiedModel`) together with its model card and config.
 
 The names below are imported on first use, so that ``modeling.card`` and
 ``modeling.configs`` (which the study bundle's readers need) import no torch.
@@ -19,8 +21,11 @@ _HOMES = {
     "ModelCard": "modeling.card",
     "ModelConfig": "modeling.configs",
     "ModelOutput": "modeling.network",
+    "ResNetClassifier": "modeling.resnet",
+    "ResNetOutput": "modeling.resnet",
     "Run": "modeling.checkpoint",
-    "build_model": "modeling.network",
+    "StudiedModel": "modeling.architectures",
+    "build_model": "modeling.architectures",
     "load_config": "modeling.configs",
     "load_run": "modeling.checkpoint",
 }
@@ -31,17 +36,22 @@ __all__ = [
     "ModelCard",
     "ModelConfig",
     "ModelOutput",
+    "ResNetClassifier",
+    "ResNetOutput",
     "Run",
+    "StudiedModel",
     "build_model",
     "load_config",
     "load_run",
 ]
 
 if TYPE_CHECKING:
+    from modeling.architectures import StudiedModel, build_model
     from modeling.card import ModelCard
     from modeling.checkpoint import Run, load_run
     from modeling.configs import CONFIGS, ModelConfig, load_config
-    from modeling.network import Encoding, InvertibleClassifier, ModelOutput, build_model
+    from modeling.network import Encoding, InvertibleClassifier, ModelOutput
+    from modeling.resnet import ResNetClassifier, ResNetOutput
 
 
 def __getattr__(name: str):

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from modeling.architectures import StudiedModel, build_model
 from modeling.card import ModelCard
 from modeling.configs import ModelConfig
-from modeling.network import InvertibleClassifier
 from xaistudy.errors import UserError
 from xaistudy.files import atomic_path
 
@@ -96,16 +96,18 @@ def run_can_resume(run_dir: Path, dataset: DatasetFolder, config_name: str) -> b
 
 @dataclass
 class Run:
-    """A finished training run, ready for explanations."""
+    """A finished training run, ready for explanations: ``model`` is an
+    ``InvertibleClassifier`` or a ``ResNetClassifier``, as ``config.architecture`` says."""
 
     path: Path
-    model: InvertibleClassifier
+    model: StudiedModel
     card: ModelCard
     config: ModelConfig
 
 
 def load_run(run_dir: Path | str, device: torch.device | str = "cpu") -> Run:
-    """Load a complete run folder: the model in eval mode on ``device``, card and config."""
+    """Load a complete run folder: the model of the saved config's architecture, in eval
+    mode on ``device``, with its card and config."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"run folder {run_dir} does not exist")
@@ -117,7 +119,7 @@ def load_run(run_dir: Path | str, device: torch.device | str = "cpu") -> Run:
         )
     saved = read_json(run_dir / CONFIG_FILE)
     config = ModelConfig.from_dict(saved["model"], source=str(run_dir / CONFIG_FILE))
-    model = InvertibleClassifier(config)
+    model = build_model(config)
     state = load_checkpoint(run_dir, "cpu")
     model.load_state_dict(state["model"])
     model.to(device).eval()

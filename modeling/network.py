@@ -101,6 +101,8 @@ class InvertibleClassifier(nn.Module):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
+        if config.architecture != "invertible":
+            raise ValueError(f"config {config.name!r} is not an invertible config")
         self.config = config
         self.input_size = config.input_size
         self.num_stages = config.num_stages
@@ -322,7 +324,8 @@ class InvertibleClassifier(nn.Module):
 
 
 def build_model(config: ModelConfig, seed: int = 0) -> InvertibleClassifier:
-    """A freshly initialized model; ``seed`` fixes the initial weights."""
+    """A freshly initialized invertible classifier; ``seed`` fixes the initial weights
+    (``modeling.build_model`` builds the model of either architecture)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return InvertibleClassifier(config)

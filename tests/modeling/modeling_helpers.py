@@ -10,8 +10,8 @@ import torch
 
 from generator.attributes import ATTRIBUTES, CONTINUOUS, RANGES
 from generator.dataset import DatasetWriter
+from modeling.architectures import build_model
 from modeling.configs import ModelConfig
-from modeling.network import build_model
 
 TINY_TOML = """
 name = "tiny"
@@ -25,6 +25,32 @@ batch_size = 16
 learning_rate = 0.003
 warmup_steps = 4
 """
+
+TINY_RESNET_TOML = """
+name = "tiny-resnet"
+architecture = "resnet"
+input_size = 16
+resnet_width = 8
+epochs = 6  # BatchNorm's running statistics need a few dozen steps to settle
+batch_size = 16
+learning_rate = 0.003
+warmup_steps = 4
+"""
+
+
+def tiny_resnet_config(**changes) -> ModelConfig:
+    values = {
+        "name": "tiny-resnet",
+        "architecture": "resnet",
+        "input_size": 16,
+        "resnet_width": 8,
+        "epochs": 2,
+        "batch_size": 16,
+        "learning_rate": 3e-3,
+        "warmup_steps": 4,
+    }
+    values.update(changes)
+    return ModelConfig(**values)
 
 
 def tiny_config(**changes) -> ModelConfig:
@@ -84,7 +110,8 @@ def write_dataset(root: Path, size: int = 16, counts=None, seed: int = 0) -> Pat
 
 
 def randomized_model(config: ModelConfig, seed: int = 0, dtype=torch.float32):
-    """A model whose every parameter is perturbed, so no layer is the identity."""
+    """A model (either architecture) whose every parameter is perturbed, so no layer is
+    the identity; BatchNorm statistics are moved off zero mean and unit variance too."""
     model = build_model(config, seed).to(dtype)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -94,4 +121,8 @@ def randomized_model(config: ModelConfig, seed: int = 0, dtype=torch.float32):
         for module in model.modules():
             if hasattr(module, "initialized"):
                 module.initialized.fill_(True)
+            if isinstance(module, torch.nn.BatchNorm2d):
+                shape = module.running_mean.shape
+                module.running_mean.add_(0.1 * torch.randn(shape, generator=generator))
+                module.running_var.mul_(1 + 0.5 * torch.rand(shape, generator=generator))
     return model.eval()

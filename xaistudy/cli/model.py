@@ -32,7 +32,7 @@ def _cpu_threads() -> int:
 @click.option(
     "--config",
     "config_spec",
-    metavar="cpu-small|paper|FILE.toml",
+    metavar="cpu-small|cpu-study|paper|resnet-cpu|resnet-gpu|FILE.toml",
     help="Model config. Default: cpu-small, or the run's own config with --resume.",
 )
 @click.option("--epochs", type=int, help="Epochs to train (default: the config's).")
@@ -47,7 +47,8 @@ def _cpu_threads() -> int:
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(data, out, config_spec, epochs, batch_size, device, seed, resume, max_minutes, quiet):
-    """Train the invertible classifier on a dataset folder; write a run folder."""
+    """Train a model under study (the invertible classifier or, with a resnet config, a
+    ResNet) on a dataset folder; write a run folder."""
     import torch
 
     from modeling.configs import load_config
@@ -78,10 +79,11 @@ def train(data, out, config_spec, epochs, batch_size, device, seed, resume, max_
         )
     )
     accuracy = ", ".join(f"{split} {value:.3f}" for split, value in card.accuracy.items())
+    # the flow's likelihood; a ResNet has none
+    bits = f"; test bits/dim {card.bits_per_dim['test']:.3f}" if card.bits_per_dim else ""
     click.echo(
-        f"wrote {out}: {card.epochs} epochs in {card.training_seconds:.0f} s; "
-        f"accuracy {accuracy}; ceiling {card.ceiling_accuracy:.3f}; "
-        f"test bits/dim {card.bits_per_dim['test']:.3f}"
+        f"wrote {out}: {card.model}, {card.epochs} epochs in {card.training_seconds:.0f} s; "
+        f"accuracy {accuracy}; ceiling {card.ceiling_accuracy:.3f}{bits}"
     )
 
 
