@@ -6,9 +6,8 @@ Usage::
     python bench/attribution.py --threads 1 --images 8 --models flow
 
 The flow is ``cpu-small`` (the demo's model) with fresh weights, its ActNorms initialized
-on one batch; the ResNet is the stand-in of tests/fixtures/resnet_standin.py with
-torchvision's ResNet-18 blocks (2, 2, 2, 2) and a stride-1 stem (until
-``modeling.resnet`` lands). Speed does not depend on what the weights learned. Each
+on one batch; the ResNet is ``resnet-cpu`` (``modeling.resnet``, ResNet-18 blocks at
+width 32) with fresh weights. Speed does not depend on what the weights learned. Each
 method runs with its default settings on ``--images`` random 64 px images in batches of
 ``--batch-size``, after a warm-up call on two images; methods a model does not support are
 skipped.
@@ -24,15 +23,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 # bench/explain.py would shadow the explain package: keep bench/ off the path.
 sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-sys.path.insert(0, str(ROOT / "tests" / "fixtures"))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from resnet_standin import ResNetStandIn, randomize_batch_norms  # noqa: E402
 
 from explain.attribution import METHODS, attribute, supports  # noqa: E402
+from modeling.architectures import build_model  # noqa: E402
 from modeling.configs import CONFIGS  # noqa: E402
-from modeling.network import build_model  # noqa: E402
 
 SIZE = 64
 
@@ -46,7 +43,7 @@ def flow(images: torch.Tensor) -> torch.nn.Module:
 
 
 def resnet() -> torch.nn.Module:
-    return randomize_batch_norms(ResNetStandIn(blocks=(2, 2, 2, 2))).eval()
+    return build_model(CONFIGS["resnet-cpu"], seed=0).eval()
 
 
 def main() -> None:

@@ -552,14 +552,21 @@ def supports(method: str, model) -> bool:
     return architecture(model) in _method(method).architectures
 
 
-def check_supported(name: str, model) -> None:
-    """One UserError when ``name`` is unknown or not defined for ``model``, naming the
-    methods allowed for it (what :func:`attribute` refuses, before any work)."""
-    _check_supported(name, _method(name), model)
+def check_supported(name: str, model_or_architecture) -> None:
+    """One UserError when ``name`` is unknown or not defined for a model (or an
+    architecture, ``"invertible"``/``"resnet"``, e.g. a config's before training),
+    naming the methods allowed for it: what :func:`attribute` refuses, before any work."""
+    kind = model_or_architecture
+    if not isinstance(kind, str):
+        kind = architecture(model_or_architecture)
+    _check_architecture(name, _method(name), kind)
 
 
 def _check_supported(name: str, method: _Method, model) -> None:
-    kind = architecture(model)
+    _check_architecture(name, method, architecture(model))
+
+
+def _check_architecture(name: str, method: _Method, kind: str) -> None:
     if kind not in method.architectures:
         allowed = [m for m in METHODS if kind in SUPPORTED[m]]
         raise UserError(

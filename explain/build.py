@@ -98,21 +98,23 @@ def check_condition_names(names: tuple[str, ...]) -> None:
         raise UserError(f"a condition is named twice in {', '.join(names)}")
 
 
-def check_conditions(names: tuple[str, ...], model) -> None:
+def check_conditions(names: tuple[str, ...], model_or_architecture) -> None:
     """Refuse, before any work, a bad condition list (:func:`check_condition_names`) or a
-    condition the model cannot be explained by."""
+    condition a model (or an architecture, ``"invertible"``/``"resnet"``: a config's
+    before training) cannot be explained by."""
     check_condition_names(names)
-    attribution = [n for n in names if n in ATTRIBUTION_METHODS]
-    if attribution:
-        from explain.attribution import check_supported
+    kind = model_or_architecture
+    if not isinstance(kind, str):
+        kind = "invertible" if hasattr(kind, "edit_logit") else type(kind).__name__
+    for name in names:
+        if name in ATTRIBUTION_METHODS:
+            from explain.attribution import check_supported
 
-        for name in attribution:
-            check_supported(name, model)
-    if "counterfactuals" in names and not hasattr(model, "edit_logit"):
+            check_supported(name, model_or_architecture)
+    if "counterfactuals" in names and kind != "invertible":
         raise UserError(
             "counterfactuals need the invertible network (they edit its latent and invert "
-            f"it); this run's model is a {type(model).__name__}. Leave counterfactuals out "
-            "of the conditions for it"
+            f"it); this model is a {kind}. Leave counterfactuals out of the conditions for it"
         )
 
 

@@ -112,15 +112,24 @@ def test_a_study_file_made_for_a_set_of_conditions_serves_them(bundle_dir, tmp_p
     assert study_stage(DemoSettings(out=tmp_path / "default")) is None
 
 
-def test_the_demo_refuses_an_unknown_condition_before_any_work(tmp_path):
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--conditions", "baseline,saliency"], "unknown condition(s) saliency; allowed are"),
+        (["--conditions", "baseline,lrp"], "lrp is not defined for the invertible model"),
+        (
+            ["--config", "resnet-cpu", "--conditions", "baseline,counterfactuals"],
+            "counterfactuals need the invertible network",
+        ),
+    ],
+)
+def test_the_demo_refuses_what_it_cannot_build_before_any_work(tmp_path, extra, message):
     from click.testing import CliRunner
 
     from xaistudy.cli import cli
 
     out = tmp_path / "demo"
-    result = CliRunner().invoke(
-        cli, ["demo", "--out", str(out), "--no-serve", "--conditions", "baseline,saliency"]
-    )
+    result = CliRunner().invoke(cli, ["demo", "--out", str(out), "--no-serve", *extra])
     assert result.exit_code == 2
-    assert "unknown condition(s) saliency; allowed are baseline" in result.output
+    assert message in result.output and "Traceback" not in result.output
     assert not out.exists()

@@ -38,12 +38,21 @@ from xaistudy.vocabulary import CONDITIONS
     help="Comma-separated conditions of the demo's bundle and study: baseline, "
     "counterfactuals, concepts and the attribution methods (docs/methods.md).",
 )
-def demo(out, n_simulated, no_serve, host, port, device, seed, conditions):
-    """Generate an iclr2022 dataset, train cpu-small, precompute the bundle, serve the study.
+@click.option(
+    "--config",
+    "model_config",
+    default="cpu-small",
+    show_default=True,
+    help="The model under study: cpu-small (the invertible network) or resnet-cpu (a ResNet: "
+    "no counterfactuals, but LRP), or any config xaistudy train takes.",
+)
+def demo(out, n_simulated, no_serve, host, port, device, seed, conditions, model_config):
+    """Generate an iclr2022 dataset, train the model, precompute the bundle, serve the study.
 
     A second run reuses every stage that is already built and up to date.
     """
-    from explain.build import check_condition_names
+    from explain.build import check_conditions
+    from modeling.configs import load_config
     from xaistudy.cli.demo_pipeline import (
         DemoSettings,
         admin_password,
@@ -60,8 +69,9 @@ def demo(out, n_simulated, no_serve, host, port, device, seed, conditions):
     from xaistudy.devices import resolve_device
 
     chosen = tuple(c.strip() for c in conditions.split(",") if c.strip())
-    check_condition_names(chosen)
-    settings = DemoSettings(out=out, seed=seed, conditions=chosen)
+    # what the model cannot be explained by is refused before minutes of work
+    check_conditions(chosen, load_config(model_config).architecture)
+    settings = DemoSettings(out=out, seed=seed, conditions=chosen, config=model_config)
     if not no_serve:
         check_port_free(host, port)  # fail before minutes of work, not after
     torch_device = resolve_device(device)

@@ -143,8 +143,8 @@ def model_stage(settings: DemoSettings, dataset, device) -> Path:
 
 def _train(settings: DemoSettings, dataset, device) -> None:
     """Train the demo model, resuming an unfinished run of the same inputs."""
-    from modeling import CONFIGS
     from modeling.checkpoint import run_can_resume
+    from modeling.configs import load_config
     from modeling.training import TrainOptions, train
 
     run_dir = settings.run_dir
@@ -157,7 +157,7 @@ def _train(settings: DemoSettings, dataset, device) -> None:
             data=dataset.root,
             out=run_dir,
             device=device,
-            config=None if resume else CONFIGS[settings.config],
+            config=None if resume else load_config(settings.config),
             epochs=settings.epochs,
             seed=None if resume else settings.seed,
             resume=resume,
