@@ -209,8 +209,12 @@ def build_bundle(
     thresholds: Thresholds | None = None,
     allow_invalid: bool = False,
     probe_dir: Path | None = None,
+    compare_model=None,
 ) -> tuple[Path, dict[str, float]]:
     """Write the study bundle for ``model`` on ``dataset`` to ``out``.
+
+    ``compare_model``: a second, independently trained model of the same task whose maps
+    give the attribution conditions' stability across models (None: not measured).
 
     Before publishing, the bundle is validated against ``thresholds`` (default
     :class:`Thresholds`); if a check fails a :class:`UserError` names the failures and
@@ -266,9 +270,8 @@ def build_bundle(
                         seed=settings.seed,
                         batch_size=settings.batch_size,
                     )
-                built[name] = _condition(
-                    name, model, images, logits, masks, store, device, settings, analysis, other
-                )
+                context = _Context(images, logits, masks, store, device, settings, other)
+                built[name] = _condition(name, model, context, analysis, compare_model)
         with stage("ground_truth"):
             truth, made = _ground_truth(
                 model, dataset, test, logits, render, device, settings, progress
@@ -321,9 +324,24 @@ def build_bundle(
     return path, watch.seconds
 
 
-def _condition(name, model, images, logits, masks, store, device, settings, analysis, other):
-    """The manifest entry of condition ``name`` (``analysis``: the concept analysis;
-    ``masks``: the test images' block ids; ``other``: out-of-set scenes)."""
+@dataclass(frozen=True)
+class _Context:
+    """What every condition is built from: the test images, their logits and masks."""
+
+    images: np.ndarray
+    logits: np.ndarray
+    masks: np.ndarray  # block ids
+    store: ImageStore
+    device: torch.device
+    settings: ExplainSettings
+    other: OtherScenes | None  # another preset's scenes, for the out-of-set change
+
+
+def _condition(name, model, context: _Context, analysis, compare_model):
+    """The manifest entry of condition ``name`` (``analysis``: the concept analysis)."""
+    settings, images, logits, store = (
+        context.settings, context.images, context.logits, context.store
+    )  # fmt: skip
     if name == "baseline":
         return baseline_condition(
             logits,
@@ -339,7 +357,7 @@ def _condition(name, model, images, logits, masks, store, device, settings, anal
             images,
             logits,
             store,
-            device,
+            context.device,
             n_sources=settings.counterfactual_sources,
             n_targets=settings.counterfactual_targets,
             max_percentile=settings.max_percentile,
@@ -354,22 +372,24 @@ def _condition(name, model, images, logits, masks, store, device, settings, anal
             overlay_size=settings.concept_overlay_size,
         )
     if name in ATTRIBUTION_METHODS:
-        return _attribution(name, model, images, logits, masks, store, device, settings, other)
+        return _attribution(name, model, context, compare_model)
     raise UserError(f"condition {name!r} cannot be built by this version")
 
 
-def _attribution(name, model, images, logits, masks, store, device, settings, other):
+def _attribution(name, model, context: _Context, compare_model):
     """An attribution method's condition (explain.attribution_grid) with its technical
     scores (explain.technical) on the scenes it shows."""
-    from explain.attribution import attribute, method_info
+    from explain.attribution import attribute, method_info, supports
 
+    settings, images = context.settings, context.images
     reference = images[: settings.attribution_reference]
 
     def explain_with(which):
         def explain(scenes: np.ndarray) -> np.ndarray:
             return attribute(
-                name, which, scenes, device, batch_size=settings.batch_size, reference=reference
-            )
+                name, which, scenes, context.device, batch_size=settings.batch_size,
+                reference=reference,
+            )  # fmt: skip
 
         return explain
 
@@ -384,26 +404,28 @@ def _attribution(name, model, images, logits, masks, store, device, settings, ot
         name, info.library, info.version, {**info.settings, "layer": info.layer}, info.signed
     )
     condition = attribution_condition(
-        logits,
-        store.test_image,
+        context.logits,
+        context.store.test_image,
         compute,
-        store,
+        context.store,
         method,
         rows=settings.attribution_rows,
         columns=settings.baseline_columns,
         max_percentile=settings.max_percentile,
         seed=settings.seed,
     )
-    indices = shown["indices"]
+    scenes = images[shown["indices"]]
+    compared = compare_model is not None and supports(name, compare_model)
     scores = technical_scores(
         explain_with(model),
-        _logit_fn(model, device, settings.batch_size),
-        images[indices],
-        masks[indices],
+        _logit_fn(model, context.device, settings.batch_size),
+        scenes,
+        context.masks[shown["indices"]],
         maps=shown["maps"],
         explain_for=explain_with,
         model=model,
-        out_of_set=other,
+        other_model_maps=explain_with(compare_model)(scenes) if compared else None,
+        out_of_set=context.other,
         settings=settings.technical,
     )
     return replace(condition, technical=scores)
@@ -511,15 +533,23 @@ def explain(
     progress: bool = True,
     thresholds: Thresholds | None = None,
     allow_invalid: bool = False,
+    compare_run: Path | None = None,
 ) -> tuple[Path, dict[str, float]]:
     """Load the run and the dataset, then :func:`build_bundle` (the attribute probe is
-    cached in ``RUN_DIR/probe``). Adds a ``load`` timing."""
+    cached in ``RUN_DIR/probe``; ``compare_run``: a second run on the same dataset, for the
+    maps' stability across models). Adds a ``load`` timing."""
     from modeling import load_run
 
     watch = Stopwatch()
     with watch("load"):
         dataset = DatasetFolder(data_dir)
         run = load_run(run_dir, device)
+        other = load_run(compare_run, device) if compare_run is not None else None
+    if other is not None and other.card.dataset.fingerprint != run.card.dataset.fingerprint:
+        raise UserError(
+            f"--compare-model {compare_run} was trained on another dataset than {run_dir}; "
+            "the stability across models compares two models of the same data"
+        )
     path, timings = build_bundle(
         run.model,
         run.card,
@@ -532,6 +562,7 @@ def explain(
         thresholds=thresholds,
         allow_invalid=allow_invalid,
         probe_dir=Path(run_dir) / PROBE_DIR,
+        compare_model=other.model if other is not None else None,
     )
     return path, {**watch.seconds, **timings}
 

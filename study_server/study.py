@@ -155,8 +155,11 @@ class Study:
             return self
         from study_server.languages import translator
 
+        # a question shared by the bundle's attribution conditions: for this study's only
         derived = tuple(
-            q
+            dataclasses.replace(
+                q, conditions=tuple(c for c in q.conditions if c in self.condition_names)
+            )
             for q in example_questions(manifest, translator(self.shown_in))
             if set(q.conditions) & set(self.condition_names)
         )

@@ -223,9 +223,11 @@ def test_attribution_conditions_are_built_with_their_technical_scores(
         out_of_set_scenes=4,
     )
     out = tmp_path / "bundle"
+    # the model itself as the "second" model: its maps agree with themselves exactly
     path, timings = build_bundle(
-        tiny_model, CARD, tiny_data, out, CPU, settings, progress=False, allow_invalid=True
-    )
+        tiny_model, CARD, tiny_data, out, CPU, settings, progress=False, allow_invalid=True,
+        compare_model=tiny_model,
+    )  # fmt: skip
     manifest = verify_bundle(path)
     assert list(manifest.conditions) == ["baseline", "integrated_gradients", "grad_cam", "iba"]
     assert {"integrated_gradients", "grad_cam", "iba"} <= set(timings)
@@ -240,6 +242,7 @@ def test_attribution_conditions_are_built_with_their_technical_scores(
         technical = condition.technical
         assert technical.scenes == 15 and technical.out_of_set.preset == "unbiased"
         assert technical.sanity.down_to  # the cascade ran
+        assert technical.stability_across_models == pytest.approx(1.0)
         assert 0 <= technical.localization["animal"].relevance_mass_accuracy <= 1
         maps = [decode_png((path / c.image).read_bytes()) for c in condition.stimuli[1::2]]
         assert len({m.tobytes() for m in maps}) > 1  # maps differ between scenes

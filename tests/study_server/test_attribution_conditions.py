@@ -4,6 +4,7 @@ any other condition's."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import Counter
 from html import unescape
@@ -11,9 +12,11 @@ from html import unescape
 import pytest
 from server_helpers import answer_all, attribution_study, current_page, make_app, walk_to
 
+from explain.bundle_format import load_manifest
 from simulation.client import ParticipantClient
 from simulation.transport import FlaskTransport
 from study_server import study_context
+from study_server.study import load_study
 from xaistudy.errors import UserError
 from xaistudy.vocabulary import Status
 
@@ -77,9 +80,13 @@ def test_a_german_participant_reads_the_maps_in_german(bundle_dir, tmp_path):
 
 
 def test_a_study_naming_a_method_the_bundle_lacks_is_refused(bundle_dir, tmp_path):
-    study = attribution_study(tmp_path, conditions=("integrated_gradients", "lrp"))
+    manifest = load_manifest(bundle_dir)
+    without_lrp = dataclasses.replace(
+        manifest, conditions=dataclasses.replace(manifest.conditions, lrp=None)
+    )
+    study = load_study(attribution_study(tmp_path, conditions=("integrated_gradients", "lrp")))
     with pytest.raises(UserError, match=r"study condition\(s\) lrp are not in the bundle"):
-        make_app(bundle_dir, f"sqlite:///{tmp_path / 'db.sqlite'}", XAISTUDY_STUDY=str(study))
+        study.with_bundle(without_lrp)
 
 
 def test_an_unknown_condition_names_the_allowed_ones(bundle_dir, tmp_path):

@@ -21,6 +21,13 @@ _THRESHOLDS_HELP = (
     "--model", "run_dir", required=True, type=_FOLDER, help="Run folder (xaistudy train)."
 )
 @click.option("--data", "data_dir", required=True, type=_FOLDER, help="Dataset folder.")
+@click.option(
+    "--compare-model",
+    "compare_run",
+    type=_FOLDER,
+    default=None,
+    help="A second run on the same dataset: the attribution maps' stability across models.",
+)
 @click.option("--out", required=True, type=_FOLDER, help="Bundle folder to write.")
 @click.option("--device", type=click.Choice(DEVICE_CHOICES), default="auto", show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace an existing bundle folder.")
@@ -75,9 +82,9 @@ _THRESHOLDS_HELP = (
 @click.option("--batch-size", default=128, show_default=True)
 @click.option("--seed", default=0, show_default=True)
 def explain(
-    run_dir, data_dir, out, device, overwrite, conditions, n_test, baseline_rows, baseline_columns,
-    cf_sources, cf_targets, n_concepts, concept_highest, concept_lowest, concept_layer,
-    attribution_rows, out_of_set_preset, gt_scenes,
+    run_dir, data_dir, compare_run, out, device, overwrite, conditions, n_test, baseline_rows,
+    baseline_columns, cf_sources, cf_targets, n_concepts, concept_highest, concept_lowest,
+    concept_layer, attribution_rows, out_of_set_preset, gt_scenes,
     relevance_rule, thresholds, allow_invalid, batch_size, seed,
 ):  # fmt: skip
     """Precompute the explanations, ground truth and tutorial into a study bundle."""
@@ -124,6 +131,7 @@ def explain(
         overwrite=overwrite,
         thresholds=Thresholds.parse(thresholds),
         allow_invalid=allow_invalid,
+        compare_run=compare_run,
     )
     total = sum(timings.values())
     click.echo(f"wrote study bundle {path} in {total:.1f} s")
