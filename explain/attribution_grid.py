@@ -26,7 +26,7 @@ import numpy as np
 from matplotlib import colormaps
 
 from explain.baseline import Binning, decision_word, select_grid
-from explain.manifest import AttributionCell, AttributionCondition, BaselineLayout
+from explain.manifest import AttributionCell, AttributionCondition
 from explain.wording import attribution_caption, condition_text
 from xaistudy.errors import UserError
 
@@ -123,13 +123,7 @@ def attribution_condition(
             )
     return AttributionCondition(
         **condition_text(method.name, signed=method.signed),
-        layout=BaselineLayout(
-            rows=rows,
-            columns=columns,
-            row_labels=("",) * rows,  # rows are draws, not groups: nothing to name
-            column_labels=tuple(labels),
-            bins=binning.record(),
-        ),
+        layout=binning.layout(rows),
         stimuli=tuple(stimuli),
         method=method.name,
         library=method.library,

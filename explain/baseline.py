@@ -80,6 +80,16 @@ class Binning:
                 labels.append(f"logit {low:.2f} to {high:.2f}")
         return labels
 
+    def layout(self, rows: int) -> BaselineLayout:
+        """A grid of ``rows`` draws per column, the columns labeled in words."""
+        return BaselineLayout(
+            rows=rows,
+            columns=len(self.centers),
+            row_labels=("",) * rows,  # rows are draws, not groups: nothing to name
+            column_labels=tuple(self.column_labels()),
+            bins=self.record(),
+        )
+
     def record(self) -> Bins:
         """The manifest's ``layout.bins``; infinite edges are written as null."""
         return Bins(
@@ -149,13 +159,5 @@ def baseline_condition(
                 )
             )
     return BaselineCondition(
-        **condition_text("baseline"),
-        layout=BaselineLayout(
-            rows=rows,
-            columns=columns,
-            row_labels=("",) * rows,  # rows are draws, not groups: nothing to name
-            column_labels=tuple(labels),
-            bins=binning.record(),
-        ),
-        stimuli=tuple(stimuli),
+        **condition_text("baseline"), layout=binning.layout(rows), stimuli=tuple(stimuli)
     )

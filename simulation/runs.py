@@ -8,6 +8,7 @@ the server assigns the conditions and stores the answers as it would a person's.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import secrets
 import threading
 from collections.abc import Callable, Iterator
@@ -116,12 +117,17 @@ def local_server(app: Flask, host: str = "127.0.0.1", port: int = 0) -> Iterator
     _migrate(app)
     server = make_server(host, port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # one log line per request would bury the progress bar of hundreds of participants
+    requests_log = logging.getLogger("werkzeug")
+    level = requests_log.level
+    requests_log.setLevel(logging.WARNING)
     thread.start()
     try:
         yield f"http://{host}:{server.server_port}"
     finally:
         server.shutdown()
         thread.join()
+        requests_log.setLevel(level)
         with app.app_context():
             db.engine.dispose()
 

@@ -38,6 +38,15 @@ warmup_steps = 4
 """
 
 
+def run_cli(*args):
+    """``xaistudy train ARGS`` through click's runner."""
+    from click.testing import CliRunner
+
+    from xaistudy.cli import cli
+
+    return CliRunner().invoke(cli, ["train", *map(str, args)])
+
+
 def tiny_resnet_config(**changes) -> ModelConfig:
     values = {
         "name": "tiny-resnet",

@@ -9,8 +9,7 @@ import shutil
 import pandas as pd
 import pytest
 import torch
-from click.testing import CliRunner
-from modeling_helpers import TINY_RESNET_TOML, TINY_TOML, tiny_config, tiny_resnet_config
+from modeling_helpers import TINY_RESNET_TOML, TINY_TOML, run_cli, tiny_config, tiny_resnet_config
 
 from generator.dataset import DatasetFolder
 from modeling import load_run
@@ -19,14 +18,9 @@ from modeling.card import ModelCard
 from modeling.checkpoint import read_model_card, run_can_resume, run_is_current
 from modeling.resnet import ResNetClassifier
 from modeling.training import TrainOptions, build_training, native_bfloat16, train
-from xaistudy.cli import cli
 from xaistudy.errors import UserError
 
 CPU = torch.device("cpu")
-
-
-def run_cli(*args):
-    return CliRunner().invoke(cli, ["train", *map(str, args)])
 
 
 @pytest.fixture(scope="module")

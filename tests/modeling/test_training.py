@@ -8,8 +8,7 @@ import shutil
 import pandas as pd
 import pytest
 import torch
-from click.testing import CliRunner
-from modeling_helpers import tiny_config, write_dataset
+from modeling_helpers import run_cli, tiny_config, write_dataset
 
 from generator.dataset import DatasetFolder
 from modeling import load_run
@@ -27,14 +26,9 @@ from modeling.training import (
     random_shift,
     train,
 )
-from xaistudy.cli import cli
 from xaistudy.errors import UserError
 
 CPU = torch.device("cpu")
-
-
-def run_cli(*args):
-    return CliRunner().invoke(cli, ["train", *map(str, args)])
 
 
 @pytest.fixture(scope="module")
