@@ -355,3 +355,30 @@ def technical_scores(
             None if other_model_maps is None else stability_across_models(maps, other_model_maps)
         ),
     )
+
+
+def technical_table(conditions) -> str:
+    """The technical scores of a manifest's attribution conditions as one plain-text
+    table (headline scores, larger is better; ``xaistudy bundle validate`` prints it);
+    empty when none has them."""
+    rows = [
+        (name, condition.technical)
+        for name, condition in conditions.items()
+        if getattr(condition, "technical", None) is not None
+    ]
+    if not rows:
+        return ""
+    columns = ("pointing_game_arms", "mass_accuracy_arms", "deletion_gain", "insertion_gain",
+               "randomization_change", "mirror_consistency", "stability_across_models")  # fmt: skip
+    short = ("point", "mass", "del+", "ins+", "random", "mirror", "stable")
+    lines = [
+        "technical scores (on each condition's scenes; arms: the arm blocks; docs/methods.md)",
+        f"  {'method':<22}" + "".join(f"{s:>8}" for s in short) + f"{'entropy':>9}",
+    ]
+    for name, scores in rows:
+        headline = scores.headline()
+        cells = "".join(
+            f"{'-':>8}" if headline[c] is None else f"{headline[c]:>8.2f}" for c in columns
+        )
+        lines.append(f"  {name:<22}{cells}{scores.entropy:>9.1f}")
+    return "\n".join(lines)

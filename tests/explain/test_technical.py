@@ -181,3 +181,23 @@ def test_all_scores_of_a_method_make_a_manifest_record():
     record = scores["right"]
     assert TechnicalScores.from_json(record.to_json()) == record
     assert record.sanity.down_to == ("head", "conv") and record.out_of_set.scenes == 2
+
+
+def test_the_scores_print_as_one_table(bundle_dir):
+    """What ``xaistudy bundle validate`` prints after the validation table."""
+    import dataclasses
+
+    from explain.bundle_format import load_manifest
+    from explain.technical import technical_table
+
+    conditions = load_manifest(bundle_dir).conditions  # the fixture scores one method
+    lines = technical_table(conditions).splitlines()
+    assert lines[0].startswith("technical scores") and len(lines) == 3
+    row = lines[2].split()
+    assert row[0] == "integrated_gradients" and row[1:4] == ["0.60", "0.40", "0.30"]
+    assert row[7] == "-"  # stability: no second model
+    unscored = dataclasses.replace(
+        conditions,
+        integrated_gradients=dataclasses.replace(conditions.integrated_gradients, technical=None),
+    )
+    assert technical_table(unscored) == ""

@@ -180,6 +180,8 @@ def validate(bundle_dir, run_dir, data_dir, thresholds, device) -> None:
     the attribute probe, re-judges the stored concept checks and the answer key, prints
     one table, and exits with status 2 naming each failed check.
     """
+    from explain.bundle_format import load_manifest
+    from explain.technical import technical_table
     from explain.validation import Thresholds, format_table, validate_bundle
     from xaistudy.devices import resolve_device
     from xaistudy.errors import UserError
@@ -187,6 +189,9 @@ def validate(bundle_dir, run_dir, data_dir, thresholds, device) -> None:
     limits = Thresholds.parse(thresholds)
     result = validate_bundle(bundle_dir, run_dir, resolve_device(device), limits, data_dir)
     click.echo(format_table(result))
+    scores = technical_table(load_manifest(bundle_dir).conditions)
+    if scores:
+        click.echo(scores)
     if not result.passed:
         raise UserError(
             f"bundle {bundle_dir} failed validation: {'; '.join(result.failures)} "
