@@ -38,7 +38,7 @@ def condition_text(condition: str, _: Gettext = english, signed: bool = False) -
     """A condition's ``title`` and ``description`` (how to read it); ``signed``: whether
     an attribution condition's maps show evidence against the decision too."""
     if condition in ATTRIBUTION_METHODS:
-        return attribution_text(signed, _)
+        return attribution_text(condition, signed, _)
     if condition == "baseline":
         return {
             "title": _("Real pictures sorted by how sure the model is"),
@@ -79,9 +79,15 @@ def condition_text(condition: str, _: Gettext = english, signed: bool = False) -
     raise KeyError(condition)
 
 
-def attribution_text(signed: bool, _: Gettext = english) -> dict[str, str]:
-    """Every attribution method reads the same to a participant (its name would be
-    jargon): the scenes by how sure the model is, each with its map under it."""
+def attribution_text(method: str, signed: bool, _: Gettext = english) -> dict[str, str]:
+    """An attribution condition's words: the scenes by how sure the model is, each with
+    its map under it, how to read the map's colors (``signed``: red and blue), and in
+    one sentence how the method made it (its name would be jargon)."""
+    columns = _(
+        "Each column holds real pictures about which the model was similarly sure: on "
+        "the left those it is most sure show Peaky, on the right those it is most sure "
+        "show Stretchy, in the middle those it could not decide on."
+    )
     if signed:
         how = _(
             "Under each picture is a map of the same picture: its red parts made the model "
@@ -94,12 +100,44 @@ def attribution_text(signed: bool, _: Gettext = english) -> dict[str, str]:
             "map, the more it counted for the model's decision; dark parts did not matter. "
             "Look for what the bright parts have in common."
         )
-    columns = _(
-        "Each column holds real pictures about which the model was similarly sure: on "
-        "the left those it is most sure show Peaky, on the right those it is most sure "
-        "show Stretchy, in the middle those it could not decide on."
-    )
-    return {"title": _("Where the model looks"), "description": f"{columns} {how}"}
+    made = _method_sentence(method, _)
+    return {"title": _("Where the model looks"), "description": f"{columns} {how} {made}"}
+
+
+def _method_sentence(method: str, _: Gettext) -> str:
+    """How a method's maps were made, in one plain sentence."""
+    sentences = {
+        "integrated_gradients": _(
+            "The map adds up how much each part moved the model toward its decision while "
+            "the picture faded in from black."
+        ),
+        "smoothgrad": _(
+            "The map shows how strongly small changes to each part would move the model's "
+            "decision, averaged over copies of the picture with a little random noise added."
+        ),
+        "grad_cam": _(
+            "The map shows the areas the model's later steps responded to in favor of its "
+            "decision; it is coarse, so it marks areas rather than single blocks."
+        ),
+        "occlusion": _(
+            "The map was made by covering the picture with a small gray square, one place "
+            "after another: a part counts for the decision when covering it made the model "
+            "less sure."
+        ),
+        "lrp": _(
+            "The map follows the model's decision back through its steps to the parts of the "
+            "picture it came from."
+        ),
+        "contrastive_lrp": _(
+            "The map follows back what made the model decide for its animal rather than for "
+            "the other one."
+        ),
+        "iba": _(
+            "The map shows how much of each part the model needed to keep its decision when "
+            "the rest of the picture was replaced by noise."
+        ),
+    }
+    return sentences[method]
 
 
 def map_caption(scene_caption: str, _: Gettext = english) -> str:

@@ -161,3 +161,18 @@ def test_a_bundle_with_words_of_another_version_is_refused(manifest):
     )
     with pytest.raises(BundleError, match=r"tutorial\.attributes\.spherical.*'shape 0\.25'"):
         localize(changed, english)
+
+
+@pytest.mark.parametrize("signed", [True, False])
+def test_every_attribution_method_is_described_in_plain_words_of_its_own(signed):
+    from explain.wording import condition_text
+    from xaistudy.vocabulary import ATTRIBUTION_METHODS
+
+    descriptions = set()
+    for method in ATTRIBUTION_METHODS:
+        text = condition_text(method, signed=signed)
+        assert_plain(text["title"])
+        assert_plain(text["description"])
+        assert ("red parts" in text["description"]) == signed
+        descriptions.add(text["description"])
+    assert len(descriptions) == len(ATTRIBUTION_METHODS)  # a sentence of its own each
