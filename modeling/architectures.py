@@ -87,6 +87,16 @@ class Architecture(ABC):
     ) -> BatchLoss:
         """The loss of images ``x`` (N, 3, S, S) with (noisy) ``labels`` (N,) int64."""
 
+    def initialize(self, model: nn.Module, x: torch.Tensor) -> None:
+        """The data-dependent initialization of ``model`` from images ``x``, where the
+        architecture has one; none by default.
+
+        One process trains: the first training step does it, on the first batch. Several
+        processes: process 0 calls this on its share of the first batch before that step,
+        and its weights are copied to the others.
+        """
+        return None
+
     def measure(self, model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
         """Logits (N,) of ``x`` in eval mode, and each of :attr:`figures` per image (N,)."""
         return model(x).logit, {}
@@ -118,6 +128,16 @@ class InvertibleArchitecture(Architecture):
         bce = F.binary_cross_entropy_with_logits(out.logit, labels.float())
         loss = config.nll_weight * bits + config.bce_weight * bce
         return BatchLoss(loss, out.logit, {"bits_per_dim": bits})
+
+    @torch.no_grad()
+    def initialize(self, model, x):
+        """ActNorm's: every layer starts with zero mean and unit variance per channel on
+        ``x`` (each initializes itself in its first forward pass in training mode). The
+        input is dequantized to the bin centres: no noise is drawn."""
+        was_training = model.training
+        model.train()
+        model(x, dequant_noise=torch.full_like(x, 0.5))
+        model.train(was_training)
 
     def measure(self, model, x):
         out = model(x)

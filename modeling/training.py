@@ -8,6 +8,12 @@ learning rate warms up linearly, then follows a cosine to zero over the planned 
 After each epoch the weights (BatchNorm statistics included), optimizer and RNG states
 are checkpointed atomically, so a killed run continues with ``resume=True`` exactly as if
 it had not stopped.
+
+Started by ``torchrun``, the same loop trains on several processes
+(``modeling/distributed.py``): the batch size stays the batch of one step over all of
+them, each process takes every ``world_size``-th image of it, and DDP averages the
+gradients. The data order and the augmentations are drawn for the whole batch by every
+process alike; each process draws its own dequantization noise.
 """
 
 from __future__ import annotations
@@ -25,18 +31,35 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm import tqdm
 
 from generator.dataset import DatasetFolder, ImageDataset
 from modeling import checkpoint as ckpt
-from modeling.architectures import StudiedModel, architecture_of
+from modeling.architectures import Architecture, StudiedModel, architecture_of
 from modeling.card import CardDataset, ModelCard
 from modeling.ceiling import ceiling_accuracy
 from modeling.configs import CONFIGS, MODEL_CLASSES, ModelConfig
+from modeling.distributed import (
+    Processes,
+    all_true,
+    broadcast_buffers,
+    broadcast_state,
+    check_replicas_agree,
+    from_main,
+    gather,
+    launched_processes,
+    process_group,
+    sum_over_processes,
+    wrap,
+)
 from xaistudy.errors import UserError
 from xaistudy.files import atomic_write_json, atomic_write_text
 
 DEFAULT_CONFIG = "cpu-small"
+# Process r of several draws its dequantization noise from seed + 1 + NOISE_SEED_STRIDE * r
+# (process 0, like a single process, from seed + 1).
+NOISE_SEED_STRIDE = 104_729
 
 
 class TrainingDiverged(UserError):
@@ -67,8 +90,9 @@ class RunPlan:
     config: ModelConfig
     seed: int
     epochs: int
-    batch_size: int
+    batch_size: int  # of one step, over all processes
     fingerprint: str
+    world_size: int = 1  # the number of processes that train it
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -77,6 +101,7 @@ class RunPlan:
             "epochs": self.epochs,
             "batch_size": self.batch_size,
             "dataset_fingerprint": self.fingerprint,
+            "world_size": self.world_size,
         }
 
 
@@ -106,7 +131,11 @@ def noisy_labels(labels: torch.Tensor, probability: float, seed: int) -> torch.T
 
 def random_rot90(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """``x`` (N, C, S, S) with each image rotated by a random multiple of 90 degrees."""
-    turns = torch.randint(0, 4, (x.shape[0],), generator=generator)
+    return rotate90(x, torch.randint(0, 4, (x.shape[0],), generator=generator))
+
+
+def rotate90(x: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
+    """``x`` (N, C, S, S) with image i rotated by ``turns[i]`` times 90 degrees."""
     out = x.clone()
     for k in range(1, 4):
         chosen = (turns == k).to(x.device)
@@ -119,12 +148,56 @@ def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) ->
 
     Edge pixels are replicated into the uncovered border (the background continues).
     """
-    n, _, height, width = x.shape
+    offsets = torch.randint(0, 2 * max_shift + 1, (x.shape[0], 2), generator=generator)
+    return shift(x, max_shift, offsets)
+
+
+def shift(x: torch.Tensor, max_shift: int, offsets: torch.Tensor) -> torch.Tensor:
+    """``x`` (N, C, H, W) with image i cut from the border-padded image at ``offsets[i]``
+    (dy, dx), each in ``0..2 * max_shift``."""
+    _, _, height, width = x.shape
     padded = F.pad(x, (max_shift,) * 4, mode="replicate")
-    offsets = torch.randint(0, 2 * max_shift + 1, (n, 2), generator=generator).tolist()
+    offsets = offsets.tolist()
     return torch.stack(
         [padded[i, :, dy : dy + height, dx : dx + width] for i, (dy, dx) in enumerate(offsets)]
     )
+
+
+def augment(
+    x: torch.Tensor, config: ModelConfig, generator: torch.Generator, drawn: int, rows: slice
+) -> torch.Tensor:
+    """``x`` with the config's random mirroring, turns and shifts.
+
+    The random numbers are drawn for all ``drawn`` images of the step (over every
+    process) and this process applies those of its ``rows`` of the step's batch: every
+    process draws alike, so their generators stay equal, and the images of a step are
+    augmented as one process would augment them.
+    """
+    if config.augment_flip:
+        flip = (torch.rand(drawn, generator=generator) < 0.5)[rows].to(x.device)
+        x[flip] = x[flip].flip(-1)
+    if config.augment_rot90:
+        x = rotate90(x, torch.randint(0, 4, (drawn,), generator=generator)[rows])
+    if config.augment_shift:
+        bound = 2 * config.augment_shift + 1
+        offsets = torch.randint(0, bound, (drawn, 2), generator=generator)[rows]
+        x = shift(x, config.augment_shift, offsets)
+    return x
+
+
+def process_share(order: torch.Tensor, processes: Processes) -> torch.Tensor:
+    """This process's part of an epoch's ``order``: every ``world_size``-th index from its
+    rank on, the order padded with its first indices to a multiple of ``world_size`` (as
+    torch's ``DistributedSampler`` does), so that every process takes as many steps.
+
+    With batches of ``batch_size / world_size`` from this share, the images of step k
+    over all processes are those of batch k of the (padded) order: process r has the
+    images at positions r, r + world_size, ... of it. One process gets the whole order.
+    """
+    pad = -len(order) % processes.world_size
+    if pad:
+        order = torch.cat([order, order[:pad]])
+    return order[processes.rank :: processes.world_size]
 
 
 # -- evaluation --------------------------------------------------------------------------
@@ -217,8 +290,11 @@ def learning_rate(config: ModelConfig, step: int, total_steps: int) -> float:
 # -- run folder --------------------------------------------------------------------------
 
 
-def _plan_run(options: TrainOptions, folder: DatasetFolder) -> tuple[RunPlan, dict | None]:
-    """Check the run folder against the options; return the plan and a checkpoint to resume."""
+def _plan_run(
+    options: TrainOptions, folder: DatasetFolder, world_size: int = 1
+) -> tuple[RunPlan, dict | None]:
+    """Check the run folder against the options and the number of processes; return the
+    plan and a checkpoint to resume."""
     out = Path(options.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"run folder {out} exists and is not a folder")
@@ -239,7 +315,9 @@ def _plan_run(options: TrainOptions, folder: DatasetFolder) -> tuple[RunPlan, di
             epochs=options.epochs or config.epochs,
             batch_size=options.batch_size or _default_batch_size(config, options.device),
             fingerprint=fingerprint,
+            world_size=world_size,
         )
+        _check_batch_split(plan.batch_size, world_size)
         return plan, None
 
     if saved is None:
@@ -266,12 +344,14 @@ def _plan_run(options: TrainOptions, folder: DatasetFolder) -> tuple[RunPlan, di
                 f"run folder {out} was started with {key.replace('_', '-')} {saved[key]}; "
                 f"resuming needs the same value, not {given}"
             )
+    _check_same_world_size(out, saved.get("world_size", 1), world_size)
     plan = RunPlan(
         config=saved_config,
         seed=saved["seed"],
         epochs=options.epochs or saved["epochs"],
         batch_size=saved["batch_size"],
         fingerprint=fingerprint,
+        world_size=world_size,
     )
     state = ckpt.load_checkpoint(out, "cpu") if has_checkpoint else None
     return plan, state
@@ -279,6 +359,46 @@ def _plan_run(options: TrainOptions, folder: DatasetFolder) -> tuple[RunPlan, di
 
 def _default_batch_size(config: ModelConfig, device: torch.device) -> int:
     return config.cuda_batch_size if device.type == "cuda" else config.batch_size
+
+
+def _check_batch_split(batch_size: int, world_size: int) -> None:
+    """The batch of a step is split evenly over the processes, or not at all."""
+    if batch_size % world_size:
+        fitting = -(-batch_size // world_size) * world_size
+        raise UserError(
+            f"batch size {batch_size} cannot be split over {world_size} processes: the batch "
+            f"size is that of one step over all processes, each takes batch size / "
+            f"{world_size} images of it; pass a multiple of {world_size}, e.g. "
+            f"--batch-size {fitting}"
+        )
+
+
+def _check_same_world_size(out: Path, trained_on: int, world_size: int) -> None:
+    """A run resumes exactly only on as many processes as it was trained on (each
+    process's noise stream and BatchNorm statistics are its own)."""
+    if trained_on == world_size:
+        return
+    if trained_on == 1:
+        how = "resume it in one process: xaistudy train --resume (without torchrun)"
+    else:
+        how = (
+            f"resume it on as many: torchrun --nproc-per-node {trained_on} ... "
+            f"xaistudy train --resume ... (or --nnodes M --nproc-per-node K with "
+            f"M x K = {trained_on})"
+        )
+    trained = "in one process" if trained_on == 1 else f"on {trained_on} processes"
+    now = "one process" if world_size == 1 else f"{world_size} processes"
+    raise UserError(f"run folder {out} was trained {trained}, not {now}; {how}")
+
+
+def _check_same_dataset(processes: Processes, folder: DatasetFolder) -> None:
+    """Every process (on every machine) reads the same dataset."""
+    fingerprints = gather(processes, folder.fingerprint())
+    if len(set(fingerprints)) > 1:
+        raise UserError(
+            f"the dataset {folder.root} differs between the processes (fingerprints by "
+            f"rank: {', '.join(fingerprints)}); copy the same dataset folder to every machine"
+        )
 
 
 def _write_metrics(out: Path, rows: list[dict[str, Any]]) -> None:
@@ -291,15 +411,40 @@ def _write_metrics(out: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def train(options: TrainOptions) -> ModelCard:
-    """Train (or resume) a run; return the model card written to ``RUN_DIR``."""
+    """Train (or resume) a run; return the model card written to ``RUN_DIR``.
+
+    Started by ``torchrun``, every process calls this; they train together, process 0
+    writes the run folder, and every one returns the card.
+    """
+    processes = launched_processes()
+    with process_group(processes, options.device) as device:
+        return _train(options, processes, device)
+
+
+def initialize_replicas(
+    architecture: Architecture, model: nn.Module, x: torch.Tensor, processes: Processes
+) -> None:
+    """The data-dependent initialization (the flow's ActNorm), done once by process 0 on
+    its share ``x`` of the first batch and copied to every process.
+
+    Replicas that initialized themselves each on their own images would start from
+    different weights, which averaged gradients never bring together again.
+    """
+    if processes.is_main:
+        architecture.initialize(model, x)
+    broadcast_state(processes, model)
+
+
+def _train(options: TrainOptions, processes: Processes, device: torch.device) -> ModelCard:
     folder = DatasetFolder(options.data)
     for split in ("train", "test"):
         if not folder.has_split(split):
             raise UserError(
                 f"dataset {folder.root} has no {split!r} split; it has {', '.join(folder.splits)}"
             )
-    plan, state = _plan_run(options, folder)
-    config, device = plan.config, options.device
+    _check_same_dataset(processes, folder)
+    plan, state = from_main(processes, lambda: _plan_run(options, folder, processes.world_size))
+    config = plan.config
     if folder.size != config.input_size:
         raise UserError(
             f"dataset {folder.root} has {folder.size} px images but config {config.name!r} "
@@ -308,66 +453,80 @@ def train(options: TrainOptions) -> ModelCard:
         )
 
     out = Path(options.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / ckpt.CARD_FILE).unlink(missing_ok=True)  # the run is not complete until the end
-    atomic_write_json(out / ckpt.CONFIG_FILE, plan.to_dict())
+    if processes.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / ckpt.CARD_FILE).unlink(missing_ok=True)  # the run is not complete until the end
+        atomic_write_json(out / ckpt.CONFIG_FILE, plan.to_dict())
 
     architecture = architecture_of(config)
     model, optimizer = build_training(config, plan.seed, device)
     order_generator = torch.Generator().manual_seed(plan.seed)
-    noise_generator = torch.Generator(device=device).manual_seed(plan.seed + 1)
+    noise_seed = plan.seed + 1 + NOISE_SEED_STRIDE * processes.rank
+    noise_generator = torch.Generator(device=device).manual_seed(noise_seed)
     epoch, step, rows, elapsed = 0, 0, [], 0.0
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         order_generator.set_state(state["order_generator"])
-        noise_generator.set_state(state["noise_generator"])
+        noise_generator.set_state(
+            state["noise_generators"][processes.rank]
+            if processes.distributed
+            else state["noise_generator"]
+        )
         epoch, step, rows = state["epoch"], state["step"], state["metrics"]
         elapsed = state["training_seconds"]
 
     images, labels = load_split_tensors(folder, "train")
     train_labels = noisy_labels(labels, config.label_noise, plan.seed)
-    val = load_split_tensors(folder, "val") if folder.has_split("val") else None
-    steps_per_epoch = math.ceil(len(images) / plan.batch_size)
+    has_val = processes.is_main and folder.has_split("val")  # process 0 evaluates
+    val = load_split_tensors(folder, "val") if has_val else None
+    share = plan.batch_size // processes.world_size  # images per process and step
+    rows_of_process = slice(processes.rank, None, processes.world_size)
+    steps_per_epoch = math.ceil(math.ceil(len(images) / processes.world_size) / share)
     total_steps = plan.epochs * steps_per_epoch
     started = time.monotonic()
     model.train()
+    replica = wrap(model, processes, device)
 
     while epoch < plan.epochs:
         epoch_start = time.monotonic()
         order = torch.randperm(len(images), generator=order_generator)
+        mine = process_share(order, processes)
         sums = {"loss": 0.0, "correct": 0, "n": 0, **dict.fromkeys(architecture.figures, 0.0)}
         bar = tqdm(
             total=steps_per_epoch,
             desc=f"epoch {epoch + 1}/{plan.epochs}",
             file=sys.stderr,
-            disable=not options.progress,
+            disable=not (options.progress and processes.is_main),
             dynamic_ncols=True,
         )
-        for start in range(0, len(images), plan.batch_size):
-            index = order[start : start + plan.batch_size]
+        for start in range(0, len(mine), share):
+            index = mine[start : start + share]
             x = to_unit_float(images[index], device)
-            if config.augment_flip:
-                flip = (torch.rand(len(index), generator=order_generator) < 0.5).to(device)
-                x[flip] = x[flip].flip(-1)
-            if config.augment_rot90:
-                x = random_rot90(x, order_generator)
-            if config.augment_shift:
-                x = random_shift(x, config.augment_shift, order_generator)
+            x = augment(
+                x, config, order_generator, len(index) * processes.world_size, rows_of_process
+            )
             y = train_labels[index].to(device)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(config, step, total_steps) * group["lr_scale"]
-            batch = architecture.batch_loss(model, x, y, noise_generator)
+            if step == 0 and processes.distributed:
+                initialize_replicas(architecture, model, x, processes)
+            batch = architecture.batch_loss(replica, x, y, noise_generator)
             loss = batch.loss
-            if not torch.isfinite(loss):
+            if not all_true(processes, bool(torch.isfinite(loss)), device):
                 bar.close()
                 kept = (
                     f"the checkpoint after epoch {epoch} is kept in {out}"
                     if epoch
                     else "no checkpoint had been written yet"
                 )
+                value = (
+                    loss.item()
+                    if not torch.isfinite(loss)
+                    else "NaN or infinite in another process"
+                )
                 raise TrainingDiverged(
-                    f"training diverged: the loss became {loss.item()} in epoch {epoch + 1} "
+                    f"training diverged: the loss became {value} in epoch {epoch + 1} "
                     f"(step {step + 1}); {kept}. Lower {architecture.divergence_hint} in a "
                     "config file and train again"
                 )
@@ -393,42 +552,52 @@ def train(options: TrainOptions) -> ModelCard:
             )
         bar.close()
         epoch += 1
-        row = {
-            "epoch": epoch,
-            "train_loss": sums["loss"] / sums["n"],
-            **{f"train_{name}": sums[name] / sums["n"] for name in architecture.figures},
-            "train_accuracy": sums["correct"] / sums["n"],
-        }
-        if val is not None:
-            metrics = evaluate(model, *val, device, batch_size=2 * plan.batch_size)
-            row.update({f"val_{name}": value for name, value in metrics.items()})
-        elapsed += time.monotonic() - epoch_start
-        row["learning_rate"] = optimizer.param_groups[0]["lr"]
-        row["seconds"] = elapsed
-        rows.append(row)
-        ckpt.atomic_torch_save(
-            {
+        sums = sum_over_processes(processes, sums)
+        broadcast_buffers(processes, model)
+        check_replicas_agree(processes, model, epoch)
+        noise_states = gather(processes, noise_generator.get_state())
+        if processes.is_main:
+            row = {
+                "epoch": epoch,
+                "train_loss": sums["loss"] / sums["n"],
+                **{f"train_{name}": sums[name] / sums["n"] for name in architecture.figures},
+                "train_accuracy": sums["correct"] / sums["n"],
+            }
+            if val is not None:
+                metrics = evaluate(model, *val, device, batch_size=2 * plan.batch_size)
+                row.update({f"val_{name}": value for name, value in metrics.items()})
+            elapsed += time.monotonic() - epoch_start
+            row["learning_rate"] = optimizer.param_groups[0]["lr"]
+            row["seconds"] = elapsed
+            rows.append(row)
+            checkpoint = {
                 "epoch": epoch,
                 "step": step,
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "order_generator": order_generator.get_state(),
-                "noise_generator": noise_generator.get_state(),
+                "noise_generator": noise_states[0],
                 "metrics": rows,
                 "training_seconds": elapsed,
-            },
-            out / ckpt.CHECKPOINT_FILE,
-        )
-        _write_metrics(out, rows)
-        if (
+                "world_size": processes.world_size,
+            }
+            if processes.distributed:  # every process's noise stream, in rank order
+                checkpoint["noise_generators"] = noise_states
+            ckpt.atomic_torch_save(checkpoint, out / ckpt.CHECKPOINT_FILE)
+            _write_metrics(out, rows)
+        out_of_time = (
             options.max_minutes is not None
             and time.monotonic() - started >= 60 * options.max_minutes
-        ):
+        )
+        if from_main(processes, lambda out_of_time=out_of_time: out_of_time):
             break
 
-    card = model_card(model, folder, plan, epoch, elapsed, rows, device)
-    atomic_write_json(out / ckpt.CARD_FILE, card.to_json())
-    return card
+    def finish() -> ModelCard:
+        card = model_card(model, folder, plan, epoch, elapsed, rows, device)
+        atomic_write_json(out / ckpt.CARD_FILE, card.to_json())
+        return card
+
+    return from_main(processes, finish)
 
 
 def model_card(

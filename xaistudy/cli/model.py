@@ -36,7 +36,12 @@ def _cpu_threads() -> int:
     help="Model config. Default: cpu-small, or the run's own config with --resume.",
 )
 @click.option("--epochs", type=int, help="Epochs to train (default: the config's).")
-@click.option("--batch-size", type=int, help="Batch size (default: the config's, larger on CUDA).")
+@click.option(
+    "--batch-size",
+    type=int,
+    help="Batch size of a step, over all processes under torchrun (default: the config's, "
+    "larger on CUDA).",
+)
 @click.option("--device", default="auto", show_default=True, type=click.Choice(DEVICE_CHOICES))
 @click.option("--seed", type=int, help="Seed of weights, data order and noise. Default: 0.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out where it stopped.")
@@ -52,6 +57,7 @@ def train(data, out, config_spec, epochs, batch_size, device, seed, resume, max_
     import torch
 
     from modeling.configs import load_config
+    from modeling.distributed import launched_processes
     from modeling.training import TrainOptions
     from modeling.training import train as train_run
     from xaistudy.devices import resolve_device
@@ -78,6 +84,8 @@ def train(data, out, config_spec, epochs, batch_size, device, seed, resume, max_
             progress=not quiet,
         )
     )
+    if not launched_processes().is_main:  # under torchrun process 0 reports
+        return
     accuracy = ", ".join(f"{split} {value:.3f}" for split, value in card.accuracy.items())
     # the flow's likelihood; a ResNet has none
     bits = f"; test bits/dim {card.bits_per_dim['test']:.3f}" if card.bits_per_dim else ""
