@@ -393,6 +393,8 @@ def _check_same_world_size(out: Path, trained_on: int, world_size: int) -> None:
 
 def _check_same_dataset(processes: Processes, folder: DatasetFolder) -> None:
     """Every process (on every machine) reads the same dataset."""
+    if not processes.distributed:
+        return
     fingerprints = gather(processes, folder.fingerprint())
     if len(set(fingerprints)) > 1:
         raise UserError(
