@@ -154,11 +154,13 @@ def generate_sharded(
     antialias: bool = True,
     batch_size: int = DEFAULT_BATCH_SIZE,
     keep_shards: bool = False,
+    progress: bool = True,
 ) -> ShardedRun:
     """Render the dataset :func:`generate_dataset` writes as ``shards`` tasks on
     ``executor`` (None: :func:`default_shard_count`) and merge them into ``out``.
 
-    The shards live in ``<out>.shards/`` until merged (``keep_shards``: kept after).
+    The shards live in ``<out>.shards/`` until merged (``keep_shards``: kept after);
+    ``progress`` shows a bar over the finished shards.
     """
     counts = split_counts(n_train, n_val, n_test, size)
     out = Path(out).resolve()  # tasks may run in another working folder, or host
@@ -191,7 +193,7 @@ def generate_sharded(
         )  # fmt: skip
         for index in range(1, shards + 1)
     ]
-    rendered = executor.map(render_shard, jobs)
+    rendered = executor.map(render_shard, jobs, progress="shards" if progress else None)
     path = merge_shards([job.folder for job in jobs], out, overwrite=overwrite)
     if not keep_shards:
         shutil.rmtree(work)

@@ -50,7 +50,9 @@ class Executor(Protocol):
     @property
     def cpus(self) -> int: ...
 
-    def map(self, fn: Callable, items: Sequence, *shared: Any) -> list: ...
+    def map(self, fn: Callable, items: Sequence, *shared: Any, progress: str | None = None) -> list:
+        """``[fn(item, *shared) for item in items]``; ``progress``: a bar's label, or
+        None for no bar."""
 
     def close(self) -> None: ...
 
@@ -65,8 +67,11 @@ class LocalExecutor:
     def cpus(self) -> int:
         return usable_cores()
 
-    def map(self, fn: Callable, items: Sequence, *shared: Any) -> list:
-        return [fn(item, *shared) for item in items]
+    def map(self, fn: Callable, items: Sequence, *shared: Any, progress: str | None = None) -> list:
+        from tqdm import tqdm
+
+        bar = tqdm(items, desc=progress, unit="task", disable=progress is None)
+        return [fn(item, *shared) for item in bar]
 
     def close(self) -> None:
         pass
@@ -160,13 +165,21 @@ class RayExecutor:
     def cpus(self) -> int:
         return max(1, int(self._ray.cluster_resources().get("CPU", 1)))
 
-    def map(self, fn: Callable, items: Sequence, *shared: Any) -> list:
+    def map(self, fn: Callable, items: Sequence, *shared: Any, progress: str | None = None) -> list:
+        from tqdm import tqdm
+
         ray = self._ray
         task = ray.remote(_run_task).options(
             num_cpus=1, max_retries=RAY_RETRIES, retry_exceptions=True
         )
         shared_refs = [ray.put(value) for value in shared]
-        results = ray.get([task.remote(fn, item, *shared_refs) for item in items])
+        refs = [task.remote(fn, item, *shared_refs) for item in items]
+        pending = list(refs)
+        with tqdm(total=len(refs), desc=progress, unit="task", disable=progress is None) as bar:
+            while pending:  # finished, failed for good or refused: each counts once
+                done, pending = ray.wait(pending, num_returns=1)
+                bar.update(len(done))
+        results = ray.get(refs)
         for result in results:
             if isinstance(result, _Refused):
                 raise UserError(result.message)

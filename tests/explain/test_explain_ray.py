@@ -103,6 +103,21 @@ def test_a_bundle_built_on_ray_equals_the_local_one_byte_for_byte(
     )  # the concept analysis came back from its task
 
 
+def test_explain_command_runs_on_ray(tiny_run, tiny_data, ray_executor, tmp_path):
+    """The command joins the Ray instance this process holds and leaves it running."""
+    out = tmp_path / "bundle"
+    args = [
+        "explain", "--model", str(tiny_run), "--data", str(tiny_data.root), "--out", str(out),
+        "--device", "cpu", "--conditions", "baseline,concepts", "--baseline-rows", "2",
+        "--baseline-columns", "3", "--concepts", "3", "--concept-highest", "2",
+        "--concept-lowest", "1", "--gt-scenes", "8", "--allow-invalid", "--executor", "ray",
+    ]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert list(verify_bundle(out).conditions) == ["baseline", "concepts"]
+    assert ray_executor.map(abs, [-1]) == [1]  # still running
+
+
 def test_explain_names_an_unreachable_cluster(tmp_path):
     args = ["explain", "--model", str(tmp_path), "--data", str(tmp_path)]
     args += ["--out", str(tmp_path / "b"), "--executor", "ray", "--address", "127.0.0.1:9"]

@@ -5,6 +5,7 @@ One Ray instance serves the whole module (starting one costs seconds).
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import numpy as np
@@ -41,7 +42,9 @@ def runs(ray_executor, tmp_path_factory):
     """The same dataset written by one local process and by Ray in 3 shards (kept)."""
     root = tmp_path_factory.mktemp("executors")
     local = generate_dataset(SPEC, root / "local", progress=False, **OPTIONS)
-    run = generate_sharded(SPEC, root / "ray", ray_executor, shards=3, keep_shards=True, **OPTIONS)
+    run = generate_sharded(
+        SPEC, root / "ray", ray_executor, shards=3, keep_shards=True, progress=False, **OPTIONS
+    )
     return DatasetFolder(local), run
 
 
@@ -71,24 +74,30 @@ def test_a_rerun_renders_only_missing_or_unfinished_shards(runs, ray_executor):
     (work / "shard-3-of-3" / "meta.json").unlink()
     first = (work / "shard-1-of-3" / "meta.json").stat().st_mtime_ns
     again = generate_sharded(
-        SPEC, run.path, ray_executor, shards=3, overwrite=True, keep_shards=True, **OPTIONS
-    )
+        SPEC, run.path, ray_executor, shards=3, overwrite=True, keep_shards=True,
+        progress=False, **OPTIONS,
+    )  # fmt: skip
     assert (again.shards, again.rendered) == (3, 2)
     assert (work / "shard-1-of-3" / "meta.json").stat().st_mtime_ns == first  # kept as it was
     assert_same_dataset(local, DatasetFolder(again.path))
 
 
 def test_a_task_that_fails_is_retried_and_a_user_error_is_not(ray_executor, tmp_path):
-    marker, refusals = tmp_path / "failed-once", tmp_path / "refusals"
+    """Item 1 raises on its first attempt, item 2's worker dies on its first attempt (as
+    when the OS kills it); both are run again. A UserError is not."""
+    refusals = tmp_path / "refusals"
 
-    def flaky(item, marker):
-        if item == 1 and not marker.exists():
+    def flaky(item, folder):
+        marker = folder / f"failed-{item}"
+        if item and not marker.exists():
             marker.touch()
-            raise OSError("the disk went away for a moment")
+            if item == 1:
+                raise OSError("the disk went away for a moment")
+            os._exit(1)
         return item * 10
 
-    assert ray_executor.map(flaky, [0, 1, 2], marker) == [0, 10, 20]
-    assert marker.exists()
+    assert ray_executor.map(flaky, [0, 1, 2], tmp_path) == [0, 10, 20]
+    assert (tmp_path / "failed-1").exists() and (tmp_path / "failed-2").exists()
 
     def refuse(item, log):
         with open(log, "a") as handle:
