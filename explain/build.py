@@ -163,7 +163,12 @@ def _render_part(params: pd.DataFrame, size: int, batch_size: int) -> np.ndarray
     from generator.render import render_scenes
 
     images, _ = render_scenes(
-        params, size=size, device=torch.device("cpu"), batch_size=batch_size, workers=1
+        params,
+        size=size,
+        device=torch.device("cpu"),
+        batch_size=batch_size,
+        antialias=True,
+        workers=1,
     )
     return np.asarray(images)
 
@@ -299,15 +304,17 @@ def build_bundle(
         built, analysis, other = {}, None, None
         if set(settings.conditions) & set(ATTRIBUTION_METHODS):
             other = other_scenes(settings, dataset.size, device)
-        if remote:
+        if remote:  # all at once, one task each
+            bar.set_postfix_str(", ".join(settings.conditions))
             inputs = _TaskInputs(images, logits, masks, settings, other, model, compare_model)
-            built, analysis = _conditions_as_tasks(executor, inputs, device, writer, watch)
+            built, analysis = _conditions_as_tasks(executor, inputs, writer, watch)
             bar.update(len(built))
-        for name in () if remote else settings.conditions:
-            with stage(name):
-                context = _Context(images, logits, masks, store, device, settings, other)
-                built[name], found = _build_condition(name, model, compare_model, context)
-                analysis = analysis if found is None else found
+        else:
+            for name in settings.conditions:
+                with stage(name):
+                    context = _Context(images, logits, masks, store, device, settings, other)
+                    built[name], found = _build_condition(name, model, compare_model, context)
+                    analysis = analysis if found is None else found
         with stage("ground_truth"):
             truth, made = _ground_truth(
                 model, dataset, test, logits, render, device, settings, progress
@@ -435,7 +442,7 @@ def _on_cpu(model):
     return copy.deepcopy(model).cpu()
 
 
-def _conditions_as_tasks(executor: Executor, inputs: _TaskInputs, device, writer, watch):
+def _conditions_as_tasks(executor: Executor, inputs: _TaskInputs, writer, watch):
     """Every condition of ``inputs.settings`` as one task on ``executor``; their images
     go into ``writer`` and their seconds into ``watch``. Returns (entries, analysis)."""
     names = inputs.settings.conditions

@@ -78,7 +78,9 @@ def generate(
                 "parts itself (--shards N): give one of them"
             )
         if device == "cuda":
-            raise UserError("--executor ray renders on the cluster's CPUs: use --device cpu")
+            raise UserError(
+                "--executor ray renders on the cluster's CPUs: use --device auto or cpu"
+            )
         _generate_on_ray(
             spec, out, address, shards, n_train=n_train, n_val=n_val, n_test=n_test, size=size,
             seed=seed, interventions=interventions, png=png, overwrite=overwrite,
