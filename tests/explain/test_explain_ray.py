@@ -25,7 +25,8 @@ from xaistudy.cli import cli
 from xaistudy.executors import RayExecutor
 from xaistudy.vocabulary import FACTORS
 
-pytestmark = pytest.mark.slow
+# one xdist worker runs the whole module, so its one Ray instance serves every test
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]
 
 CPU = torch.device("cpu")
 SETTINGS = ExplainSettings(

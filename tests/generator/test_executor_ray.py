@@ -20,7 +20,8 @@ from xaistudy.cli import cli
 from xaistudy.errors import UserError
 from xaistudy.executors import RayExecutor
 
-pytestmark = pytest.mark.slow
+# one xdist worker runs the whole module, so its one Ray instance serves every test
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]
 
 SPEC = load_spec("iclr2022")
 # val has fewer scenes than there are shards: some shards hold none of them
