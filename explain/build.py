@@ -2,10 +2,11 @@
 
 Everything is computed on the same model and the same test images (the first
 ``n_test`` of the dataset's test split), batched, on the device chosen once by the
-caller. The bundle is written to a temporary folder and renamed when complete
-(:class:`explain.bundle_format.BundleWriter`). Just before that, the images as written are
-validated (:mod:`explain.validation`); a bundle that fails is not published unless
-``allow_invalid``.
+caller; or, given an executor (``--executor ray``), each condition and the scene
+renderings as tasks on the CPU, with the same result. The bundle is written to a
+temporary folder and renamed when complete (:class:`explain.bundle_format.BundleWriter`).
+Just before that, the images as written are validated (:mod:`explain.validation`); a
+bundle that fails is not published unless ``allow_invalid``.
 """
 
 from __future__ import annotations
