@@ -2,15 +2,19 @@
 
 Everything is computed on the same model and the same test images (the first
 ``n_test`` of the dataset's test split), batched, on the device chosen once by the
-caller. The bundle is written to a temporary folder and renamed when complete
-(:class:`explain.bundle_format.BundleWriter`). Just before that, the images as written are
-validated (:mod:`explain.validation`); a bundle that fails is not published unless
-``allow_invalid``.
+caller; or, given an executor (``--executor ray``), each condition and the scene
+renderings as tasks on the CPU, with the same result. The bundle is written to a
+temporary folder and renamed when complete (:class:`explain.bundle_format.BundleWriter`).
+Just before that, the images as written are validated (:mod:`explain.validation`); a
+bundle that fails is not published unless ``allow_invalid``.
 """
 
 from __future__ import annotations
 
+import copy
+import math
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
@@ -24,7 +28,7 @@ from tqdm.auto import tqdm
 from explain.attribution_grid import MapMethod, attribution_condition
 from explain.baseline import baseline_condition
 from explain.batching import batched_logits
-from explain.bundle_format import BundleWriter, verify_bundle
+from explain.bundle_format import BundleWriter, ImageCollector, verify_bundle
 from explain.concepts import analyze_concepts, concept_condition
 from explain.counterfactuals import counterfactual_condition
 from explain.ground_truth import RelevanceRule, attribute_entries, ground_truth
@@ -45,10 +49,13 @@ from generator.attributes import intervention_split
 from generator.dataset import DatasetFolder
 from modeling.card import ModelCard
 from xaistudy.errors import UserError
+from xaistudy.executors import Executor
 from xaistudy.files import Stopwatch
 from xaistudy.vocabulary import ALL_CONDITIONS, ATTRIBUTION_METHODS, CONDITIONS, FACTORS
 
 STAGES = ("logits", "ground_truth", "tutorial", "validation", "write")  # and each condition
+# Scenes below which a rendering is not worth another Ray task (a task costs about a second).
+MIN_SCENES_PER_RENDER_TASK = 64
 
 
 @dataclass(frozen=True)
@@ -119,9 +126,10 @@ def check_conditions(names: tuple[str, ...], model_or_architecture) -> None:
 
 
 class ImageStore:
-    """PNG-encodes images into a :class:`BundleWriter`; test images are stored once."""
+    """PNG-encodes images into a :class:`BundleWriter` (or an :class:`ImageCollector`);
+    test images are stored once."""
 
-    def __init__(self, writer: BundleWriter, test_images: np.ndarray):
+    def __init__(self, writer: BundleWriter | ImageCollector, test_images: np.ndarray):
         self.writer = writer
         self.test_images = test_images
         self._test_paths: dict[int, str] = {}
@@ -147,6 +155,37 @@ def default_renderer(
             params, size=size, device=device, batch_size=batch_size, antialias=True, progress=False
         )
         return np.asarray(images)
+
+    return render
+
+
+def _render_part(params: pd.DataFrame, size: int, batch_size: int) -> np.ndarray:
+    """One task's share of :func:`executor_renderer`: on the CPU, in one process."""
+    from generator.render import render_scenes
+
+    images, _ = render_scenes(
+        params,
+        size=size,
+        device=torch.device("cpu"),
+        batch_size=batch_size,
+        antialias=True,
+        workers=1,
+    )
+    return np.asarray(images)
+
+
+def executor_renderer(
+    executor: Executor, batch_size: int
+) -> Callable[[pd.DataFrame, int], np.ndarray]:
+    """``render(params, size) -> images`` as tasks on ``executor``: the rows cut into one
+    part per CPU (at least ``MIN_SCENES_PER_RENDER_TASK`` scenes each). The pixels are
+    those of :func:`default_renderer` on the CPU: they do not depend on the batching."""
+
+    def render(params: pd.DataFrame, size: int) -> np.ndarray:
+        parts = max(1, min(executor.cpus, math.ceil(len(params) / MIN_SCENES_PER_RENDER_TASK)))
+        bounds = [len(params) * i // parts for i in range(parts + 1)]
+        pieces = [params.iloc[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+        return np.concatenate(executor.map(_render_part, pieces, size, batch_size))
 
     return render
 
@@ -210,8 +249,13 @@ def build_bundle(
     allow_invalid: bool = False,
     probe_dir: Path | None = None,
     compare_model=None,
+    executor: Executor | None = None,
 ) -> tuple[Path, dict[str, float]]:
     """Write the study bundle for ``model`` on ``dataset`` to ``out``.
+
+    ``executor``: where the conditions (one task each) and the renderings of scenes run
+    (None or a local one: here, one after another). Tasks compute on the CPU with one
+    torch thread; on the CPU their bundle equals the local one byte for byte.
 
     ``compare_model``: a second, independently trained model of the same task whose maps
     give the attribution conditions' stability across models (None: not measured).
@@ -223,6 +267,9 @@ def build_bundle(
     Returns the bundle's path and the seconds each stage took (``STAGES``).
     """
     model.eval()
+    remote = executor is not None and executor.remote
+    if render is None and remote:
+        render = executor_renderer(executor, settings.batch_size)
     render = render or default_renderer(device, settings.batch_size)
     if dataset.size != model.input_size:
         raise UserError(
@@ -258,20 +305,17 @@ def build_bundle(
         built, analysis, other = {}, None, None
         if set(settings.conditions) & set(ATTRIBUTION_METHODS):
             other = other_scenes(settings, dataset.size, device)
-        for name in settings.conditions:
-            with stage(name):
-                if name == "concepts":
-                    analysis = analyze_concepts(
-                        model,
-                        images,
-                        device,
-                        k=settings.concepts,
-                        layer=settings.concept_layer,
-                        seed=settings.seed,
-                        batch_size=settings.batch_size,
-                    )
-                context = _Context(images, logits, masks, store, device, settings, other)
-                built[name] = _condition(name, model, context, analysis, compare_model)
+        if remote:  # all at once, one task each
+            bar.set_postfix_str(", ".join(settings.conditions))
+            inputs = _TaskInputs(images, logits, masks, settings, other, model, compare_model)
+            built, analysis = _conditions_as_tasks(executor, inputs, writer, watch)
+            bar.update(len(built))
+        else:
+            for name in settings.conditions:
+                with stage(name):
+                    context = _Context(images, logits, masks, store, device, settings, other)
+                    built[name], found = _build_condition(name, model, compare_model, context)
+                    analysis = analysis if found is None else found
         with stage("ground_truth"):
             truth, made = _ground_truth(
                 model, dataset, test, logits, render, device, settings, progress
@@ -335,6 +379,86 @@ class _Context:
     device: torch.device
     settings: ExplainSettings
     other: OtherScenes | None  # another preset's scenes, for the out-of-set change
+
+
+def _build_condition(name, model, compare_model, context: _Context):
+    """Condition ``name``'s manifest entry, and the concept analysis it made (concepts
+    only: the validation re-judges it; otherwise None)."""
+    analysis = None
+    if name == "concepts":
+        settings = context.settings
+        analysis = analyze_concepts(
+            model,
+            context.images,
+            context.device,
+            k=settings.concepts,
+            layer=settings.concept_layer,
+            seed=settings.seed,
+            batch_size=settings.batch_size,
+        )
+    return _condition(name, model, context, analysis, compare_model), analysis
+
+
+@dataclass(frozen=True)
+class _TaskInputs:
+    """What a condition task gets, through the object store once for all of them."""
+
+    images: np.ndarray
+    logits: np.ndarray
+    masks: np.ndarray
+    settings: ExplainSettings
+    other: OtherScenes | None
+    model: torch.nn.Module  # on the CPU
+    compare_model: torch.nn.Module | None
+
+
+@dataclass(frozen=True)
+class _BuiltCondition:
+    """A condition task's result: its entry, its encoded images (path -> PNG bytes), the
+    concept analysis (concepts only) and the seconds it took."""
+
+    entry: object
+    images: dict[str, bytes]
+    analysis: object | None
+    seconds: float
+
+
+def _condition_task(name: str, inputs: _TaskInputs) -> _BuiltCondition:
+    """Build one condition away from the bundle folder: its images are collected in
+    memory under their bundle paths (content hashes) and sent back to the driver."""
+    started = time.perf_counter()
+    collector = ImageCollector()
+    context = _Context(
+        inputs.images, inputs.logits, inputs.masks, ImageStore(collector, inputs.images),
+        torch.device("cpu"), inputs.settings, inputs.other,
+    )  # fmt: skip
+    entry, analysis = _build_condition(name, inputs.model, inputs.compare_model, context)
+    return _BuiltCondition(entry, collector.images, analysis, time.perf_counter() - started)
+
+
+def _on_cpu(model):
+    """``model`` itself on the CPU, else a CPU copy (tasks may run where no GPU is)."""
+    if model is None or next(model.parameters()).device.type == "cpu":
+        return model
+    return copy.deepcopy(model).cpu()
+
+
+def _conditions_as_tasks(executor: Executor, inputs: _TaskInputs, writer, watch):
+    """Every condition of ``inputs.settings`` as one task on ``executor``; their images
+    go into ``writer`` and their seconds into ``watch``. Returns (entries, analysis)."""
+    names = inputs.settings.conditions
+    inputs = replace(
+        inputs, model=_on_cpu(inputs.model), compare_model=_on_cpu(inputs.compare_model)
+    )
+    built, analysis = {}, None
+    for name, result in zip(names, executor.map(_condition_task, names, inputs), strict=True):
+        for rel, data in result.images.items():
+            stored = writer.add_image_bytes(data, ext=rel.rsplit(".", 1)[1])
+            assert stored == rel, f"{name}: image {rel} stored as {stored}"
+        built[name] = result.entry
+        watch.seconds[name] = result.seconds
+        analysis = analysis if result.analysis is None else result.analysis
+    return built, analysis
 
 
 def _condition(name, model, context: _Context, analysis, compare_model):
@@ -534,10 +658,12 @@ def explain(
     thresholds: Thresholds | None = None,
     allow_invalid: bool = False,
     compare_run: Path | None = None,
+    executor: Executor | None = None,
 ) -> tuple[Path, dict[str, float]]:
     """Load the run and the dataset, then :func:`build_bundle` (the attribute probe is
     cached in ``RUN_DIR/probe``; ``compare_run``: a second run on the same dataset, for the
-    maps' stability across models). Adds a ``load`` timing."""
+    maps' stability across models; ``executor``: see :func:`build_bundle`). Adds a ``load``
+    timing."""
     from modeling import load_run
 
     watch = Stopwatch()
@@ -563,6 +689,7 @@ def explain(
         allow_invalid=allow_invalid,
         probe_dir=Path(run_dir) / PROBE_DIR,
         compare_model=other.model if other is not None else None,
+        executor=executor,
     )
     return path, {**watch.seconds, **timings}
 

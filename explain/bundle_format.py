@@ -34,6 +34,29 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def image_name(data: bytes, ext: str = "png") -> tuple[str, str]:
+    """An image's bundle-relative path (named by its content) and its sha256."""
+    digest = sha256_bytes(data)
+    return f"{IMAGE_DIR}/{digest[:16]}.{ext}", digest
+
+
+class ImageCollector:
+    """Encoded images kept in memory under the paths :class:`BundleWriter` gives them.
+
+    For work done away from the bundle folder (a task on another host): it hands back
+    ``images`` (path -> bytes) and the driver stores each with
+    :meth:`BundleWriter.add_image_bytes`, which gives the same path.
+    """
+
+    def __init__(self) -> None:
+        self.images: dict[str, bytes] = {}
+
+    def add_image_bytes(self, data: bytes, ext: str = "png") -> str:
+        rel, _ = image_name(data, ext)
+        self.images[rel] = data
+        return rel
+
+
 class BundleWriter:
     """Writes a bundle into a temporary folder beside ``OUT``, published when complete.
 
@@ -56,8 +79,7 @@ class BundleWriter:
 
     def add_image_bytes(self, data: bytes, ext: str = "png") -> str:
         """Store encoded image bytes; return the bundle-relative path."""
-        digest = sha256_bytes(data)
-        rel = f"{IMAGE_DIR}/{digest[:16]}.{ext}"
+        rel, digest = image_name(data, ext)
         if rel not in self.files:
             (self.tmp / rel).write_bytes(data)
             self.files[rel] = digest

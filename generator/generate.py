@@ -121,6 +121,7 @@ def render_into(
     batch_size: int,
     antialias: bool,
     progress: tqdm | None,
+    workers: int | None = None,
 ) -> None:
     """Render ``params`` chunk by chunk into ``images`` (N,S,S,3) and ``masks`` (N,S,S).
 
@@ -133,7 +134,12 @@ def render_into(
     for start in range(0, len(params), chunk):
         batch = params.iloc[start : start + chunk]
         batch_images, batch_masks = render_scenes(
-            batch, size=size, device=device, batch_size=batch_size, antialias=antialias
+            batch,
+            size=size,
+            device=device,
+            batch_size=batch_size,
+            antialias=antialias,
+            workers=workers,
         )
         images[start : start + len(batch)] = batch_images
         masks[start : start + len(batch)] = batch_masks
@@ -158,19 +164,16 @@ def generate_dataset(
     antialias: bool = True,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool = True,
+    workers: int | None = None,
 ) -> Path:
     """Write a dataset folder (docs/dataset.md) and return its path.
 
     ``device`` is a ``torch.device`` (or None for the renderer's default). With
     ``shard=(i, N)`` only the i-th of N slices of every split is rendered and
-    ``meta.json`` records ``shard``; :func:`merge_shards` joins them.
+    ``meta.json`` records ``shard``; :func:`merge_shards` joins them. ``workers``: the
+    renderer's processes (:func:`generator.parallel.worker_count`; None: one per core).
     """
-    counts = {"train": n_train, "val": n_val, "test": n_test}
-    for split, n in counts.items():
-        if n < 0:
-            raise UserError(f"--n-{split} must be >= 0, got {n}")
-    if size < 8:
-        raise UserError(f"--size must be at least 8 pixels, got {size}")
+    counts = split_counts(n_train, n_val, n_test, size)
     plan = plan_splits(spec, counts, seed, interventions)
     selected = {name: frame.iloc[shard_rows(len(frame), shard)] for name, frame in plan.items()}
     for frame in selected.values():
@@ -178,7 +181,7 @@ def generate_dataset(
 
     writer = DatasetWriter(out, overwrite=overwrite)
     try:
-        render_splits(writer, selected, size, device, batch_size, antialias, png, progress)
+        render_splits(writer, selected, size, device, batch_size, antialias, png, progress, workers)
         meta = {
             "preset": spec.preset,
             "spec": spec.to_dict(),
@@ -195,6 +198,17 @@ def generate_dataset(
     except BaseException:
         writer.abort()
         raise
+
+
+def split_counts(n_train: int, n_val: int, n_test: int, size: int) -> dict[str, int]:
+    """``split -> scenes`` after refusing negative counts and images under 8 pixels."""
+    counts = {"train": n_train, "val": n_val, "test": n_test}
+    for split, n in counts.items():
+        if n < 0:
+            raise UserError(f"--n-{split} must be >= 0, got {n}")
+    if size < 8:
+        raise UserError(f"--size must be at least 8 pixels, got {size}")
+    return counts
 
 
 def dataset_is_current(
@@ -233,13 +247,14 @@ def render_splits(
     antialias: bool = True,
     png: bool = False,
     progress: bool = True,
+    workers: int | None = None,
 ) -> None:
     """Render every split's scenes into ``writer``'s memory-mapped arrays, with one bar."""
     total = sum(len(frame) for frame in splits.values())
     with tqdm(total=total, desc="rendering", unit="img", disable=not progress) as bar:
         for name, frame in splits.items():
             images, masks = writer.open_split(name, len(frame), size)
-            render_into(frame, images, masks, size, device, batch_size, antialias, bar)
+            render_into(frame, images, masks, size, device, batch_size, antialias, bar, workers)
             images.flush()
             masks.flush()
             writer.finish_split(name, frame.reset_index(drop=True))

@@ -12,13 +12,13 @@ from __future__ import annotations
 import ctypes
 import math
 import multiprocessing
-import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import TYPE_CHECKING
 
 import torch
 
 from xaistudy.errors import UserError
+from xaistudy.executors import usable_cores
 
 if TYPE_CHECKING:
     import numpy as np
@@ -30,13 +30,6 @@ MIN_SCENES_PER_WORKER = 128
 # On the CPU larger batches only cost memory: 64 scenes keep every buffer under glibc's
 # largest heap-served allocation (see _keep_freed_memory) and render fastest.
 CPU_BATCH = 64
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on (its affinity mask where the OS has one)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def _can_fork() -> bool:

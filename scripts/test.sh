@@ -13,5 +13,6 @@ if [ ! -x /usr/bin/chromium ]; then
 fi
 
 .venv/bin/ruff check .
-# Two workers for two cores; each keeps torch to one thread.
-OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 .venv/bin/pytest -n 2 -p no:cacheprovider "$@"
+# Two workers for two cores; each keeps torch to one thread. loadgroup keeps the tests of
+# one xdist_group (the Ray tests, which share a Ray instance) on one worker.
+OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 .venv/bin/pytest -n 2 --dist loadgroup -p no:cacheprovider "$@"

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from xaistudy.devices import DEVICE_CHOICES
+from xaistudy.executors import EXECUTORS
 
 _FOLDER = click.Path(path_type=Path, file_okay=False)
 _THRESHOLDS_HELP = (
@@ -81,11 +82,24 @@ _THRESHOLDS_HELP = (
 )
 @click.option("--batch-size", default=128, show_default=True)
 @click.option("--seed", default=0, show_default=True)
+@click.option(
+    "--executor",
+    "executor_name",
+    default="local",
+    show_default=True,
+    type=click.Choice(EXECUTORS),
+    help="ray: each condition and the scene renderings as Ray tasks (docs/deploy.md).",
+)
+@click.option(
+    "--address",
+    metavar="HOST:PORT",
+    help="Ray cluster to join (ray start --head); default: a Ray instance on this machine.",
+)
 def explain(
     run_dir, data_dir, compare_run, out, device, overwrite, conditions, n_test, baseline_rows,
     baseline_columns, cf_sources, cf_targets, n_concepts, concept_highest, concept_lowest,
     concept_layer, attribution_rows, out_of_set_preset, gt_scenes,
-    relevance_rule, thresholds, allow_invalid, batch_size, seed,
+    relevance_rule, thresholds, allow_invalid, batch_size, seed, executor_name, address,
 ):  # fmt: skip
     """Precompute the explanations, ground truth and tutorial into a study bundle."""
     from explain.build import ExplainSettings
@@ -95,6 +109,7 @@ def explain(
     from explain.validation import Thresholds
     from xaistudy.devices import resolve_device
     from xaistudy.errors import UserError
+    from xaistudy.executors import executor
 
     for name, value in (
         ("--n-test", n_test), ("--baseline-rows", baseline_rows), ("--cf-sources", cf_sources),
@@ -122,17 +137,19 @@ def explain(
         seed=seed,
         relevance_rule=RelevanceRule.parse(relevance_rule),
     )
-    path, timings = run_explain(
-        run_dir,
-        data_dir,
-        out,
-        resolve_device(device),
-        settings,
-        overwrite=overwrite,
-        thresholds=Thresholds.parse(thresholds),
-        allow_invalid=allow_invalid,
-        compare_run=compare_run,
-    )
+    with executor(executor_name, address) as chosen:
+        path, timings = run_explain(
+            run_dir,
+            data_dir,
+            out,
+            resolve_device(device),
+            settings,
+            overwrite=overwrite,
+            thresholds=Thresholds.parse(thresholds),
+            allow_invalid=allow_invalid,
+            compare_run=compare_run,
+            executor=chosen,
+        )
     total = sum(timings.values())
     click.echo(f"wrote study bundle {path} in {total:.1f} s")
     failures = load_manifest(path).validation.failures

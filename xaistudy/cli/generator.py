@@ -8,6 +8,7 @@ import click
 
 from xaistudy.devices import DEVICE_CHOICES
 from xaistudy.errors import UserError
+from xaistudy.executors import EXECUTORS
 
 
 def _spec(preset: str | None, bias: str | None):
@@ -39,12 +40,29 @@ def _spec(preset: str | None, bias: str | None):
 @click.option("--device", default="auto", show_default=True, type=click.Choice(DEVICE_CHOICES))
 @click.option("--png", is_flag=True, help="Also write browsable PNGs (<split>/png/).")
 @click.option("--shard", metavar="i/N", help="Render only the i-th of N parts (merge them later).")
+@click.option(
+    "--executor",
+    default="local",
+    show_default=True,
+    type=click.Choice(EXECUTORS),
+    help="local: this process; ray: shards as Ray tasks, merged into --out (docs/deploy.md).",
+)
+@click.option(
+    "--address",
+    metavar="HOST:PORT",
+    help="Ray cluster to join (ray start --head); default: a Ray instance on this machine.",
+)
+@click.option(
+    "--shards",
+    type=int,
+    help="Shards for --executor ray (default: by scenes and the cluster's CPUs).",
+)
 @click.option("--batch-size", default=256, show_default=True, type=int)
 @click.option("--antialias/--no-antialias", default=True, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace an existing non-empty --out folder.")
 def generate(
     preset, bias, out, n_train, n_val, n_test, size, seed, interventions, device, png, shard,
-    batch_size, antialias, overwrite,
+    executor, address, shards, batch_size, antialias, overwrite,
 ):  # fmt: skip
     """Sample scenes from a bias specification and render a dataset folder."""
     from generator.generate import generate_dataset, parse_shard
@@ -53,6 +71,24 @@ def generate(
     spec = _spec(preset, bias)
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {batch_size}")
+    if executor == "ray":
+        if shard is not None:
+            raise UserError(
+                "--shard i/N renders one part for a job array; --executor ray renders all "
+                "parts itself (--shards N): give one of them"
+            )
+        if device == "cuda":
+            raise UserError(
+                "--executor ray renders on the cluster's CPUs: use --device auto or cpu"
+            )
+        _generate_on_ray(
+            spec, out, address, shards, n_train=n_train, n_val=n_val, n_test=n_test, size=size,
+            seed=seed, interventions=interventions, png=png, overwrite=overwrite,
+            antialias=antialias, batch_size=batch_size,
+        )  # fmt: skip
+        return
+    if address is not None or shards is not None:
+        raise UserError("--address and --shards go with --executor ray")
     path = generate_dataset(
         spec,
         out,
@@ -70,6 +106,17 @@ def generate(
         batch_size=batch_size,
     )
     click.echo(f"wrote {path}")
+
+
+def _generate_on_ray(spec, out, address, shards, **options) -> None:
+    from generator.sharded import generate_sharded
+    from xaistudy.executors import executor
+
+    with executor("ray", address) as ray:
+        run = generate_sharded(spec, out, ray, shards=shards, **options)
+    complete = run.shards - run.rendered
+    kept = f" ({complete} complete from an earlier run)" if complete else ""
+    click.echo(f"rendered {run.rendered} of {run.shards} shards{kept}; wrote {run.path}")
 
 
 @click.command()
