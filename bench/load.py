@@ -25,9 +25,11 @@ with one SECRET_KEY, each migrating it as a host that starts does (all K at once
 hosts started together would). Arrivals go to the instances round robin, as a load
 balancer sends them. ``--kill-instance`` SIGKILLs the first instance's master and workers
 once ``--kill-at`` of the run's requests were answered (a host dying); a participant
-whose connection is refused or lost moves on to the next instance, as a load balancer's
-failed health check would send it, and resumes there from the entry link with the
-session cookie the dead instance signed. Prints requests/s and latency per instance.
+whose connection is refused or lost moves on to the next instance, as a load balancer
+would send it, with the session cookie the dead instance signed: a page's GET, or a
+request that never reached the dead instance, is sent there at once; a post lost on the
+way is not (it may have been stored), and the client resumes from its entry link.
+Prints requests/s and latency per instance.
 
 What is measured, and why think time. A participant reads each page before answering.
 With zero think time, N participants each sending the next request the instant the last
