@@ -13,10 +13,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from server_helpers import make_app
+from server_helpers import PG_ADMIN, make_app
 from sqlalchemy import text
-
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,8 @@ import flask_migrate
 from sqlalchemy import func, select
 
 ADMIN_PASSWORD = "correct horse battery staple"
+# The PostgreSQL server of the postgres-marked tests, where they create their databases.
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 def filled_study_file(folder: Path) -> Path:
