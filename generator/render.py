@@ -6,7 +6,7 @@ area light at (10, 10, 10). Rays are cast analytically: a ray is tested only aga
 blocks whose projected bounding circle covers its pixel, enters the block's box by a slab
 test and reaches the rounded surface in a few sphere-tracing steps. Shadows treat each
 block as a sphere and the light as a disk, which gives their soft edges in closed form.
-Anti-aliasing supersamples only the pixels on block edges.
+Anti-aliasing blends only the pixels on block edges, by their analytic coverage.
 
 Everything is torch, float32, the same code on CPU and CUDA, deterministic. The ray
 maths live in :mod:`generator.raymath`; :func:`render_scenes` renders a whole scene table,
