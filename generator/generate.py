@@ -25,14 +25,13 @@ from generator.attributes import intervention_split, validate_frame
 from generator.biases import BiasSpec
 from generator.dataset import DatasetFolder, DatasetWriter
 from xaistudy.errors import UserError
+from xaistudy.files import Stopwatch
 from xaistudy.vocabulary import FACTORS
 
 SPLITS = ("train", "val", "test")
 # Fixed slots of the seed's streams: one per split, then one per factor in FACTORS order.
 _STREAM_SLOTS = (*SPLITS, *(f"intervene:{f}" for f in FACTORS))
 DEFAULT_BATCH_SIZE = 256
-# scenes per render_scenes call: its CPU worker processes start once per chunk
-RENDER_CHUNK = 2048
 
 
 def split_rngs(seed: int) -> dict[str, np.random.Generator]:
@@ -123,28 +122,24 @@ def render_into(
     progress: tqdm | None,
     workers: int | None = None,
 ) -> None:
-    """Render ``params`` chunk by chunk into ``images`` (N,S,S,3) and ``masks`` (N,S,S).
+    """Render ``params`` into ``images`` (N,S,S,3) and ``masks`` (N,S,S).
 
-    Chunks of ``RENDER_CHUNK`` scenes (or ``batch_size`` if larger) keep memory bounded
-    and let the renderer's worker processes start once per chunk, not once per batch.
+    With the memory-mapped arrays of :meth:`DatasetWriter.open_split` the renderer's worker
+    processes write their rows straight into the files: they start once per split and
+    no pixels pass through this process.
     """
     from generator.render import render_scenes
 
-    chunk = max(batch_size, RENDER_CHUNK)
-    for start in range(0, len(params), chunk):
-        batch = params.iloc[start : start + chunk]
-        batch_images, batch_masks = render_scenes(
-            batch,
-            size=size,
-            device=device,
-            batch_size=batch_size,
-            antialias=antialias,
-            workers=workers,
-        )
-        images[start : start + len(batch)] = batch_images
-        masks[start : start + len(batch)] = batch_masks
-        if progress is not None:
-            progress.update(len(batch))
+    render_scenes(
+        params,
+        size=size,
+        device=device,
+        batch_size=batch_size,
+        antialias=antialias,
+        workers=workers,
+        out=(images, masks),
+        on_rendered=None if progress is None else progress.update,
+    )
 
 
 def generate_dataset(
@@ -165,23 +160,29 @@ def generate_dataset(
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool = True,
     workers: int | None = None,
+    stopwatch: Stopwatch | None = None,
 ) -> Path:
     """Write a dataset folder (docs/dataset.md) and return its path.
 
     ``device`` is a ``torch.device`` (or None for the renderer's default). With
     ``shard=(i, N)`` only the i-th of N slices of every split is rendered and
     ``meta.json`` records ``shard``; :func:`merge_shards` joins them. ``workers``: the
-    renderer's processes (:func:`generator.parallel.worker_count`; None: one per core).
+    renderer's processes (:func:`generator.parallel.worker_count`; None: one per core). A
+    ``stopwatch`` times the stages (bench/bench_generator.py sets one).
     """
+    watch = stopwatch or Stopwatch()
     counts = split_counts(n_train, n_val, n_test, size)
-    plan = plan_splits(spec, counts, seed, interventions)
-    selected = {name: frame.iloc[shard_rows(len(frame), shard)] for name, frame in plan.items()}
-    for frame in selected.values():
-        validate_frame(frame)
+    with watch("sample scenes"):
+        plan = plan_splits(spec, counts, seed, interventions)
+        selected = {name: frame.iloc[shard_rows(len(frame), shard)] for name, frame in plan.items()}
+        for frame in selected.values():
+            validate_frame(frame)
 
     writer = DatasetWriter(out, overwrite=overwrite)
     try:
-        render_splits(writer, selected, size, device, batch_size, antialias, png, progress, workers)
+        render_splits(
+            writer, selected, size, device, batch_size, antialias, png, progress, workers, watch
+        )
         meta = {
             "preset": spec.preset,
             "spec": spec.to_dict(),
@@ -194,7 +195,8 @@ def generate_dataset(
         }
         if shard is not None:
             meta["shard"] = list(shard)
-        return writer.finish(meta)
+        with watch("publish"):
+            return writer.finish(meta)
     except BaseException:
         writer.abort()
         raise
@@ -248,18 +250,26 @@ def render_splits(
     png: bool = False,
     progress: bool = True,
     workers: int | None = None,
+    stopwatch: Stopwatch | None = None,
 ) -> None:
-    """Render every split's scenes into ``writer``'s memory-mapped arrays, with one bar."""
+    """Render every split's scenes into ``writer``'s memory-mapped arrays, with one bar.
+    A ``stopwatch`` times the stages."""
+    watch = stopwatch or Stopwatch()
     total = sum(len(frame) for frame in splits.values())
     with tqdm(total=total, desc="rendering", unit="img", disable=not progress) as bar:
         for name, frame in splits.items():
-            images, masks = writer.open_split(name, len(frame), size)
-            render_into(frame, images, masks, size, device, batch_size, antialias, bar, workers)
-            images.flush()
-            masks.flush()
-            writer.finish_split(name, frame.reset_index(drop=True))
+            with watch("open arrays"):
+                images, masks = writer.open_split(name, len(frame), size)
+            with watch("render"):
+                render_into(frame, images, masks, size, device, batch_size, antialias, bar, workers)
+            with watch("flush arrays"):
+                images.flush()
+                masks.flush()
+            with watch("write params"):
+                writer.finish_split(name, frame.reset_index(drop=True))
             if png:
-                write_pngs(writer.split_dir(name), frame, images, masks)
+                with watch("write pngs"):
+                    write_pngs(writer.split_dir(name), frame, images, masks)
             del images, masks  # close the memory maps before the folder is renamed
 
 

@@ -1,8 +1,10 @@
 """Rendering on several CPU cores: forked worker processes with one torch thread each.
 
 Torch's own threads scale poorly on a few cores; processes do not wait on each other. The
-workers are forked, so they start in a fraction of a second and inherit the renderer and
-the scenes; each renders slices of rows and sends back uint8 arrays. Workers also keep
+workers are forked, so they start in a fraction of a second and inherit the renderer, the
+scenes and the output arrays. Those lie in shared memory (the dataset's memory-mapped
+files, or anonymous shared memory), so each worker writes its rows in place and nothing
+is copied back through a pipe. Workers also keep
 glibc from returning freed memory to the OS between batches (see
 :func:`_keep_freed_memory`).
 """
@@ -11,18 +13,19 @@ from __future__ import annotations
 
 import ctypes
 import math
+import mmap
 import multiprocessing
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 from xaistudy.errors import UserError
 from xaistudy.executors import usable_cores
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from generator.render import Renderer
 
 # a worker process pays for itself only with this many scenes to render
@@ -77,17 +80,42 @@ def _keep_freed_memory() -> None:
     mallopt(m_trim_threshold, 2**30)
 
 
-def _start_worker(renderer: Renderer, batch: dict[str, torch.Tensor], threads: int) -> None:
+def shared_array(shape: tuple[int, ...], dtype) -> np.ndarray:
+    """A zeroed numpy array in anonymous shared memory: what forked workers write into it,
+    their parent sees."""
+    count = math.prod(shape)
+    buffer = mmap.mmap(-1, max(1, count * np.dtype(dtype).itemsize))  # MAP_SHARED
+    return np.frombuffer(buffer, dtype=dtype, count=count).reshape(shape)
+
+
+def is_shared(array: np.ndarray) -> bool:
+    """Whether writes to ``array`` in a forked child reach its parent: a memory map opened
+    for writing (``np.memmap`` modes r+ and w+) or an array over a shared ``mmap``."""
+    if isinstance(array, np.memmap):
+        return array.mode in ("r+", "w+")
+    base = array
+    while isinstance(base, np.ndarray):
+        base = base.base
+    if isinstance(base, memoryview):  # np.frombuffer's view of the buffer
+        base = base.obj
+    return isinstance(base, mmap.mmap)
+
+
+def _start_worker(renderer: Renderer, batch: dict[str, torch.Tensor], outputs, threads: int):
     torch.set_num_threads(threads)
     _keep_freed_memory()
-    _WORKER_STATE.update(renderer=renderer, batch=batch)
+    _WORKER_STATE.update(renderer=renderer, batch=batch, outputs=outputs)
 
 
-def _render_rows(start: int, stop: int):
-    """Render rows ``start:stop`` of the inherited batch in a worker: numpy uint8 arrays."""
+def _render_rows(start: int, stop: int) -> int:
+    """Render rows ``start:stop`` of the inherited batch in a worker, straight into the
+    shared output arrays; returns how many rows it rendered."""
     part = {k: v[start:stop] for k, v in _WORKER_STATE["batch"].items()}
     image_t, mask_t = _WORKER_STATE["renderer"].render(part)
-    return start, image_t.numpy(), mask_t.numpy()
+    images, masks = _WORKER_STATE["outputs"]
+    images[start:stop] = image_t.numpy()
+    masks[start:stop] = mask_t.numpy()
+    return stop - start
 
 
 def render_in_workers(
@@ -97,29 +125,30 @@ def render_in_workers(
     masks: np.ndarray,
     batch_size: int,
     workers: int,
-    bar,
+    on_rendered: Callable[[int], None],
 ) -> None:
-    """Fill ``images`` (N, H, W, 3) and ``masks`` (N, H, W) from ``workers`` forked
-    processes with ``torch.get_num_threads() // workers`` threads each (at least one).
+    """Fill ``images`` (N, H, W, 3) and ``masks`` (N, H, W), both shared (:func:`is_shared`),
+    from ``workers`` forked processes with ``torch.get_num_threads() // workers`` threads
+    each (at least one). ``on_rendered(count)`` follows the progress.
 
     Work goes out in slices of at most ``batch_size`` rows, small enough that every worker
     gets some; pixels do not depend on how scenes are batched, so the result equals the
     single-process one.
     """
+    if not (is_shared(images) and is_shared(masks)):
+        raise ValueError("worker processes need output arrays in shared memory")
     n = images.shape[0]
     step = max(1, min(batch_size, math.ceil(n / (2 * workers))))
     threads = max(1, torch.get_num_threads() // workers)
     context = multiprocessing.get_context("fork")
+    state = (renderer, batch, (images, masks), threads)
     with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_start_worker, initargs=(renderer, batch, threads)
+        workers, mp_context=context, initializer=_start_worker, initargs=state
     ) as pool:
         futures = [pool.submit(_render_rows, s, min(s + step, n)) for s in range(0, n, step)]
         try:
             for future in as_completed(futures):
-                start, part_images, part_masks = future.result()
-                images[start : start + len(part_images)] = part_images
-                masks[start : start + len(part_masks)] = part_masks
-                bar.update(len(part_images))
+                on_rendered(future.result())
         except BaseException:
             for future in futures:
                 future.cancel()

@@ -79,6 +79,37 @@ def ray_rounded_box(origin, direction, core, radius, t_enter) -> torch.Tensor:
     return t
 
 
+def line_box_distance(origin, direction, core) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distance (M,) from lines to boxes of half edge ``core`` (M,), and where along each
+    line (M,) it is reached. Local frame, one row per coordinate: ``origin`` and unit
+    ``direction`` (3, M).
+
+    The squared distance from the point at ``t`` to the box is convex and piecewise
+    quadratic in ``t``, with its kinks where the line crosses a face plane (six per line).
+    Its derivative is monotone and linear between kinks, so evaluating it at the kinks
+    brackets its zero, and one linear interpolation finds the minimum exactly.
+    """
+    safe = torch.where(direction.abs() < 1e-9, torch.full_like(direction, 1e-9), direction)
+    inverse = 1.0 / safe
+    kinks = torch.cat([(core - origin) * inverse, (-core - origin) * inverse])  # (6, M)
+    # half the derivative at each kink: direction . (point - nearest box point)
+    points = torch.addcmul(origin[:, None], direction[:, None], kinks[None])  # (3, 6, M)
+    outside = points - torch.maximum(torch.minimum(points, core), -core)
+    slope = (direction[:, None] * outside).sum(0)  # (6, M), nondecreasing in t
+    low = slope <= 0
+    slope_low = slope.masked_fill(~low, -math.inf).amax(0)
+    t_low = kinks.masked_fill(~low, -math.inf).amax(0)
+    slope_high = slope.masked_fill(low, math.inf).amin(0)
+    t_high = kinks.masked_fill(low, math.inf).amin(0)
+    t = t_low - slope_low * (t_high - t_low) / (slope_high - slope_low)
+    # beyond the outermost kinks every axis is outside the box and the slope is |d|^2 = 1
+    t = torch.where(torch.isinf(slope_high), t_low - slope_low, t)
+    t = torch.where(torch.isinf(slope_low), t_high - slope_high, t)
+    point = torch.addcmul(origin, direction, t)
+    gap = point - torch.maximum(torch.minimum(point, core), -core)
+    return gap.square().sum(0).sqrt(), t
+
+
 def _distance(points: torch.Tensor, core: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
     """Signed distance (M,) from local ``points`` (3, M) to rounded boxes (``core``,
     ``radius`` (M,)): negative inside."""

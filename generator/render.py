@@ -6,7 +6,7 @@ area light at (10, 10, 10). Rays are cast analytically: a ray is tested only aga
 blocks whose projected bounding circle covers its pixel, enters the block's box by a slab
 test and reaches the rounded surface in a few sphere-tracing steps. Shadows treat each
 block as a sphere and the light as a disk, which gives their soft edges in closed form.
-Anti-aliasing supersamples only the pixels on block edges.
+Anti-aliasing blends only the pixels on block edges, by their analytic coverage.
 
 Everything is torch, float32, the same code on CPU and CUDA, deterministic. The ray
 maths live in :mod:`generator.raymath`; :func:`render_scenes` renders a whole scene table,
@@ -16,7 +16,7 @@ in worker processes (:mod:`generator.parallel`) on a CPU with several cores.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -26,8 +26,19 @@ import torch.nn.functional as F
 
 from generator.attributes import ATTRIBUTES, CONTINUOUS, LABELS, coolwarm, validate_frame
 from generator.geometry import DEFAULT_CALIBRATION, BlockPoses, Calibration, block_poses
-from generator.parallel import CPU_BATCH, render_in_workers, worker_count
-from generator.raymath import gather_rows, ray_rounded_box, rounded_box_normal
+from generator.parallel import (
+    CPU_BATCH,
+    is_shared,
+    render_in_workers,
+    shared_array,
+    worker_count,
+)
+from generator.raymath import (
+    gather_rows,
+    line_box_distance,
+    ray_rounded_box,
+    rounded_box_normal,
+)
 from xaistudy.errors import UserError
 from xaistudy.files import Stopwatch
 
@@ -42,8 +53,6 @@ LIGHT_SEMI_AXES = (10.0, 7.5)
 LIGHT_SAMPLES = 16
 PLANE_GAP = 10.0
 NUM_BLOCKS = 8
-# rotated-grid offsets (in pixels) of the four samples of an edge pixel
-AA_OFFSETS = ((-0.375, -0.125), (0.125, -0.375), (0.375, 0.125), (-0.125, 0.375))
 
 
 @dataclass(frozen=True)
@@ -166,10 +175,10 @@ class Renderer:
         )
 
     # ---- intersection -----------------------------------------------------------------
-    def _intersect_pairs(self, poses: BlockPoses, image, block, direction):
-        """Which of the M pairs hit: pair indices (H,), distance (H,) along ``direction``
-        from the camera to block ``block`` of scene ``image``, and the local hit points
-        (H, 3). ``image``, ``block`` (M,), ``direction`` (M, 3)."""
+    def _local_rays(self, poses: BlockPoses, image, block, direction):
+        """Rays of M (scene ``image``, block ``block``) pairs in the block's frame: origins
+        and directions (3, M), one row per coordinate, and the block's half edge and corner
+        radius (M,). ``image``, ``block`` (M,), ``direction`` (M, 3) in the world."""
         n = poses.centers.shape[0]
         # per block: the camera in its frame, R^T (camera - c), its rotation's nine entries
         # (row major), half edge and radius; gathered for all pairs by one index_select
@@ -183,6 +192,13 @@ class Renderer:
         local_dir = torch.stack(
             [d[0] * rot[j] + d[1] * rot[3 + j] + d[2] * rot[6 + j] for j in range(3)]
         )
+        return origin, local_dir, half, radius
+
+    def _intersect_pairs(self, poses: BlockPoses, image, block, direction):
+        """Which of the M pairs hit: pair indices (H,), distance (H,) along ``direction``
+        from the camera to block ``block`` of scene ``image``, and the local hit points
+        (H, 3). ``image``, ``block`` (M,), ``direction`` (M, 3)."""
+        origin, local_dir, half, radius = self._local_rays(poses, image, block, direction)
         safe = torch.where(local_dir.abs() < 1e-9, torch.full_like(local_dir, 1e-9), local_dir)
         inverse = 1.0 / safe
         scaled = origin * inverse
@@ -418,7 +434,9 @@ class Renderer:
             picture = picture.reshape(n, size, size, 3)
         if self.antialias:
             with self._stage("antialias"):
-                picture = self._antialias(poses, mask, picture, backdrop)
+                depth = torch.full((n * size * size,), math.inf, device=self.device)
+                depth.index_copy_(0, hits.ray, hits.t)
+                picture = self._antialias(poses, mask, depth, picture, backdrop)
         with self._stage("transfer"):
             images = picture.mul_(255).add_(0.5).clamp_(0, 255).to(torch.uint8)
             mask = mask.to(torch.uint8)
@@ -427,12 +445,15 @@ class Renderer:
             mask[flip] = mask[flip].flip(2)
         return images, mask
 
-    def _antialias(self, poses, mask, picture, backdrop):
-        """Supersample the pixels on block edges (id differs from a 4-neighbor's).
+    def _antialias(self, poses, mask, depth, picture, backdrop):
+        """Blend the pixels on block edges (id differs from a 4-neighbor's) by coverage.
 
-        Each of four samples is intersected only with the blocks seen in the pixel and its
-        four neighbors, and takes the color of the pixel (or neighbor) showing the same
-        block, or the background's color here: coverage anti-aliasing, no re-shading.
+        Each block seen in the pixel or its four neighbors covers the share
+        ``clamp(0.5 - d, 0, 1)`` of the pixel, ``d`` the signed distance in pixels from
+        the pixel's center to the block's silhouette (:meth:`_silhouette_distance`).
+        Front to back (by the depth where each block is seen), every block takes its
+        share of what the blocks in front leave; the background takes the rest. A block
+        lends the color of the pixel (or neighbor) showing it: edges are not shaded again.
         """
         size = self.size
         padded = F.pad(mask, (1, 1, 1, 1), value=-1)  # (N, H+2, W+2) int8; -1 outside
@@ -445,52 +466,71 @@ class Renderer:
         if pixel.numel() == 0:
             return picture
         image, rows, cols = pixel // (size * size), pixel // size % size, pixel % size
-        # the pixel and its 4 neighbors, center first: ids (E, 5) and colors (E, 5, 3),
-        # gathered through flat indices (much faster than indexing by three tensors)
+        # the pixel and its 4 neighbors, center first: ids, depths (E, 5) and colors
+        # (E, 5, 3), gathered through flat indices (much faster than three index tensors)
         steps = ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1))
         nr = torch.stack([rows + 1 + r for r, _ in steps], 1)  # in padded coordinates
         nc = torch.stack([cols + 1 + c for _, c in steps], 1)
         slots = len(steps)
         padded_index = (image[:, None] * (size + 2) + nr) * (size + 2) + nc
         ids = padded.view(-1).index_select(0, padded_index.view(-1)).view(-1, slots)
-        # outside the image the id is -1, which no sample has: any color will do there
+        # outside the image the id is -1, which no block has: any color will do there
         inner = (image[:, None] * size + (nr - 1).clamp(0, size - 1)) * size
-        inner = inner + (nc - 1).clamp(0, size - 1)
+        inner = (inner + (nc - 1).clamp(0, size - 1)).view(-1)
         flat_picture = picture.view(-1, 3)
-        colors = flat_picture.index_select(0, inner.view(-1)).view(-1, slots, 3)
-        # candidate blocks: each distinct id > 0 of the neighborhood once
+        colors = flat_picture.index_select(0, inner).view(-1, slots, 3)
+        # each distinct block of the neighborhood once, at its first slot
         earlier = torch.triu(torch.ones(slots, slots, dtype=torch.bool, device=self.device), 1)
         repeated = ((ids[:, :, None] == ids[:, None, :]) & earlier).any(1)
         candidate = (ids > 0) & ~repeated  # (E, 5)
-
-        offsets = torch.tensor(AA_OFFSETS, device=self.device)
-        k = offsets.shape[0]
-        num = image.shape[0] * k
-        sample_rows = (rows[:, None] + 0.5 + offsets[:, 0]).reshape(-1)
-        sample_cols = (cols[:, None] + 0.5 + offsets[:, 1]).reshape(-1)
-        direction = self.ray_directions(sample_rows, sample_cols)
-        pairs = candidate[:, None, :].expand(-1, k, -1).reshape(-1).nonzero()[:, 0]
-        ray, slot = pairs // slots, pairs % slots
-        edge_index = ray // k
-        pair_block = ids.view(-1)[edge_index * slots + slot].long() - 1
-        hits = self._nearest(
+        seen_at = depth.index_select(0, inner).view(-1, slots).masked_fill(~candidate, math.inf)
+        # Where no neighbor shows the background, the rearmost block fills what the others
+        # leave: its silhouette is taken to lie outside the pixel and is not computed.
+        rearmost = seen_at.masked_fill(~candidate, -math.inf).argmax(1, keepdim=True)
+        fills = torch.zeros_like(candidate).scatter_(1, rearmost, True)
+        fills &= candidate & ~(ids == 0).any(1, keepdim=True)
+        pairs = (candidate & ~fills).view(-1).nonzero()[:, 0]
+        edge_index = pairs // slots
+        distance = self._silhouette_distance(
             poses,
-            ray,
             image.index_select(0, edge_index),
-            pair_block,
-            direction.index_select(0, ray),
-            num,
-            normals=False,
+            ids.view(-1).index_select(0, pairs).long() - 1,
+            rows.index_select(0, edge_index),
+            cols.index_select(0, edge_index),
         )
-        sample_id = hits.block.view(-1, k)  # (E, K)
-        match = ids[:, None, :] == sample_id[..., None]  # (E, K, 5)
-        first = match.to(torch.uint8).argmax(-1)  # center first, then the nearest neighbors
-        sampled = torch.gather(colors, 1, first[..., None].expand(-1, -1, 3))
-        ground = backdrop.view(-1, 3).index_select(0, pixel)[:, None, :].expand(-1, k, -1)
-        sampled = torch.where((sample_id == 0)[..., None], ground, sampled)
+        coverage = torch.zeros(ids.shape, device=self.device)
+        coverage.view(-1).index_copy_(0, pairs, (0.5 - distance).clamp_(0, 1))
+        coverage.masked_fill_(fills, 1.0)
+        # stay true to the mask: the block hit at the center covers at least half
+        coverage[:, 0] = torch.where(ids[:, 0] > 0, coverage[:, 0].clamp(min=0.5), 0.0)
+        # front to back: each block takes its coverage of what is left
+        order = seen_at.argsort(1)
+        coverage = coverage.gather(1, order)
+        colors = colors.gather(1, order[..., None].expand(-1, -1, 3))
+        left = torch.cumprod(1 - coverage, 1)
+        weight = coverage * torch.cat([torch.ones_like(left[:, :1]), left[:, :-1]], 1)
+        blended = (weight[..., None] * colors).sum(1)
+        ground = backdrop.view(-1, 3).index_select(0, pixel)
+        blended.addcmul_(left[:, -1:], ground)
         # ``picture`` is this render's own tensor: write the edge colors in place
-        flat_picture.index_copy_(0, pixel, sampled.mean(1))
+        flat_picture.index_copy_(0, pixel, blended)
         return picture
+
+    def _silhouette_distance(self, poses, image, block, rows, cols) -> torch.Tensor:
+        """Signed distance (P,) in pixels from the centers of pixels ``rows``, ``cols`` (P,)
+        to the silhouette of block ``block`` (0..7) of scene ``image``; negative inside.
+
+        The pixel's ray passes the block's rounded surface at the distance of the line
+        from the block's core box minus the corner radius (exact, in closed form); at
+        distance ``t`` along the ray one pixel spans ``t / |(f, x, y)|`` across it.
+        """
+        half = self.size / 2
+        x, y = cols.float() + (0.5 - half), (half - 0.5) - rows.float()
+        reach = torch.sqrt(x * x + y * y + self.focal**2)  # |(f, x, y)|: pixels per radian
+        direction = torch.stack([torch.full_like(x, -self.focal), x, y], 1) / reach[:, None]
+        origin, local_dir, half_edge, radius = self._local_rays(poses, image, block, direction)
+        gap, t = line_box_distance(origin, local_dir, half_edge - radius)
+        return (gap - radius) * reach / t.clamp(min=1e-3)
 
 
 def frame_to_batch(params) -> dict[str, torch.Tensor]:
@@ -511,16 +551,21 @@ def render_scenes(
     progress: bool = False,
     *,
     workers: int | None = None,
+    out: tuple[np.ndarray, np.ndarray] | None = None,
+    on_rendered: Callable[[int], None] | None = None,
 ):
     """Render every row of the scene table ``params`` (columns of ``ATTRIBUTES``).
 
-    Returns images (N, size, size, 3) uint8 and masks (N, size, size) uint8 as numpy arrays.
+    Returns images (N, size, size, 3) uint8 and masks (N, size, size) uint8 as numpy arrays:
+    ``out`` if given (filled in place; a memory map opened for writing is filled by the
+    worker processes directly), else new ones.
     ``batch_size``: the most scenes rendered at once (on the CPU at most ``CPU_BATCH``).
     ``workers``: processes rendering in parallel on the CPU (see
     :func:`generator.parallel.worker_count`;
     None picks one per usable core for large enough tables). The pixels do not depend on
     the batch size or the number of workers (with one torch thread per process; torch may
-    round the last bit differently with more threads).
+    round the last bit differently with more threads). ``on_rendered(count)`` is called
+    as scenes are done, e.g. to move a progress bar.
     """
     from tqdm import tqdm
 
@@ -531,20 +576,38 @@ def render_scenes(
         raise UserError(f"scene table lacks attribute column(s) {', '.join(missing)}")
     batch = frame_to_batch(params)
     renderer = Renderer(size=size, device=device, antialias=antialias)
-    n = len(params)
+    n, side = len(params), renderer.size
     count = worker_count(workers, renderer.device, n)
     if renderer.device.type == "cpu":
         batch_size = min(batch_size, CPU_BATCH)
-    images = np.empty((n, renderer.size, renderer.size, 3), dtype=np.uint8)
-    masks = np.empty((n, renderer.size, renderer.size), dtype=np.uint8)
+    shapes = ((n, side, side, 3), (n, side, side))
+    if out is not None and tuple(a.shape for a in out) != shapes:
+        raise ValueError(f"out must hold arrays of shapes {shapes}")
+    # worker processes write into shared memory: the given arrays if they are, else new
+    direct = out is not None and (count == 1 or all(is_shared(a) for a in out))
+    if direct:
+        images, masks = out
+    else:
+        allocate = shared_array if count > 1 else np.empty
+        images, masks = (allocate(shape, np.uint8) for shape in shapes)
     with tqdm(total=n, disable=not progress, desc="rendering", unit="img") as bar:
+
+        def rendered(done: int) -> None:
+            bar.update(done)
+            if on_rendered is not None:
+                on_rendered(done)
+
         if count > 1:
-            render_in_workers(renderer, batch, images, masks, batch_size, count, bar)
-            return images, masks
-        for start in range(0, n, batch_size):
-            part = {k: v[start : start + batch_size] for k, v in batch.items()}
-            image_t, mask_t = renderer.render(part)
-            images[start : start + batch_size] = image_t.cpu().numpy()
-            masks[start : start + batch_size] = mask_t.cpu().numpy()
-            bar.update(image_t.shape[0])
+            render_in_workers(renderer, batch, images, masks, batch_size, count, rendered)
+        else:
+            for start in range(0, n, batch_size):
+                part = {k: v[start : start + batch_size] for k, v in batch.items()}
+                image_t, mask_t = renderer.render(part)
+                images[start : start + batch_size] = image_t.cpu().numpy()
+                masks[start : start + batch_size] = mask_t.cpu().numpy()
+                rendered(image_t.shape[0])
+    if out is not None and not direct:
+        out[0][:] = images
+        out[1][:] = masks
+        return out
     return images, masks

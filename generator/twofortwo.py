@@ -130,3 +130,24 @@ def block_iou(mask_a, mask_b) -> float:
         for block in blocks[blocks > 0]
     ]
     return float(np.mean(scores)) if scores else 1.0
+
+
+def edge_pixels(masks) -> np.ndarray:
+    """Pixels (N, H, W) bool whose block id differs from a 4-neighbor's in ``masks``."""
+    m = np.asarray(masks)
+    edge = np.zeros(m.shape, dtype=bool)
+    rows = m[:, 1:] != m[:, :-1]
+    edge[:, 1:] |= rows
+    edge[:, :-1] |= rows
+    cols = m[:, :, 1:] != m[:, :, :-1]
+    edge[:, :, 1:] |= cols
+    edge[:, :, :-1] |= cols
+    return edge
+
+
+def edge_rms(images, reference_images, masks, reference_masks) -> float:
+    """RMS color difference (0..255) over the pixels on a block edge in either mask set:
+    how far anti-aliased silhouettes are from the reference's. Images (N, H, W, 3)."""
+    edge = edge_pixels(masks) | edge_pixels(reference_masks)
+    difference = np.asarray(images, dtype=float) - np.asarray(reference_images, dtype=float)
+    return float(np.sqrt(np.square(difference[edge]).mean()))

@@ -2,7 +2,7 @@
 
 Usage: ``.venv/bin/python scripts/reference_sheet.py [--count 8] [--out PATH]``; writes
 ``docs/images/renderer-vs-two4two.png`` by default and prints the mean block IoU over all
-reference scenes.
+reference scenes and the RMS color difference on block edges (anti-aliasing).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from PIL import Image
 
 from generator.attributes import ATTRIBUTES
 from generator.render import render_scenes
-from generator.twofortwo import block_iou
+from generator.twofortwo import block_iou, edge_rms
 from xaistudy.files import atomic_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,6 +82,8 @@ def main(argv=None) -> int:
         f"block IoU over {len(scores)} reference scenes: mean {scores.mean():.3f}, "
         f"median {np.median(scores):.3f}, min {scores.min():.3f}"
     )
+    edge_error = edge_rms(images, ref_images, masks, ref_masks)
+    print(f"RMS color difference on block edges: {edge_error:.2f}/255")
     # spread the picks over the range of IoU, worst included, so the sheet is honest
     order = np.argsort(scores)
     picks = order[np.linspace(0, len(order) - 1, args.count).round().astype(int)]

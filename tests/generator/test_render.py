@@ -11,7 +11,7 @@ import torch
 
 from generator.attributes import ATTRIBUTES, SceneAttributes, coolwarm
 from generator.parallel import usable_cores, worker_count
-from generator.raymath import ray_rounded_box
+from generator.raymath import line_box_distance, ray_rounded_box
 from generator.render import Renderer, frame_to_batch, render_scenes
 from xaistudy.errors import UserError
 from xaistudy.files import Stopwatch
@@ -68,6 +68,26 @@ def test_worker_processes_give_the_same_pixels_as_one_process():
     np.testing.assert_array_equal(parallel[0], alone[0])
     np.testing.assert_array_equal(parallel[1], alone[1])
     assert len({m.tobytes() for m in parallel[1]}) == len(params)  # rows kept in order
+
+
+def test_workers_write_straight_into_a_memory_mapped_dataset_file(tmp_path):
+    params = scenes(spherical=[0.1, 0.5, 0.9, 0.3], bending=[0.2, -0.1, 0.0, 0.3])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        alone = render_scenes(params, size=32, batch_size=1, workers=1)
+        images = np.lib.format.open_memmap(
+            tmp_path / "images.npy", mode="w+", dtype=np.uint8, shape=(4, 32, 32, 3)
+        )
+        masks = np.lib.format.open_memmap(
+            tmp_path / "masks.npy", mode="w+", dtype=np.uint8, shape=(4, 32, 32)
+        )
+        render_scenes(params, size=32, batch_size=1, workers=2, out=(images, masks))
+    finally:
+        torch.set_num_threads(threads)
+    del images, masks
+    np.testing.assert_array_equal(np.load(tmp_path / "images.npy"), alone[0])
+    np.testing.assert_array_equal(np.load(tmp_path / "masks.npy"), alone[1])
 
 
 def test_worker_count():
@@ -227,3 +247,26 @@ def test_cuda_matches_cpu_masks():
     _, cpu = render_scenes(params, size=64)
     _, gpu = render_scenes(params, size=64, device=torch.device("cuda"))
     assert (cpu == gpu).mean() > 0.995
+
+
+def test_line_box_distance_is_the_closest_approach():
+    generator = torch.Generator().manual_seed(1)
+    m = 1000
+    core = torch.rand(m, generator=generator) * 0.4
+    origin = torch.randn(3, m, generator=generator)
+    origin = origin / origin.norm(dim=0) * 9.0
+    target = (torch.rand(3, m, generator=generator) - 0.5) * 2 * (core + 0.3)
+    direction = target - origin
+    direction = direction / direction.norm(dim=0)
+    distance, t = line_box_distance(origin, direction, core)
+
+    def to_box(points):  # (3, M, S) -> (M, S)
+        return (points.abs() - core[:, None]).clamp(min=0).norm(dim=0)
+
+    # reference: the smallest distance over dense points along each line near the box
+    steps = torch.linspace(7.0, 11.0, 4001)
+    brute = to_box(origin[..., None] + direction[..., None] * steps).amin(-1)
+    assert (distance - brute).abs().max() < 1e-3
+    assert (distance > 0).any() and (distance == 0).any()  # lines that miss and that cross
+    reached = to_box((origin + direction * t)[..., None])[:, 0]
+    assert (reached - distance).abs().max() < 1e-4
