@@ -735,8 +735,8 @@ def bundle_is_current(
     conditions: tuple[str, ...] = CONDITIONS,
 ) -> bool:
     """Whether ``bundle_dir`` is a whole bundle (every file's hash verifies) of exactly
-    ``conditions``, explaining the finished run in ``run_dir`` on ``dataset`` as they are
-    now."""
+    ``conditions``, with the forward-simulation scenes, explaining the finished run in
+    ``run_dir`` on ``dataset`` as they are now."""
     from modeling.checkpoint import read_model_card
 
     try:
@@ -748,4 +748,5 @@ def bundle_is_current(
         manifest.model_card == card
         and manifest.dataset.fingerprint == dataset.fingerprint()
         and set(manifest.conditions) == set(conditions)
+        and manifest.simulation is not None  # bundles made before the scenes lack them
     )

@@ -254,6 +254,27 @@ def default_study_path() -> Path:
     return Path(str(resources.files("study_server") / "studies" / "default.toml"))
 
 
+def shipped_studies() -> dict[str, Path]:
+    """The study files that ship with the server (``study_server/studies``), by name."""
+    folder = default_study_path().parent
+    return {path.stem: path for path in sorted(folder.glob("*.toml"))}
+
+
+def study_file(name_or_path: str | Path) -> Path:
+    """A study file given as a path, or by the name of a shipped one (``default``,
+    ``forward-simulation``)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = shipped_studies()
+    if str(name_or_path) in shipped:
+        return shipped[str(name_or_path)]
+    raise UserError(
+        f"study {str(name_or_path)!r} is neither a file nor a shipped study; the shipped "
+        f"ones are {', '.join(shipped)}"
+    )
+
+
 class _Reader:
     """Typed access to one TOML table that remembers which keys were used."""
 

@@ -12,7 +12,7 @@ from html import unescape
 from pathlib import Path
 
 import pytest
-from server_helpers import current_page, enter, hidden_fields, login, make_app
+from server_helpers import current_page, enter, forward_study, hidden_fields, login, make_app
 
 from explain.bundle_format import load_manifest
 from simulation.client import ParticipantClient
@@ -21,29 +21,9 @@ from study_server import study_context
 from study_server.export import export_frames
 from study_server.extensions import db
 from study_server.models import Participant, Trial
-from study_server.study import CONSENT_DETAILS, default_study_path
+from study_server.study import default_study_path
 from xaistudy.errors import UserError
 from xaistudy.vocabulary import Status
-
-SHIPPED = default_study_path().parent / "forward-simulation.toml"
-
-
-def forward_study(
-    folder: Path, conditions=("integrated_gradients",), extra: str = "", **design
-) -> Path:
-    """The shipped forward-simulation study, consent filled in, serving ``conditions``;
-    ``design`` replaces keys of [forward_simulation]; ``extra`` is added at the end."""
-    text = SHIPPED.read_text()
-    for key in CONSENT_DETAILS:
-        text = text.replace(f'{key} = ""', f'{key} = "the {key.replace("_", " ")}"')
-    start, end = text.index("[conditions.none]"), text.index("[demographics]")
-    tables = "".join(f"[conditions.{name}]\ntarget_n = 10\n\n" for name in conditions)
-    text = text[:start] + tables + text[end:]
-    for key, value in design.items():
-        text = re.sub(rf"(?m)^{key} = .*$", f"{key} = {json.dumps(value)}", text)
-    path = folder / "forward.toml"
-    path.write_text(text + "\n" + extra)
-    return path
 
 
 def forward_app(bundle_dir, tmp_path, **kwargs):
@@ -344,3 +324,49 @@ def test_a_researcher_previews_any_trial_page_of_any_condition(
     assert response.status_code == 303
     shown = client.get(response.location, follow_redirects=True).get_data(as_text=True)
     assert current_page(shown) == page and "The picture to judge" in shown
+
+
+@pytest.mark.slow
+def test_the_demo_runs_a_shipped_study_by_name_with_simulated_participants(bundle_dir, tmp_path):
+    """``xaistudy demo --study forward-simulation`` from its study stage on (the bundle
+    here is the fixture's): the study file serves the bundle's conditions and the control,
+    simulated participants walk it over HTTP, the report holds the utility."""
+    from study_server.study import study_file
+    from xaistudy.cli.demo_pipeline import DemoSettings, simulate_stage, study_stage
+
+    settings = DemoSettings(
+        out=tmp_path,
+        conditions=("integrated_gradients", "baseline"),
+        study=study_file("forward-simulation"),
+    )
+    shutil.copytree(bundle_dir, settings.bundle_dir)
+    path = study_stage(settings)
+    assert path == tmp_path / "study.toml"
+    assert settings.study_conditions == ("none", "integrated_gradients", "baseline")
+    assert settings.simulated_accuracy == {
+        "none": 0.55, "integrated_gradients": 0.65, "baseline": 0.7,
+    }  # fmt: skip
+    report = simulate_stage(settings, 9, "127.0.0.1")
+    html = report.read_text()
+    assert "Utility: test accuracy gained over the control" in html
+    utility = (tmp_path / "report" / "simulation_utility.csv").read_text()
+    assert "integrated_gradients" in utility and "baseline" in utility
+
+
+@pytest.mark.parametrize(
+    ("study", "message"),
+    [
+        ("forward-simulations", "is neither a file nor a shipped study; the shipped ones are "
+         "default, forward-simulation"),
+    ],
+)  # fmt: skip
+def test_the_demo_refuses_an_unknown_study_before_any_work(tmp_path, study, message):
+    from click.testing import CliRunner
+
+    from xaistudy.cli import cli
+
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(cli, ["demo", "--out", str(out), "--no-serve", "--study", study])
+    assert result.exit_code == 2
+    assert message in result.output and "Traceback" not in result.output
+    assert not out.exists()
