@@ -13,6 +13,8 @@ from tests.e2e.conftest import ROOT, SCREENSHOTS
 from tests.e2e.test_browser import SIZES, audit, follow, page_name
 
 CONDITIONS = ("integrated_gradients", "baseline", "none")
+# The kinds of page that look different per condition: audited in each.
+BY_CONDITION = ("learning-intro", "learning-trial", "feedback")
 
 
 @pytest.fixture(scope="module")
@@ -44,22 +46,23 @@ def _key_for(page, animal: str) -> str:
     return page.locator(f'input[name="prediction"][value="{animal}"]').get_attribute("data-key")
 
 
-def walk(page, base: str, pid: str) -> tuple[str, dict[tuple[str, int], str]]:
+def walk(page, base: str, pid: str, audited: set[str]) -> tuple[str, dict[tuple[str, int], str]]:
     """One participant from the link to the completion page, the trials answered in turn
     by key and by mouse (Stretchy on even trials, Peaky on odd ones); returns the
-    condition and the prediction given per (phase, trial)."""
+    condition and the prediction given per (phase, trial). Each kind of page not yet in
+    ``audited`` is audited and added (``BY_CONDITION`` kinds once per condition)."""
     page.goto(f"{base}/?PROLIFIC_PID={pid}&STUDY_ID=S1&SESSION_ID=X{pid}")
     condition = page.locator('meta[name="xaistudy-condition"]').get_attribute("content")
     out = SCREENSHOTS / "forward" / condition
     out.mkdir(parents=True, exist_ok=True)
-    audited: set[str] = set()
     given: dict[tuple[str, int], str] = {}
     step = 0
     while True:
         name = page_name(page)
         kind = page.locator('meta[name="xaistudy-kind"]').get_attribute("content")
-        if kind not in audited:
-            audited.add(kind)
+        seen = f"{condition} {kind}" if kind in BY_CONDITION else kind
+        if seen not in audited:
+            audited.add(seen)
             page.screenshot(path=str(out / f"{step:02d}-{name}.png"), full_page=True)
             audit(page, f"{condition} {name}")
         step += 1
@@ -87,11 +90,11 @@ def walk(page, base: str, pid: str) -> tuple[str, dict[tuple[str, int], str]]:
 def test_chromium_completes_the_forward_simulation_study_by_keyboard_and_mouse(server, browser):
     app, base = server
     context = browser.new_context(viewport=SIZES["desktop"])
-    walked = {}
+    walked, audited = {}, set()
     try:
         for i in range(len(CONDITIONS)):
             page = context.new_page()
-            condition, given = walk(page, base, f"FWD{i}")
+            condition, given = walk(page, base, f"FWD{i}", audited)
             walked[condition] = (f"FWD{i}", given)
             page.close()
     finally:
