@@ -7,7 +7,10 @@ relevant, 1-2 if not, under the default scoring rule) and otherwise uniformly am
 other ratings (the wrong side or 3). Some participants can fail the attention check or
 finish too fast, so the exclusions are exercised. In a forward-simulation study the
 same ability is the chance that a trial's prediction is the model's decision (learning
-and test alike); otherwise the participant names the other animal.
+and test alike); otherwise the participant names the other animal. Those draws are keyed
+by the participant's rank among its condition's arrivals and by the scene, so a
+simulation through a server is the same whatever condition order and trial order the
+server draws.
 
 Here the tables in the export format (no server) and the answers of one participant;
 simulation/runs.py sends such participants through a real server.
@@ -16,6 +19,7 @@ simulation/runs.py sends such participants through a real server.
 from __future__ import annotations
 
 import dataclasses
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -275,7 +279,8 @@ class ParticipantAnswers:
 
     ``decisions``: the model's decision on each forward-simulation scene, by scene id
     (analysis.load.Bundle.simulation_decisions), which :meth:`predict` matches with the
-    participant's ability."""
+    participant's ability. ``ranks``: arrivals per condition so far, shared by the
+    participants of one simulation (run one after another)."""
 
     def __init__(
         self,
@@ -283,11 +288,14 @@ class ParticipantAnswers:
         relevant: dict[str, bool],
         index: int,
         decisions: dict[int, str] | None = None,
+        ranks: dict[str, int] | None = None,
     ):
         self.spec, self.relevant = spec, relevant
         self.decisions = decisions or {}
+        self.ranks = {} if ranks is None else ranks
         self.rng = np.random.default_rng([spec.seed, index])
         self.ability: float | None = None
+        self.key: list[int] | None = None  # the trials' draws: seed, condition, rank
 
     def _ability(self, condition: str | None) -> float:
         if condition not in self.spec.accuracy:
@@ -302,11 +310,17 @@ class ParticipantAnswers:
 
     def predict(self, phase: str, scene_id: int, condition: str | None) -> str:
         """A forward-simulation trial: the model's decision with the ability's chance."""
+        if self.key is None:
+            rank = self.ranks.get(condition, 0)
+            self.ranks[condition] = rank + 1
+            self.key = [self.spec.seed, zlib.crc32(str(condition).encode()), rank]
+            self.rng = np.random.default_rng(self.key)  # the ability's draw
         ability = self._ability(condition)
         if scene_id not in self.decisions:
             raise UserError(f"the server shows scene {scene_id}, unknown to the bundle")
         decision = self.decisions[scene_id]
-        if self.rng.random() < ability:
+        draw = np.random.default_rng([*self.key, phase == "test", scene_id]).random()
+        if draw < ability:
             return decision
         return "peaky" if decision == "stretchy" else "stretchy"
 
