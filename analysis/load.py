@@ -5,7 +5,8 @@ Responses come as three tables in the study server's export format (docs/analysi
 and attribute) and ``pages`` (time spent per page), read from an export folder or handed
 in as frames (the command line reads a study database through the server's export).
 ``--responses`` may also be a single ``answers.csv``; then the exclusions that need
-participant columns are reported as not applicable.
+participant columns are reported as not applicable. A forward-simulation study's export
+holds no answers but ``trials`` (long: one row per trial; analysis/forward_simulation.py).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from xaistudy.errors import UserError
-from xaistudy.vocabulary import ABANDONED, Status
+from xaistudy.vocabulary import ABANDONED, NO_EXPLANATION, Status
 
 if TYPE_CHECKING:
     from explain.manifest import GroundTruthRule, ModelCard
@@ -34,6 +35,7 @@ PARTICIPANT_COLUMNS = (
     "duration_s",
 )
 PAGE_COLUMNS = ("participant_id", "condition", "page", "seconds")
+TRIAL_COLUMNS = ("participant_id", "condition", "phase", "scene_id", "correct")
 # The statuses an export holds: those stored, and "abandoned" that the export derives.
 STATUSES = (*Status, ABANDONED)
 _ID_COLUMNS = {"participant_id": str, "prolific_pid": str, "study_id": str, "session_id": str}
@@ -41,12 +43,18 @@ _ID_COLUMNS = {"participant_id": str, "prolific_pid": str, "study_id": str, "ses
 
 @dataclasses.dataclass
 class Responses:
-    """The study's responses; ``participants`` and ``pages`` are None when not available."""
+    """The study's responses; ``participants`` and ``pages`` are None when not available,
+    ``trials`` when the study had no forward-simulation trials."""
 
     answers: pd.DataFrame
     participants: pd.DataFrame | None
     pages: pd.DataFrame | None
     source: str
+    trials: pd.DataFrame | None = None
+
+    @property
+    def is_forward_simulation(self) -> bool:
+        return self.answers.empty and self.trials is not None and not self.trials.empty
 
 
 @dataclasses.dataclass
@@ -68,6 +76,8 @@ class Bundle:
     # one row per attribution condition with technical scores: ``condition`` and the
     # headline scores (explain.manifest.TechnicalScores.headline); empty when none has
     technical: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
+    # the forward-simulation scenes' model decisions by scene id; empty when none
+    simulation_decisions: dict[int, str] = dataclasses.field(default_factory=dict)
 
 
 def load_bundle(bundle_dir: Path) -> Bundle:
@@ -112,6 +122,14 @@ def load_bundle(bundle_dir: Path) -> Bundle:
                 if getattr(condition, "technical", None) is not None
             ]
         ),
+        simulation_decisions={
+            scene.test_index: scene.decision
+            for scene in (
+                (*manifest.simulation.learning, *manifest.simulation.test)
+                if manifest.simulation
+                else ()
+            )
+        },
     )
 
 
@@ -146,14 +164,17 @@ def read_export(path: Path) -> Responses:
         participants = _read_csv(participants_path) if participants_path.exists() else None
         pages_path = path / "pages.csv"
         pages = _read_csv(pages_path) if pages_path.exists() else None
+        trials_path = path / "trials.csv"
+        trials = _read_csv(trials_path) if trials_path.exists() else None
         answers = _read_csv(answers_path)
         source = str(path)
     elif path.is_file():
-        answers, participants, pages = _read_csv(path), None, None
+        answers, participants, pages, trials = _read_csv(path), None, None, None
         source = str(path)
     else:
         raise UserError(f"responses {path} do not exist")
-    return _normalize(Responses(answers, participants, pages, source), answers_name=source)
+    responses = Responses(answers, participants, pages, source, trials)
+    return _normalize(responses, answers_name=source)
 
 
 def responses_from_frames(frames: Mapping[str, pd.DataFrame], source: str) -> Responses:
@@ -170,6 +191,7 @@ def responses_from_frames(frames: Mapping[str, pd.DataFrame], source: str) -> Re
         participants=participants,
         pages=frames.get("pages"),
         source=source,
+        trials=frames.get("trials"),
     )
     return _normalize(responses, answers_name=f"the answers table of {source}")
 
@@ -235,9 +257,17 @@ def _normalize(responses: Responses, answers_name: str) -> Responses:
         pages["participant_id"] = pages["participant_id"].astype(str)
         pages["seconds"] = pd.to_numeric(pages["seconds"], errors="coerce")
 
-    if answers.empty:
+    trials = responses.trials
+    if trials is not None:
+        _require_columns(trials, TRIAL_COLUMNS, "trials.csv")
+        trials = trials.copy()
+        trials["participant_id"] = trials["participant_id"].astype(str)
+        trials["condition"] = trials["condition"].astype(str)
+        trials["correct"] = as_bool(trials["correct"])
+
+    if answers.empty and (trials is None or trials.empty):
         raise UserError(f"{responses.source} holds no answers to analyze")
-    return Responses(answers, participants, pages, responses.source)
+    return Responses(answers, participants, pages, responses.source, trials)
 
 
 def check_bundle_matches(responses: Responses, bundle: Bundle) -> None:
@@ -254,7 +284,7 @@ def check_bundle_matches(responses: Responses, bundle: Bundle) -> None:
     conditions = set(responses.answers["condition"])
     if responses.participants is not None:
         conditions |= set(responses.participants["condition"].dropna())
-    unknown = sorted(conditions - set(bundle.conditions) - {"nan", "None", ""})
+    unknown = sorted(conditions - set(bundle.conditions) - {NO_EXPLANATION, "nan", "None", ""})
     if unknown:
         raise UserError(
             f"the responses use condition(s) {', '.join(unknown)} that bundle {bundle.path} "

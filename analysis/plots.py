@@ -310,3 +310,29 @@ def technical_plot(table: pd.DataFrame, scores: list[str]) -> bytes:
         ax.axis("off")
     fig.tight_layout()
     return _png(fig)
+
+
+def simulation_plot(accuracy: pd.DataFrame, conditions: list[str]) -> bytes:
+    """Forward simulation: accuracy per condition, learning and test side by side, with
+    their intervals; the dotted line is chance (half the scenes' decisions right)."""
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.4 * len(conditions) + 2), 4.0))
+    styles = {"learning": ("s", "#8c8c8c", -0.15), "test": ("o", "#4C72B0", 0.15)}
+    for phase, (marker, color, shift) in styles.items():
+        rows = accuracy[accuracy["phase"] == phase].set_index("condition").reindex(conditions)
+        x = np.arange(len(conditions)) + shift
+        ax.errorbar(
+            x,
+            rows["accuracy"],
+            yerr=[rows["accuracy"] - rows["ci_low"], rows["ci_high"] - rows["accuracy"]],
+            fmt=marker,
+            color=color,
+            capsize=5,
+            markersize=8,
+            label=phase,
+        )
+    ax.axhline(0.5, color="#555555", linestyle=":", label="chance")
+    ax.set_xticks(range(len(conditions)), conditions, rotation=20)
+    ax.set_ylim(0, 1.02)
+    ax.set_ylabel("simulation accuracy (model's decision predicted)")
+    ax.legend(loc="lower right", frameon=False)
+    return _png(fig)

@@ -6,7 +6,9 @@ Files written to the report folder (each atomically: a temporary name, then rena
 ``participant_accuracy.csv``, ``trivial_strategies.csv``, ``exclusions.csv``,
 ``sample.csv``, ``comparisons.csv``, ``mixed_model.csv``, ``page_times.csv`` (when page
 timings exist), ``power.csv`` (when asked) and ``report.html``. docs/analysis.md
-describes every column.
+describes every column. A forward-simulation study's folder holds instead
+``simulation_accuracy.csv``, ``simulation_utility.csv``, ``exclusions.csv``,
+``sample.csv`` and ``report.html`` (analysis/forward_simulation.py).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from analysis import plots
+from analysis.forward_simulation import SimulationAnalysis, analyze_trials
 from analysis.load import Bundle, Responses, load_bundle, read_export
 from analysis.mixed_model import ModelFit, fit_model
 from analysis.scoring import (
@@ -341,6 +344,74 @@ def render_html(analysis: Analysis, bundle: Bundle, source: str) -> str:
     return "\n".join(parts)
 
 
+def render_simulation_html(analysis: SimulationAnalysis, bundle: Bundle, source: str) -> str:
+    """The forward-simulation report: accuracy per condition and phase, the utility."""
+    created = datetime.now(UTC).isoformat(timespec="seconds")
+    level = round(analysis.level * 100)
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        "<title>xaistudy analysis: forward simulation</title>",
+        f"<style>{STYLE}</style></head><body>",
+        "<h1>Study analysis: can participants predict the model?</h1>",
+        f"<p class='note'>Responses: {html.escape(source)}<br>Bundle: "
+        f"{html.escape(str(bundle.path))}<br>Written {created}. A trial is correct when the "
+        "prediction is the model's decision (not the true animal); the scenes are balanced "
+        "over the model's correctness, so naming the true animal scores 0.5.</p>",
+        "<h2>Exclusions</h2>",
+        _table(analysis.exclusions),
+        "<h2>Sample</h2>",
+        _table(analysis.sample),
+        "<h2>Simulation accuracy per condition and phase</h2>",
+        f"<p>Learning trials were answered with the condition's explanation (and the "
+        f"model's decision as feedback after each); test trials without either. {level}% "
+        "intervals are percentile bootstrap intervals over participants.</p>",
+        _table(analysis.accuracy),
+        _img(
+            plots.simulation_plot(analysis.accuracy, analysis.conditions),
+            "simulation accuracy per condition, learning and test",
+        ),
+        "<h2>Utility: test accuracy gained over the control</h2>",
+    ]
+    if analysis.utility.empty:
+        parts.append(
+            "<p>The study has no control condition <code>none</code> (or only it): there is "
+            "no gain to compute.</p>"
+        )
+    else:
+        parts += [
+            f"<p><code>gain</code> is the condition's test accuracy minus the control's, "
+            f"with a {level}% bootstrap interval; <code>odds_ratio</code> and "
+            "<code>p_value</code> come from a logistic GEE of the test trials on the "
+            "condition (participants as clusters, robust standard errors).</p>",
+            _table(analysis.utility),
+        ]
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_simulation_report(
+    analysis: SimulationAnalysis, bundle: Bundle, source: str, out_dir: Path
+) -> Path:
+    """Write the forward-simulation tables and ``report.html`` (last) into ``out_dir``."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out {out_dir} is a file, not a folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stale = out_dir / "report.html"
+    if stale.exists():
+        stale.unlink()  # the folder is incomplete until the new report is written
+    frames = {
+        "simulation_accuracy": analysis.accuracy,
+        "simulation_utility": analysis.utility,
+        "exclusions": analysis.exclusions,
+        "sample": analysis.sample,
+    }
+    for name, frame in frames.items():
+        atomic_write_text(out_dir / f"{name}.csv", frame.to_csv(index=False))
+    atomic_write_text(out_dir / "report.html", render_simulation_html(analysis, bundle, source))
+    return out_dir / "report.html"
+
+
 def write_report(analysis: Analysis, bundle: Bundle, source: str, out_dir: Path) -> Path:
     """Write the CSV tables and ``report.html`` (last) into ``out_dir``."""
     out_dir = Path(out_dir)
@@ -387,15 +458,25 @@ def analyze(
     model: str = "auto",
     level: float = 0.95,
     power_sims: int = 0,
-) -> Analysis:
+) -> Analysis | SimulationAnalysis:
     """Load, analyze and write the report folder; returns the analysis (with timings).
 
-    ``responses``: read already, or an export folder or ``answers.csv`` to read.
+    ``responses``: read already, or an export folder or ``answers.csv`` to read. The
+    responses of a forward-simulation study (trials, no ratings) get its own analysis
+    (:func:`analysis.forward_simulation.analyze_trials`); ``rule``, ``model`` and
+    ``power_sims`` are the rating design's.
     """
     watch = Stopwatch()
     with watch("load"):
         bundle = load_bundle(bundle_dir)
         loaded = responses if isinstance(responses, Responses) else read_export(responses)
+    if loaded.is_forward_simulation:
+        with watch("trials"):
+            result = analyze_trials(loaded, exclusions, level, n_boot, seed)
+        with watch("report"):
+            write_simulation_report(result, bundle, loaded.source, out_dir)
+        result.timings = watch.seconds
+        return result
 
     power = None
     if power_sims:

@@ -5,7 +5,12 @@ with mean p and standard deviation ``ability_sd``; a = p when it is 0) and, for 
 attribute, rates on the correct side with probability a (4-5 if the attribute is
 relevant, 1-2 if not, under the default scoring rule) and otherwise uniformly among the
 other ratings (the wrong side or 3). Some participants can fail the attention check or
-finish too fast, so the exclusions are exercised.
+finish too fast, so the exclusions are exercised. In a forward-simulation study the
+same ability is the chance that a trial's prediction is the model's decision (learning
+and test alike); otherwise the participant names the other animal. Those draws are keyed
+by the participant's rank among its condition's arrivals and by the scene, so a
+simulation through a server is the same whatever condition order and trial order the
+server draws.
 
 Here the tables in the export format (no server) and the answers of one participant;
 simulation/runs.py sends such participants through a real server.
@@ -14,6 +19,7 @@ simulation/runs.py sends such participants through a real server.
 from __future__ import annotations
 
 import dataclasses
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -269,26 +275,61 @@ def write_frames(frames: dict[str, pd.DataFrame], out_dir: Path, overwrite: bool
 
 
 class ParticipantAnswers:
-    """The answers of one simulated participant, drawn once their condition is known."""
+    """The answers of one simulated participant, drawn once their condition is known.
 
-    def __init__(self, spec: SimulationSpec, relevant: dict[str, bool], index: int):
+    ``decisions``: the model's decision on each forward-simulation scene, by scene id
+    (analysis.load.Bundle.simulation_decisions), which :meth:`predict` matches with the
+    participant's ability. ``ranks``: arrivals per condition so far, shared by the
+    participants of one simulation (run one after another)."""
+
+    def __init__(
+        self,
+        spec: SimulationSpec,
+        relevant: dict[str, bool],
+        index: int,
+        decisions: dict[int, str] | None = None,
+        ranks: dict[str, int] | None = None,
+    ):
         self.spec, self.relevant = spec, relevant
+        self.decisions = decisions or {}
+        self.ranks = {} if ranks is None else ranks
         self.rng = np.random.default_rng([spec.seed, index])
         self.ability: float | None = None
+        self.key: list[int] | None = None  # the trials' draws: seed, condition, rank
 
-    def answer(self, attribute: str, condition: str | None) -> tuple[int, str]:
+    def _ability(self, condition: str | None) -> float:
         if condition not in self.spec.accuracy:
             raise UserError(
                 f"the server assigned condition {condition!r}, for which --accuracy gives no "
                 f"value (it gives {', '.join(self.spec.accuracy)})"
             )
-        if attribute not in self.relevant:
-            raise UserError(f"the server asks about attribute {attribute!r}, unknown to the bundle")
         if self.ability is None:
             p = self.spec.accuracy[condition]
             self.ability = float(draw_abilities(self.rng, p, 1, self.spec.ability_sd)[0])
+        return self.ability
+
+    def predict(self, phase: str, scene_id: int, condition: str | None) -> str:
+        """A forward-simulation trial: the model's decision with the ability's chance."""
+        if self.key is None:
+            rank = self.ranks.get(condition, 0)
+            self.ranks[condition] = rank + 1
+            self.key = [self.spec.seed, zlib.crc32(str(condition).encode()), rank]
+            self.rng = np.random.default_rng(self.key)  # the ability's draw
+        ability = self._ability(condition)
+        if scene_id not in self.decisions:
+            raise UserError(f"the server shows scene {scene_id}, unknown to the bundle")
+        decision = self.decisions[scene_id]
+        draw = np.random.default_rng([*self.key, phase == "test", scene_id]).random()
+        if draw < ability:
+            return decision
+        return "peaky" if decision == "stretchy" else "stretchy"
+
+    def answer(self, attribute: str, condition: str | None) -> tuple[int, str]:
+        ability = self._ability(condition)
+        if attribute not in self.relevant:
+            raise UserError(f"the server asks about attribute {attribute!r}, unknown to the bundle")
         relevant = self.relevant[attribute]
-        correct = self.rng.random() < self.ability
+        correct = self.rng.random() < ability
         rating = int(
             draw_ratings(self.rng, np.array([correct]), np.array([relevant]), self.spec.rule)[0]
         )

@@ -26,7 +26,7 @@ import numpy as np
 from matplotlib import colormaps
 
 from explain.baseline import Binning, decision_word, select_grid
-from explain.manifest import AttributionCell, AttributionCondition
+from explain.manifest import AttributionCell, AttributionCondition, SceneMap
 from explain.wording import attribution_caption, condition_text
 from xaistudy.errors import UserError
 
@@ -71,6 +71,19 @@ def map_rendering(signed: bool) -> str:
     return f"matplotlib 'inferno' from 0 (black) to {scale} (yellow)"
 
 
+def _checked_maps(compute_maps, indices: np.ndarray, name: str) -> np.ndarray:
+    """``compute_maps(indices)``, refused unless one finite (H, W) map per scene."""
+    maps = np.asarray(compute_maps(indices), dtype=np.float32)
+    if maps.shape[0] != indices.size or maps.ndim != 3:
+        raise UserError(
+            f"{name} gave maps of shape {maps.shape} for {indices.size} scenes; "
+            "expected (scenes, height, width)"
+        )
+    if not np.all(np.isfinite(maps)):
+        raise UserError(f"{name} gave maps with NaN or infinite values")
+    return maps
+
+
 def attribution_condition(
     logits: np.ndarray,
     image_path: Callable[[int], str],
@@ -81,24 +94,22 @@ def attribution_condition(
     columns: int = 5,
     max_percentile: float = 90.0,
     seed: int = 0,
+    scenes: np.ndarray | None = None,
 ) -> AttributionCondition:
     """The ``conditions.<method>`` manifest entry.
 
     ``logits`` (N,) of the test images; ``image_path(i)`` stores test image i and returns
     its bundle path; ``compute_maps(indices)`` gives the method's (len, H, W) maps of
-    those test images (evidence for the model's decision is positive); ``store`` puts a
-    rendered map into the bundle.
+    those test images (evidence for the model's decision is positive), called for the
+    grid's scenes first, then for ``scenes``; ``store`` puts a rendered map into the
+    bundle. ``scenes``: test indices beyond the grid (the forward-simulation learning
+    scenes) whose maps are kept as ``scene_maps``, on the grid's color scale.
     """
     binning = Binning.from_logits(logits, columns, max_percentile)
     grid = select_grid(logits, binning, rows, np.random.default_rng(seed))
-    maps = np.asarray(compute_maps(grid.reshape(-1)), dtype=np.float32)
-    if maps.shape[0] != grid.size or maps.ndim != 3:
-        raise UserError(
-            f"{method.name} gave maps of shape {maps.shape} for {grid.size} scenes; "
-            "expected (scenes, height, width)"
-        )
-    if not np.all(np.isfinite(maps)):
-        raise UserError(f"{method.name} gave maps with NaN or infinite values")
+    maps = _checked_maps(compute_maps, grid.reshape(-1), method.name)
+    extra = np.asarray([] if scenes is None else scenes, dtype=np.int64)
+    extra_maps = _checked_maps(compute_maps, extra, method.name) if extra.size else maps[:0]
     scale = map_scale(maps)
     labels = binning.column_labels()
     stimuli = []
@@ -131,4 +142,10 @@ def attribution_condition(
         settings=dict(method.settings),
         signed=method.signed,
         map_rendering=map_rendering(method.signed),
+        scene_maps=None
+        if scenes is None
+        else tuple(
+            SceneMap(test_index=int(index), image=store(render_map(m, scale, method.signed)))
+            for index, m in zip(extra, extra_maps, strict=True)
+        ),
     )

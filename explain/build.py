@@ -35,6 +35,7 @@ from explain.ground_truth import RelevanceRule, attribute_entries, ground_truth
 from explain.images import encode_png
 from explain.manifest import Conditions, Dataset, GroundTruthRule, Manifest, Validation
 from explain.probe import PROBE_DIR, ProbeSettings, ensure_probe
+from explain.stimuli import simulation_section
 from explain.technical import OtherScenes, TechnicalSettings, technical_scores
 from explain.tutorial import tutorial_section
 from explain.validation import (
@@ -85,6 +86,10 @@ class ExplainSettings:
     technical: TechnicalSettings = field(default_factory=TechnicalSettings)
     out_of_set_preset: str | None = "unbiased"  # its scenes for the out-of-set change
     out_of_set_scenes: int = 30
+    # The forward-simulation scenes (explain.stimuli); 0 and 0: the bundle has none.
+    simulation_learning: int = 8
+    simulation_test: int = 16
+    simulation_strata: int = 3  # difficulty strata by |logit|
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -302,18 +307,24 @@ def build_bundle(
     try:
         with stage("logits"):
             logits = batched_logits(model.logit, images, device, settings.batch_size)
+            simulation = _simulation(logits, params["label"].to_numpy(), store, settings)
+        learning = None if simulation is None else [s.test_index for s in simulation.learning]
         built, analysis, other = {}, None, None
         if set(settings.conditions) & set(ATTRIBUTION_METHODS):
             other = other_scenes(settings, dataset.size, device)
         if remote:  # all at once, one task each
             bar.set_postfix_str(", ".join(settings.conditions))
-            inputs = _TaskInputs(images, logits, masks, settings, other, model, compare_model)
+            inputs = _TaskInputs(
+                images, logits, masks, settings, other, model, compare_model, learning
+            )
             built, analysis = _conditions_as_tasks(executor, inputs, writer, watch)
             bar.update(len(built))
         else:
             for name in settings.conditions:
                 with stage(name):
-                    context = _Context(images, logits, masks, store, device, settings, other)
+                    context = _Context(
+                        images, logits, masks, store, device, settings, other, learning
+                    )
                     built[name], found = _build_condition(name, model, compare_model, context)
                     analysis = analysis if found is None else found
         with stage("ground_truth"):
@@ -348,6 +359,7 @@ def build_bundle(
             tutorial=tutorial,
             conditions=Conditions(**built),
             explain_settings=settings.to_dict(),
+            simulation=simulation,
         )
         with stage("validation"):
             validation = _validation(
@@ -379,6 +391,23 @@ class _Context:
     device: torch.device
     settings: ExplainSettings
     other: OtherScenes | None  # another preset's scenes, for the out-of-set change
+    learning: list[int] | None  # the forward-simulation learning scenes: they get maps
+
+
+def _simulation(logits, labels, store: ImageStore, settings: ExplainSettings):
+    """The manifest's forward-simulation scenes (explain.stimuli), or None when the
+    settings ask for none."""
+    if settings.simulation_learning == 0 and settings.simulation_test == 0:
+        return None
+    return simulation_section(
+        logits,
+        labels,
+        store.test_image,
+        settings.simulation_learning,
+        settings.simulation_test,
+        strata=settings.simulation_strata,
+        seed=settings.seed,
+    )
 
 
 def _build_condition(name, model, compare_model, context: _Context):
@@ -410,6 +439,7 @@ class _TaskInputs:
     other: OtherScenes | None
     model: torch.nn.Module  # on the CPU
     compare_model: torch.nn.Module | None
+    learning: list[int] | None
 
 
 @dataclass(frozen=True)
@@ -430,7 +460,7 @@ def _condition_task(name: str, inputs: _TaskInputs) -> _BuiltCondition:
     collector = ImageCollector()
     context = _Context(
         inputs.images, inputs.logits, inputs.masks, ImageStore(collector, inputs.images),
-        torch.device("cpu"), inputs.settings, inputs.other,
+        torch.device("cpu"), inputs.settings, inputs.other, inputs.learning,
     )  # fmt: skip
     entry, analysis = _build_condition(name, inputs.model, inputs.compare_model, context)
     return _BuiltCondition(entry, collector.images, analysis, time.perf_counter() - started)
@@ -520,8 +550,11 @@ def _attribution(name, model, context: _Context, compare_model):
     shown: dict[str, np.ndarray] = {}
 
     def compute(indices: np.ndarray) -> np.ndarray:
-        shown["indices"], shown["maps"] = indices, explain_with(model)(images[indices])
-        return shown["maps"]
+        maps = explain_with(model)(images[indices])
+        # the first call is the grid's: its scenes get the technical scores
+        shown.setdefault("indices", indices)
+        shown.setdefault("maps", maps)
+        return maps
 
     info = method_info(name, None, model)
     method = MapMethod(
@@ -537,6 +570,7 @@ def _attribution(name, model, context: _Context, compare_model):
         columns=settings.baseline_columns,
         max_percentile=settings.max_percentile,
         seed=settings.seed,
+        scenes=None if context.learning is None else np.asarray(context.learning),
     )
     scenes = images[shown["indices"]]
     compared = compare_model is not None and supports(name, compare_model)
@@ -701,8 +735,8 @@ def bundle_is_current(
     conditions: tuple[str, ...] = CONDITIONS,
 ) -> bool:
     """Whether ``bundle_dir`` is a whole bundle (every file's hash verifies) of exactly
-    ``conditions``, explaining the finished run in ``run_dir`` on ``dataset`` as they are
-    now."""
+    ``conditions``, with the forward-simulation scenes, explaining the finished run in
+    ``run_dir`` on ``dataset`` as they are now."""
     from modeling.checkpoint import read_model_card
 
     try:
@@ -714,4 +748,5 @@ def bundle_is_current(
         manifest.model_card == card
         and manifest.dataset.fingerprint == dataset.fingerprint()
         and set(manifest.conditions) == set(conditions)
+        and manifest.simulation is not None  # bundles made before the scenes lack them
     )

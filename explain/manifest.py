@@ -19,6 +19,7 @@ The layout of a manifest::
     conditions.<name>                       any of baseline, counterfactuals, concepts and
                                             the attribution methods: title, description,
                                             layout, stimuli, details
+    simulation                              optional: the forward-simulation scenes
     explain_settings                        every setting the bundle was made with
     validation                              optional: the checks of the stored images
 """
@@ -346,6 +347,14 @@ class TechnicalScores(Part):
 
 
 @dataclass(frozen=True, kw_only=True)
+class SceneMap(Part):
+    """An attribution map of one test scene outside the condition's grid."""
+
+    test_index: int
+    image: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class AttributionCondition(Condition):
     """Real test scenes in columns by the model's logit (as the baseline), each with the
     map of an attribution method (explain.attribution) under it."""
@@ -359,6 +368,16 @@ class AttributionCondition(Condition):
     signed: bool  # maps show evidence against the decision too (blue), not only for it
     map_rendering: str  # how a map's values became colors, for the researcher
     technical: TechnicalScores | None = spec(optional=True)  # when computed
+    # The maps of the forward-simulation learning scenes (``Manifest.simulation``), drawn
+    # on the grid's color scale; absent in bundles without simulation scenes.
+    scene_maps: tuple[SceneMap, ...] | None = spec(optional=True)
+
+    def images(self) -> list[str]:
+        return super().images() + [m.image for m in self.scene_maps or ()]
+
+    def scene_map(self, test_index: int) -> str | None:
+        """The map picture of test scene ``test_index`` among the scene maps, or None."""
+        return next((m.image for m in self.scene_maps or () if m.test_index == test_index), None)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -402,6 +421,49 @@ class Conditions(Part):
 
     def items(self) -> list[tuple[str, Condition]]:
         return [(name, self[name]) for name in self]
+
+
+# ------------------------------------------------------------- forward simulation
+
+
+@dataclass(frozen=True, kw_only=True)
+class SimulationScene(Part):
+    """A test scene of the forward-simulation design with the model's output on it."""
+
+    image: str
+    test_index: int  # row of the test split: the scene's id
+    logit: float  # > 0 means stretchy
+    decision: Animal  # the model's
+    label: Animal  # the truth
+    stratum: int  # difficulty by |logit|: 0 = hardest (closest to the boundary)
+
+    @property
+    def model_correct(self) -> bool:
+        return self.decision == self.label
+
+
+@dataclass(frozen=True, kw_only=True)
+class SimulationStimuli(Part):
+    """The learning and test scenes of the forward-simulation design (explain.stimuli):
+    disjoint, each balanced over the model's true/false positives/negatives and spread
+    over difficulty strata."""
+
+    learning: tuple[SimulationScene, ...] = spec(nonempty=True)
+    test: tuple[SimulationScene, ...] = spec(nonempty=True)
+    strata_edges: tuple[float, ...]  # |logit| bounds between the strata, ascending
+    rule: str
+
+    def check(self, path: str) -> None:
+        shared = {s.test_index for s in self.learning} & {s.test_index for s in self.test}
+        if shared:
+            raise Invalid(join(path, "test"), f"repeats learning scene(s) {sorted(shared)[:5]}")
+        for phase in ("learning", "test"):
+            indices = [s.test_index for s in getattr(self, phase)]
+            if len(set(indices)) != len(indices):
+                raise Invalid(join(path, phase), "names a scene twice")
+
+    def images(self) -> list[str]:
+        return [s.image for s in (*self.learning, *self.test)]
 
 
 # ------------------------------------------------------------------- ground truth
@@ -631,6 +693,7 @@ class Manifest(Part):
     conditions: Conditions
     explain_settings: dict[str, Any]  # explain.build.ExplainSettings.to_dict()
     validation: Validation | None = spec(optional=True)  # bundles made before it lack it
+    simulation: SimulationStimuli | None = spec(optional=True)  # forward-simulation scenes
 
     def check(self, path: str) -> None:
         if self.schema_version != SCHEMA_VERSION:
@@ -649,6 +712,7 @@ class Manifest(Part):
 
     def images(self) -> list[str]:
         """Every image path the tutorial and the conditions' stimuli point at."""
-        return self.tutorial.images() + [
+        shared = self.tutorial.images() + (self.simulation.images() if self.simulation else [])
+        return shared + [
             image for _, condition in self.conditions.items() for image in condition.images()
         ]

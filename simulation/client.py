@@ -30,14 +30,21 @@ from study_server.pages import (
     ConsentPage,
     DemographicsPage,
     ExplanationsPage,
+    FeedbackPage,
     IntroPage,
+    LearningIntroPage,
+    LearningPage,
     RatingPage,
+    TestIntroPage,
+    TestPage,
     TutorialPage,
 )
 from study_server.study import Study, load_study
 from xaistudy.vocabulary import Status
 
 AnswerFn = Callable[[str, str], tuple[int, str]]
+# A forward-simulation trial: (phase, scene id, condition) -> "peaky" | "stretchy".
+PredictFn = Callable[[str, int, str], str]
 MODES = ("pass", "fail")
 
 
@@ -51,6 +58,8 @@ class Behavior:
 
     ``answer(attribute_key, condition)`` gives a rating page's (rating, reason);
     ``comprehension``/``attention``: ``"pass"`` answers correctly, ``"fail"`` wrongly.
+    ``predict(phase, scene_id, condition)`` gives a forward-simulation trial's prediction
+    (None: always Peaky); ``response_ms`` the time each trial's answer reports.
     """
 
     answer: AnswerFn
@@ -58,6 +67,8 @@ class Behavior:
     comprehension: str = "pass"
     attention: str = "pass"
     demographics: dict[str, Any] | None = None
+    predict: PredictFn | None = None
+    response_ms: int = 900
 
     def __post_init__(self) -> None:
         for mode in (self.attention, self.comprehension):
@@ -118,6 +129,21 @@ def _rating(study, page, behavior, condition):
     return {"rating": str(rating), "reason": reason}
 
 
+def _trial(study, page, behavior, condition):
+    """A trial's prediction (and a middle confidence where asked), by the scene's id."""
+    phase, scene = page.meta.get("xaistudy-phase"), page.meta.get("xaistudy-scene", "")
+    if phase not in ("learning", "test") or not scene.isdigit() or "prediction" not in page.radios:
+        raise FlowError(f"trial page {page.name} lacks its phase, scene or prediction field")
+    predict = behavior.predict or (lambda phase, scene, condition: "peaky")
+    data = {
+        "prediction": predict(phase, int(scene), condition),
+        "response_ms": str(behavior.response_ms),
+    }
+    if "confidence" in page.radios:
+        data["confidence"] = "3"
+    return data
+
+
 def _demographics(study, page, behavior, condition):
     given = behavior.demographics or {}
     return {name: str(given.get(name, "") or "") for name in ("age", "gender", "ml_experience")}
@@ -133,6 +159,11 @@ FILLERS: dict[str, Filler] = {
     RatingPage.kind: _rating,
     AttentionPage.kind: _attention,
     DemographicsPage.kind: _demographics,
+    LearningIntroPage.kind: _nothing,
+    LearningPage.kind: _trial,
+    FeedbackPage.kind: _nothing,
+    TestIntroPage.kind: _nothing,
+    TestPage.kind: _trial,
 }
 
 
@@ -223,12 +254,15 @@ class ParticipantClient:
         comprehension: str = "pass",
         consent: bool = True,
         stop_after: str | None = None,
+        predict: PredictFn | None = None,
     ) -> RunResult:
         """Walk from the entry link to an end page; ``stop_after`` leaves after that page.
 
         The answers are those of a :class:`Behavior` with these arguments.
         """
-        behavior = Behavior(answer, consent, comprehension, attention, demographics)
+        behavior = Behavior(
+            answer, consent, comprehension, attention, demographics, predict=predict
+        )
         result = RunResult()
         failures = 0
         reply = None

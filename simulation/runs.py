@@ -63,8 +63,9 @@ def run_flow(
     statuses: dict[str, int] = {}
     conditions: dict[str, int] = {}
     codes = 0
+    ranks: dict[str, int] = {}  # arrivals per condition: keys the trials' draws
     for i in tqdm(range(spec.n), desc="participants", unit="p", file=None, leave=False):
-        participant = ParticipantAnswers(spec, relevant, i)
+        participant = ParticipantAnswers(spec, relevant, i, bundle.simulation_decisions, ranks)
         client = ParticipantClient(
             transport_for(i),
             prolific_pid=f"SIMPID{spec.seed}X{i:06d}",
@@ -76,6 +77,7 @@ def run_flow(
             result = client.run(
                 answer=participant.answer,
                 attention="fail" if kind[i] < spec.attention_fail else "pass",
+                predict=participant.predict,
             )
         except (FlowError, TransportError) as exc:
             raise UserError(f"simulated participant {i} could not finish the study: {exc}") from exc

@@ -52,7 +52,7 @@ class StudyContext:
     manifest: Manifest  # its participant words in that language too
     grids: dict[str, list[list[list[Cell]]]]  # condition -> rows -> columns -> stimuli
     bundle_dir: Path
-    tutorial_images: frozenset[str]
+    shared_images: frozenset[str]  # every participant's: the tutorial's, the trials' scenes
     condition_images: dict[str, frozenset[str]]
     languages: dict[str, Localized]  # the study and bundle words in each language offered
 
@@ -73,7 +73,10 @@ class StudyContext:
             manifest=first.manifest,
             grids=first.grids,
             bundle_dir=bundle_dir,
-            tutorial_images=frozenset(manifest.tutorial.images()),
+            shared_images=frozenset(
+                manifest.tutorial.images()
+                + (manifest.simulation.images() if manifest.simulation else [])
+            ),
             condition_images={
                 name: frozenset(cond.images()) for name, cond in manifest.conditions.items()
             },

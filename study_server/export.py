@@ -10,7 +10,8 @@ same rows into DataFrames. In CSV, a text cell that a spreadsheet would run as a
 is neutralized (:func:`neutralize_formula`); the DataFrames and Parquet keep it raw.
 
 The exports: ``participants`` (one row per participant), ``answers`` (long: participant
-x attribute), ``answers_wide`` (one row per participant), ``pages`` (page timings),
+x attribute), ``answers_wide`` (one row per participant), ``trials`` (long: one row per
+forward-simulation trial), ``pages`` (page timings),
 ``checks`` (every comprehension attempt and attention check answer),
 ``explanation_visits`` (each look at the explanations while answering), ``reconciliation``
 (what to do with each submission on Prolific), ``exclusions`` and ``audit`` (the
@@ -41,6 +42,7 @@ from study_server.models import (
     PageVisit,
     Participant,
     StudyRecord,
+    Trial,
     utcnow,
 )
 from study_server.sqlite import configure_sqlite, read_only_connection
@@ -135,6 +137,7 @@ PARTICIPANT_COLUMNS = (
     "attention_passed",
     "comprehension_attempts",
     "attribute_order",
+    "trial_order",
     "page",
     "started_at",
     "last_seen_at",
@@ -161,6 +164,7 @@ def _participant_values(p, context: Context) -> tuple:
         p.attention_passed,
         p.comprehension_attempts,
         p.attribute_order,
+        p.trial_order,
         p.page,
         _iso(p.started_at),
         _iso(p.last_seen_at),
@@ -226,6 +230,54 @@ def _answers_wide(connection: Connection, context: Context) -> Iterator[tuple]:
             pending = next(answers, None)
         wide = [value for key in context.attribute_keys for value in mine.get(key, (None, None))]
         yield (*_participant_values(p, context), *wide)
+
+
+TRIAL_COLUMNS = (
+    "participant_id",
+    "prolific_pid",
+    "condition",
+    "phase",
+    "trial",
+    "scene_id",
+    "scene_index",
+    "prediction",
+    "model_decision",
+    "true_label",
+    "correct",
+    "model_correct",
+    "confidence",
+    "response_ms",
+    "answered_at",
+)
+
+
+def _trials(connection: Connection, context: Context) -> Iterator[tuple]:
+    """One row per forward-simulation trial: ``trial`` its 1-based place in the order the
+    participant saw, ``correct`` the prediction equal to the model's decision,
+    ``model_correct`` the model's decision equal to the true animal."""
+    statement = (
+        select(Trial.__table__, Participant.prolific_pid, Participant.condition)
+        .join(Participant, Participant.id == Trial.participant_id)
+        .order_by(Trial.participant_id, Trial.phase, Trial.position)
+    )
+    for t in _batches(connection, statement):
+        yield (
+            t.participant_id,
+            t.prolific_pid,
+            t.condition,
+            t.phase,
+            t.position + 1,
+            t.scene_id,
+            t.scene_index,
+            t.prediction,
+            t.model_decision,
+            t.true_label,
+            bool(t.correct),
+            t.model_decision == t.true_label,
+            t.confidence,
+            t.response_ms,
+            _iso(t.answered_at),
+        )
 
 
 PAGE_COLUMNS = ("participant_id", "condition", "page", "entered_at", "left_at", "seconds")
@@ -425,6 +477,7 @@ EXPORTS: dict[str, Export] = {
         Export("participants", PARTICIPANT_COLUMNS, _participants),
         Export("answers", ANSWER_COLUMNS, _answers),
         Export("answers_wide", PARTICIPANT_COLUMNS, _answers_wide),
+        Export("trials", TRIAL_COLUMNS, _trials),
         Export("pages", PAGE_COLUMNS, _pages),
         Export("checks", CHECK_COLUMNS, _checks),
         Export("explanation_visits", VISIT_COLUMNS, _explanation_visits),

@@ -31,6 +31,7 @@ from wtforms.validators import (
     Optional,
     ValidationError,
 )
+from wtforms.widgets import HiddenInput
 
 from study_server.study import Question, Study
 
@@ -148,6 +149,44 @@ def choice_form(questions: tuple[Question, ...]) -> type[StepForm]:
         for q in questions
     }
     return type("ChoiceForm", (StepForm,), fields)
+
+
+# The two answers of a forward-simulation trial, with the key that gives each
+# (static/trials.js): the left hand for Peaky, the right for Stretchy.
+PREDICTIONS = [SelectChoice("peaky", _l("Peaky")), SelectChoice("stretchy", _l("Stretchy"))]
+PREDICTION_KEYS = {"peaky": "F", "stretchy": "J"}
+CONFIDENCE = [
+    SelectChoice(1, _l("Guessing")),
+    SelectChoice(2, _l("Unsure")),
+    SelectChoice(3, _l("Fairly sure")),
+    SelectChoice(4, _l("Sure")),
+    SelectChoice(5, _l("Certain")),
+]
+LONGEST_TRIAL_MS = 3_600_000  # a longer browser time is not a trial's
+
+
+@functools.cache
+def prediction_form(confidence: bool) -> type[StepForm]:
+    """A trial's answer: the model's decision as the participant predicts it, the time the
+    browser measured from showing the scene to the answer, and (``confidence``) how sure."""
+    fields = {
+        "prediction": RadioField(
+            _l("What did the model decide?"),
+            choices=PREDICTIONS,
+            validators=[InputRequired(_l("Please choose Peaky or Stretchy."))],
+        ),
+        "response_ms": IntegerField(
+            widget=HiddenInput(), validators=[Optional(), NumberRange(0, LONGEST_TRIAL_MS)]
+        ),
+    }
+    if confidence:
+        fields["confidence"] = RadioField(
+            _l("How sure are you?"),
+            choices=CONFIDENCE,
+            coerce=int,
+            validators=[InputRequired(_l("Please say how sure you are."))],
+        )
+    return type("PredictionForm", (StepForm,), fields)
 
 
 class DemographicsForm(StepForm):

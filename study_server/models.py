@@ -92,6 +92,10 @@ class Participant(db.Model):
     # refused post, or the explanations opened from it): JSON {"page", "data", "errors"},
     # shown again on that page until an accepted post clears it.
     draft: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # A forward-simulation participant's trial order, drawn once from its seed:
+    # JSON {"seed", "learning": [...], "test": [...]}, each the bundle's scene positions
+    # (Manifest.simulation) in the order shown; null in other designs.
+    trial_order: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     answers: Mapped[list[Answer]] = relationship(
         back_populates="participant", order_by="Answer.position"
@@ -117,6 +121,28 @@ class Answer(db.Model):
     answered_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
     participant: Mapped[Participant] = relationship(back_populates="answers")
+
+
+class Trial(db.Model):
+    """One forward-simulation trial answered: the participant's prediction of the model's
+    decision on one scene, scored against it (docs/designs/forward-simulation.md)."""
+
+    __tablename__ = "trials"
+    __table_args__ = (UniqueConstraint("participant_id", "phase", "position"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
+    phase: Mapped[str] = mapped_column(String(16))  # learning | test
+    position: Mapped[int] = mapped_column(Integer)  # 0-based, in the order shown
+    scene_index: Mapped[int] = mapped_column(Integer)  # in the bundle's list of the phase
+    scene_id: Mapped[int] = mapped_column(Integer)  # the scene's row of the test split
+    prediction: Mapped[str] = mapped_column(String(16))  # peaky | stretchy
+    model_decision: Mapped[str] = mapped_column(String(16))
+    true_label: Mapped[str] = mapped_column(String(16))
+    correct: Mapped[bool] = mapped_column(Boolean)  # prediction == model_decision
+    confidence: Mapped[int | None] = mapped_column(Integer, nullable=True)  # 1..5, if asked
+    response_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)  # browser-timed
+    answered_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class CheckAnswer(db.Model):

@@ -10,26 +10,38 @@ The walk, for a study of N attributes: consent, intro, tutorial, comprehension,
 explanations, rating-1 .. rating-N (attention checks ``attention-<id>`` placed between
 them), demographics (when the study asks), complete. The end pages screened-out and
 declined are reached only from the comprehension check and the consent.
+
+A forward-simulation study (docs/designs/forward-simulation.md) walks: consent, intro,
+learning-intro, learning-1 (each followed by feedback-1 when the study gives feedback)
+.. learning-L, test-intro, test-1 .. test-T, demographics, complete.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import json
+import random
 import secrets
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from sqlalchemy import select
+
+from explain.manifest import AttributionCondition, SimulationScene
+from study_server.extensions import db
 from study_server.forms import (
+    PREDICTION_KEYS,
     ConsentForm,
     ContinueForm,
     DemographicsForm,
     StepForm,
     choice_form,
+    prediction_form,
     rating_form,
 )
-from study_server.models import Answer, CheckAnswer, Participant
-from study_server.study import Question, Study
+from study_server.models import Answer, CheckAnswer, Participant, Trial
+from study_server.study import FORWARD_SIMULATION, Question, Study
 from xaistudy.vocabulary import Status
 
 if TYPE_CHECKING:
@@ -60,6 +72,7 @@ class Page:
     """A page with only a "Next" button; subclasses add a form, context and answers."""
 
     kind: ClassVar[str]  # the template's name, and what a simulated participant fills in
+    script: ClassVar[str | None] = None  # a static script the page runs (else none may)
 
     @property
     def name(self) -> str:
@@ -220,6 +233,165 @@ class DemographicsPage(Page):
         return Outcome(visit.following, changes)
 
 
+# -- forward simulation -------------------------------------------------------------------
+
+
+def new_trial_order(study: Study) -> str | None:
+    """A new participant's trial order (the ``trial_order`` column), drawn from a fresh
+    seed kept with it; None in a design without trials."""
+    design = study.forward_simulation
+    if design is None:
+        return None
+    seed = secrets.randbits(32)
+    rng = random.Random(seed)
+    learning = rng.sample(range(design.learning_trials), design.learning_trials)
+    test = rng.sample(range(design.test_trials), design.test_trials)
+    return json.dumps({"seed": seed, "learning": learning, "test": test})
+
+
+def per_scene_explanation(ctx: StudyContext, condition: str) -> AttributionCondition | None:
+    """The condition whose maps are shown with each learning scene; None when it has no
+    per-scene explanation (its page comes before the trials) or is the control."""
+    if not ctx.study.explains(condition):
+        return None
+    explanation = ctx.manifest.conditions[condition]
+    return explanation if isinstance(explanation, AttributionCondition) else None
+
+
+@dataclasses.dataclass(frozen=True)
+class LearningIntroPage(Page):
+    """What the trials ask, and the condition's explanation: how to read its maps (shown
+    with every learning scene), or its whole page when it has no per-scene explanation."""
+
+    kind: ClassVar[str] = "learning-intro"
+
+    def context(self, ctx, participant):
+        design = ctx.study.forward_simulation
+        explains = ctx.study.explains(participant.condition)
+        per_scene = per_scene_explanation(ctx, participant.condition) is not None
+        return {
+            "trials": design.learning_trials,
+            "feedback": design.feedback,
+            "explanation": "maps" if per_scene else "page" if explains else None,
+            "keys": PREDICTION_KEYS,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialPage(Page):
+    """The ``index``-th trial (1-based, in the participant's order) of ``phase``: a scene
+    whose model decision the participant predicts, stored as one :class:`Trial` row."""
+
+    phase: ClassVar[str]  # learning | test
+    script: ClassVar[str | None] = "trials.js"
+    index: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.phase}-{self.index}"
+
+    def scene(self, ctx: StudyContext, participant: Participant) -> tuple[int, SimulationScene]:
+        """(the scene's position in the bundle's list of this phase, the scene)."""
+        position = json.loads(participant.trial_order)[self.phase][self.index - 1]
+        return position, getattr(ctx.manifest.simulation, self.phase)[position]
+
+    def asks_confidence(self, study: Study) -> bool:
+        return False
+
+    def form_class(self, study, participant):
+        return prediction_form(self.asks_confidence(study))
+
+    def context(self, ctx, participant):
+        design = ctx.study.forward_simulation
+        _, scene = self.scene(ctx, participant)
+        return {
+            "index": self.index,
+            "total": getattr(design, f"{self.phase}_trials"),
+            "scene": scene,
+            "keys": PREDICTION_KEYS,
+        }
+
+    def submit(self, visit, form):
+        from study_server import study_context
+
+        position, scene = self.scene(study_context(), visit.participant)
+        prediction = form.prediction.data
+        confidence = form.confidence.data if "confidence" in form else None
+        trial = Trial(
+            participant_id=visit.participant.id,
+            phase=self.phase,
+            position=self.index - 1,
+            scene_index=position,
+            scene_id=scene.test_index,
+            prediction=prediction,
+            model_decision=scene.decision,
+            true_label=scene.label,
+            correct=prediction == scene.decision,
+            confidence=confidence,
+            response_ms=form.response_ms.data,
+            answered_at=visit.now,
+        )
+        return Outcome(visit.following, rows=[trial])
+
+
+@dataclasses.dataclass(frozen=True)
+class LearningPage(TrialPage):
+    """A learning trial: the scene with the condition's map of it (where it has one)."""
+
+    kind: ClassVar[str] = "learning-trial"
+    phase: ClassVar[str] = "learning"
+
+    def context(self, ctx, participant):
+        values = super().context(ctx, participant)
+        maps = per_scene_explanation(ctx, participant.condition)
+        values["scene_map"] = maps.scene_map(values["scene"].test_index) if maps else None
+        return values
+
+
+@dataclasses.dataclass(frozen=True)
+class FeedbackPage(Page):
+    """After learning trial ``index``: what the model decided, beside the prediction."""
+
+    kind: ClassVar[str] = "feedback"
+    script: ClassVar[str | None] = "trials.js"
+    index: int
+
+    @property
+    def name(self) -> str:
+        return f"feedback-{self.index}"
+
+    def context(self, ctx, participant):
+        trial = LearningPage(self.index)
+        values = trial.context(ctx, participant)
+        values["prediction"] = db.session.execute(
+            select(Trial.prediction).where(
+                Trial.participant_id == participant.id,
+                Trial.phase == trial.phase,
+                Trial.position == self.index - 1,
+            )
+        ).scalar_one_or_none()
+        return values
+
+
+@dataclasses.dataclass(frozen=True)
+class TestIntroPage(Page):
+    kind: ClassVar[str] = "test-intro"
+
+    def context(self, ctx, participant):
+        return {"trials": ctx.study.forward_simulation.test_trials, "keys": PREDICTION_KEYS}
+
+
+@dataclasses.dataclass(frozen=True)
+class TestPage(TrialPage):
+    """A test trial: the scene alone, no explanation, no feedback."""
+
+    kind: ClassVar[str] = "test-trial"
+    phase: ClassVar[str] = "test"
+
+    def asks_confidence(self, study):
+        return study.forward_simulation.confidence
+
+
 class EndPage(Page):
     """A page that ends the study: it takes no post, and reaching it sets the status."""
 
@@ -300,20 +472,34 @@ def _completion(study: Study, code: str) -> dict[str, str]:
 @functools.cache
 def page_sequence(study: Study) -> tuple[Page, ...]:
     """The pages every participant of ``study`` walks through, in order, ending at complete."""
-    pages: list[Page] = [
-        ConsentPage(),
-        IntroPage(),
-        TutorialPage(),
-        ComprehensionPage(),
-        ExplanationsPage(),
-    ]
-    for index in range(1, len(study.attributes) + 1):
-        pages.append(RatingPage(index))
-        pages += [AttentionPage(c.id) for c in study.attention_checks if c.after_rating == index]
+    if study.design == FORWARD_SIMULATION:
+        pages = [ConsentPage(), IntroPage(), *_trial_pages(study)]
+    else:
+        pages = [ConsentPage(), IntroPage(), TutorialPage(), ComprehensionPage()]
+        pages.append(ExplanationsPage())
+        for index in range(1, len(study.attributes) + 1):
+            pages.append(RatingPage(index))
+            pages += [
+                AttentionPage(c.id) for c in study.attention_checks if c.after_rating == index
+            ]
     if study.demographics:
         pages.append(DemographicsPage())
     pages.append(COMPLETE)
     return tuple(pages)
+
+
+def _trial_pages(study: Study) -> list[Page]:
+    """The forward-simulation block: the learning trials (each with its feedback), then the
+    test trials."""
+    design = study.forward_simulation
+    pages: list[Page] = [LearningIntroPage()]
+    for index in range(1, design.learning_trials + 1):
+        pages.append(LearningPage(index))
+        if design.feedback:
+            pages.append(FeedbackPage(index))
+    pages.append(TestIntroPage())
+    pages += [TestPage(index) for index in range(1, design.test_trials + 1)]
+    return pages
 
 
 @functools.cache
@@ -344,7 +530,9 @@ def progress(study: Study, page: Page) -> int | None:
 def is_past(study: Study, current: Page, milestone: Page) -> bool:
     """Whether a participant at ``current`` has gone past ``milestone`` in the walk."""
     pages = page_sequence(study)
-    return current in pages and pages.index(current) > pages.index(milestone)
+    if current not in pages or milestone not in pages:
+        return False  # off the walk, or a milestone of another design
+    return pages.index(current) > pages.index(milestone)
 
 
 def every_page(study: Study) -> tuple[Page, ...]:

@@ -57,9 +57,11 @@ from study_server.pages import (
     Visit,
     find_page,
     is_past,
+    new_trial_order,
     page_after,
     progress,
 )
+from study_server.protection import content_security_policy
 from study_server.sessions import (
     bind_participant,
     holds_participant,
@@ -159,6 +161,7 @@ def find_or_create(
         condition=condition,
         preview=preview,
         attribute_order="|".join(order),
+        trial_order=new_trial_order(study),
         page=ConsentPage().name,
         started_at=now,
         last_seen_at=now,
@@ -407,7 +410,8 @@ def _save_draft(
 def _render(participant: Participant, page: Page, form: StepForm | None, review: bool = False):
     """The page's template; ``review``: shown again from a later page, without its form."""
     ctx = study_context()
-    condition = ctx.manifest.conditions[participant.condition]
+    explains = ctx.study.explains(participant.condition)
+    condition = ctx.manifest.conditions[participant.condition] if explains else None
     if form is not None:
         form.rev.data = str(participant.revision)
     values = {
@@ -419,13 +423,19 @@ def _render(participant: Participant, page: Page, form: StepForm | None, review:
         "back": url_for("participant.step", page=participant.page),
         "condition": condition,
         "condition_name": participant.condition,
-        "how_to_read": ctx.study.how_to_read(participant.condition, condition.description),
-        "cells": ctx.grids[participant.condition],
+        "how_to_read": ctx.study.how_to_read(participant.condition, condition.description)
+        if explains
+        else None,
+        "cells": ctx.grids.get(participant.condition),
         "tutorial": ctx.manifest.tutorial,
         "progress": progress(ctx.study, page),
+        "script": page.script,
         **page.context(ctx, participant),
     }
-    return render_template(f"pages/{page.kind}.html", **values)
+    response = Response(render_template(f"pages/{page.kind}.html", **values))
+    if page.script:  # its own static script, and still no inline one
+        response.headers["Content-Security-Policy"] = content_security_policy(scripts="'self'")
+    return response
 
 
 def _submit(participant: Participant, page: Page):
@@ -547,9 +557,10 @@ def review(page: str):
 
 @bp.get("/bundle/<path:rel>")
 def bundle_file(rel: str):
-    """Bundle images: the tutorial's for everyone, a condition's for its participants."""
+    """Bundle images: the tutorial's and the trials' scenes for everyone, a condition's
+    for its participants."""
     ctx = study_context()
-    allowed = rel in ctx.tutorial_images
+    allowed = rel in ctx.shared_images
     if not allowed:
         if is_admin():
             allowed = any(rel in images for images in ctx.condition_images.values())

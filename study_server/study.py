@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from xaistudy.errors import UserError
 from xaistudy.files import atomic_write_text
-from xaistudy.vocabulary import ALL_CONDITIONS
+from xaistudy.vocabulary import ALL_CONDITIONS, NO_EXPLANATION
 
 if TYPE_CHECKING:
     from explain.manifest import Manifest
@@ -71,6 +71,22 @@ class Question:
         return tuple(zip(self.options, self.labels or self.options, strict=True))
 
 
+# The study designs (docs/designs/): what participants do after the introduction.
+ATTRIBUTE_RATING = "attribute-rating"  # explanations, then a 5-point rating per attribute
+FORWARD_SIMULATION = "forward-simulation"  # learn the model's decisions, then predict them
+DESIGNS = (ATTRIBUTE_RATING, FORWARD_SIMULATION)
+
+
+@dataclasses.dataclass(frozen=True)
+class ForwardSimulation:
+    """``[forward_simulation]``: the trials of the forward-simulation design."""
+
+    learning_trials: int  # the first n of the bundle's learning scenes
+    test_trials: int  # the first n of its test scenes
+    feedback: bool  # after each learning trial: what the model decided
+    confidence: bool  # each test trial also asks how sure the participant is
+
+
 # The languages a study can be shown in: those with a message catalog
 # (study_server/translations, docs/study.md).
 LANGUAGES = ("en", "de")
@@ -103,6 +119,8 @@ class Study:
     per_participant_codes: bool
     completion_url: str
     screened_out_payment: str | None
+    design: str = ATTRIBUTE_RATING
+    forward_simulation: ForwardSimulation | None = None  # the design's settings
 
     @property
     def attribute_keys(self) -> tuple[str, ...]:
@@ -126,6 +144,10 @@ class Study:
 
     def completion_link(self, code: str) -> str:
         return self.completion_url.replace("{code}", code)
+
+    def explains(self, condition: str) -> bool:
+        """Whether participants of ``condition`` see explanations (not the control)."""
+        return condition != NO_EXPLANATION
 
     def how_to_read(self, condition: str, bundle_description: str) -> str:
         """The one text that teaches a condition: the study file's, else the bundle's."""
@@ -151,6 +173,8 @@ class Study:
         from study_server.comprehension import example_questions
 
         self.check_bundle(manifest)
+        if self.forward_simulation is not None:
+            self.check_simulation(manifest)
         if not self.comprehension_from_bundle:
             return self
         from study_server.languages import translator
@@ -182,16 +206,73 @@ class Study:
                 f"study attribute(s) {', '.join(missing)} are not in the bundle; "
                 f"the bundle has {', '.join(sorted(bundle_keys))}"
             )
-        absent = [c for c in self.condition_names if c not in manifest.conditions]
+        absent = [
+            c for c in self.condition_names if self.explains(c) and c not in manifest.conditions
+        ]
         if absent:
             raise UserError(
                 f"study condition(s) {', '.join(absent)} are not in the bundle; "
                 f"the bundle has {', '.join(sorted(manifest.conditions))}"
             )
 
+    def check_simulation(self, manifest: Manifest) -> None:
+        """A forward-simulation study needs the bundle's simulation scenes, as many as it
+        asks for, and each attribution condition's maps of the learning scenes it shows."""
+        from explain.manifest import AttributionCondition
+
+        design = self.forward_simulation
+        section = manifest.simulation
+        if section is None:
+            raise UserError(
+                'study: design = "forward-simulation" needs the bundle\'s forward-simulation '
+                "scenes, which this bundle lacks; rebuild it with xaistudy explain "
+                "(--simulation-trials LEARNING,TEST)"
+            )
+        for phase, wanted, held in (
+            ("learning_trials", design.learning_trials, len(section.learning)),
+            ("test_trials", design.test_trials, len(section.test)),
+        ):
+            if wanted > held:
+                raise UserError(
+                    f"study: forward_simulation.{phase} = {wanted}, but the bundle has {held} "
+                    f"such scenes; ask for at most {held} or rebuild the bundle with more"
+                )
+        learning = [s.test_index for s in section.learning[: design.learning_trials]]
+        for name in self.condition_names:
+            condition = manifest.conditions[name] if self.explains(name) else None
+            if not isinstance(condition, AttributionCondition):
+                continue  # no per-scene explanation: its page comes before the trials
+            lacking = [i for i in learning if condition.scene_map(i) is None]
+            if lacking:
+                raise UserError(
+                    f"study: condition {name!r} has no maps of the learning scene(s) "
+                    f"{lacking[:5]} in this bundle; rebuild it with xaistudy explain"
+                )
+
 
 def default_study_path() -> Path:
     return Path(str(resources.files("study_server") / "studies" / "default.toml"))
+
+
+def shipped_studies() -> dict[str, Path]:
+    """The study files that ship with the server (``study_server/studies``), by name."""
+    folder = default_study_path().parent
+    return {path.stem: path for path in sorted(folder.glob("*.toml"))}
+
+
+def study_file(name_or_path: str | Path) -> Path:
+    """A study file given as a path, or by the name of a shipped one (``default``,
+    ``forward-simulation``)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = shipped_studies()
+    if str(name_or_path) in shipped:
+        return shipped[str(name_or_path)]
+    raise UserError(
+        f"study {str(name_or_path)!r} is neither a file nor a shipped study; the shipped "
+        f"ones are {', '.join(shipped)}"
+    )
 
 
 class _Reader:
@@ -386,22 +467,45 @@ def _languages(top: _Reader) -> tuple[tuple[str, ...], str]:
     return tuple(offered), default
 
 
-def parse_study(data: dict[str, Any], language: str | None = None) -> Study:
-    """Build a :class:`Study` from parsed TOML, raising :class:`UserError` on bad input;
-    its texts are in ``language`` (default: the file's first language)."""
-    probe = _Reader(data, "")
-    languages, default = _languages(probe)
-    if language is None:
-        language = languages[0]
-    if language not in languages:
-        raise UserError(f"study: language {language!r} is not offered ({', '.join(languages)})")
-    suffix = "" if language == languages[0] else language
-    top = _Reader(data, "", suffix, tuple(lang for lang in languages[1:] if lang != suffix))
-    top.used |= {"languages", "language"}
-    slug = top.text("slug")
-    if not _ID.fullmatch(slug):
-        raise UserError(f"study: slug {slug!r} must be lowercase letters, digits, - or _")
+def _conditions(top: _Reader, design: str) -> tuple[Condition, ...]:
+    """``[conditions]``: the bundle's conditions served, and in a forward-simulation study
+    the explanation-free control ``none``."""
+    allowed = ALL_CONDITIONS + ((NO_EXPLANATION,) if design == FORWARD_SIMULATION else ())
+    conditions_table = top.table_of("conditions")
+    conditions = []
+    for name in list(conditions_table.table):
+        if name not in allowed:
+            raise UserError(
+                f"study: unknown condition {name!r}; allowed are {', '.join(allowed)}"
+                + (
+                    ""
+                    if design == FORWARD_SIMULATION
+                    else f' ({NO_EXPLANATION!r}: the control of design = "forward-simulation" only)'
+                )
+            )
+        reader = conditions_table.table_of(name)
+        reader.where = f"conditions.{name}"
+        conditions.append(
+            Condition(
+                name=name,
+                target_n=reader.integer("target_n", 1, 100000),
+                tutorial=reader.text("tutorial", default=_ABSENT, translated=True),
+            )
+        )
+        reader.done()
+    conditions_table.done()
+    if not conditions:
+        raise UserError("study: [conditions] must name at least one condition")
+    return tuple(conditions)
 
+
+# What only the attribute-rating design reads from a study file.
+RATING_KEYS = ("scale", "attributes", "comprehension", "attention_checks")
+
+
+def _rating_parts(top: _Reader, condition_names: tuple[str, ...]) -> dict[str, Any]:
+    """The attribute-rating design's keys: the scale, the attributes, the comprehension
+    questions and the attention checks."""
     scale = top.table_of("scale")
     statement = scale.text("statement", translated=True)
     if "{attribute}" not in statement:
@@ -424,28 +528,6 @@ def parse_study(data: dict[str, Any], language: str | None = None) -> Study:
     keys = [a.key for a in attributes]
     if len(set(keys)) != len(keys):
         raise UserError(f"study: attribute keys repeat: {keys}")
-
-    conditions_table = top.table_of("conditions")
-    conditions = []
-    for name in list(conditions_table.table):
-        if name not in ALL_CONDITIONS:
-            raise UserError(
-                f"study: unknown condition {name!r}; allowed are {', '.join(ALL_CONDITIONS)}"
-            )
-        reader = conditions_table.table_of(name)
-        reader.where = f"conditions.{name}"
-        conditions.append(
-            Condition(
-                name=name,
-                target_n=reader.integer("target_n", 1, 100000),
-                tutorial=reader.text("tutorial", default=_ABSENT, translated=True),
-            )
-        )
-        reader.done()
-    conditions_table.done()
-    if not conditions:
-        raise UserError("study: [conditions] must name at least one condition")
-    condition_names = tuple(c.name for c in conditions)
 
     comprehension = top.table_of("comprehension")
     max_attempts = comprehension.integer("max_attempts", 1, 10)
@@ -473,6 +555,75 @@ def parse_study(data: dict[str, Any], language: str | None = None) -> Study:
     ids = [q.id for q in (*questions, *checks)]
     if len(set(ids)) != len(ids):
         raise UserError(f"study: question ids repeat: {ids}")
+
+    return {
+        "scale_statement": statement,
+        "scale_labels": labels,
+        "attributes": tuple(attributes),
+        "comprehension_max_attempts": max_attempts,
+        "comprehension_from_bundle": from_bundle,
+        "comprehension": questions,
+        "attention_checks": checks,
+    }
+
+
+def _forward_simulation_parts(top: _Reader) -> dict[str, Any]:
+    """``[forward_simulation]``; the rating design's keys are refused (they would do
+    nothing)."""
+    present = [key for key in RATING_KEYS if key in top.table]
+    if present:
+        raise UserError(
+            f'study: {", ".join(present)} belong to design = "{ATTRIBUTE_RATING}"; a '
+            f"{FORWARD_SIMULATION} study has no ratings, comprehension questions or attention "
+            "checks (docs/designs/forward-simulation.md)"
+        )
+    table = top.table_of("forward_simulation", required=False)
+    table.where = "forward_simulation"
+    design = ForwardSimulation(
+        learning_trials=table.integer("learning_trials", 1, 200, default=8),
+        test_trials=table.integer("test_trials", 1, 400, default=16),
+        feedback=table._get("feedback", bool, True),
+        confidence=table._get("confidence", bool, False),
+    )
+    table.done()
+    return {
+        "scale_statement": "",
+        "scale_labels": (),
+        "attributes": (),
+        "comprehension_max_attempts": 1,
+        "comprehension_from_bundle": False,
+        "comprehension": (),
+        "attention_checks": (),
+        "forward_simulation": design,
+    }
+
+
+def parse_study(data: dict[str, Any], language: str | None = None) -> Study:
+    """Build a :class:`Study` from parsed TOML, raising :class:`UserError` on bad input;
+    its texts are in ``language`` (default: the file's first language)."""
+    probe = _Reader(data, "")
+    languages, default = _languages(probe)
+    if language is None:
+        language = languages[0]
+    if language not in languages:
+        raise UserError(f"study: language {language!r} is not offered ({', '.join(languages)})")
+    suffix = "" if language == languages[0] else language
+    top = _Reader(data, "", suffix, tuple(lang for lang in languages[1:] if lang != suffix))
+    top.used |= {"languages", "language"}
+    slug = top.text("slug")
+    if not _ID.fullmatch(slug):
+        raise UserError(f"study: slug {slug!r} must be lowercase letters, digits, - or _")
+
+    design = top._get("design", str, ATTRIBUTE_RATING)
+    if design not in DESIGNS:
+        raise UserError(
+            f"study: design = {design!r} is not known; allowed are {', '.join(DESIGNS)}"
+        )
+    conditions = _conditions(top, design)
+    if design == FORWARD_SIMULATION:
+        parts = _forward_simulation_parts(top)
+    else:
+        parts = _rating_parts(top, tuple(c.name for c in conditions))
 
     demographics = top.table_of("demographics", required=False)
     demographics_enabled = demographics._get("enabled", bool, True)
@@ -503,20 +654,15 @@ def parse_study(data: dict[str, Any], language: str | None = None) -> Study:
         consent=consent,
         consent_details=_consent_details(top, consent),
         intro=top.text("intro", translated=True),
-        scale_statement=statement,
-        scale_labels=labels,
-        attributes=tuple(attributes),
-        conditions=tuple(conditions),
-        comprehension_max_attempts=max_attempts,
-        comprehension_from_bundle=from_bundle,
-        comprehension=questions,
-        attention_checks=checks,
+        conditions=conditions,
         demographics=demographics_enabled,
         completed_code=completed_code,
         screened_out_code=screened_code,
         per_participant_codes=per_participant_codes,
         completion_url=url,
         screened_out_payment=screened_out_payment,
+        design=design,
+        **parts,
     )
     top.done()
     return study

@@ -70,6 +70,9 @@ ATTRIBUTION_METHODS: tuple[str, ...] = (
 )
 # Every condition a bundle may hold; a bundle holds any non-empty subset.
 ALL_CONDITIONS: tuple[str, ...] = CONDITIONS + ATTRIBUTION_METHODS
+# The explanation-free control condition of a forward-simulation study: a study
+# condition, never a bundle's (docs/designs/forward-simulation.md).
+NO_EXPLANATION = "none"
 
 
 class Status(enum.StrEnum):

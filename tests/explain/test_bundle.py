@@ -10,6 +10,7 @@ import torch
 from click.testing import CliRunner
 from make_bundle import fixture_model_card
 
+from explain.batching import batched_logits
 from explain.build import ExplainSettings, GroundTruthScenes, build_bundle, default_renderer
 from explain.bundle_format import BundleError, load_manifest, verify_bundle
 from explain.images import decode_png
@@ -119,6 +120,25 @@ def test_conditions_layouts_and_numbers(manifest, bundle, tiny_model):
     assert concepts["factorisation"] in ("nmf", "signed")
     assert len(concepts["importance"]) == concepts["layout"]["rows"] == 4
     assert 0 <= concepts["fidelity"]["decision_agreement"] <= 1
+
+
+def test_forward_simulation_scenes_carry_the_models_output_on_their_stored_image(
+    bundle, tiny_model, tiny_data
+):
+    """8 learning and 16 test scenes of the test split, disjoint, the logit the model's on
+    the scene; the pictures are the test images themselves."""
+    simulation = verify_bundle(bundle).simulation
+    assert len(simulation.learning) == 8 and len(simulation.test) == 16
+    scenes = (*simulation.learning, *simulation.test)
+    assert len({s.test_index for s in scenes}) == 24
+    test = tiny_data.split("test")
+    images = np.asarray(test.images[:])
+    logits = batched_logits(tiny_model.logit, images, CPU, 64)
+    for scene in scenes:
+        assert scene.logit == pytest.approx(float(logits[scene.test_index]), abs=1e-4)
+        assert scene.label == ("peaky", "stretchy")[int(test.params["label"][scene.test_index])]
+        stored = decode_png((bundle / scene.image).read_bytes())
+        assert (stored == images[scene.test_index]).all()
 
 
 def test_tutorial_has_examples_and_one_row_per_study_attribute(manifest, bundle):
@@ -246,6 +266,10 @@ def test_attribution_conditions_are_built_with_their_technical_scores(
         assert 0 <= technical.localization["animal"].relevance_mass_accuracy <= 1
         maps = [decode_png((path / c.image).read_bytes()) for c in condition.stimuli[1::2]]
         assert len({m.tobytes() for m in maps}) > 1  # maps differ between scenes
+        # every forward-simulation learning scene has its map, listed in the bundle
+        learning = [s.test_index for s in manifest.simulation.learning]
+        assert [m.test_index for m in condition.scene_maps] == learning
+        assert all(m.image in manifest.files for m in condition.scene_maps)
     assert manifest.validation.counterfactuals is None
 
     lrp = dataclasses.replace(settings, conditions=("baseline", "lrp"))

@@ -43,6 +43,9 @@ def test_explain_writes_a_verified_bundle(tiny_run, tiny_data, tmp_path):
         (["--conditions", "baseline,saliency"], "unknown condition(s) saliency; allowed are"),
         (["--conditions", ","], "unknown condition(s) (none given)"),
         (["--conditions", "baseline,baseline"], "a condition is named twice"),
+        (["--simulation-trials", "8"], "must be two counts LEARNING,TEST such as 8,16"),
+        (["--simulation-trials", "0,4"], "both 0 (no forward-simulation scenes) or both at"),
+        (["--simulation-trials", "60,60"], "asks for 60 learning + 60 test scenes, but the test"),
     ],
 )
 def test_explain_refuses_bad_options_with_one_line(tiny_run, tiny_data, tmp_path, extra, message):

@@ -154,8 +154,23 @@ BROKEN = [
         lambda d: _set(d, None, "conditions", "baseline", "stimuli", 0, "logit"),
         "invalid bundle manifest: conditions.baseline.stimuli[0].logit must be a number, not None",
     ),
+    (
+        lambda d: _set(
+            d, d["simulation"]["learning"][0]["test_index"], "simulation", "test", 0, "test_index"
+        ),
+        "invalid bundle manifest: simulation.test repeats learning scene(s)",
+    ),  # fmt: skip
     (lambda d: [d], "invalid bundle manifest: must be an object, not [{"),
 ]
+
+
+def test_a_bundle_without_forward_simulation_scenes_still_loads(data):
+    old = {k: v for k, v in data.items() if k != "simulation"}
+    for condition in old["conditions"].values():
+        condition.pop("scene_maps", None)
+    manifest = Manifest.from_json(old)
+    assert manifest.simulation is None and manifest.conditions.lrp.scene_maps is None
+    assert manifest.to_json() == old
 
 
 @pytest.mark.parametrize(("damage", "message"), BROKEN)

@@ -43,6 +43,28 @@ def attribution_study(
     return path
 
 
+def forward_study(
+    folder: Path, conditions=("integrated_gradients",), extra: str = "", **design
+) -> Path:
+    """The shipped forward-simulation study, consent filled in, serving ``conditions``;
+    ``design`` replaces keys of [forward_simulation]; ``extra`` is added at the end."""
+    import json
+
+    from study_server.study import CONSENT_DETAILS, shipped_studies
+
+    text = shipped_studies()["forward-simulation"].read_text()
+    for key in CONSENT_DETAILS:
+        text = text.replace(f'{key} = ""', f'{key} = "the {key.replace("_", " ")}"')
+    start, end = text.index("[conditions.none]"), text.index("[demographics]")
+    tables = "".join(f"[conditions.{name}]\ntarget_n = 10\n\n" for name in conditions)
+    text = text[:start] + tables + text[end:]
+    for key, value in design.items():
+        text = re.sub(rf"(?m)^{key} = .*$", f"{key} = {json.dumps(value)}", text)
+    path = folder / "forward.toml"
+    path.write_text(text + "\n" + extra)
+    return path
+
+
 def answer_all(key: str, condition: str) -> tuple[int, str]:
     return (5 if key == "arm_position" else 2, f"because of {key}")
 

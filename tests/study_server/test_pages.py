@@ -7,10 +7,11 @@ from pathlib import Path
 
 from simulation.client import FILLERS
 from study_server import pages
-from study_server.study import load_study
+from study_server.study import default_study_path, load_study
 from xaistudy.vocabulary import Status
 
 STUDY = load_study(None)
+FORWARD = load_study(default_study_path().parent / "forward-simulation.toml")
 TEMPLATES = Path(pages.__file__).parent / "templates" / "pages"
 
 
@@ -79,8 +80,27 @@ def test_the_walk_goes_on_page_by_page_and_stops_at_its_end():
     assert not pages.is_past(STUDY, pages.DECLINED, explanations)
 
 
+def test_the_walk_of_the_forward_simulation_study():
+    names = [page.name for page in pages.page_sequence(FORWARD)]
+    learning = [name for i in range(1, 9) for name in (f"learning-{i}", f"feedback-{i}")]
+    tests = [f"test-{i}" for i in range(1, 17)]
+    assert names == [
+        "consent", "intro", "learning-intro", *learning, "test-intro", *tests, "demographics",
+        "complete",
+    ]  # fmt: skip
+    design = dataclasses.replace(FORWARD.forward_simulation, feedback=False, learning_trials=2)
+    quiet = dataclasses.replace(FORWARD, forward_simulation=design)
+    assert [p.name for p in pages.page_sequence(quiet)][2:5] == [
+        "learning-intro", "learning-1", "learning-2",
+    ]  # fmt: skip
+    # a milestone of the other design is never passed (its pages are refused)
+    assert not pages.is_past(FORWARD, pages.TestPage(3), pages.ExplanationsPage())
+
+
 def test_every_kind_has_a_template_and_every_answered_kind_a_simulated_answer():
-    every = (*pages.page_sequence(STUDY), *pages.END_PAGES)
+    every = (
+        *pages.page_sequence(STUDY), *pages.page_sequence(FORWARD), *pages.END_PAGES,
+    )  # fmt: skip
     for page in every:
         assert (TEMPLATES / f"{page.kind}.html").is_file(), page.kind
     answered = {p.kind for p in every if not isinstance(p, pages.EndPage)}

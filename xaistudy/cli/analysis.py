@@ -8,6 +8,7 @@ import click
 
 from xaistudy.errors import UserError
 from xaistudy.files import atomic_write_bytes, atomic_write_text
+from xaistudy.vocabulary import NO_EXPLANATION
 
 _BUNDLE = click.option(
     "--bundle",
@@ -127,14 +128,41 @@ def analyze(
         level=level,
         power_sims=power_sims,
     )
-    excluded = int(analysis.scored.exclusions["n_excluded"].sum())
-    click.echo(f"{len(analysis.scored.participants)} participants analyzed, {excluded} excluded")
-    for _, row in analysis.tables.by_condition.iterrows():
-        click.echo(
-            f"  {row['condition']:<16} accuracy {row['accuracy']:.3f} "
-            f"[{row['ci_low']:.3f}, {row['ci_high']:.3f}]  n={row['n']}"
-        )
+    click.echo(summary_lines(analysis))
     click.echo(f"report: {Path(out_dir) / 'report.html'}")
+
+
+def summary_lines(analysis) -> str:
+    """What ``xaistudy analyze`` (and the demo) print: accuracy per condition with its
+    interval; for a forward-simulation study per phase, and the gain over the control."""
+    from analysis.forward_simulation import SimulationAnalysis
+
+    excluded = (
+        int(analysis.exclusions["n_excluded"].sum())
+        if isinstance(analysis, SimulationAnalysis)
+        else int(analysis.scored.exclusions["n_excluded"].sum())
+    )
+    if not isinstance(analysis, SimulationAnalysis):
+        lines = [f"{len(analysis.scored.participants)} participants analyzed, {excluded} excluded"]
+        for _, row in analysis.tables.by_condition.iterrows():
+            lines.append(
+                f"  {row['condition']:<16} accuracy {row['accuracy']:.3f} "
+                f"[{row['ci_low']:.3f}, {row['ci_high']:.3f}]  n={row['n']}"
+            )
+        return "\n".join(lines)
+    included = int(analysis.sample["included"].sum())
+    lines = [f"{included} participants analyzed, {excluded} excluded (forward simulation)"]
+    for _, row in analysis.accuracy.iterrows():
+        lines.append(
+            f"  {row['condition']:<16} {row['phase']:<8} accuracy {row['accuracy']:.3f} "
+            f"[{row['ci_low']:.3f}, {row['ci_high']:.3f}]  n={row['participants']}"
+        )
+    for _, row in analysis.utility.iterrows():
+        lines.append(
+            f"  {row['condition']:<16} gain over none {row['gain']:+.3f} "
+            f"[{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]  p={row['p_value']:.3g}"
+        )
+    return "\n".join(lines)
 
 
 def database_responses(url: str):
@@ -160,7 +188,8 @@ def database_responses(url: str):
 @click.option(
     "--accuracy",
     required=True,
-    help="Per-condition accuracy, e.g. baseline=0.7,concepts=0.6,counterfactuals=0.8.",
+    help="Per-condition accuracy, e.g. baseline=0.7,concepts=0.6,counterfactuals=0.8 "
+    "(none=: the control of a forward-simulation study).",
 )
 @click.option(
     "--out",
@@ -226,7 +255,7 @@ def simulate(
         raise UserError("give exactly one of --out DIR, --db URL and --url URL")
     bundle = load_bundle(bundle_dir)
     spec = sim.SimulationSpec(
-        accuracy=sim.parse_accuracy(accuracy, bundle.conditions),
+        accuracy=sim.parse_accuracy(accuracy, [*bundle.conditions, NO_EXPLANATION]),
         n=n,
         seed=seed,
         ability_sd=ability_sd,

@@ -46,13 +46,23 @@ from xaistudy.vocabulary import CONDITIONS
     help="The model under study: cpu-small (the invertible network) or resnet-cpu (a ResNet: "
     "no counterfactuals, but LRP), or any config xaistudy train takes.",
 )
-def demo(out, n_simulated, no_serve, host, port, device, seed, conditions, model_config):
+@click.option(
+    "--study",
+    "study_name",
+    default=None,
+    help="The study served: the name of a shipped study file (default, forward-simulation; "
+    "study_server/studies) or a study file; it serves the bundle's conditions.",
+)
+def demo(
+    out, n_simulated, no_serve, host, port, device, seed, conditions, model_config, study_name
+):
     """Generate an iclr2022 dataset, train the model, precompute the bundle, serve the study.
 
     A second run reuses every stage that is already built and up to date.
     """
     from explain.build import check_conditions
     from modeling.configs import load_config
+    from study_server.study import study_file, study_for_conditions
     from xaistudy.cli.demo_pipeline import (
         DemoSettings,
         admin_password,
@@ -71,7 +81,10 @@ def demo(out, n_simulated, no_serve, host, port, device, seed, conditions, model
     chosen = tuple(c.strip() for c in conditions.split(",") if c.strip())
     # what the model cannot be explained by is refused before minutes of work
     check_conditions(chosen, load_config(model_config).architecture)
-    settings = DemoSettings(out=out, seed=seed, conditions=chosen, config=model_config)
+    study = None if study_name is None else study_file(study_name)
+    settings = DemoSettings(out=out, seed=seed, conditions=chosen, config=model_config, study=study)
+    if study is not None:  # a study file that does not load fails before minutes of work
+        study_for_conditions(settings.study_conditions, source=study)
     if not no_serve:
         check_port_free(host, port)  # fail before minutes of work, not after
     torch_device = resolve_device(device)

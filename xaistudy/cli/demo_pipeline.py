@@ -24,7 +24,7 @@ import click
 
 from xaistudy.errors import UserError
 from xaistudy.files import kept_secret
-from xaistudy.vocabulary import CONDITIONS
+from xaistudy.vocabulary import CONDITIONS, NO_EXPLANATION
 
 SIMULATED_ACCURACY = 0.65  # of a condition the demo's accuracy table does not name
 
@@ -44,20 +44,39 @@ class DemoSettings:
     gt_scenes: int = 500
     seed: int = 0
     conditions: tuple[str, ...] = CONDITIONS
+    study: Path | None = None  # the study file served (None: the shipped default)
     # the simulated participants' accuracy per condition (SIMULATED_ACCURACY otherwise)
     accuracy: dict[str, float] = field(
-        default_factory=lambda: {"baseline": 0.7, "counterfactuals": 0.8, "concepts": 0.6}
+        default_factory=lambda: {
+            NO_EXPLANATION: 0.55,
+            "baseline": 0.7,
+            "counterfactuals": 0.8,
+            "concepts": 0.6,
+        }
     )
 
     @property
+    def study_conditions(self) -> tuple[str, ...]:
+        """The conditions the demo's study serves: the bundle's, and the study file's
+        explanation-free control when it has one."""
+        if self.study is None:
+            return self.conditions
+        from study_server.study import load_study
+
+        control = NO_EXPLANATION in load_study(self.study).condition_names
+        return (NO_EXPLANATION,) * control + self.conditions
+
+    @property
     def simulated_accuracy(self) -> dict[str, float]:
-        return {c: self.accuracy.get(c, SIMULATED_ACCURACY) for c in self.conditions}
+        return {c: self.accuracy.get(c, SIMULATED_ACCURACY) for c in self.study_conditions}
 
     @property
     def study_path(self) -> Path | None:
         """The demo's study file: the shipped default for its three conditions, else one
-        written for the conditions asked for (``study_stage``)."""
-        return None if self.conditions == CONDITIONS else self.out / "study.toml"
+        written for the study and conditions asked for (``study_stage``)."""
+        if self.study is None and self.conditions == CONDITIONS:
+            return None
+        return self.out / "study.toml"
 
     @property
     def data_dir(self) -> Path:
@@ -202,15 +221,16 @@ def bundle_stage(settings: DemoSettings, dataset, run_dir: Path, device) -> Path
 
 
 def study_stage(settings: DemoSettings) -> Path | None:
-    """Write the demo's study file when it serves other conditions than the default's."""
+    """Write the demo's study file when it is not the default study of the three
+    conditions: the study asked for (``--study``), serving the bundle's conditions."""
     from study_server.study import study_for_conditions, write_study
 
     if settings.study_path is None:
         return None
-    data = study_for_conditions(settings.conditions)
+    data = study_for_conditions(settings.study_conditions, source=settings.study)
     header = (
-        "The demo's study: the default study serving "
-        f"{', '.join(settings.conditions)} (made by xaistudy demo --conditions; edit a copy)."
+        f"The demo's study: {settings.study or 'the default study'} serving "
+        f"{', '.join(settings.study_conditions)} (made by xaistudy demo; edit a copy)."
     )
     return write_study(data, settings.study_path, header)
 
@@ -243,7 +263,7 @@ def simulate_stage(settings: DemoSettings, n: int, host: str) -> Path:
     from analysis.simulate import SimulationSpec
     from simulation.runs import local_server, simulate_http
     from study_server import create_app
-    from xaistudy.cli.analysis import database_responses
+    from xaistudy.cli.analysis import database_responses, summary_lines
     from xaistudy.too_fast import TooFastRule
 
     app = create_app(server_config(settings))
@@ -262,10 +282,8 @@ def simulate_stage(settings: DemoSettings, n: int, host: str) -> Path:
         exclusions=TooFastRule(min_seconds=0.0, min_median_fraction=None),
         seed=settings.seed,
     )
-    table = analysis.tables.by_condition[["condition", "accuracy", "ci_low", "ci_high", "n"]]
-    set_to = _format_accuracy(settings.simulated_accuracy)
-    _say(f"      accuracy by condition (set: {set_to})")
-    click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"), err=True)
+    _say(f"      accuracy by condition (set: {_format_accuracy(settings.simulated_accuracy)})")
+    click.echo(summary_lines(analysis), err=True)
     return settings.report_dir / "report.html"
 
 

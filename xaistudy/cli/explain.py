@@ -17,6 +17,24 @@ _THRESHOLDS_HELP = (
 )
 
 
+def _simulation_trials(text: str) -> tuple[int, int]:
+    """``--simulation-trials LEARNING,TEST``: two counts, both 0 or both at least 1."""
+    from xaistudy.errors import UserError
+
+    parts = text.split(",")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise UserError(
+            f"--simulation-trials {text!r} must be two counts LEARNING,TEST such as 8,16"
+        )
+    learning, test = (int(p) for p in parts)
+    if (learning == 0) != (test == 0):
+        raise UserError(
+            f"--simulation-trials {text!r}: learning and test are both 0 (no forward-simulation "
+            "scenes) or both at least 1"
+        )
+    return learning, test
+
+
 @click.command()
 @click.option(
     "--model", "run_dir", required=True, type=_FOLDER, help="Run folder (xaistudy train)."
@@ -68,6 +86,13 @@ _THRESHOLDS_HELP = (
     show_default=True,
     help="Preset whose scenes give the attribution maps' out-of-set change ('none': skip).",
 )
+@click.option(
+    "--simulation-trials",
+    default="8,16",
+    show_default=True,
+    metavar="LEARNING,TEST",
+    help="Forward-simulation scenes: learning and test trials ('0,0': none; docs/designs).",
+)
 @click.option("--gt-scenes", default=500, show_default=True, help="Intervened scenes per factor.")
 @click.option(
     "--relevance-rule",
@@ -98,7 +123,7 @@ _THRESHOLDS_HELP = (
 def explain(
     run_dir, data_dir, compare_run, out, device, overwrite, conditions, n_test, baseline_rows,
     baseline_columns, cf_sources, cf_targets, n_concepts, concept_highest, concept_lowest,
-    concept_layer, attribution_rows, out_of_set_preset, gt_scenes,
+    concept_layer, attribution_rows, out_of_set_preset, simulation_trials, gt_scenes,
     relevance_rule, thresholds, allow_invalid, batch_size, seed, executor_name, address,
 ):  # fmt: skip
     """Precompute the explanations, ground truth and tutorial into a study bundle."""
@@ -119,6 +144,7 @@ def explain(
     ):  # fmt: skip
         if value < 1:
             raise UserError(f"{name} must be at least 1, got {value}")
+    learning, test = _simulation_trials(simulation_trials)
     settings = ExplainSettings(
         conditions=tuple(c.strip() for c in conditions.split(",") if c.strip()),
         n_test=n_test,
@@ -133,6 +159,8 @@ def explain(
         attribution_rows=attribution_rows,
         out_of_set_preset=None if out_of_set_preset == "none" else out_of_set_preset,
         ground_truth_scenes=gt_scenes,
+        simulation_learning=learning,
+        simulation_test=test,
         batch_size=batch_size,
         seed=seed,
         relevance_rule=RelevanceRule.parse(relevance_rule),
