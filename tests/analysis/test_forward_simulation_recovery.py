@@ -56,7 +56,7 @@ def test_the_analysis_recovers_each_conditions_accuracy_and_utility(
             assert row["ci_low"] <= truth <= row["ci_high"], (condition, phase)
             assert row["median_response_ms"] == 900  # what the simulated browser reports
     utility = result.utility.set_index("condition")
-    assert list(utility.index) == ["baseline", "integrated_gradients"]
+    assert sorted(utility.index) == ["baseline", "integrated_gradients"]
     for condition in utility.index:
         gain = TRUTH[condition] - TRUTH["none"]
         row = utility.loc[condition]
