@@ -24,22 +24,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from measures import cpu_seconds, load, peak_rss_mib
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def cpu_seconds() -> float:
-    """User and system CPU time of this process and its finished children."""
-    total = 0.0
-    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
-        usage = resource.getrusage(who)
-        total += usage.ru_utime + usage.ru_stime
-    return total
-
-
-def load() -> str:
-    """The 1-minute load average, or '?' where the OS does not tell."""
-    return f"{os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "?"
 
 
 def bench_sampling(n: int = 100_000, repeats: int = 3) -> None:
@@ -101,8 +88,8 @@ def bench_generation(n_images: int, size: int, device_name: str, antialias: bool
         f"  start-up (imports, fresh interpreter): {startup_wall:.2f} s wall, "
         f"{startup_cpu:.2f} CPU-s; with it {with_startup:.1f} images/s"
     )
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    worker = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    own = peak_rss_mib(resource.RUSAGE_SELF)
+    worker = peak_rss_mib(resource.RUSAGE_CHILDREN)
     print(f"  peak resident memory: this process {own:.0f} MiB, largest child {worker:.0f} MiB")
     print("  wall time per stage:")
     for name, stage in sorted(watch.seconds.items(), key=lambda kv: -kv[1]):

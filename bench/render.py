@@ -12,7 +12,6 @@ machine slows it.
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import sys
 import time
@@ -20,6 +19,7 @@ import time
 import numpy as np
 import pandas as pd
 import torch
+from measures import cpu_seconds, load, peak_rss_mib
 
 from generator.attributes import LABELS, RANGES
 from generator.parallel import CPU_BATCH, usable_cores
@@ -34,26 +34,6 @@ def random_scenes(count: int, seed: int) -> pd.DataFrame:
     columns["obj_name"] = rng.choice(LABELS, count)
     columns["fliplr"] = rng.random(count) < 0.5
     return pd.DataFrame(columns)
-
-
-def load() -> str:
-    """The 1-minute load average, or '?' where the OS does not tell."""
-    return f"{os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "?"
-
-
-def peak_rss_mib(who: int) -> float:
-    """Max resident set size in MiB of this process (RUSAGE_SELF) or of the largest
-    finished child (RUSAGE_CHILDREN); Linux reports KiB."""
-    return resource.getrusage(who).ru_maxrss / 1024
-
-
-def cpu_seconds() -> float:
-    """User and system CPU time of this process and its finished children."""
-    total = 0.0
-    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
-        usage = resource.getrusage(who)
-        total += usage.ru_utime + usage.ru_stime
-    return total
 
 
 def bench_workers(scenes: pd.DataFrame, batch_size: int, size: int, workers: int) -> None:

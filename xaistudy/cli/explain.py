@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
+from xaistudy.cli.options import executor_options
 from xaistudy.devices import DEVICE_CHOICES
-from xaistudy.executors import EXECUTORS
 
 _FOLDER = click.Path(path_type=Path, file_okay=False)
 _THRESHOLDS_HELP = (
@@ -107,19 +107,7 @@ def _simulation_trials(text: str) -> tuple[int, int]:
 )
 @click.option("--batch-size", default=128, show_default=True)
 @click.option("--seed", default=0, show_default=True)
-@click.option(
-    "--executor",
-    "executor_name",
-    default="local",
-    show_default=True,
-    type=click.Choice(EXECUTORS),
-    help="ray: each condition and the scene renderings as Ray tasks (docs/deploy.md).",
-)
-@click.option(
-    "--address",
-    metavar="HOST:PORT",
-    help="Ray cluster to join (ray start --head); default: a Ray instance on this machine.",
-)
+@executor_options("each condition and the scene renderings as Ray tasks")
 def explain(
     run_dir, data_dir, compare_run, out, device, overwrite, conditions, n_test, baseline_rows,
     baseline_columns, cf_sources, cf_targets, n_concepts, concept_highest, concept_lowest,

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
+from xaistudy.cli.options import executor_options
 from xaistudy.devices import DEVICE_CHOICES
 from xaistudy.errors import UserError
-from xaistudy.executors import EXECUTORS
 
 
 def _spec(preset: str | None, bias: str | None):
@@ -40,18 +40,7 @@ def _spec(preset: str | None, bias: str | None):
 @click.option("--device", default="auto", show_default=True, type=click.Choice(DEVICE_CHOICES))
 @click.option("--png", is_flag=True, help="Also write browsable PNGs (<split>/png/).")
 @click.option("--shard", metavar="i/N", help="Render only the i-th of N parts (merge them later).")
-@click.option(
-    "--executor",
-    default="local",
-    show_default=True,
-    type=click.Choice(EXECUTORS),
-    help="local: this process; ray: shards as Ray tasks, merged into --out (docs/deploy.md).",
-)
-@click.option(
-    "--address",
-    metavar="HOST:PORT",
-    help="Ray cluster to join (ray start --head); default: a Ray instance on this machine.",
-)
+@executor_options("shards as Ray tasks, merged into --out")
 @click.option(
     "--shards",
     type=int,
@@ -62,7 +51,7 @@ def _spec(preset: str | None, bias: str | None):
 @click.option("--overwrite", is_flag=True, help="Replace an existing non-empty --out folder.")
 def generate(
     preset, bias, out, n_train, n_val, n_test, size, seed, interventions, device, png, shard,
-    executor, address, shards, batch_size, antialias, overwrite,
+    executor_name, address, shards, batch_size, antialias, overwrite,
 ):  # fmt: skip
     """Sample scenes from a bias specification and render a dataset folder."""
     from generator.generate import generate_dataset, parse_shard
@@ -71,7 +60,7 @@ def generate(
     spec = _spec(preset, bias)
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {batch_size}")
-    if executor == "ray":
+    if executor_name == "ray":
         if shard is not None:
             raise UserError(
                 "--shard i/N renders one part for a job array; --executor ray renders all "
