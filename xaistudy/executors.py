@@ -74,7 +74,7 @@ class LocalExecutor:
         return [fn(item, *shared) for item in bar]
 
     def close(self) -> None:
-        pass
+        """Nothing to release: no processes or cluster were started."""
 
 
 @dataclass(frozen=True)
