@@ -1,8 +1,11 @@
-"""The forward-simulation design's measures (docs/designs/forward-simulation.md).
+"""The trial designs' measures (docs/designs/forward-simulation.md, distinction.md).
 
-A trial is correct when the participant predicted the model's decision. Per condition
-and phase: the simulation accuracy (correct trials over trials) with a percentile
-bootstrap interval over participants, resampled within each condition. The utility of
+A trial is correct when the participant predicted the model's decision (forward
+simulation) or picked the explanation of it (distinction). Per condition and phase: the
+accuracy (correct trials over trials) with a percentile bootstrap interval over
+participants, resampled within each condition, and a one-sample t-test of the
+participants' accuracies against chance (0.5: the scenes are balanced over the model's
+decisions and correctness, the two panels over the sides). The utility of
 a condition is its test accuracy minus the explanation-free control's (``none``), with a
 bootstrap interval, and its test: a logistic GEE of the test trials on the condition
 (the control as reference, participants as clusters, exchangeable working correlation,
@@ -24,17 +27,20 @@ from xaistudy.too_fast import TooFastRule
 from xaistudy.vocabulary import NO_EXPLANATION
 
 PHASES = ("learning", "test")
+CHANCE = 0.5  # two answers, balanced
+DEFAULT_TASK = "forward-simulation"  # exports written before trials had a task
 
 
 @dataclasses.dataclass
 class SimulationAnalysis:
-    """What the report shows of a forward-simulation study.
+    """What the report shows of a trial design's study.
 
     ``trials``: the included participants' trials. ``accuracy``: per condition and phase
-    ``participants``, ``trials``, ``accuracy``, ``ci_low``, ``ci_high`` and the median
-    ``response_ms``. ``utility``: per condition but the control, its and the control's
-    test accuracy, ``gain`` with ``ci_low``/``ci_high``, ``odds_ratio`` and ``p_value``
-    (empty without a control). ``exclusions`` and ``sample`` as in the rating design.
+    ``participants``, ``trials``, ``accuracy``, ``ci_low``, ``ci_high``, ``p_chance`` (the
+    t-test against 0.5) and the median ``response_ms``. ``utility``: per condition but the
+    control, its and the control's test accuracy, ``gain`` with ``ci_low``/``ci_high``,
+    ``odds_ratio`` and ``p_value`` (empty without a control). ``exclusions`` and
+    ``sample`` as in the rating design.
     """
 
     trials: pd.DataFrame
@@ -44,6 +50,7 @@ class SimulationAnalysis:
     sample: pd.DataFrame
     conditions: list[str]
     level: float
+    task: str = DEFAULT_TASK  # the trials' task: forward-simulation | distinction
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
@@ -82,6 +89,7 @@ def accuracy_table(
                 test_draws[condition] = draws
             low, high = np.percentile(draws, [tail, 100 - tail])
             timed = pd.to_numeric(mine.get("response_ms"), errors="coerce")
+            own = counts["correct"] / counts["trials"]
             rows.append(
                 {
                     "condition": condition,
@@ -91,10 +99,21 @@ def accuracy_table(
                     "accuracy": counts["correct"].sum() / counts["trials"].sum(),
                     "ci_low": float(low),
                     "ci_high": float(high),
+                    "p_chance": _against_chance(own.to_numpy(dtype=float)),
                     "median_response_ms": float(timed.median()) if timed.notna().any() else None,
                 }
             )
     return pd.DataFrame(rows), test_draws
+
+
+def _against_chance(accuracies: np.ndarray) -> float:
+    """Two-sided p of a one-sample t-test of participants' accuracies against 0.5; NaN
+    below two participants or when they all scored the same."""
+    from scipy import stats
+
+    if len(accuracies) < 2 or np.ptp(accuracies) == 0:
+        return float("nan")
+    return float(stats.ttest_1samp(accuracies, CHANCE).pvalue)
 
 
 def gee_odds_ratios(test: pd.DataFrame, conditions: list[str]) -> pd.DataFrame:
@@ -181,7 +200,7 @@ def analyze_trials(
 ) -> SimulationAnalysis:
     """Apply the exclusions and compute every table of :class:`SimulationAnalysis`."""
     if not responses.is_forward_simulation:
-        raise UserError(f"{responses.source} holds no forward-simulation trials")
+        raise UserError(f"{responses.source} holds no trials of a trial design")
     if n_boot < 100:
         raise UserError(f"--bootstrap must be at least 100 resamples, got {n_boot}")
     if not 0.5 <= level < 1:
@@ -191,6 +210,12 @@ def analyze_trials(
     trials = trials.dropna(subset=["correct"]).astype({"correct": bool})
     if trials.empty:
         raise UserError(f"{responses.source}: no included participant answered a trial")
+    tasks = set(trials["task"]) if "task" in trials else {DEFAULT_TASK}
+    if len(tasks) > 1:
+        raise UserError(
+            f"{responses.source} mixes the trials of {', '.join(sorted(tasks))}; "
+            "analyze one study's export at a time"
+        )
     present = set(trials["condition"])
     # the control first, then the others in the order participants arrived in them
     conditions = [NO_EXPLANATION] * (NO_EXPLANATION in present) + [
@@ -199,4 +224,6 @@ def analyze_trials(
     accuracy, draws = accuracy_table(trials, conditions, level, n_boot, seed)
     utility = utility_table(accuracy, draws, trials, conditions, level)
     sample = _sample(responses.participants, included)
-    return SimulationAnalysis(trials, accuracy, utility, table, sample, conditions, level)
+    return SimulationAnalysis(
+        trials, accuracy, utility, table, sample, conditions, level, task=tasks.pop()
+    )

@@ -78,6 +78,9 @@ class Bundle:
     technical: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
     # the forward-simulation scenes' model decisions by scene id; empty when none
     simulation_decisions: dict[int, str] = dataclasses.field(default_factory=dict)
+    # (trial scene id, map picture's bundle path) -> the animal it explains; empty when none
+    # (a picture alone says too little: two scenes may share one, an empty map say)
+    map_explains: dict[tuple[int, str], str] = dataclasses.field(default_factory=dict)
 
 
 def load_bundle(bundle_dir: Path) -> Bundle:
@@ -85,6 +88,9 @@ def load_bundle(bundle_dir: Path) -> Bundle:
     from explain.bundle_format import load_manifest
 
     manifest = load_manifest(Path(bundle_dir))
+    section = manifest.simulation
+    scenes = (*section.learning, *section.test) if section else ()
+    decisions = {scene.test_index: scene.decision for scene in scenes}
     attributes = pd.DataFrame(
         [
             {
@@ -122,15 +128,25 @@ def load_bundle(bundle_dir: Path) -> Bundle:
                 if getattr(condition, "technical", None) is not None
             ]
         ),
-        simulation_decisions={
-            scene.test_index: scene.decision
-            for scene in (
-                (*manifest.simulation.learning, *manifest.simulation.test)
-                if manifest.simulation
-                else ()
-            )
-        },
+        simulation_decisions=decisions,
+        map_explains=_map_explains(manifest, decisions),
     )
+
+
+def _map_explains(manifest, decisions: dict[int, str]) -> dict[tuple[int, str], str]:
+    """Each trial scene's maps -> the animal each explains: its map the model's decision,
+    its other map the other animal (explain.manifest.SceneMap)."""
+    explains = {}
+    for _, condition in manifest.conditions.items():
+        for entry in getattr(condition, "scene_maps", None) or ():
+            decided = decisions.get(entry.test_index)
+            if decided is None:
+                continue
+            explains[entry.test_index, entry.image] = decided
+            if entry.other_image is not None:
+                other = "peaky" if decided == "stretchy" else "stretchy"
+                explains[entry.test_index, entry.other_image] = other
+    return explains
 
 
 def _require_columns(frame: pd.DataFrame, required: tuple[str, ...], what: str) -> None:

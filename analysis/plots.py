@@ -312,9 +312,13 @@ def technical_plot(table: pd.DataFrame, scores: list[str]) -> bytes:
     return _png(fig)
 
 
-def simulation_plot(accuracy: pd.DataFrame, conditions: list[str]) -> bytes:
-    """Forward simulation: accuracy per condition, learning and test side by side, with
-    their intervals; the dotted line is chance (half the scenes' decisions right)."""
+def simulation_plot(
+    accuracy: pd.DataFrame,
+    conditions: list[str],
+    measure: str = "simulation accuracy (model's decision predicted)",
+) -> bytes:
+    """A trial design: accuracy per condition, learning and test side by side, with their
+    intervals; the dotted line is chance (two balanced answers)."""
     fig, ax = plt.subplots(figsize=(max(5.0, 1.4 * len(conditions) + 2), 4.0))
     styles = {"learning": ("s", "#8c8c8c", -0.15), "test": ("o", "#4C72B0", 0.15)}
     for phase, (marker, color, shift) in styles.items():
@@ -333,6 +337,6 @@ def simulation_plot(accuracy: pd.DataFrame, conditions: list[str]) -> bytes:
     ax.axhline(0.5, color="#555555", linestyle=":", label="chance")
     ax.set_xticks(range(len(conditions)), conditions, rotation=20)
     ax.set_ylim(0, 1.02)
-    ax.set_ylabel("simulation accuracy (model's decision predicted)")
+    ax.set_ylabel(measure)
     ax.legend(loc="lower right", frameon=False)
     return _png(fig)

@@ -344,31 +344,56 @@ def render_html(analysis: Analysis, bundle: Bundle, source: str) -> str:
     return "\n".join(parts)
 
 
+# What the report of each trial task says: (title, question, the plot's measure, what is
+# correct, the phases).
+TASK_WORDS = {
+    "forward-simulation": (
+        "forward simulation",
+        "can participants predict the model?",
+        "simulation accuracy (model's decision predicted)",
+        "A trial is correct when the prediction is the model's decision (not the true "
+        "animal); the scenes are balanced over the model's correctness, so naming the true "
+        "animal scores 0.5.",
+        "Learning trials were answered with the condition's explanation (and the model's "
+        "decision as feedback after each); test trials without either.",
+    ),
+    "distinction": (
+        "distinction",
+        "can participants tell the model's explanation from another?",
+        "distinction accuracy (model's explanation picked)",
+        "A trial is correct when the participant picked the map that explains the model's "
+        "decision, not the one for the other animal; each side holds it in half the trials "
+        "and the scenes are balanced over the model's decisions, so chance is 0.5.",
+        "Learning trials were followed by which map was the model's; test trials were not.",
+    ),
+}
+
+
 def render_simulation_html(analysis: SimulationAnalysis, bundle: Bundle, source: str) -> str:
-    """The forward-simulation report: accuracy per condition and phase, the utility."""
+    """A trial design's report: accuracy per condition and phase against chance, the
+    utility over the control where the study has one."""
     created = datetime.now(UTC).isoformat(timespec="seconds")
     level = round(analysis.level * 100)
+    title, question, measure, correct, phases = TASK_WORDS[analysis.task]
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
-        "<title>xaistudy analysis: forward simulation</title>",
+        f"<title>xaistudy analysis: {title}</title>",
         f"<style>{STYLE}</style></head><body>",
-        "<h1>Study analysis: can participants predict the model?</h1>",
+        f"<h1>Study analysis: {question}</h1>",
         f"<p class='note'>Responses: {html.escape(source)}<br>Bundle: "
-        f"{html.escape(str(bundle.path))}<br>Written {created}. A trial is correct when the "
-        "prediction is the model's decision (not the true animal); the scenes are balanced "
-        "over the model's correctness, so naming the true animal scores 0.5.</p>",
+        f"{html.escape(str(bundle.path))}<br>Written {created}. {correct}</p>",
         "<h2>Exclusions</h2>",
         _table(analysis.exclusions),
         "<h2>Sample</h2>",
         _table(analysis.sample),
-        "<h2>Simulation accuracy per condition and phase</h2>",
-        f"<p>Learning trials were answered with the condition's explanation (and the "
-        f"model's decision as feedback after each); test trials without either. {level}% "
-        "intervals are percentile bootstrap intervals over participants.</p>",
+        f"<h2>{title.capitalize()} accuracy per condition and phase</h2>",
+        f"<p>{phases} {level}% intervals are percentile bootstrap intervals over "
+        "participants; <code>p_chance</code> is a one-sample t-test of the participants' "
+        "accuracies against 0.5.</p>",
         _table(analysis.accuracy),
         _img(
-            plots.simulation_plot(analysis.accuracy, analysis.conditions),
-            "simulation accuracy per condition, learning and test",
+            plots.simulation_plot(analysis.accuracy, analysis.conditions, measure),
+            f"{title} accuracy per condition, learning and test",
         ),
         "<h2>Utility: test accuracy gained over the control</h2>",
     ]

@@ -676,8 +676,11 @@ def attribute(
     *,
     reference: np.ndarray | torch.Tensor | None = None,
     progress: bool = False,
+    other_class: bool = False,
 ) -> np.ndarray:
-    """Maps (N, H, W) float32 of ``method`` for ``model``'s decision on each image.
+    """Maps (N, H, W) float32 of ``method`` for ``model``'s decision on each image, or with
+    ``other_class`` for the class it did not decide (the wrong panel of a distinction
+    trial: the same method asked about the other animal, ``s`` negated).
 
     ``images``: N x H x W x 3 uint8, or an N x 3 x H x W float tensor in [0, 1].
     ``settings``: the method's settings dataclass (None: its defaults). ``batch_size``
@@ -709,7 +712,8 @@ def attribute(
         parts = list(batches(len(source), batch_size))
         for part in tqdm(parts, desc=method, unit="batch", disable=not progress):
             x = source.batch(part, device)
-            maps[part] = explain(x, decided_sign(model, x)).detach().float().cpu().numpy()
+            sign = decided_sign(model, x) * (-1.0 if other_class else 1.0)
+            maps[part] = explain(x, sign).detach().float().cpu().numpy()
     return maps
 
 

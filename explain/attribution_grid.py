@@ -95,6 +95,7 @@ def attribution_condition(
     max_percentile: float = 90.0,
     seed: int = 0,
     scenes: np.ndarray | None = None,
+    compute_other_maps: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> AttributionCondition:
     """The ``conditions.<method>`` manifest entry.
 
@@ -102,15 +103,23 @@ def attribution_condition(
     its bundle path; ``compute_maps(indices)`` gives the method's (len, H, W) maps of
     those test images (evidence for the model's decision is positive), called for the
     grid's scenes first, then for ``scenes``; ``store`` puts a rendered map into the
-    bundle. ``scenes``: test indices beyond the grid (the forward-simulation learning
-    scenes) whose maps are kept as ``scene_maps``, on the grid's color scale.
+    bundle. ``scenes``: test indices beyond the grid (the simulation scenes of the trial
+    designs) whose maps are kept as ``scene_maps``, on the grid's color scale, each with
+    ``compute_other_maps``' map for the class the model did not decide, when given.
     """
     binning = Binning.from_logits(logits, columns, max_percentile)
     grid = select_grid(logits, binning, rows, np.random.default_rng(seed))
     maps = _checked_maps(compute_maps, grid.reshape(-1), method.name)
     extra = np.asarray([] if scenes is None else scenes, dtype=np.int64)
     extra_maps = _checked_maps(compute_maps, extra, method.name) if extra.size else maps[:0]
+    other_maps = None
+    if compute_other_maps is not None and extra.size:
+        other_maps = _checked_maps(compute_other_maps, extra, method.name)
     scale = map_scale(maps)
+
+    def draw(relevance: np.ndarray) -> str:
+        return store(render_map(relevance, scale, method.signed))
+
     labels = binning.column_labels()
     stimuli = []
     for position, index in enumerate(grid.reshape(-1)):
@@ -118,7 +127,7 @@ def attribution_condition(
         logit = float(logits[index])
         for shows, image in (
             ("scene", image_path(int(index))),
-            ("map", store(render_map(maps[position], scale, method.signed))),
+            ("map", draw(maps[position])),
         ):
             stimuli.append(
                 AttributionCell(
@@ -142,10 +151,19 @@ def attribution_condition(
         settings=dict(method.settings),
         signed=method.signed,
         map_rendering=map_rendering(method.signed),
-        scene_maps=None
-        if scenes is None
-        else tuple(
-            SceneMap(test_index=int(index), image=store(render_map(m, scale, method.signed)))
-            for index, m in zip(extra, extra_maps, strict=True)
-        ),
+        scene_maps=None if scenes is None else _scene_maps(extra, extra_maps, other_maps, draw),
+    )
+
+
+def _scene_maps(
+    scenes: np.ndarray, maps: np.ndarray, other_maps: np.ndarray | None, draw
+) -> tuple[SceneMap, ...]:
+    """The ``scene_maps`` entries: each scene's map and, when given, its other class's."""
+    return tuple(
+        SceneMap(
+            test_index=int(index),
+            image=draw(maps[k]),
+            other_image=None if other_maps is None else draw(other_maps[k]),
+        )
+        for k, index in enumerate(scenes)
     )

@@ -308,14 +308,14 @@ def build_bundle(
         with stage("logits"):
             logits = batched_logits(model.logit, images, device, settings.batch_size)
             simulation = _simulation(logits, params["label"].to_numpy(), store, settings)
-        learning = None if simulation is None else [s.test_index for s in simulation.learning]
+        trial_scenes = None if simulation is None else simulation.test_indices()
         built, analysis, other = {}, None, None
         if set(settings.conditions) & set(ATTRIBUTION_METHODS):
             other = other_scenes(settings, dataset.size, device)
         if remote:  # all at once, one task each
             bar.set_postfix_str(", ".join(settings.conditions))
             inputs = _TaskInputs(
-                images, logits, masks, settings, other, model, compare_model, learning
+                images, logits, masks, settings, other, model, compare_model, trial_scenes
             )
             built, analysis = _conditions_as_tasks(executor, inputs, writer, watch)
             bar.update(len(built))
@@ -323,7 +323,7 @@ def build_bundle(
             for name in settings.conditions:
                 with stage(name):
                     context = _Context(
-                        images, logits, masks, store, device, settings, other, learning
+                        images, logits, masks, store, device, settings, other, trial_scenes
                     )
                     built[name], found = _build_condition(name, model, compare_model, context)
                     analysis = analysis if found is None else found
@@ -391,7 +391,9 @@ class _Context:
     device: torch.device
     settings: ExplainSettings
     other: OtherScenes | None  # another preset's scenes, for the out-of-set change
-    learning: list[int] | None  # the forward-simulation learning scenes: they get maps
+    # the simulation scenes of both phases: each gets its map, and the map for the class
+    # the model did not decide (distinction trials)
+    trial_scenes: list[int] | None
 
 
 def _simulation(logits, labels, store: ImageStore, settings: ExplainSettings):
@@ -439,7 +441,7 @@ class _TaskInputs:
     other: OtherScenes | None
     model: torch.nn.Module  # on the CPU
     compare_model: torch.nn.Module | None
-    learning: list[int] | None
+    trial_scenes: list[int] | None
 
 
 @dataclass(frozen=True)
@@ -460,7 +462,7 @@ def _condition_task(name: str, inputs: _TaskInputs) -> _BuiltCondition:
     collector = ImageCollector()
     context = _Context(
         inputs.images, inputs.logits, inputs.masks, ImageStore(collector, inputs.images),
-        torch.device("cpu"), inputs.settings, inputs.other, inputs.learning,
+        torch.device("cpu"), inputs.settings, inputs.other, inputs.trial_scenes,
     )  # fmt: skip
     entry, analysis = _build_condition(name, inputs.model, inputs.compare_model, context)
     return _BuiltCondition(entry, collector.images, analysis, time.perf_counter() - started)
@@ -538,11 +540,11 @@ def _attribution(name, model, context: _Context, compare_model):
     settings, images = context.settings, context.images
     reference = images[: settings.attribution_reference]
 
-    def explain_with(which):
+    def explain_with(which, other_class: bool = False):
         def explain(scenes: np.ndarray) -> np.ndarray:
             return attribute(
                 name, which, scenes, context.device, batch_size=settings.batch_size,
-                reference=reference,
+                reference=reference, other_class=other_class,
             )  # fmt: skip
 
         return explain
@@ -570,7 +572,8 @@ def _attribution(name, model, context: _Context, compare_model):
         columns=settings.baseline_columns,
         max_percentile=settings.max_percentile,
         seed=settings.seed,
-        scenes=None if context.learning is None else np.asarray(context.learning),
+        scenes=None if context.trial_scenes is None else np.asarray(context.trial_scenes),
+        compute_other_maps=lambda indices: explain_with(model, other_class=True)(images[indices]),
     )
     scenes = images[shown["indices"]]
     compared = compare_model is not None and supports(name, compare_model)

@@ -348,10 +348,13 @@ class TechnicalScores(Part):
 
 @dataclass(frozen=True, kw_only=True)
 class SceneMap(Part):
-    """An attribution map of one test scene outside the condition's grid."""
+    """An attribution map of one test scene outside the condition's grid, and the same
+    method's map for the class the model did not decide (a distinction trial's other
+    panel), both on the condition's color scale."""
 
     test_index: int
     image: str
+    other_image: str | None = spec(optional=True)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -373,7 +376,12 @@ class AttributionCondition(Condition):
     scene_maps: tuple[SceneMap, ...] | None = spec(optional=True)
 
     def images(self) -> list[str]:
-        return super().images() + [m.image for m in self.scene_maps or ()]
+        maps = self.scene_maps or ()
+        return (
+            super().images()
+            + [m.image for m in maps]
+            + [m.other_image for m in maps if m.other_image is not None]
+        )
 
     def scene_map(self, test_index: int) -> str | None:
         """The map picture of test scene ``test_index`` among the scene maps, or None."""
@@ -464,6 +472,10 @@ class SimulationStimuli(Part):
 
     def images(self) -> list[str]:
         return [s.image for s in (*self.learning, *self.test)]
+
+    def test_indices(self) -> list[int]:
+        """The test-split rows of every scene, learning first."""
+        return [s.test_index for s in (*self.learning, *self.test)]
 
 
 # ------------------------------------------------------------------- ground truth

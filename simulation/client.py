@@ -29,6 +29,10 @@ from study_server.pages import (
     ComprehensionPage,
     ConsentPage,
     DemographicsPage,
+    DistinctionFeedbackPage,
+    DistinctionIntroPage,
+    DistinctionTestIntroPage,
+    DistinctionTrialPage,
     ExplanationsPage,
     FeedbackPage,
     IntroPage,
@@ -43,8 +47,12 @@ from study_server.study import Study, load_study
 from xaistudy.vocabulary import Status
 
 AnswerFn = Callable[[str, str], tuple[int, str]]
-# A forward-simulation trial: (phase, scene id, condition) -> "peaky" | "stretchy".
+# A forward-simulation trial: (phase, scene id, condition) -> "peaky" | "stretchy"; in a
+# distinction trial the animal whose explanation the participant takes for the model's.
 PredictFn = Callable[[str, int, str], str]
+# (scene id, a map picture's URL) -> the animal it explains (what a simulation knows of
+# its bundle).
+ExplainsFn = Callable[[int, str], str]
 MODES = ("pass", "fail")
 
 
@@ -60,6 +68,8 @@ class Behavior:
     ``comprehension``/``attention``: ``"pass"`` answers correctly, ``"fail"`` wrongly.
     ``predict(phase, scene_id, condition)`` gives a forward-simulation trial's prediction
     (None: always Peaky); ``response_ms`` the time each trial's answer reports.
+    ``explains(scene_id, url)``: which animal a distinction panel's map explains, so that the
+    participant picks the panel of the animal ``predict`` names.
     """
 
     answer: AnswerFn
@@ -69,6 +79,7 @@ class Behavior:
     demographics: dict[str, Any] | None = None
     predict: PredictFn | None = None
     response_ms: int = 900
+    explains: ExplainsFn | None = None
 
     def __post_init__(self) -> None:
         for mode in (self.attention, self.comprehension):
@@ -129,19 +140,32 @@ def _rating(study, page, behavior, condition):
     return {"rating": str(rating), "reason": reason}
 
 
-def _trial(study, page, behavior, condition):
+def _trial(study, page, behavior, condition, field="prediction"):
     """A trial's prediction (and a middle confidence where asked), by the scene's id."""
     phase, scene = page.meta.get("xaistudy-phase"), page.meta.get("xaistudy-scene", "")
-    if phase not in ("learning", "test") or not scene.isdigit() or "prediction" not in page.radios:
-        raise FlowError(f"trial page {page.name} lacks its phase, scene or prediction field")
+    if phase not in ("learning", "test") or not scene.isdigit() or field not in page.radios:
+        raise FlowError(f"trial page {page.name} lacks its phase, scene or {field} field")
     predict = behavior.predict or (lambda phase, scene, condition: "peaky")
     data = {
-        "prediction": predict(phase, int(scene), condition),
+        field: predict(phase, int(scene), condition),
         "response_ms": str(behavior.response_ms),
     }
     if "confidence" in page.radios:
         data["confidence"] = "3"
     return data
+
+
+def _distinction(study, page, behavior, condition):
+    """The panel whose map explains the animal the participant takes for the model's."""
+    if set(page.panels) != {"A", "B"} or "panel" not in page.radios or behavior.explains is None:
+        raise FlowError(f"distinction page {page.name} lacks its two panels, or the answers")
+    believed = _trial(study, page, behavior, condition, field="panel")
+    animal = believed.pop("panel")
+    scene = int(page.meta["xaistudy-scene"])  # _trial checked it
+    by_animal = {behavior.explains(scene, url): letter for letter, url in page.panels.items()}
+    if set(by_animal) != {"peaky", "stretchy"}:
+        raise FlowError(f"distinction page {page.name} does not show one map per animal")
+    return {**believed, "panel": by_animal[animal]}
 
 
 def _demographics(study, page, behavior, condition):
@@ -164,6 +188,10 @@ FILLERS: dict[str, Filler] = {
     FeedbackPage.kind: _nothing,
     TestIntroPage.kind: _nothing,
     TestPage.kind: _trial,
+    DistinctionIntroPage.kind: _nothing,
+    DistinctionTrialPage.kind: _distinction,
+    DistinctionFeedbackPage.kind: _nothing,
+    DistinctionTestIntroPage.kind: _nothing,
 }
 
 
@@ -255,14 +283,16 @@ class ParticipantClient:
         consent: bool = True,
         stop_after: str | None = None,
         predict: PredictFn | None = None,
+        explains: ExplainsFn | None = None,
     ) -> RunResult:
         """Walk from the entry link to an end page; ``stop_after`` leaves after that page.
 
         The answers are those of a :class:`Behavior` with these arguments.
         """
         behavior = Behavior(
-            answer, consent, comprehension, attention, demographics, predict=predict
-        )
+            answer, consent, comprehension, attention, demographics, predict=predict,
+            explains=explains,
+        )  # fmt: skip
         result = RunResult()
         failures = 0
         reply = None

@@ -23,6 +23,7 @@ class ParsedPage:
     inputs: dict[str, str] = dataclasses.field(default_factory=dict)  # other input types
     code: str | None = None
     alerts: list[str] = dataclasses.field(default_factory=list)
+    panels: dict[str, str] = dataclasses.field(default_factory=dict)  # letter -> image URL
 
     @property
     def name(self) -> str:
@@ -56,6 +57,8 @@ class _PageParser(HTMLParser):
         page = self.page
         if tag == "meta" and a.get("name", "").startswith("xaistudy-"):
             page.meta[a["name"]] = a.get("content", "")
+        elif tag == "img" and a.get("data-panel"):
+            page.panels[a["data-panel"]] = a.get("src", "")
         elif tag == "form" and a.get("method", "").lower() == "post" and not self._form_done:
             self._in_form = True
             page.action = a.get("action") or None
@@ -128,8 +131,12 @@ def parse_step(html: str) -> ParsedPage:
 
     The content between ``<main>`` and the form (explanation grids with hundreds of
     images on a real bundle) names no field, meta or completion code, so it is skipped
-    unparsed; a page without a form is parsed whole.
+    unparsed, but for a trial's scene (its distinction panels); a page without a form is
+    parsed whole.
     """
     main = html.find("<main")
     form = html.find("<form", main) if main >= 0 else -1
-    return parse_page(html if form < 0 else html[:main] + html[form:])
+    if form < 0:
+        return parse_page(html)
+    scene = html.find('<div class="trial-scene', main, form)
+    return parse_page(html[:main] + (html[scene:form] if scene >= 0 else "") + html[form:])

@@ -8,6 +8,7 @@ the server assigns the conditions and stores the answers as it would a person's.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import secrets
 import threading
@@ -78,6 +79,7 @@ def run_flow(
                 answer=participant.answer,
                 attention="fail" if kind[i] < spec.attention_fail else "pass",
                 predict=participant.predict,
+                explains=functools.partial(map_explains, bundle),
             )
         except (FlowError, TransportError) as exc:
             raise UserError(f"simulated participant {i} could not finish the study: {exc}") from exc
@@ -85,6 +87,15 @@ def run_flow(
         conditions[result.condition] = conditions.get(result.condition, 0) + 1
         codes += bool(result.completion_code)
     return FlowSummary(statuses, conditions, codes)
+
+
+def map_explains(bundle, scene_id: int, url: str) -> str:
+    """The animal the map at ``url`` (a bundle picture as served) explains for scene
+    ``scene_id``."""
+    rel = url.rsplit("/bundle/", 1)[-1]
+    if (scene_id, rel) not in bundle.map_explains:
+        raise FlowError(f"the server shows a map {rel!r} that is not scene {scene_id}'s")
+    return bundle.map_explains[scene_id, rel]
 
 
 def simulate_database(

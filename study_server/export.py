@@ -236,6 +236,7 @@ TRIAL_COLUMNS = (
     "participant_id",
     "prolific_pid",
     "condition",
+    "task",
     "phase",
     "trial",
     "scene_id",
@@ -252,8 +253,8 @@ TRIAL_COLUMNS = (
 
 
 def _trials(connection: Connection, context: Context) -> Iterator[tuple]:
-    """One row per forward-simulation trial: ``trial`` its 1-based place in the order the
-    participant saw, ``correct`` the prediction equal to the model's decision,
+    """One row per trial (``task``: the study's design): ``trial`` its 1-based place in the
+    order the participant saw, ``correct`` the answer equal to the model's decision,
     ``model_correct`` the model's decision equal to the true animal."""
     statement = (
         select(Trial.__table__, Participant.prolific_pid, Participant.condition)
@@ -265,6 +266,7 @@ def _trials(connection: Connection, context: Context) -> Iterator[tuple]:
             t.participant_id,
             t.prolific_pid,
             t.condition,
+            t.task,
             t.phase,
             t.position + 1,
             t.scene_id,

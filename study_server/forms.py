@@ -175,9 +175,37 @@ def prediction_form(confidence: bool) -> type[StepForm]:
             choices=PREDICTIONS,
             validators=[InputRequired(_l("Please choose Peaky or Stretchy."))],
         ),
+        **_timing_and_confidence(confidence),
+    }
+    return type("PredictionForm", (StepForm,), fields)
+
+
+# A distinction trial's two maps, left (A) and right (B), and the keys that pick them.
+PANELS = [SelectChoice("A", _l("Explanation A")), SelectChoice("B", _l("Explanation B"))]
+PANEL_KEYS = {"A": "F", "B": "J"}
+
+
+@functools.cache
+def panel_form(confidence: bool) -> type[StepForm]:
+    """A distinction trial's answer: which map explains the model's decision, the browser's
+    time to the answer and (``confidence``) how sure."""
+    fields = {
+        "panel": RadioField(
+            _l("Which explanation belongs to the model's decision?"),
+            choices=PANELS,
+            validators=[InputRequired(_l("Please choose explanation A or B."))],
+        ),
+        **_timing_and_confidence(confidence),
+    }
+    return type("PanelForm", (StepForm,), fields)
+
+
+def _timing_and_confidence(confidence: bool) -> dict:
+    """The fields every trial's form has beside its answer."""
+    fields = {
         "response_ms": IntegerField(
             widget=HiddenInput(), validators=[Optional(), NumberRange(0, LONGEST_TRIAL_MS)]
-        ),
+        )
     }
     if confidence:
         fields["confidence"] = RadioField(
@@ -186,7 +214,7 @@ def prediction_form(confidence: bool) -> type[StepForm]:
             coerce=int,
             validators=[InputRequired(_l("Please say how sure you are."))],
         )
-    return type("PredictionForm", (StepForm,), fields)
+    return fields
 
 
 class DemographicsForm(StepForm):

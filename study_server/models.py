@@ -124,19 +124,22 @@ class Answer(db.Model):
 
 
 class Trial(db.Model):
-    """One forward-simulation trial answered: the participant's prediction of the model's
-    decision on one scene, scored against it (docs/designs/forward-simulation.md)."""
+    """One trial answered, of the task ``task`` (the study's design): in forward
+    simulation the participant's prediction of the model's decision on one scene; in
+    distinction the animal whose explanation the participant picked as the model's. Both
+    are scored against the model's decision (docs/designs/)."""
 
     __tablename__ = "trials"
     __table_args__ = (UniqueConstraint("participant_id", "phase", "position"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
+    task: Mapped[str] = mapped_column(String(24), server_default="forward-simulation")
     phase: Mapped[str] = mapped_column(String(16))  # learning | test
     position: Mapped[int] = mapped_column(Integer)  # 0-based, in the order shown
     scene_index: Mapped[int] = mapped_column(Integer)  # in the bundle's list of the phase
     scene_id: Mapped[int] = mapped_column(Integer)  # the scene's row of the test split
-    prediction: Mapped[str] = mapped_column(String(16))  # peaky | stretchy
+    prediction: Mapped[str] = mapped_column(String(16))  # peaky | stretchy (task's answer)
     model_decision: Mapped[str] = mapped_column(String(16))
     true_label: Mapped[str] = mapped_column(String(16))
     correct: Mapped[bool] = mapped_column(Boolean)  # prediction == model_decision

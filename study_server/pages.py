@@ -13,7 +13,9 @@ declined are reached only from the comprehension check and the consent.
 
 A forward-simulation study (docs/designs/forward-simulation.md) walks: consent, intro,
 learning-intro, learning-1 (each followed by feedback-1 when the study gives feedback)
-.. learning-L, test-intro, test-1 .. test-T, demographics, complete.
+.. learning-L, test-intro, test-1 .. test-T, demographics, complete. A distinction study
+(docs/designs/distinction.md) walks the same names with its own kinds of page: each trial
+shows two maps of the scene, one for the model's decision, and asks which.
 """
 
 from __future__ import annotations
@@ -31,17 +33,19 @@ from sqlalchemy import select
 from explain.manifest import AttributionCondition, SimulationScene
 from study_server.extensions import db
 from study_server.forms import (
+    PANEL_KEYS,
     PREDICTION_KEYS,
     ConsentForm,
     ContinueForm,
     DemographicsForm,
     StepForm,
     choice_form,
+    panel_form,
     prediction_form,
     rating_form,
 )
 from study_server.models import Answer, CheckAnswer, Participant, Trial
-from study_server.study import FORWARD_SIMULATION, Question, Study
+from study_server.study import DISTINCTION, Question, Study
 from xaistudy.vocabulary import Status
 
 if TYPE_CHECKING:
@@ -239,14 +243,18 @@ class DemographicsPage(Page):
 def new_trial_order(study: Study) -> str | None:
     """A new participant's trial order (the ``trial_order`` column), drawn from a fresh
     seed kept with it; None in a design without trials."""
-    design = study.forward_simulation
+    design = study.trials
     if design is None:
         return None
     seed = secrets.randbits(32)
     rng = random.Random(seed)
-    learning = rng.sample(range(design.learning_trials), design.learning_trials)
-    test = rng.sample(range(design.test_trials), design.test_trials)
-    return json.dumps({"seed": seed, "learning": learning, "test": test})
+    order: dict[str, Any] = {"seed": seed}
+    for phase, count in (("learning", design.learning_trials), ("test", design.test_trials)):
+        order[phase] = rng.sample(range(count), count)
+        if study.design == DISTINCTION:
+            # the model's map on the left in half the trials of a phase, in a drawn order
+            order[f"{phase}_left"] = rng.sample([k < count // 2 for k in range(count)], count)
+    return json.dumps(order)
 
 
 def per_scene_explanation(ctx: StudyContext, condition: str) -> AttributionCondition | None:
@@ -266,7 +274,7 @@ class LearningIntroPage(Page):
     kind: ClassVar[str] = "learning-intro"
 
     def context(self, ctx, participant):
-        design = ctx.study.forward_simulation
+        design = ctx.study.trials
         explains = ctx.study.explains(participant.condition)
         per_scene = per_scene_explanation(ctx, participant.condition) is not None
         return {
@@ -302,7 +310,7 @@ class TrialPage(Page):
         return prediction_form(self.asks_confidence(study))
 
     def context(self, ctx, participant):
-        design = ctx.study.forward_simulation
+        design = ctx.study.trials
         _, scene = self.scene(ctx, participant)
         return {
             "index": self.index,
@@ -314,11 +322,15 @@ class TrialPage(Page):
     def submit(self, visit, form):
         from study_server import study_context
 
-        position, scene = self.scene(study_context(), visit.participant)
-        prediction = form.prediction.data
+        return self.outcome(visit, study_context(), form.prediction.data, form)
+
+    def outcome(self, visit: Visit, ctx: StudyContext, prediction: str, form) -> Outcome:
+        """The trial's row: ``prediction`` (an animal) scored against the model's decision."""
+        position, scene = self.scene(ctx, visit.participant)
         confidence = form.confidence.data if "confidence" in form else None
         trial = Trial(
             participant_id=visit.participant.id,
+            task=visit.study.design,
             phase=self.phase,
             position=self.index - 1,
             scene_index=position,
@@ -361,16 +373,20 @@ class FeedbackPage(Page):
         return f"feedback-{self.index}"
 
     def context(self, ctx, participant):
-        trial = LearningPage(self.index)
-        values = trial.context(ctx, participant)
-        values["prediction"] = db.session.execute(
-            select(Trial.prediction).where(
-                Trial.participant_id == participant.id,
-                Trial.phase == trial.phase,
-                Trial.position == self.index - 1,
-            )
-        ).scalar_one_or_none()
+        values = LearningPage(self.index).context(ctx, participant)
+        values["prediction"] = _answered(participant, "learning", self.index)
         return values
+
+
+def _answered(participant: Participant, phase: str, index: int) -> str | None:
+    """The participant's stored answer to trial ``index`` of ``phase``, if any."""
+    return db.session.execute(
+        select(Trial.prediction).where(
+            Trial.participant_id == participant.id,
+            Trial.phase == phase,
+            Trial.position == index - 1,
+        )
+    ).scalar_one_or_none()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -378,7 +394,7 @@ class TestIntroPage(Page):
     kind: ClassVar[str] = "test-intro"
 
     def context(self, ctx, participant):
-        return {"trials": ctx.study.forward_simulation.test_trials, "keys": PREDICTION_KEYS}
+        return {"trials": ctx.study.trials.test_trials, "keys": PREDICTION_KEYS}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -389,7 +405,115 @@ class TestPage(TrialPage):
     phase: ClassVar[str] = "test"
 
     def asks_confidence(self, study):
-        return study.forward_simulation.confidence
+        return study.trials.confidence
+
+
+# -- distinction ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Panel:
+    """One of a distinction trial's two maps: its letter, picture and the class it explains."""
+
+    letter: str  # A (left) | B (right)
+    image: str
+    explains: str  # peaky | stretchy
+
+
+def distinction_panels(
+    ctx: StudyContext, participant: Participant, phase: str, index: int
+) -> tuple[SimulationScene, tuple[Panel, Panel]]:
+    """The scene of trial ``index`` of ``phase`` and its two panels in the participant's
+    order: the map for the model's decision on the drawn side, the other class's beside it."""
+    order = json.loads(participant.trial_order)
+    position = order[phase][index - 1]
+    scene = getattr(ctx.manifest.simulation, phase)[position]
+    maps = ctx.manifest.conditions[participant.condition]
+    entry = next(m for m in maps.scene_maps if m.test_index == scene.test_index)
+    other = "peaky" if scene.decision == "stretchy" else "stretchy"
+    pair = [(entry.image, scene.decision), (entry.other_image, other)]
+    if not order[f"{phase}_left"][index - 1]:
+        pair.reverse()
+    return scene, tuple(Panel(letter, *shown) for letter, shown in zip("AB", pair, strict=True))
+
+
+@dataclasses.dataclass(frozen=True)
+class DistinctionIntroPage(Page):
+    """The task, how to read the condition's maps, and a preview: the first learning scene
+    with its two maps, the model's marked (HIVE's preview of a right and a wrong one)."""
+
+    kind: ClassVar[str] = "distinction-intro"
+
+    def context(self, ctx, participant):
+        scene, panels = distinction_panels(ctx, participant, "learning", 1)
+        return {
+            "trials": ctx.study.trials.learning_trials,
+            "feedback": ctx.study.trials.feedback,
+            "scene": scene,
+            "panels": panels,
+            "keys": PANEL_KEYS,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class DistinctionTrialPage(TrialPage):
+    """A distinction trial: the scene and two maps; the participant picks the model's. The
+    row stores the animal whose map was picked, so it is scored as a prediction is."""
+
+    kind: ClassVar[str] = "distinction-trial"
+    phase: str  # a field here (before ``index``): one class serves both phases
+
+    def asks_confidence(self, study):
+        return self.phase == "test" and study.trials.confidence
+
+    def form_class(self, study, participant):
+        return panel_form(self.asks_confidence(study))
+
+    def context(self, ctx, participant):
+        scene, panels = distinction_panels(ctx, participant, self.phase, self.index)
+        design = ctx.study.trials
+        return {
+            "index": self.index,
+            "total": getattr(design, f"{self.phase}_trials"),
+            "phase": self.phase,
+            "scene": scene,
+            "panels": panels,
+            "keys": PANEL_KEYS,
+        }
+
+    def submit(self, visit, form):
+        from study_server import study_context
+
+        ctx = study_context()
+        _, panels = distinction_panels(ctx, visit.participant, self.phase, self.index)
+        picked = next(p for p in panels if p.letter == form.panel.data)
+        return self.outcome(visit, ctx, picked.explains, form)
+
+
+@dataclasses.dataclass(frozen=True)
+class DistinctionFeedbackPage(Page):
+    """After learning trial ``index``: which map was the model's, beside the pick."""
+
+    kind: ClassVar[str] = "distinction-feedback"
+    script: ClassVar[str | None] = "trials.js"
+    index: int
+
+    @property
+    def name(self) -> str:
+        return f"feedback-{self.index}"
+
+    def context(self, ctx, participant):
+        values = DistinctionTrialPage(phase="learning", index=self.index).context(ctx, participant)
+        values["picked"] = _answered(participant, "learning", self.index)
+        return values
+
+
+@dataclasses.dataclass(frozen=True)
+class DistinctionTestIntroPage(Page):
+    kind: ClassVar[str] = "distinction-test-intro"
+
+    def context(self, ctx, participant):
+        return {"trials": ctx.study.trials.test_trials, "keys": PANEL_KEYS}
 
 
 class EndPage(Page):
@@ -472,7 +596,9 @@ def _completion(study: Study, code: str) -> dict[str, str]:
 @functools.cache
 def page_sequence(study: Study) -> tuple[Page, ...]:
     """The pages every participant of ``study`` walks through, in order, ending at complete."""
-    if study.design == FORWARD_SIMULATION:
+    if study.design == DISTINCTION:
+        pages = [ConsentPage(), IntroPage(), *_distinction_pages(study)]
+    elif study.trials is not None:
         pages = [ConsentPage(), IntroPage(), *_trial_pages(study)]
     else:
         pages = [ConsentPage(), IntroPage(), TutorialPage(), ComprehensionPage()]
@@ -491,7 +617,7 @@ def page_sequence(study: Study) -> tuple[Page, ...]:
 def _trial_pages(study: Study) -> list[Page]:
     """The forward-simulation block: the learning trials (each with its feedback), then the
     test trials."""
-    design = study.forward_simulation
+    design = study.trials
     pages: list[Page] = [LearningIntroPage()]
     for index in range(1, design.learning_trials + 1):
         pages.append(LearningPage(index))
@@ -499,6 +625,19 @@ def _trial_pages(study: Study) -> list[Page]:
             pages.append(FeedbackPage(index))
     pages.append(TestIntroPage())
     pages += [TestPage(index) for index in range(1, design.test_trials + 1)]
+    return pages
+
+
+def _distinction_pages(study: Study) -> list[Page]:
+    """The distinction block: learning trials (each with its feedback), then test trials."""
+    design = study.trials
+    pages: list[Page] = [DistinctionIntroPage()]
+    for index in range(1, design.learning_trials + 1):
+        pages.append(DistinctionTrialPage(phase="learning", index=index))
+        if design.feedback:
+            pages.append(DistinctionFeedbackPage(index))
+    pages.append(DistinctionTestIntroPage())
+    pages += [DistinctionTrialPage(phase="test", index=i) for i in range(1, design.test_trials + 1)]
     return pages
 
 

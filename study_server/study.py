@@ -74,12 +74,15 @@ class Question:
 # The study designs (docs/designs/): what participants do after the introduction.
 ATTRIBUTE_RATING = "attribute-rating"  # explanations, then a 5-point rating per attribute
 FORWARD_SIMULATION = "forward-simulation"  # learn the model's decisions, then predict them
-DESIGNS = (ATTRIBUTE_RATING, FORWARD_SIMULATION)
+DISTINCTION = "distinction"  # pick the explanation of the model's decision among two
+DESIGNS = (ATTRIBUTE_RATING, FORWARD_SIMULATION, DISTINCTION)
+# The designs made of learning and test trials on the bundle's simulation scenes.
+TRIAL_DESIGNS = (FORWARD_SIMULATION, DISTINCTION)
 
 
 @dataclasses.dataclass(frozen=True)
-class ForwardSimulation:
-    """``[forward_simulation]``: the trials of the forward-simulation design."""
+class Trials:
+    """``[forward_simulation]`` or ``[distinction]``: the trials of a trial design."""
 
     learning_trials: int  # the first n of the bundle's learning scenes
     test_trials: int  # the first n of its test scenes
@@ -120,7 +123,7 @@ class Study:
     completion_url: str
     screened_out_payment: str | None
     design: str = ATTRIBUTE_RATING
-    forward_simulation: ForwardSimulation | None = None  # the design's settings
+    trials: Trials | None = None  # a trial design's settings
 
     @property
     def attribute_keys(self) -> tuple[str, ...]:
@@ -173,7 +176,7 @@ class Study:
         from study_server.comprehension import example_questions
 
         self.check_bundle(manifest)
-        if self.forward_simulation is not None:
+        if self.trials is not None:
             self.check_simulation(manifest)
         if not self.comprehension_from_bundle:
             return self
@@ -216,16 +219,17 @@ class Study:
             )
 
     def check_simulation(self, manifest: Manifest) -> None:
-        """A forward-simulation study needs the bundle's simulation scenes, as many as it
-        asks for, and each attribution condition's maps of the learning scenes it shows."""
+        """A trial design needs the bundle's simulation scenes, as many as it asks for, and
+        each attribution condition's maps of the scenes it shows (distinction: of both
+        classes, and telling them apart)."""
         from explain.manifest import AttributionCondition
 
-        design = self.forward_simulation
+        design, table = self.trials, self.design.replace("-", "_")
         section = manifest.simulation
         if section is None:
             raise UserError(
-                'study: design = "forward-simulation" needs the bundle\'s forward-simulation '
-                "scenes, which this bundle lacks; rebuild it with xaistudy explain "
+                f'study: design = "{self.design}" needs the bundle\'s simulation scenes, '
+                "which this bundle lacks; rebuild it with xaistudy explain "
                 "(--simulation-trials LEARNING,TEST)"
             )
         for phase, wanted, held in (
@@ -234,20 +238,52 @@ class Study:
         ):
             if wanted > held:
                 raise UserError(
-                    f"study: forward_simulation.{phase} = {wanted}, but the bundle has {held} "
+                    f"study: {table}.{phase} = {wanted}, but the bundle has {held} "
                     f"such scenes; ask for at most {held} or rebuild the bundle with more"
                 )
         learning = [s.test_index for s in section.learning[: design.learning_trials]]
+        test = [s.test_index for s in section.test[: design.test_trials]]
         for name in self.condition_names:
             condition = manifest.conditions[name] if self.explains(name) else None
-            if not isinstance(condition, AttributionCondition):
-                continue  # no per-scene explanation: its page comes before the trials
-            lacking = [i for i in learning if condition.scene_map(i) is None]
-            if lacking:
-                raise UserError(
-                    f"study: condition {name!r} has no maps of the learning scene(s) "
-                    f"{lacking[:5]} in this bundle; rebuild it with xaistudy explain"
-                )
+            if self.design == DISTINCTION:
+                _check_distinction(name, condition, learning + test)
+            elif isinstance(condition, AttributionCondition):
+                _check_maps(name, [condition.scene_map(i) for i in learning], learning, "")
+            # else: no per-scene explanation: its page comes before the trials
+
+
+def _check_maps(name: str, maps: list, scenes: list[int], which: str) -> None:
+    lacking = [i for i, m in zip(scenes, maps, strict=True) if m is None]
+    if lacking:
+        raise UserError(
+            f"study: condition {name!r} has no {which}maps of the trial scene(s) "
+            f"{lacking[:5]} in this bundle; rebuild it with xaistudy explain"
+        )
+
+
+def _check_distinction(name: str, condition, scenes: list[int]) -> None:
+    """A distinction trial shows a scene's map for the model's decision and for the other
+    class: the condition needs both for every trial scene, and they must differ, or the
+    trial has no right answer (SmoothGrad's magnitudes are the same for both classes)."""
+    from explain.manifest import AttributionCondition
+
+    if not isinstance(condition, AttributionCondition):
+        raise UserError(
+            f'study: design = "{DISTINCTION}" shows a map per class for each scene; '
+            f"condition {name!r} has none: use attribution methods only "
+            "(docs/designs/distinction.md)"
+        )
+    entries = {m.test_index: m for m in condition.scene_maps or ()}
+    _check_maps(name, [entries.get(i) for i in scenes], scenes, "")
+    _check_maps(name, [entries[i].other_image for i in scenes], scenes, "other-class ")
+    # stored under their content's hash: the same file means the same picture
+    same = [i for i in scenes if entries[i].image == entries[i].other_image]
+    if same:
+        raise UserError(
+            f"study: condition {name!r} draws the same map for both classes on scene(s) "
+            f"{same[:5]} ({len(same)} of {len(scenes)}): a distinction trial on them has no "
+            f"right answer; {name} cannot be used in a distinction study"
+        )
 
 
 def default_study_path() -> Path:
@@ -469,7 +505,7 @@ def _languages(top: _Reader) -> tuple[tuple[str, ...], str]:
 
 def _conditions(top: _Reader, design: str) -> tuple[Condition, ...]:
     """``[conditions]``: the bundle's conditions served, and in a forward-simulation study
-    the explanation-free control ``none``."""
+    the explanation-free control ``none`` (a distinction trial needs an explanation)."""
     allowed = ALL_CONDITIONS + ((NO_EXPLANATION,) if design == FORWARD_SIMULATION else ())
     conditions_table = top.table_of("conditions")
     conditions = []
@@ -567,19 +603,20 @@ def _rating_parts(top: _Reader, condition_names: tuple[str, ...]) -> dict[str, A
     }
 
 
-def _forward_simulation_parts(top: _Reader) -> dict[str, Any]:
-    """``[forward_simulation]``; the rating design's keys are refused (they would do
-    nothing)."""
+def _trial_parts(top: _Reader, design: str) -> dict[str, Any]:
+    """``[forward_simulation]`` or ``[distinction]``, as ``design`` says; the rating
+    design's keys are refused (they would do nothing)."""
     present = [key for key in RATING_KEYS if key in top.table]
     if present:
         raise UserError(
             f'study: {", ".join(present)} belong to design = "{ATTRIBUTE_RATING}"; a '
-            f"{FORWARD_SIMULATION} study has no ratings, comprehension questions or attention "
-            "checks (docs/designs/forward-simulation.md)"
+            f"{design} study has no ratings, comprehension questions or attention "
+            f"checks (docs/designs/{design}.md)"
         )
-    table = top.table_of("forward_simulation", required=False)
-    table.where = "forward_simulation"
-    design = ForwardSimulation(
+    name = design.replace("-", "_")
+    table = top.table_of(name, required=False)
+    table.where = name
+    trials = Trials(
         learning_trials=table.integer("learning_trials", 1, 200, default=8),
         test_trials=table.integer("test_trials", 1, 400, default=16),
         feedback=table._get("feedback", bool, True),
@@ -594,7 +631,7 @@ def _forward_simulation_parts(top: _Reader) -> dict[str, Any]:
         "comprehension_from_bundle": False,
         "comprehension": (),
         "attention_checks": (),
-        "forward_simulation": design,
+        "trials": trials,
     }
 
 
@@ -620,8 +657,8 @@ def parse_study(data: dict[str, Any], language: str | None = None) -> Study:
             f"study: design = {design!r} is not known; allowed are {', '.join(DESIGNS)}"
         )
     conditions = _conditions(top, design)
-    if design == FORWARD_SIMULATION:
-        parts = _forward_simulation_parts(top)
+    if design in TRIAL_DESIGNS:
+        parts = _trial_parts(top, design)
     else:
         parts = _rating_parts(top, tuple(c.name for c in conditions))
 

@@ -1,6 +1,7 @@
-// Forward-simulation trials (study_server/pages.py, TrialPage and FeedbackPage).
-// A prediction: the key of an answer (F = Peaky, J = Stretchy) chooses it and, when nothing
-// else is asked, sends it; the time from the scene shown to the answer goes with it.
+// The trials of the trial designs (study_server/pages.py: TrialPage, FeedbackPage and their
+// distinction kinds). An answer: its key (F = Peaky or explanation A, J = Stretchy or
+// explanation B; the options' data-key) chooses it and, when nothing else is asked, sends
+// it; the time from the scene shown to the answer goes with it.
 // Feedback: F, J or the space bar goes on to the next picture.
 (function () {
   "use strict";

@@ -6,30 +6,19 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.conftest import ROOT
+from tests.e2e.conftest import study_app, study_makers
 from tests.e2e.test_browser import SIZES, known_answers, walk
 from xaistudy.vocabulary import ATTRIBUTION_METHODS
 
 
 def _serve(tmp_path_factory, bundle_dir, conditions):
-    import sys
-
-    sys.path.insert(0, str(ROOT / "tests" / "study_server"))
-    from server_helpers import attribution_study
-
     from simulation.runs import local_server
-    from study_server import create_app
 
-    root = tmp_path_factory.mktemp("e2e-attribution")
-    app = create_app(
-        {
-            "TESTING": False,
-            "SECRET_KEY": "e2e-secret",
-            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{root / 'study.sqlite'}",
-            "XAISTUDY_BUNDLE": str(bundle_dir),
-            "XAISTUDY_ARRIVAL_LIMITS": "off",  # every browser here comes from 127.0.0.1
-            "XAISTUDY_STUDY": str(attribution_study(root, conditions=conditions)),
-        }
+    attribution_study = study_makers().attribution_study
+    app = study_app(
+        tmp_path_factory.mktemp("e2e-attribution"),
+        bundle_dir,
+        lambda root: attribution_study(root, conditions=conditions),
     )
     return app, local_server(app)
 

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from tests.e2e.conftest import ROOT, SCREENSHOTS
+from tests.e2e.conftest import SCREENSHOTS, study_app, study_makers
 from tests.e2e.test_browser import SIZES, audit, follow, page_name
 
 CONDITIONS = ("integrated_gradients", "baseline", "none")
@@ -19,24 +19,13 @@ BY_CONDITION = ("learning-intro", "learning-trial", "feedback")
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, bundle_dir):
-    import sys
-
-    sys.path.insert(0, str(ROOT / "tests" / "study_server"))
-    from server_helpers import forward_study
-
     from simulation.runs import local_server
-    from study_server import create_app
 
-    root = tmp_path_factory.mktemp("e2e-forward")
-    app = create_app(
-        {
-            "TESTING": False,
-            "SECRET_KEY": "e2e-secret",
-            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{root / 'study.sqlite'}",
-            "XAISTUDY_BUNDLE": str(bundle_dir),
-            "XAISTUDY_ARRIVAL_LIMITS": "off",  # every browser here comes from 127.0.0.1
-            "XAISTUDY_STUDY": str(forward_study(root, conditions=CONDITIONS)),
-        }
+    forward_study = study_makers().forward_study
+    app = study_app(
+        tmp_path_factory.mktemp("e2e-forward"),
+        bundle_dir,
+        lambda root: forward_study(root, conditions=CONDITIONS),
     )
     with local_server(app) as base:
         yield app, base

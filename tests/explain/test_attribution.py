@@ -366,3 +366,45 @@ def test_every_method_explains_the_resnet_under_study(images, method):
     maps = attribute(method, model, images, CPU, QUICK.get(method), batch_size=4)
     assert maps.shape == (len(images), SIZE, SIZE) and maps.dtype == np.float32
     assert np.isfinite(maps).all() and not np.allclose(maps[0], maps[1])
+
+
+@pytest.mark.parametrize("method", ["integrated_gradients", "occlusion"])
+def test_linear_methods_give_the_other_class_the_negated_map(resnet, images, method):
+    """A distinction trial's wrong panel is the map for the class the model did not decide:
+    with one logit, that class's evidence is the decided one's negated, and so are the maps
+    of methods linear in the explained output."""
+    x = to_tensor(images, CPU)
+    decided = attribute(method, resnet, x, CPU, QUICK.get(method))
+    other = attribute(method, resnet, x, CPU, QUICK.get(method), other_class=True)
+    np.testing.assert_allclose(other, -decided, rtol=1e-4, atol=1e-5 * np.abs(decided).max())
+
+
+def test_grad_cam_shows_the_other_class_where_it_does_not_show_the_decided_one(resnet, images):
+    """Grad-CAM keeps the positive part of the weighted activations: the two classes'
+    maps are the two signs of one map, so they never light up the same place."""
+    x = to_tensor(images, CPU)
+    decided = attribute("grad_cam", resnet, x, CPU)
+    other = attribute("grad_cam", resnet, x, CPU, other_class=True)
+    assert (decided > 0).any() and (other > 0).any()
+    # bilinear upsampling blurs the border between the two, so compare at the layer: where
+    # one is clearly on, the other is off
+    strong = decided > 0.5 * decided.max()
+    assert np.all(other[strong] < 0.05 * other.max())
+
+
+def test_smoothgrad_cannot_tell_the_classes_apart(resnet, images):
+    """SmoothGrad shows gradient magnitudes, the same whichever class is explained: a
+    distinction trial with it has no right answer (the study refuses it)."""
+    x = to_tensor(images[:2], CPU)
+    decided = attribute("smoothgrad", resnet, x, CPU, QUICK.get("smoothgrad"))
+    other = attribute("smoothgrad", resnet, x, CPU, QUICK.get("smoothgrad"), other_class=True)
+    np.testing.assert_allclose(other, decided, rtol=1e-5, atol=1e-7)
+
+
+def test_integrated_gradients_for_the_other_class_sum_to_its_evidence(resnet, images):
+    x = to_tensor(images, CPU)
+    settings = IntegratedGradientsSettings(steps=64, baseline=0.25)
+    decided = attribute("integrated_gradients", resnet, x, CPU, settings)
+    other = attribute("integrated_gradients", resnet, x, CPU, settings, other_class=True)
+    # a single logit: the other class's evidence is the decided one's, negated
+    np.testing.assert_allclose(other, -decided, rtol=1e-4, atol=1e-6 * np.abs(decided).max())

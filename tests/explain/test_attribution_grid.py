@@ -108,3 +108,45 @@ def test_its_words_are_the_wording_modules():
         condition, _ = build(signed=signed, name=name)
         assert localize_condition(name, condition, english) == condition
         assert ("red parts" in condition.description) == signed
+
+
+def test_trial_scenes_get_both_classes_maps_on_the_conditions_scale():
+    """Each trial scene's map and its other class's map (a distinction trial's two panels)
+    are drawn on the grid's color scale, so neither panel looks stronger by its scale."""
+    stored: list[np.ndarray] = []
+
+    def store(image: np.ndarray) -> str:
+        stored.append(image)
+        return f"images/map{len(stored) - 1}.png"
+
+    condition = attribution_condition(
+        LOGITS,
+        lambda i: f"images/scene{i}.png",
+        maps_marking,
+        store,
+        MapMethod("integrated_gradients", "captum", "0.9.0", {}, True),
+        rows=4,
+        scenes=np.array([7, 11]),
+        compute_other_maps=lambda indices: -maps_marking(indices),
+    )
+    first = condition.scene_maps[0]
+    assert [m.test_index for m in condition.scene_maps] == [7, 11]
+    drawn = {f"images/map{k}.png": image for k, image in enumerate(stored)}
+    for_it, for_other = drawn[first.image], drawn[first.other_image]
+    # red where the decision's evidence is, blue for the same place in the other's map
+    assert for_it[0, 0, 0] == 255 and for_it[0, 0, 2] == 0
+    assert for_other[0, 0, 2] == 255 and for_other[0, 0, 0] == 0
+    assert first.other_image in condition.images()
+
+
+def test_without_other_maps_the_trial_scenes_have_one_map_each():
+    condition = attribution_condition(
+        LOGITS,
+        lambda i: f"images/scene{i}.png",
+        maps_marking,
+        lambda image: "images/map.png",
+        MapMethod("integrated_gradients", "captum", "0.9.0", {}, True),
+        rows=4,
+        scenes=np.array([7]),
+    )
+    assert condition.scene_maps[0].other_image is None

@@ -48,19 +48,27 @@ def forward_study(
 ) -> Path:
     """The shipped forward-simulation study, consent filled in, serving ``conditions``;
     ``design`` replaces keys of [forward_simulation]; ``extra`` is added at the end."""
+    return trial_study(folder, "forward-simulation", conditions, extra, **design)
+
+
+def trial_study(
+    folder: Path, name: str, conditions=("integrated_gradients",), extra: str = "", **design
+) -> Path:
+    """The shipped study file ``name`` of a trial design, consent filled in, serving
+    ``conditions``; ``design`` replaces keys of its design's table; ``extra`` is added."""
     import json
 
     from study_server.study import CONSENT_DETAILS, shipped_studies
 
-    text = shipped_studies()["forward-simulation"].read_text()
+    text = shipped_studies()[name].read_text()
     for key in CONSENT_DETAILS:
         text = text.replace(f'{key} = ""', f'{key} = "the {key.replace("_", " ")}"')
-    start, end = text.index("[conditions.none]"), text.index("[demographics]")
-    tables = "".join(f"[conditions.{name}]\ntarget_n = 10\n\n" for name in conditions)
+    start, end = text.index("[conditions."), text.index("[demographics]")
+    tables = "".join(f"[conditions.{c}]\ntarget_n = 10\n\n" for c in conditions)
     text = text[:start] + tables + text[end:]
     for key, value in design.items():
         text = re.sub(rf"(?m)^{key} = .*$", f"{key} = {json.dumps(value)}", text)
-    path = folder / "forward.toml"
+    path = folder / f"{name}.toml"
     path.write_text(text + "\n" + extra)
     return path
 

@@ -237,7 +237,7 @@ def _bundle_without_simulation(bundle_dir: Path, out: Path) -> Path:
         (
             {},
             "without",
-            'design = "forward-simulation" needs the bundle\'s forward-simulation scenes, '
+            'design = "forward-simulation" needs the bundle\'s simulation scenes, '
             "which this bundle lacks",
         ),
         (
@@ -256,10 +256,10 @@ def _bundle_without_simulation(bundle_dir: Path, out: Path) -> Path:
             'scale belong to design = "attribute-rating"',
         ),
         (
-            {"extra": 'design = "verification"\n', "conditions": ("none",)},
+            {"extra": 'design = "cartography"\n', "conditions": ("none",)},
             "fixture",
-            "design = 'verification' is not known; allowed are attribute-rating, "
-            "forward-simulation",
+            "design = 'cartography' is not known; allowed are attribute-rating, "
+            "forward-simulation, distinction",
         ),
     ],
 )
@@ -357,7 +357,7 @@ def test_the_demo_runs_a_shipped_study_by_name_with_simulated_participants(bundl
     ("study", "message"),
     [
         ("forward-simulations", "is neither a file nor a shipped study; the shipped ones are "
-         "default, forward-simulation"),
+         "default, distinction, forward-simulation"),
     ],
 )  # fmt: skip
 def test_the_demo_refuses_an_unknown_study_before_any_work(tmp_path, study, message):

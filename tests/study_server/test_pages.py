@@ -12,6 +12,7 @@ from xaistudy.vocabulary import Status
 
 STUDY = load_study(None)
 FORWARD = load_study(default_study_path().parent / "forward-simulation.toml")
+DISTINCTION = load_study(default_study_path().parent / "distinction.toml")
 TEMPLATES = Path(pages.__file__).parent / "templates" / "pages"
 
 
@@ -88,8 +89,8 @@ def test_the_walk_of_the_forward_simulation_study():
         "consent", "intro", "learning-intro", *learning, "test-intro", *tests, "demographics",
         "complete",
     ]  # fmt: skip
-    design = dataclasses.replace(FORWARD.forward_simulation, feedback=False, learning_trials=2)
-    quiet = dataclasses.replace(FORWARD, forward_simulation=design)
+    design = dataclasses.replace(FORWARD.trials, feedback=False, learning_trials=2)
+    quiet = dataclasses.replace(FORWARD, trials=design)
     assert [p.name for p in pages.page_sequence(quiet)][2:5] == [
         "learning-intro", "learning-1", "learning-2",
     ]  # fmt: skip
@@ -99,7 +100,8 @@ def test_the_walk_of_the_forward_simulation_study():
 
 def test_every_kind_has_a_template_and_every_answered_kind_a_simulated_answer():
     every = (
-        *pages.page_sequence(STUDY), *pages.page_sequence(FORWARD), *pages.END_PAGES,
+        *pages.page_sequence(STUDY), *pages.page_sequence(FORWARD),
+        *pages.page_sequence(DISTINCTION), *pages.END_PAGES,
     )  # fmt: skip
     for page in every:
         assert (TEMPLATES / f"{page.kind}.html").is_file(), page.kind

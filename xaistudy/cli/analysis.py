@@ -134,7 +134,8 @@ def analyze(
 
 def summary_lines(analysis) -> str:
     """What ``xaistudy analyze`` (and the demo) print: accuracy per condition with its
-    interval; for a forward-simulation study per phase, and the gain over the control."""
+    interval; for a trial design per phase with its test against chance, and the gain
+    over the control."""
     from analysis.forward_simulation import SimulationAnalysis
 
     excluded = (
@@ -151,11 +152,13 @@ def summary_lines(analysis) -> str:
             )
         return "\n".join(lines)
     included = int(analysis.sample["included"].sum())
-    lines = [f"{included} participants analyzed, {excluded} excluded (forward simulation)"]
+    task = analysis.task.replace("-", " ")
+    lines = [f"{included} participants analyzed, {excluded} excluded ({task})"]
     for _, row in analysis.accuracy.iterrows():
         lines.append(
             f"  {row['condition']:<16} {row['phase']:<8} accuracy {row['accuracy']:.3f} "
-            f"[{row['ci_low']:.3f}, {row['ci_high']:.3f}]  n={row['participants']}"
+            f"[{row['ci_low']:.3f}, {row['ci_high']:.3f}]  n={row['participants']}  "
+            f"p(chance)={row['p_chance']:.3g}"
         )
     for _, row in analysis.utility.iterrows():
         lines.append(

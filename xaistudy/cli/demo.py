@@ -33,10 +33,10 @@ from xaistudy.vocabulary import CONDITIONS
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--conditions",
-    default=",".join(CONDITIONS),
-    show_default=True,
+    default=None,
     help="Comma-separated conditions of the demo's bundle and study: baseline, "
-    "counterfactuals, concepts and the attribution methods (docs/methods.md).",
+    "counterfactuals, concepts and the attribution methods (docs/methods.md). Default: "
+    f"the --study file's, else {','.join(CONDITIONS)}.",
 )
 @click.option(
     "--config",
@@ -78,10 +78,10 @@ def demo(
     from xaistudy.cli.server import run_server
     from xaistudy.devices import resolve_device
 
-    chosen = tuple(c.strip() for c in conditions.split(",") if c.strip())
+    study = None if study_name is None else study_file(study_name)
+    chosen = _bundle_conditions(conditions, study)
     # what the model cannot be explained by is refused before minutes of work
     check_conditions(chosen, load_config(model_config).architecture)
-    study = None if study_name is None else study_file(study_name)
     settings = DemoSettings(out=out, seed=seed, conditions=chosen, config=model_config, study=study)
     if study is not None:  # a study file that does not load fails before minutes of work
         study_for_conditions(settings.study_conditions, source=study)
@@ -101,6 +101,19 @@ def demo(
         return
     click.echo(f"Study ready:\n{study_links(host, port, password)}")
     run_server(server_config(settings), host, port, workers=2)
+
+
+def _bundle_conditions(given: str | None, study) -> tuple[str, ...]:
+    """The conditions the demo's bundle is built with: those given, else the study file's
+    explained conditions, else the three of the ICLR 2022 study."""
+    if given is not None:
+        return tuple(c.strip() for c in given.split(",") if c.strip())
+    if study is None:
+        return CONDITIONS
+    from study_server.study import load_study
+
+    loaded = load_study(study)
+    return tuple(c for c in loaded.condition_names if loaded.explains(c))
 
 
 COMMANDS = [demo]
