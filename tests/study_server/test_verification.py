@@ -204,3 +204,30 @@ def test_the_shipped_study_has_the_control_and_both_languages():
     assert study.condition_names[0] == "none"
     german = load_study(shipped_studies()["verification"], "de")
     assert german.title.startswith("Erkennen Sie")
+
+
+@pytest.mark.slow
+def test_the_demo_runs_the_shipped_verification_study_with_simulated_participants(
+    bundle_dir, tmp_path
+):
+    """``xaistudy demo --study verification`` from its study stage on (the bundle here is
+    the fixture's): the control added, simulated participants with the demo's acceptance
+    walk it over HTTP, the report holds reliance and the gain."""
+    from study_server.study import study_file
+    from xaistudy.cli.demo_pipeline import DemoSettings, simulate_stage, study_stage
+
+    settings = DemoSettings(
+        out=tmp_path,
+        conditions=("integrated_gradients", "baseline"),
+        study=study_file("verification"),
+    )
+    shutil.copytree(bundle_dir, settings.bundle_dir)
+    assert study_stage(settings) == tmp_path / "study.toml"
+    assert settings.verification and settings.study_conditions[0] == "none"
+    assert settings.simulated_acceptance == {
+        "none": (0.85, 0.6), "integrated_gradients": (0.85, 0.45), "baseline": (0.85, 0.4),
+    }  # fmt: skip
+    html = simulate_stage(settings, 9, "127.0.0.1").read_text()
+    assert "Reliance on the model" in html and "Utility: test accuracy gained" in html
+    reliance = (tmp_path / "report" / "verification_reliance.csv").read_text()
+    assert "integrated_gradients" in reliance and "none" in reliance
