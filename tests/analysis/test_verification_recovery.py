@@ -125,3 +125,19 @@ def test_bad_acceptance_is_one_clear_error(text, message):
     with pytest.raises(UserError, match=message.replace("[", r"\[").replace("]", r"\]")):
         parse_acceptance(text, ["none", "baseline"])
     assert parse_acceptance("none=0.8/0.3", ["none"]) == {"none": (0.8, 0.3)}
+
+
+def test_simulate_on_the_command_line_takes_the_acceptance(bundle_dir, tmp_path):
+    data = study_for_conditions(["none", "baseline"], 15, VERIFY)
+    study = write_study(data, tmp_path / "s.toml", "t")
+    url = f"sqlite:///{tmp_path / 'study.sqlite'}"
+    base = ["simulate", "--bundle", str(bundle_dir), "--n", "2", "--db", url]
+    result = CliRunner().invoke(cli, [*base, "--study", str(study)])
+    assert result.exit_code != 0 and "give --accuracy" in result.output
+    result = CliRunner().invoke(
+        cli, [*base, "--study", str(study), "--acceptance", "none=1/1,baseline=0/0"]
+    )
+    assert result.exit_code == 0, result.output
+    trials = export_frames(url)["trials"]
+    verdicts = trials.groupby("condition")["verdict"].unique()
+    assert list(verdicts["none"]) == ["right"] and list(verdicts["baseline"]) == ["wrong"]

@@ -200,9 +200,10 @@ def database_responses(url: str):
 @click.option("--n", "n", type=int, default=240, show_default=True, help="Participants.")
 @click.option(
     "--accuracy",
-    required=True,
+    default=None,
     help="Per-condition accuracy, e.g. baseline=0.7,concepts=0.6,counterfactuals=0.8 "
-    "(none=: the control of a forward-simulation study).",
+    "(none=: the control of a forward-simulation study); a verification study takes "
+    "--acceptance instead.",
 )
 @click.option(
     "--out",
@@ -270,12 +271,19 @@ def simulate(
     from analysis.scoring import ScoringRule
     from simulation import runs
 
+    if accuracy is None and acceptance is None:
+        raise UserError(
+            "give --accuracy (the rating and forward-simulation designs) or --acceptance "
+            "(the verification design)"
+        )
     targets = [t for t in (out_dir, db_url, url) if t is not None]
     if len(targets) != 1:
         raise UserError("give exactly one of --out DIR, --db URL and --url URL")
     bundle = load_bundle(bundle_dir)
     spec = sim.SimulationSpec(
-        accuracy=sim.parse_accuracy(accuracy, [*bundle.conditions, NO_EXPLANATION]),
+        accuracy=sim.parse_accuracy(accuracy, [*bundle.conditions, NO_EXPLANATION])
+        if accuracy
+        else {},
         acceptance=sim.parse_acceptance(acceptance, [*bundle.conditions, NO_EXPLANATION])
         if acceptance
         else {},
