@@ -756,11 +756,11 @@ def bundle_is_current(
         and manifest.dataset.fingerprint == dataset.fingerprint()
         and set(manifest.conditions) == set(conditions)
         and manifest.simulation is not None  # bundles made before the scenes lack them
-        and _maps_every_scene(manifest)
+        and maps_every_scene(manifest)
     )
 
 
-def _maps_every_scene(manifest: Manifest) -> bool:
+def maps_every_scene(manifest: Manifest) -> bool:
     """Whether each attribution condition has a map of every simulation scene (bundles
     made before the verification design mapped the learning scenes only)."""
     scenes = manifest.simulation.scene_ids()
