@@ -12,7 +12,14 @@ import shutil
 from html import unescape
 
 import pytest
-from server_helpers import current_page, forward_study, hidden_fields, make_app, walk_trials
+from server_helpers import (
+    current_page,
+    forward_study,
+    hidden_fields,
+    login,
+    make_app,
+    walk_trials,
+)
 
 from study_server import study_context
 from study_server.export import export_frames
@@ -182,6 +189,43 @@ def test_a_study_the_bundle_cannot_serve_is_one_error_at_start_up(
     with pytest.raises(UserError) as caught:
         verification_app(bundle_dir, tmp_path, **study)
     assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_bundle_without_simulation_scenes_is_refused_at_start_up(bundle_dir, tmp_path):
+    out = tmp_path / "old-bundle"
+    shutil.copytree(bundle_dir, out)
+    data = json.loads((out / "manifest.json").read_text())
+    del data["simulation"]
+    for condition in data["conditions"].values():
+        condition.pop("scene_maps", None)
+    (out / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(UserError) as caught:
+        make_app(
+            out,
+            f"sqlite:///{tmp_path / 'db.sqlite'}",
+            XAISTUDY_STUDY=str(verification_study(tmp_path)),
+        )
+    assert str(caught.value).startswith(
+        'study: design = "verification" needs the bundle\'s simulation scenes, which this '
+        "bundle lacks"
+    )
+
+
+@pytest.mark.parametrize(
+    ("condition", "page", "shown"),
+    [("none", "feedback-2", "The model was"), ("integrated_gradients", "test-5", "The model says")],
+)
+def test_a_researcher_previews_any_verification_page(bundle_dir, tmp_path, condition, page, shown):
+    app = verification_app(bundle_dir, tmp_path, conditions=("none", "integrated_gradients"))
+    client = app.test_client()
+    login(client)
+    html = client.get("/admin/").get_data(as_text=True)
+    form = {**hidden_fields(html), "condition": condition, "page": page}
+    response = client.post("/admin/preview", data=form)
+    assert response.status_code == 303
+    html = client.get(response.location, follow_redirects=True).get_data(as_text=True)
+    assert current_page(html) == page and shown in html
+    assert ("explanation of the picture" in html) == (condition != "none")
 
 
 def test_an_attribution_condition_needs_maps_of_the_test_scenes_too(bundle_dir, tmp_path):
