@@ -60,14 +60,12 @@ def walk(
     answers: tuple[str, str] = ("peaky", "stretchy"),
     by_condition: tuple[str, ...] = BY_CONDITION,
     folder: str = "forward",
-    visit=None,
 ) -> tuple[str, dict[tuple[str, int], str]]:
     """One participant of a trial design from the link to the completion page, the trials
     answered in turn by key and by mouse (``answers``: the odd trials', the even ones');
     returns the condition and the answer given per (phase, trial). Each kind of page not
     yet in ``audited`` is audited and added (``by_condition`` kinds once per condition);
-    screenshots go to ``folder`` of the screenshots; ``visit(page, condition, name)``, when
-    given, sees each page before it is answered."""
+    screenshots go to ``folder`` of the screenshots."""
     page.goto(f"{base}/?PROLIFIC_PID={pid}&STUDY_ID=S1&SESSION_ID=X{pid}")
     condition = page.locator('meta[name="xaistudy-condition"]').get_attribute("content")
     out = SCREENSHOTS / folder / condition
@@ -83,8 +81,6 @@ def walk(
             page.screenshot(path=str(out / f"{step:02d}-{name}.png"), full_page=True)
             audit(page, f"{condition} {name}")
         step += 1
-        if visit is not None:
-            visit(page, condition, name)
         if name == "complete":
             return condition, given
         if name == "consent":

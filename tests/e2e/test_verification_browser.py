@@ -2,14 +2,12 @@
 scene in both phases, an explanation page before the trials, the explanation-free
 control seeing the decision alone), answering Right and Wrong with the F and J keys and
 with the mouse, every kind of page audited with axe-core; the verdicts stored are those
-given, each scored against the true animal, with the browser's response time. The
-picture of a test trial in docs/designs/verification.md is this walk's screenshot."""
+given, each scored against the true animal, with the browser's response time."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.e2e.conftest import SCREENSHOTS
 from tests.e2e.test_browser import SIZES, audit, follow, page_name
 from tests.e2e.test_forward_simulation_browser import CONDITIONS, trial_server, walk
 
@@ -20,23 +18,11 @@ BY_CONDITION = (
     "verification-feedback",
     "verification-test-trial",
 )
-# A test trial of the attribution condition, as docs/images/verification-trial.png shows it.
-DOCS_TRIAL = SCREENSHOTS / "verification" / "docs-test-trial.png"
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, bundle_dir):
     yield from trial_server(tmp_path_factory, bundle_dir, "verification")
-
-
-def _docs_picture(page, condition: str, name: str) -> None:
-    """The docs' picture of a test trial with its map, a verdict chosen (900 px wide)."""
-    if condition != "integrated_gradients" or name != "test-2":
-        return
-    page.set_viewport_size({"width": 900, "height": 700})
-    page.get_by_label("Wrong", exact=False).check()
-    page.screenshot(path=str(DOCS_TRIAL), full_page=False)
-    page.set_viewport_size(SIZES["desktop"])
 
 
 @pytest.mark.browser
@@ -48,15 +34,13 @@ def test_chromium_completes_the_verification_study_by_keyboard_and_mouse(server,
         for i in range(len(CONDITIONS)):
             page = context.new_page()
             condition, given = walk(
-                page, base, f"VER{i}", audited, ("right", "wrong"), BY_CONDITION,
-                "verification", _docs_picture,
-            )  # fmt: skip
+                page, base, f"VER{i}", audited, ("right", "wrong"), BY_CONDITION, "verification"
+            )
             walked[condition] = (f"VER{i}", given)
             page.close()
     finally:
         context.close()
     assert sorted(walked) == sorted(CONDITIONS)
-    assert DOCS_TRIAL.is_file()
 
     from study_server.extensions import db
     from study_server.models import Participant, Trial
