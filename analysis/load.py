@@ -5,8 +5,9 @@ Responses come as three tables in the study server's export format (docs/analysi
 and attribute) and ``pages`` (time spent per page), read from an export folder or handed
 in as frames (the command line reads a study database through the server's export).
 ``--responses`` may also be a single ``answers.csv``; then the exclusions that need
-participant columns are reported as not applicable. A forward-simulation study's export
-holds no answers but ``trials`` (long: one row per trial; analysis/forward_simulation.py).
+participant columns are reported as not applicable. The export of a study of a trial
+design holds no answers but ``trials`` (long: one row per trial; its ``design`` column
+says which: analysis/forward_simulation.py, analysis/verification.py).
 """
 
 from __future__ import annotations
@@ -19,7 +20,13 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from xaistudy.errors import UserError
-from xaistudy.vocabulary import ABANDONED, NO_EXPLANATION, Status
+from xaistudy.vocabulary import (
+    ABANDONED,
+    FORWARD_SIMULATION,
+    NO_EXPLANATION,
+    VERIFICATION,
+    Status,
+)
 
 if TYPE_CHECKING:
     from explain.manifest import GroundTruthRule, ModelCard
@@ -36,6 +43,8 @@ PARTICIPANT_COLUMNS = (
 )
 PAGE_COLUMNS = ("participant_id", "condition", "page", "seconds")
 TRIAL_COLUMNS = ("participant_id", "condition", "phase", "scene_id", "correct")
+# What a verification study's trials need besides: the answer and the model's correctness.
+VERIFICATION_COLUMNS = ("verdict", "model_correct")
 # The statuses an export holds: those stored, and "abandoned" that the export derives.
 STATUSES = (*Status, ABANDONED)
 _ID_COLUMNS = {"participant_id": str, "prolific_pid": str, "study_id": str, "session_id": str}
@@ -44,7 +53,7 @@ _ID_COLUMNS = {"participant_id": str, "prolific_pid": str, "study_id": str, "ses
 @dataclasses.dataclass
 class Responses:
     """The study's responses; ``participants`` and ``pages`` are None when not available,
-    ``trials`` when the study had no forward-simulation trials."""
+    ``trials`` when the study had no trials (the rating design)."""
 
     answers: pd.DataFrame
     participants: pd.DataFrame | None
@@ -53,8 +62,23 @@ class Responses:
     trials: pd.DataFrame | None = None
 
     @property
+    def trial_design(self) -> str | None:
+        """The trial design whose trials these are (forward-simulation, verification), by
+        the trials' ``design`` column (an export without it is a forward simulation's);
+        None when they are a rating study's answers."""
+        if not self.answers.empty or self.trials is None or self.trials.empty:
+            return None
+        if "design" in self.trials.columns and (self.trials["design"] == VERIFICATION).all():
+            return VERIFICATION
+        return FORWARD_SIMULATION
+
+    @property
     def is_forward_simulation(self) -> bool:
-        return self.answers.empty and self.trials is not None and not self.trials.empty
+        return self.trial_design == FORWARD_SIMULATION
+
+    @property
+    def is_verification(self) -> bool:
+        return self.trial_design == VERIFICATION
 
 
 @dataclasses.dataclass
@@ -78,6 +102,8 @@ class Bundle:
     technical: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
     # the forward-simulation scenes' model decisions by scene id; empty when none
     simulation_decisions: dict[int, str] = dataclasses.field(default_factory=dict)
+    # their true animals by scene id (the verification design scores against them)
+    simulation_labels: dict[int, str] = dataclasses.field(default_factory=dict)
 
 
 def load_bundle(bundle_dir: Path) -> Bundle:
@@ -108,6 +134,8 @@ def load_bundle(bundle_dir: Path) -> Bundle:
         }
         for factor, entry in manifest.ground_truth.items()
     ]
+    section = manifest.simulation
+    scenes = (*section.learning, *section.test) if section else ()
     return Bundle(
         path=Path(bundle_dir),
         attributes=attributes,
@@ -122,14 +150,8 @@ def load_bundle(bundle_dir: Path) -> Bundle:
                 if getattr(condition, "technical", None) is not None
             ]
         ),
-        simulation_decisions={
-            scene.test_index: scene.decision
-            for scene in (
-                (*manifest.simulation.learning, *manifest.simulation.test)
-                if manifest.simulation
-                else ()
-            )
-        },
+        simulation_decisions={scene.test_index: scene.decision for scene in scenes},
+        simulation_labels={scene.test_index: scene.label for scene in scenes},
     )
 
 
@@ -264,6 +286,9 @@ def _normalize(responses: Responses, answers_name: str) -> Responses:
         trials["participant_id"] = trials["participant_id"].astype(str)
         trials["condition"] = trials["condition"].astype(str)
         trials["correct"] = as_bool(trials["correct"])
+        if "design" in trials.columns and (trials["design"] == VERIFICATION).any():
+            _require_columns(trials, TRIAL_COLUMNS + VERIFICATION_COLUMNS, "trials.csv")
+            trials["model_correct"] = as_bool(trials["model_correct"])
 
     if answers.empty and (trials is None or trials.empty):
         raise UserError(f"{responses.source} holds no answers to analyze")

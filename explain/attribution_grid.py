@@ -102,8 +102,8 @@ def attribution_condition(
     its bundle path; ``compute_maps(indices)`` gives the method's (len, H, W) maps of
     those test images (evidence for the model's decision is positive), called for the
     grid's scenes first, then for ``scenes``; ``store`` puts a rendered map into the
-    bundle. ``scenes``: test indices beyond the grid (the forward-simulation learning
-    scenes) whose maps are kept as ``scene_maps``, on the grid's color scale.
+    bundle. ``scenes``: test indices beyond the grid (the simulation scenes, learning and
+    test) whose maps are kept as ``scene_maps``, on the grid's color scale.
     """
     binning = Binning.from_logits(logits, columns, max_percentile)
     grid = select_grid(logits, binning, rows, np.random.default_rng(seed))

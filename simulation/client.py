@@ -38,12 +38,18 @@ from study_server.pages import (
     TestIntroPage,
     TestPage,
     TutorialPage,
+    VerificationFeedbackPage,
+    VerificationIntroPage,
+    VerificationLearningPage,
+    VerificationTestIntroPage,
+    VerificationTestPage,
 )
 from study_server.study import Study, load_study
 from xaistudy.vocabulary import Status
 
 AnswerFn = Callable[[str, str], tuple[int, str]]
-# A forward-simulation trial: (phase, scene id, condition) -> "peaky" | "stretchy".
+# A trial: (phase, scene id, condition) -> its answer: "peaky" | "stretchy" (forward
+# simulation), "right" | "wrong" (verification).
 PredictFn = Callable[[str, int, str], str]
 MODES = ("pass", "fail")
 
@@ -58,8 +64,8 @@ class Behavior:
 
     ``answer(attribute_key, condition)`` gives a rating page's (rating, reason);
     ``comprehension``/``attention``: ``"pass"`` answers correctly, ``"fail"`` wrongly.
-    ``predict(phase, scene_id, condition)`` gives a forward-simulation trial's prediction
-    (None: always Peaky); ``response_ms`` the time each trial's answer reports.
+    ``predict(phase, scene_id, condition)`` gives a trial's answer (None: always the
+    first option, Peaky or Right); ``response_ms`` the time each trial's answer reports.
     """
 
     answer: AnswerFn
@@ -130,11 +136,12 @@ def _rating(study, page, behavior, condition):
 
 
 def _trial(study, page, behavior, condition):
-    """A trial's prediction (and a middle confidence where asked), by the scene's id."""
+    """A trial's answer (and a middle confidence where asked), by the scene's id."""
     phase, scene = page.meta.get("xaistudy-phase"), page.meta.get("xaistudy-scene", "")
     if phase not in ("learning", "test") or not scene.isdigit() or "prediction" not in page.radios:
         raise FlowError(f"trial page {page.name} lacks its phase, scene or prediction field")
-    predict = behavior.predict or (lambda phase, scene, condition: "peaky")
+    first = page.radios["prediction"][0][0]  # (value, label) of the first option
+    predict = behavior.predict or (lambda phase, scene, condition: first)
     data = {
         "prediction": predict(phase, int(scene), condition),
         "response_ms": str(behavior.response_ms),
@@ -164,6 +171,11 @@ FILLERS: dict[str, Filler] = {
     FeedbackPage.kind: _nothing,
     TestIntroPage.kind: _nothing,
     TestPage.kind: _trial,
+    VerificationIntroPage.kind: _nothing,
+    VerificationLearningPage.kind: _trial,
+    VerificationFeedbackPage.kind: _nothing,
+    VerificationTestIntroPage.kind: _nothing,
+    VerificationTestPage.kind: _trial,
 }
 
 

@@ -155,6 +155,9 @@ def choice_form(questions: tuple[Question, ...]) -> type[StepForm]:
 # (static/trials.js): the left hand for Peaky, the right for Stretchy.
 PREDICTIONS = [SelectChoice("peaky", _l("Peaky")), SelectChoice("stretchy", _l("Stretchy"))]
 PREDICTION_KEYS = {"peaky": "F", "stretchy": "J"}
+# The two verdicts of a verification trial on the model's decision, keyed the same way.
+VERDICTS = [SelectChoice("right", _l("Right")), SelectChoice("wrong", _l("Wrong"))]
+VERDICT_KEYS = {"right": "F", "wrong": "J"}
 CONFIDENCE = [
     SelectChoice(1, _l("Guessing")),
     SelectChoice(2, _l("Unsure")),
@@ -166,15 +169,19 @@ LONGEST_TRIAL_MS = 3_600_000  # a longer browser time is not a trial's
 
 
 @functools.cache
-def prediction_form(confidence: bool) -> type[StepForm]:
-    """A trial's answer: the model's decision as the participant predicts it, the time the
-    browser measured from showing the scene to the answer, and (``confidence``) how sure."""
+def prediction_form(confidence: bool, verdict: bool = False) -> type[StepForm]:
+    """A trial's answer (the field ``prediction``, the Trial column it is stored in): the
+    model's decision as the participant predicts it, or (``verdict``) whether the model's
+    decision is right; the time the browser measured from showing the scene to the
+    answer, and (``confidence``) how sure."""
+    if verdict:
+        question, choices = _l("Is the model's decision right?"), VERDICTS
+        missing = _l("Please choose Right or Wrong.")
+    else:
+        question, choices = _l("What did the model decide?"), PREDICTIONS
+        missing = _l("Please choose Peaky or Stretchy.")
     fields = {
-        "prediction": RadioField(
-            _l("What did the model decide?"),
-            choices=PREDICTIONS,
-            validators=[InputRequired(_l("Please choose Peaky or Stretchy."))],
-        ),
+        "prediction": RadioField(question, choices=choices, validators=[InputRequired(missing)]),
         "response_ms": IntegerField(
             widget=HiddenInput(), validators=[Optional(), NumberRange(0, LONGEST_TRIAL_MS)]
         ),

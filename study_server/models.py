@@ -124,8 +124,10 @@ class Answer(db.Model):
 
 
 class Trial(db.Model):
-    """One forward-simulation trial answered: the participant's prediction of the model's
-    decision on one scene, scored against it (docs/designs/forward-simulation.md)."""
+    """One trial answered: in forward simulation the participant's prediction of the
+    model's decision on one scene, scored against it (docs/designs/forward-simulation.md);
+    in verification their verdict on that decision, scored against the true animal
+    (docs/designs/verification.md)."""
 
     __tablename__ = "trials"
     __table_args__ = (UniqueConstraint("participant_id", "phase", "position"),)
@@ -136,10 +138,12 @@ class Trial(db.Model):
     position: Mapped[int] = mapped_column(Integer)  # 0-based, in the order shown
     scene_index: Mapped[int] = mapped_column(Integer)  # in the bundle's list of the phase
     scene_id: Mapped[int] = mapped_column(Integer)  # the scene's row of the test split
-    prediction: Mapped[str] = mapped_column(String(16))  # peaky | stretchy
+    prediction: Mapped[str] = mapped_column(String(16))  # peaky | stretchy; right | wrong
     model_decision: Mapped[str] = mapped_column(String(16))
     true_label: Mapped[str] = mapped_column(String(16))
-    correct: Mapped[bool] = mapped_column(Boolean)  # prediction == model_decision
+    # forward simulation: prediction == model_decision; verification: (prediction ==
+    # "right") == (model_decision == true_label)
+    correct: Mapped[bool] = mapped_column(Boolean)
     confidence: Mapped[int | None] = mapped_column(Integer, nullable=True)  # 1..5, if asked
     response_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)  # browser-timed
     answered_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -13,7 +13,9 @@ declined are reached only from the comprehension check and the consent.
 
 A forward-simulation study (docs/designs/forward-simulation.md) walks: consent, intro,
 learning-intro, learning-1 (each followed by feedback-1 when the study gives feedback)
-.. learning-L, test-intro, test-1 .. test-T, demographics, complete.
+.. learning-L, test-intro, test-1 .. test-T, demographics, complete. A verification study
+(docs/designs/verification.md) walks the same names; its pages are the verification
+kinds, which show the model's decision and ask whether it is right.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from explain.manifest import AttributionCondition, SimulationScene
 from study_server.extensions import db
 from study_server.forms import (
     PREDICTION_KEYS,
+    VERDICT_KEYS,
     ConsentForm,
     ContinueForm,
     DemographicsForm,
@@ -41,7 +44,7 @@ from study_server.forms import (
     rating_form,
 )
 from study_server.models import Answer, CheckAnswer, Participant, Trial
-from study_server.study import FORWARD_SIMULATION, Question, Study
+from study_server.study import FORWARD_SIMULATION, TRIAL_DESIGNS, VERIFICATION, Question, Study
 from xaistudy.vocabulary import Status
 
 if TYPE_CHECKING:
@@ -233,13 +236,13 @@ class DemographicsPage(Page):
         return Outcome(visit.following, changes)
 
 
-# -- forward simulation -------------------------------------------------------------------
+# -- trial designs: forward simulation, verification ------------------------------------
 
 
 def new_trial_order(study: Study) -> str | None:
     """A new participant's trial order (the ``trial_order`` column), drawn from a fresh
     seed kept with it; None in a design without trials."""
-    design = study.forward_simulation
+    design = study.trials
     if design is None:
         return None
     seed = secrets.randbits(32)
@@ -250,8 +253,8 @@ def new_trial_order(study: Study) -> str | None:
 
 
 def per_scene_explanation(ctx: StudyContext, condition: str) -> AttributionCondition | None:
-    """The condition whose maps are shown with each learning scene; None when it has no
-    per-scene explanation (its page comes before the trials) or is the control."""
+    """The condition whose maps are shown with each scene that shows one; None when it has
+    no per-scene explanation (its page comes before the trials) or is the control."""
     if not ctx.study.explains(condition):
         return None
     explanation = ctx.manifest.conditions[condition]
@@ -264,16 +267,17 @@ class LearningIntroPage(Page):
     with every learning scene), or its whole page when it has no per-scene explanation."""
 
     kind: ClassVar[str] = "learning-intro"
+    keys: ClassVar[dict[str, str]] = PREDICTION_KEYS
 
     def context(self, ctx, participant):
-        design = ctx.study.forward_simulation
+        design = ctx.study.trials
         explains = ctx.study.explains(participant.condition)
         per_scene = per_scene_explanation(ctx, participant.condition) is not None
         return {
             "trials": design.learning_trials,
             "feedback": design.feedback,
             "explanation": "maps" if per_scene else "page" if explains else None,
-            "keys": PREDICTION_KEYS,
+            "keys": self.keys,
         }
 
 
@@ -284,6 +288,9 @@ class TrialPage(Page):
 
     phase: ClassVar[str]  # learning | test
     script: ClassVar[str | None] = "trials.js"
+    keys: ClassVar[dict[str, str]] = PREDICTION_KEYS  # each answer's key (trials.js)
+    verdict: ClassVar[bool] = False  # the answer: the model's decision, or right | wrong
+    shows_map: ClassVar[bool] = False  # the condition's map of the scene beside it
     index: int
 
     @property
@@ -299,17 +306,26 @@ class TrialPage(Page):
         return False
 
     def form_class(self, study, participant):
-        return prediction_form(self.asks_confidence(study))
+        return prediction_form(self.asks_confidence(study), self.verdict)
 
     def context(self, ctx, participant):
-        design = ctx.study.forward_simulation
+        design = ctx.study.trials
         _, scene = self.scene(ctx, participant)
+        maps = per_scene_explanation(ctx, participant.condition) if self.shows_map else None
         return {
             "index": self.index,
             "total": getattr(design, f"{self.phase}_trials"),
             "scene": scene,
-            "keys": PREDICTION_KEYS,
+            "scene_map": maps.scene_map(scene.test_index) if maps else None,
+            "keys": self.keys,
         }
+
+    def scores(self, answer: str, scene: SimulationScene) -> bool:
+        """Whether ``answer`` is correct: the model's decision predicted, or (a verdict)
+        the model's correctness judged against the true animal."""
+        if self.verdict:
+            return (answer == "right") == scene.model_correct
+        return answer == scene.decision
 
     def submit(self, visit, form):
         from study_server import study_context
@@ -326,7 +342,7 @@ class TrialPage(Page):
             prediction=prediction,
             model_decision=scene.decision,
             true_label=scene.label,
-            correct=prediction == scene.decision,
+            correct=self.scores(prediction, scene),
             confidence=confidence,
             response_ms=form.response_ms.data,
             answered_at=visit.now,
@@ -340,12 +356,7 @@ class LearningPage(TrialPage):
 
     kind: ClassVar[str] = "learning-trial"
     phase: ClassVar[str] = "learning"
-
-    def context(self, ctx, participant):
-        values = super().context(ctx, participant)
-        maps = per_scene_explanation(ctx, participant.condition)
-        values["scene_map"] = maps.scene_map(values["scene"].test_index) if maps else None
-        return values
+    shows_map: ClassVar[bool] = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -354,6 +365,7 @@ class FeedbackPage(Page):
 
     kind: ClassVar[str] = "feedback"
     script: ClassVar[str | None] = "trials.js"
+    trial: ClassVar[type[TrialPage]] = LearningPage  # the trial it gives feedback on
     index: int
 
     @property
@@ -361,7 +373,7 @@ class FeedbackPage(Page):
         return f"feedback-{self.index}"
 
     def context(self, ctx, participant):
-        trial = LearningPage(self.index)
+        trial = self.trial(self.index)
         values = trial.context(ctx, participant)
         values["prediction"] = db.session.execute(
             select(Trial.prediction).where(
@@ -376,9 +388,10 @@ class FeedbackPage(Page):
 @dataclasses.dataclass(frozen=True)
 class TestIntroPage(Page):
     kind: ClassVar[str] = "test-intro"
+    keys: ClassVar[dict[str, str]] = PREDICTION_KEYS
 
     def context(self, ctx, participant):
-        return {"trials": ctx.study.forward_simulation.test_trials, "keys": PREDICTION_KEYS}
+        return {"trials": ctx.study.trials.test_trials, "keys": self.keys}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -389,7 +402,57 @@ class TestPage(TrialPage):
     phase: ClassVar[str] = "test"
 
     def asks_confidence(self, study):
-        return study.forward_simulation.confidence
+        return study.trials.confidence
+
+
+# The verification design's pages: the same walk, each scene shown with the model's
+# decision (and, in both phases, the condition's map of it), answered Right or Wrong and
+# scored against the true animal.
+
+
+@dataclasses.dataclass(frozen=True)
+class VerificationIntroPage(LearningIntroPage):
+    kind: ClassVar[str] = "verification-intro"
+    keys: ClassVar[dict[str, str]] = VERDICT_KEYS
+
+    @property
+    def name(self) -> str:
+        return LearningIntroPage.kind  # the walk's names are the same in both trial designs
+
+
+@dataclasses.dataclass(frozen=True)
+class VerificationLearningPage(LearningPage):
+    kind: ClassVar[str] = "verification-learning-trial"
+    keys: ClassVar[dict[str, str]] = VERDICT_KEYS
+    verdict: ClassVar[bool] = True
+
+
+@dataclasses.dataclass(frozen=True)
+class VerificationFeedbackPage(FeedbackPage):
+    """After learning trial ``index``: whether the model was right, and the true animal."""
+
+    kind: ClassVar[str] = "verification-feedback"
+    trial: ClassVar[type[TrialPage]] = VerificationLearningPage
+
+
+@dataclasses.dataclass(frozen=True)
+class VerificationTestIntroPage(TestIntroPage):
+    kind: ClassVar[str] = "verification-test-intro"
+    keys: ClassVar[dict[str, str]] = VERDICT_KEYS
+
+    @property
+    def name(self) -> str:
+        return TestIntroPage.kind  # the walk's names are the same in both trial designs
+
+
+@dataclasses.dataclass(frozen=True)
+class VerificationTestPage(TestPage):
+    """A test trial: the scene, the model's decision and the condition's map; no feedback."""
+
+    kind: ClassVar[str] = "verification-test-trial"
+    keys: ClassVar[dict[str, str]] = VERDICT_KEYS
+    verdict: ClassVar[bool] = True
+    shows_map: ClassVar[bool] = True
 
 
 class EndPage(Page):
@@ -472,7 +535,7 @@ def _completion(study: Study, code: str) -> dict[str, str]:
 @functools.cache
 def page_sequence(study: Study) -> tuple[Page, ...]:
     """The pages every participant of ``study`` walks through, in order, ending at complete."""
-    if study.design == FORWARD_SIMULATION:
+    if study.design in TRIAL_DESIGNS:
         pages = [ConsentPage(), IntroPage(), *_trial_pages(study)]
     else:
         pages = [ConsentPage(), IntroPage(), TutorialPage(), ComprehensionPage()]
@@ -488,17 +551,31 @@ def page_sequence(study: Study) -> tuple[Page, ...]:
     return tuple(pages)
 
 
+# The page kinds of each trial design: intro, learning trial, feedback, test intro, test trial.
+_TRIAL_KINDS = {
+    FORWARD_SIMULATION: (LearningIntroPage, LearningPage, FeedbackPage, TestIntroPage, TestPage),
+    VERIFICATION: (
+        VerificationIntroPage,
+        VerificationLearningPage,
+        VerificationFeedbackPage,
+        VerificationTestIntroPage,
+        VerificationTestPage,
+    ),
+}
+
+
 def _trial_pages(study: Study) -> list[Page]:
-    """The forward-simulation block: the learning trials (each with its feedback), then the
-    test trials."""
-    design = study.forward_simulation
-    pages: list[Page] = [LearningIntroPage()]
+    """A trial design's block: the learning trials (each with its feedback), then the test
+    trials."""
+    design = study.trials
+    intro, learning, feedback, test_intro, test = _TRIAL_KINDS[study.design]
+    pages: list[Page] = [intro()]
     for index in range(1, design.learning_trials + 1):
-        pages.append(LearningPage(index))
+        pages.append(learning(index))
         if design.feedback:
-            pages.append(FeedbackPage(index))
-    pages.append(TestIntroPage())
-    pages += [TestPage(index) for index in range(1, design.test_trials + 1)]
+            pages.append(feedback(index))
+    pages.append(test_intro())
+    pages += [test(index) for index in range(1, design.test_trials + 1)]
     return pages
 
 

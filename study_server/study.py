@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from xaistudy.errors import UserError
 from xaistudy.files import atomic_write_text
-from xaistudy.vocabulary import ALL_CONDITIONS, NO_EXPLANATION
+from xaistudy.vocabulary import ALL_CONDITIONS, FORWARD_SIMULATION, NO_EXPLANATION, VERIFICATION
 
 if TYPE_CHECKING:
     from explain.manifest import Manifest
@@ -73,17 +73,27 @@ class Question:
 
 # The study designs (docs/designs/): what participants do after the introduction.
 ATTRIBUTE_RATING = "attribute-rating"  # explanations, then a 5-point rating per attribute
-FORWARD_SIMULATION = "forward-simulation"  # learn the model's decisions, then predict them
-DESIGNS = (ATTRIBUTE_RATING, FORWARD_SIMULATION)
+# FORWARD_SIMULATION: learn the model's decisions, then predict them; VERIFICATION: judge
+# whether the model's decision is right (xaistudy.vocabulary, which the analysis shares)
+DESIGNS = (ATTRIBUTE_RATING, FORWARD_SIMULATION, VERIFICATION)
+# The designs made of learning and test trials on the bundle's simulation scenes, compared
+# with the explanation-free control ``none``.
+TRIAL_DESIGNS = (FORWARD_SIMULATION, VERIFICATION)
+
+
+def settings_table(design: str) -> str:
+    """The study file's table of a trial design's settings: ``[forward_simulation]``,
+    ``[verification]``."""
+    return design.replace("-", "_")
 
 
 @dataclasses.dataclass(frozen=True)
-class ForwardSimulation:
-    """``[forward_simulation]``: the trials of the forward-simulation design."""
+class Trials:
+    """``[forward_simulation]`` or ``[verification]``: the trials of a trial design."""
 
     learning_trials: int  # the first n of the bundle's learning scenes
     test_trials: int  # the first n of its test scenes
-    feedback: bool  # after each learning trial: what the model decided
+    feedback: bool  # after each learning trial: the model's decision (and the truth)
     confidence: bool  # each test trial also asks how sure the participant is
 
 
@@ -120,7 +130,13 @@ class Study:
     completion_url: str
     screened_out_payment: str | None
     design: str = ATTRIBUTE_RATING
-    forward_simulation: ForwardSimulation | None = None  # the design's settings
+    forward_simulation: Trials | None = None  # the design's settings
+    verification: Trials | None = None  # the design's settings
+
+    @property
+    def trials(self) -> Trials | None:
+        """The trials of a trial design (TRIAL_DESIGNS); None in the rating design."""
+        return self.forward_simulation or self.verification
 
     @property
     def attribute_keys(self) -> tuple[str, ...]:
@@ -173,7 +189,7 @@ class Study:
         from study_server.comprehension import example_questions
 
         self.check_bundle(manifest)
-        if self.forward_simulation is not None:
+        if self.trials is not None:
             self.check_simulation(manifest)
         if not self.comprehension_from_bundle:
             return self
@@ -216,16 +232,18 @@ class Study:
             )
 
     def check_simulation(self, manifest: Manifest) -> None:
-        """A forward-simulation study needs the bundle's simulation scenes, as many as it
-        asks for, and each attribution condition's maps of the learning scenes it shows."""
+        """A trial design needs the bundle's simulation scenes, as many as it asks for,
+        and each attribution condition's maps of the scenes it shows with their map: the
+        learning scenes (forward simulation), the learning and the test scenes
+        (verification)."""
         from explain.manifest import AttributionCondition
 
-        design = self.forward_simulation
+        design, table = self.trials, settings_table(self.design)
         section = manifest.simulation
         if section is None:
             raise UserError(
-                'study: design = "forward-simulation" needs the bundle\'s forward-simulation '
-                "scenes, which this bundle lacks; rebuild it with xaistudy explain "
+                f'study: design = "{self.design}" needs the bundle\'s simulation scenes, '
+                "which this bundle lacks; rebuild it with xaistudy explain "
                 "(--simulation-trials LEARNING,TEST)"
             )
         for phase, wanted, held in (
@@ -234,18 +252,21 @@ class Study:
         ):
             if wanted > held:
                 raise UserError(
-                    f"study: forward_simulation.{phase} = {wanted}, but the bundle has {held} "
+                    f"study: {table}.{phase} = {wanted}, but the bundle has {held} "
                     f"such scenes; ask for at most {held} or rebuild the bundle with more"
                 )
-        learning = [s.test_index for s in section.learning[: design.learning_trials]]
+        mapped = [s.test_index for s in section.learning[: design.learning_trials]]
+        if self.design == VERIFICATION:
+            mapped += [s.test_index for s in section.test[: design.test_trials]]
         for name in self.condition_names:
             condition = manifest.conditions[name] if self.explains(name) else None
             if not isinstance(condition, AttributionCondition):
                 continue  # no per-scene explanation: its page comes before the trials
-            lacking = [i for i in learning if condition.scene_map(i) is None]
+            lacking = [i for i in mapped if condition.scene_map(i) is None]
             if lacking:
+                which = "learning" if self.design == FORWARD_SIMULATION else "trial"
                 raise UserError(
-                    f"study: condition {name!r} has no maps of the learning scene(s) "
+                    f"study: condition {name!r} has no maps of the {which} scene(s) "
                     f"{lacking[:5]} in this bundle; rebuild it with xaistudy explain"
                 )
 
@@ -468,9 +489,9 @@ def _languages(top: _Reader) -> tuple[tuple[str, ...], str]:
 
 
 def _conditions(top: _Reader, design: str) -> tuple[Condition, ...]:
-    """``[conditions]``: the bundle's conditions served, and in a forward-simulation study
-    the explanation-free control ``none``."""
-    allowed = ALL_CONDITIONS + ((NO_EXPLANATION,) if design == FORWARD_SIMULATION else ())
+    """``[conditions]``: the bundle's conditions served, and in a trial design (forward
+    simulation, verification) the explanation-free control ``none``."""
+    allowed = ALL_CONDITIONS + ((NO_EXPLANATION,) if design in TRIAL_DESIGNS else ())
     conditions_table = top.table_of("conditions")
     conditions = []
     for name in list(conditions_table.table):
@@ -479,8 +500,9 @@ def _conditions(top: _Reader, design: str) -> tuple[Condition, ...]:
                 f"study: unknown condition {name!r}; allowed are {', '.join(allowed)}"
                 + (
                     ""
-                    if design == FORWARD_SIMULATION
-                    else f' ({NO_EXPLANATION!r}: the control of design = "forward-simulation" only)'
+                    if design in TRIAL_DESIGNS
+                    else f" ({NO_EXPLANATION!r}: the control of design = "
+                    f'"{FORWARD_SIMULATION}" or "{VERIFICATION}" only)'
                 )
             )
         reader = conditions_table.table_of(name)
@@ -567,19 +589,29 @@ def _rating_parts(top: _Reader, condition_names: tuple[str, ...]) -> dict[str, A
     }
 
 
-def _forward_simulation_parts(top: _Reader) -> dict[str, Any]:
-    """``[forward_simulation]``; the rating design's keys are refused (they would do
-    nothing)."""
+def _trial_parts(top: _Reader, design: str) -> dict[str, Any]:
+    """``[forward_simulation]`` or ``[verification]`` (``design``'s table); the rating
+    design's keys are refused (they would do nothing), and so is the other trial design's
+    table."""
     present = [key for key in RATING_KEYS if key in top.table]
     if present:
         raise UserError(
             f'study: {", ".join(present)} belong to design = "{ATTRIBUTE_RATING}"; a '
-            f"{FORWARD_SIMULATION} study has no ratings, comprehension questions or attention "
-            "checks (docs/designs/forward-simulation.md)"
+            f"{design} study has no ratings, comprehension questions or attention "
+            f"checks (docs/designs/{design}.md)"
         )
-    table = top.table_of("forward_simulation", required=False)
-    table.where = "forward_simulation"
-    design = ForwardSimulation(
+    name = settings_table(design)
+    foreign = [
+        settings_table(d) for d in TRIAL_DESIGNS if d != design and settings_table(d) in top.table
+    ]
+    if foreign:
+        raise UserError(
+            f"study: [{foreign[0]}] belongs to design = "
+            f'"{foreign[0].replace("_", "-")}"; a {design} study reads [{name}]'
+        )
+    table = top.table_of(name, required=False)
+    table.where = name
+    trials = Trials(
         learning_trials=table.integer("learning_trials", 1, 200, default=8),
         test_trials=table.integer("test_trials", 1, 400, default=16),
         feedback=table._get("feedback", bool, True),
@@ -594,7 +626,7 @@ def _forward_simulation_parts(top: _Reader) -> dict[str, Any]:
         "comprehension_from_bundle": False,
         "comprehension": (),
         "attention_checks": (),
-        "forward_simulation": design,
+        name: trials,
     }
 
 
@@ -620,8 +652,8 @@ def parse_study(data: dict[str, Any], language: str | None = None) -> Study:
             f"study: design = {design!r} is not known; allowed are {', '.join(DESIGNS)}"
         )
     conditions = _conditions(top, design)
-    if design == FORWARD_SIMULATION:
-        parts = _forward_simulation_parts(top)
+    if design in TRIAL_DESIGNS:
+        parts = _trial_parts(top, design)
     else:
         parts = _rating_parts(top, tuple(c.name for c in conditions))
 

@@ -73,6 +73,12 @@ ALL_CONDITIONS: tuple[str, ...] = CONDITIONS + ATTRIBUTION_METHODS
 # The explanation-free control condition of a forward-simulation study: a study
 # condition, never a bundle's (docs/designs/forward-simulation.md).
 NO_EXPLANATION = "none"
+# The trial designs' names, and the answers of a verification trial: the model's decision
+# is right or wrong. A stored trial answer (the ``trials.prediction`` column) is a verdict
+# exactly in a verification study, an animal in a forward-simulation one.
+FORWARD_SIMULATION = "forward-simulation"
+VERIFICATION = "verification"
+VERDICTS = ("right", "wrong")
 
 
 class Status(enum.StrEnum):

@@ -1,6 +1,7 @@
-// Forward-simulation trials (study_server/pages.py, TrialPage and FeedbackPage).
-// A prediction: the key of an answer (F = Peaky, J = Stretchy) chooses it and, when nothing
-// else is asked, sends it; the time from the scene shown to the answer goes with it.
+// The trials of the trial designs (study_server/pages.py, TrialPage and FeedbackPage).
+// An answer: the key its option carries (data-key: F = Peaky, J = Stretchy in forward
+// simulation; F = Right, J = Wrong in verification) chooses it and, when nothing else is
+// asked, sends it; the time from the scene shown to the answer goes with it.
 // Feedback: F, J or the space bar goes on to the next picture.
 (function () {
   "use strict";

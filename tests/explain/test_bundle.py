@@ -266,9 +266,9 @@ def test_attribution_conditions_are_built_with_their_technical_scores(
         assert 0 <= technical.localization["animal"].relevance_mass_accuracy <= 1
         maps = [decode_png((path / c.image).read_bytes()) for c in condition.stimuli[1::2]]
         assert len({m.tobytes() for m in maps}) > 1  # maps differ between scenes
-        # every forward-simulation learning scene has its map, listed in the bundle
-        learning = [s.test_index for s in manifest.simulation.learning]
-        assert [m.test_index for m in condition.scene_maps] == learning
+        # every simulation scene (learning and test) has its map, listed in the bundle
+        scenes = [s.test_index for s in (*manifest.simulation.learning, *manifest.simulation.test)]
+        assert [m.test_index for m in condition.scene_maps] == scenes
         assert all(m.image in manifest.files for m in condition.scene_maps)
     assert manifest.validation.counterfactuals is None
 
