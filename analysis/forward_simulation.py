@@ -24,11 +24,10 @@ from analysis.load import Responses
 from analysis.scoring import apply_exclusions
 from xaistudy.errors import UserError
 from xaistudy.too_fast import TooFastRule
-from xaistudy.vocabulary import NO_EXPLANATION
+from xaistudy.vocabulary import DISTINCTION, FORWARD_SIMULATION, NO_EXPLANATION
 
 PHASES = ("learning", "test")
 CHANCE = 0.5  # two answers, balanced
-DEFAULT_TASK = "forward-simulation"  # exports written before trials had a task
 
 
 @dataclasses.dataclass
@@ -50,7 +49,7 @@ class SimulationAnalysis:
     sample: pd.DataFrame
     conditions: list[str]
     level: float
-    task: str = DEFAULT_TASK  # the trials' task: forward-simulation | distinction
+    design: str = FORWARD_SIMULATION  # the trials' design: forward-simulation | distinction
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
@@ -63,12 +62,20 @@ def _per_participant(trials: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _bootstrap_accuracy(counts: pd.DataFrame, n_boot: int, rng) -> np.ndarray:
-    """(n_boot,) accuracies of participants resampled with replacement."""
-    correct = counts["correct"].to_numpy(dtype=float)
-    total = counts["trials"].to_numpy(dtype=float)
-    draws = rng.integers(0, len(counts), size=(n_boot, len(counts)))
-    return correct[draws].sum(axis=1) / total[draws].sum(axis=1)
+def bootstrap_ratio(hits: np.ndarray, totals: np.ndarray, n_boot: int, rng) -> np.ndarray:
+    """(n_boot,) ratios of summed ``hits`` to summed ``totals`` (one entry per
+    participant) over participants resampled with replacement."""
+    hits, totals = np.asarray(hits, dtype=float), np.asarray(totals, dtype=float)
+    draws = rng.integers(0, len(hits), size=(n_boot, len(hits)))
+    with np.errstate(invalid="ignore"):  # a resample without any total: NaN, left out
+        return hits[draws].sum(axis=1) / totals[draws].sum(axis=1)
+
+
+def interval(draws: np.ndarray, level: float) -> tuple[float, float]:
+    """The percentile interval of bootstrap ``draws`` at ``level``."""
+    tail = (1 - level) / 2 * 100
+    low, high = np.nanpercentile(draws, [tail, 100 - tail])
+    return float(low), float(high)
 
 
 def accuracy_table(
@@ -76,7 +83,6 @@ def accuracy_table(
 ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """The ``accuracy`` table, and each condition's bootstrap test accuracies."""
     rng = np.random.default_rng([seed, 3])
-    tail = (1 - level) / 2 * 100
     rows, test_draws = [], {}
     for condition in conditions:
         for phase in PHASES:
@@ -84,10 +90,10 @@ def accuracy_table(
             if mine.empty:
                 continue
             counts = _per_participant(mine)
-            draws = _bootstrap_accuracy(counts, n_boot, rng)
+            draws = bootstrap_ratio(counts["correct"], counts["trials"], n_boot, rng)
             if phase == "test":
                 test_draws[condition] = draws
-            low, high = np.percentile(draws, [tail, 100 - tail])
+            low, high = interval(draws, level)
             timed = pd.to_numeric(mine.get("response_ms"), errors="coerce")
             own = counts["correct"] / counts["trials"]
             rows.append(
@@ -97,8 +103,8 @@ def accuracy_table(
                     "participants": len(counts),
                     "trials": int(counts["trials"].sum()),
                     "accuracy": counts["correct"].sum() / counts["trials"].sum(),
-                    "ci_low": float(low),
-                    "ci_high": float(high),
+                    "ci_low": low,
+                    "ci_high": high,
                     "p_chance": _against_chance(own.to_numpy(dtype=float)),
                     "median_response_ms": float(timed.median()) if timed.notna().any() else None,
                 }
@@ -157,21 +163,20 @@ def utility_table(
     if NO_EXPLANATION not in test_draws or len(test_draws) < 2:
         return pd.DataFrame()
     test = accuracy[accuracy["phase"] == "test"].set_index("condition")["accuracy"]
-    tail = (1 - level) / 2 * 100
     rows = []
     for condition in conditions:
         if condition == NO_EXPLANATION or condition not in test_draws:
             continue
         gain = test_draws[condition] - test_draws[NO_EXPLANATION]  # independent resamples
-        low, high = np.percentile(gain, [tail, 100 - tail])
+        low, high = interval(gain, level)
         rows.append(
             {
                 "condition": condition,
                 "test_accuracy": test[condition],
                 "control_accuracy": test[NO_EXPLANATION],
                 "gain": test[condition] - test[NO_EXPLANATION],
-                "ci_low": float(low),
-                "ci_high": float(high),
+                "ci_low": low,
+                "ci_high": high,
             }
         )
     table = pd.DataFrame(rows)
@@ -191,16 +196,20 @@ def _sample(participants: pd.DataFrame | None, included: pd.DataFrame) -> pd.Dat
     return table.reset_index(names="condition")[["condition", "recorded", "excluded", "included"]]
 
 
-def analyze_trials(
-    responses: Responses,
-    exclusions: TooFastRule | None = None,
-    level: float = 0.95,
-    n_boot: int = 2000,
-    seed: int = 0,
-) -> SimulationAnalysis:
-    """Apply the exclusions and compute every table of :class:`SimulationAnalysis`."""
-    if not responses.is_forward_simulation:
-        raise UserError(f"{responses.source} holds no trials of a trial design")
+@dataclasses.dataclass
+class IncludedTrials:
+    """The trials of a trial design's study that its analysis uses."""
+
+    trials: pd.DataFrame  # the included participants' answered trials
+    exclusions: pd.DataFrame
+    sample: pd.DataFrame
+    conditions: list[str]  # the control first, then the others as participants arrived
+
+
+def included_trials(
+    responses: Responses, exclusions: TooFastRule | None, level: float, n_boot: int
+) -> IncludedTrials:
+    """The checks of the settings, the exclusions applied, the trials that remain."""
     if n_boot < 100:
         raise UserError(f"--bootstrap must be at least 100 resamples, got {n_boot}")
     if not 0.5 <= level < 1:
@@ -210,20 +219,36 @@ def analyze_trials(
     trials = trials.dropna(subset=["correct"]).astype({"correct": bool})
     if trials.empty:
         raise UserError(f"{responses.source}: no included participant answered a trial")
-    tasks = set(trials["task"]) if "task" in trials else {DEFAULT_TASK}
-    if len(tasks) > 1:
-        raise UserError(
-            f"{responses.source} mixes the trials of {', '.join(sorted(tasks))}; "
-            "analyze one study's export at a time"
-        )
     present = set(trials["condition"])
     # the control first, then the others in the order participants arrived in them
     conditions = [NO_EXPLANATION] * (NO_EXPLANATION in present) + [
         c for c in dict.fromkeys(trials["condition"]) if c != NO_EXPLANATION
     ]
+    sample = _sample(responses.participants, included)
+    return IncludedTrials(trials, table, sample, conditions)
+
+
+def analyze_trials(
+    responses: Responses,
+    exclusions: TooFastRule | None = None,
+    level: float = 0.95,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> SimulationAnalysis:
+    """Apply the exclusions and compute every table of :class:`SimulationAnalysis`."""
+    if responses.trial_design not in (FORWARD_SIMULATION, DISTINCTION):
+        raise UserError(f"{responses.source} holds no forward-simulation or distinction trials")
+    kept = included_trials(responses, exclusions, level, n_boot)
+    trials, conditions = kept.trials, kept.conditions
     accuracy, draws = accuracy_table(trials, conditions, level, n_boot, seed)
     utility = utility_table(accuracy, draws, trials, conditions, level)
-    sample = _sample(responses.participants, included)
     return SimulationAnalysis(
-        trials, accuracy, utility, table, sample, conditions, level, task=tasks.pop()
+        trials,
+        accuracy,
+        utility,
+        kept.exclusions,
+        kept.sample,
+        conditions,
+        level,
+        design=responses.trial_design,
     )

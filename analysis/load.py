@@ -5,8 +5,9 @@ Responses come as three tables in the study server's export format (docs/analysi
 and attribute) and ``pages`` (time spent per page), read from an export folder or handed
 in as frames (the command line reads a study database through the server's export).
 ``--responses`` may also be a single ``answers.csv``; then the exclusions that need
-participant columns are reported as not applicable. A forward-simulation study's export
-holds no answers but ``trials`` (long: one row per trial; analysis/forward_simulation.py).
+participant columns are reported as not applicable. The export of a study of a trial
+design holds no answers but ``trials`` (long: one row per trial; its ``design`` column
+says which: analysis/forward_simulation.py, analysis/verification.py).
 """
 
 from __future__ import annotations
@@ -19,7 +20,14 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from xaistudy.errors import UserError
-from xaistudy.vocabulary import ABANDONED, NO_EXPLANATION, Status
+from xaistudy.vocabulary import (
+    ABANDONED,
+    FORWARD_SIMULATION,
+    NO_EXPLANATION,
+    TRIAL_DESIGNS,
+    VERIFICATION,
+    Status,
+)
 
 if TYPE_CHECKING:
     from explain.manifest import GroundTruthRule, ModelCard
@@ -36,6 +44,8 @@ PARTICIPANT_COLUMNS = (
 )
 PAGE_COLUMNS = ("participant_id", "condition", "page", "seconds")
 TRIAL_COLUMNS = ("participant_id", "condition", "phase", "scene_id", "correct")
+# What a verification study's trials need besides: the answer and the model's correctness.
+VERIFICATION_COLUMNS = ("verdict", "model_correct")
 # The statuses an export holds: those stored, and "abandoned" that the export derives.
 STATUSES = (*Status, ABANDONED)
 _ID_COLUMNS = {"participant_id": str, "prolific_pid": str, "study_id": str, "session_id": str}
@@ -44,7 +54,7 @@ _ID_COLUMNS = {"participant_id": str, "prolific_pid": str, "study_id": str, "ses
 @dataclasses.dataclass
 class Responses:
     """The study's responses; ``participants`` and ``pages`` are None when not available,
-    ``trials`` when the study had no forward-simulation trials."""
+    ``trials`` when the study had no trials (the rating design)."""
 
     answers: pd.DataFrame
     participants: pd.DataFrame | None
@@ -53,8 +63,30 @@ class Responses:
     trials: pd.DataFrame | None = None
 
     @property
+    def trial_design(self) -> str | None:
+        """The trial design whose trials these are (forward-simulation, verification,
+        distinction), by
+        the trials' ``design`` column (an export without it is a forward simulation's);
+        None when they are a rating study's answers."""
+        if not self.answers.empty or self.trials is None or self.trials.empty:
+            return None
+        if "design" not in self.trials.columns:
+            return FORWARD_SIMULATION
+        designs = sorted(set(self.trials["design"].dropna()))
+        if len(designs) != 1 or designs[0] not in TRIAL_DESIGNS:
+            raise UserError(
+                f"{self.source}: trials.csv holds the trials of {', '.join(designs) or 'no'} "
+                f"design; analyze one study of {', '.join(TRIAL_DESIGNS)} at a time"
+            )
+        return designs[0]
+
+    @property
     def is_forward_simulation(self) -> bool:
-        return self.answers.empty and self.trials is not None and not self.trials.empty
+        return self.trial_design == FORWARD_SIMULATION
+
+    @property
+    def is_verification(self) -> bool:
+        return self.trial_design == VERIFICATION
 
 
 @dataclasses.dataclass
@@ -78,6 +110,8 @@ class Bundle:
     technical: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
     # the forward-simulation scenes' model decisions by scene id; empty when none
     simulation_decisions: dict[int, str] = dataclasses.field(default_factory=dict)
+    # their true animals by scene id (the verification design scores against them)
+    simulation_labels: dict[int, str] = dataclasses.field(default_factory=dict)
     # (trial scene id, map picture's bundle path) -> the animal it explains; empty when none
     # (a picture alone says too little: two scenes may share one, an empty map say)
     map_explains: dict[tuple[int, str], str] = dataclasses.field(default_factory=dict)
@@ -114,6 +148,8 @@ def load_bundle(bundle_dir: Path) -> Bundle:
         }
         for factor, entry in manifest.ground_truth.items()
     ]
+    section = manifest.simulation
+    scenes = (*section.learning, *section.test) if section else ()
     return Bundle(
         path=Path(bundle_dir),
         attributes=attributes,
@@ -129,6 +165,7 @@ def load_bundle(bundle_dir: Path) -> Bundle:
             ]
         ),
         simulation_decisions=decisions,
+        simulation_labels={scene.test_index: scene.label for scene in scenes},
         map_explains=_map_explains(manifest, decisions),
     )
 
@@ -280,6 +317,9 @@ def _normalize(responses: Responses, answers_name: str) -> Responses:
         trials["participant_id"] = trials["participant_id"].astype(str)
         trials["condition"] = trials["condition"].astype(str)
         trials["correct"] = as_bool(trials["correct"])
+        if "design" in trials.columns and (trials["design"] == VERIFICATION).any():
+            _require_columns(trials, TRIAL_COLUMNS + VERIFICATION_COLUMNS, "trials.csv")
+            trials["model_correct"] = as_bool(trials["model_correct"])
 
     if answers.empty and (trials is None or trials.empty):
         raise UserError(f"{responses.source} holds no answers to analyze")

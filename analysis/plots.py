@@ -315,10 +315,10 @@ def technical_plot(table: pd.DataFrame, scores: list[str]) -> bytes:
 def simulation_plot(
     accuracy: pd.DataFrame,
     conditions: list[str],
-    measure: str = "simulation accuracy (model's decision predicted)",
+    ylabel: str = "simulation accuracy (model's decision predicted)",
 ) -> bytes:
-    """A trial design: accuracy per condition, learning and test side by side, with their
-    intervals; the dotted line is chance (two balanced answers)."""
+    """A trial design's accuracy per condition, learning and test side by side, with their
+    intervals; the dotted line is chance (half the scenes' decisions right)."""
     fig, ax = plt.subplots(figsize=(max(5.0, 1.4 * len(conditions) + 2), 4.0))
     styles = {"learning": ("s", "#8c8c8c", -0.15), "test": ("o", "#4C72B0", 0.15)}
     for phase, (marker, color, shift) in styles.items():
@@ -337,6 +337,31 @@ def simulation_plot(
     ax.axhline(0.5, color="#555555", linestyle=":", label="chance")
     ax.set_xticks(range(len(conditions)), conditions, rotation=20)
     ax.set_ylim(0, 1.02)
-    ax.set_ylabel(measure)
+    ax.set_ylabel(ylabel)
     ax.legend(loc="lower right", frameon=False)
+    return _png(fig)
+
+
+def reliance_plot(reliance: pd.DataFrame, conditions: list[str]) -> bytes:
+    """Verification: over-reliance (accepting the model's errors) and under-reliance
+    (rejecting its right decisions) per condition in the test, with their intervals."""
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.4 * len(conditions) + 2), 4.0))
+    test = reliance[reliance["phase"] == "test"].set_index("condition").reindex(conditions)
+    styles = {"over_reliance": ("v", "#C44E52", -0.15), "under_reliance": ("^", "#4C72B0", 0.15)}
+    for name, (marker, color, shift) in styles.items():
+        rate = test[name].astype(float)
+        ax.errorbar(
+            np.arange(len(conditions)) + shift,
+            rate,
+            yerr=[rate - test[f"{name}_ci_low"], test[f"{name}_ci_high"] - rate],
+            fmt=marker,
+            color=color,
+            capsize=5,
+            markersize=8,
+            label=name.replace("_", "-"),
+        )
+    ax.set_xticks(range(len(conditions)), conditions, rotation=20)
+    ax.set_ylim(0, 1.02)
+    ax.set_ylabel("share of test trials")
+    ax.legend(loc="upper right", frameon=False)
     return _png(fig)

@@ -8,7 +8,10 @@ Files written to the report folder (each atomically: a temporary name, then rena
 timings exist), ``power.csv`` (when asked) and ``report.html``. docs/analysis.md
 describes every column. A forward-simulation study's folder holds instead
 ``simulation_accuracy.csv``, ``simulation_utility.csv``, ``exclusions.csv``,
-``sample.csv`` and ``report.html`` (analysis/forward_simulation.py).
+``sample.csv`` and ``report.html`` (analysis/forward_simulation.py); a verification
+study's ``verification_accuracy.csv``, ``verification_reliance.csv``,
+``verification_utility.csv``, ``exclusions.csv``, ``sample.csv`` and ``report.html``
+(analysis/verification.py).
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from analysis.technical import (
     rank_correlations,
     score_columns,
 )
+from analysis.verification import VerificationAnalysis, analyze_verification
 from xaistudy.errors import UserError
 from xaistudy.files import Stopwatch, atomic_write_text
 from xaistudy.too_fast import TooFastRule
@@ -344,9 +348,9 @@ def render_html(analysis: Analysis, bundle: Bundle, source: str) -> str:
     return "\n".join(parts)
 
 
-# What the report of each trial task says: (title, question, the plot's measure, what is
-# correct, the phases).
-TASK_WORDS = {
+# What the report of each trial design (but verification, its own) says: (title,
+# question, the plot's measure, what is correct, the phases).
+DESIGN_WORDS = {
     "forward-simulation": (
         "forward simulation",
         "can participants predict the model?",
@@ -374,7 +378,7 @@ def render_simulation_html(analysis: SimulationAnalysis, bundle: Bundle, source:
     utility over the control where the study has one."""
     created = datetime.now(UTC).isoformat(timespec="seconds")
     level = round(analysis.level * 100)
-    title, question, measure, correct, phases = TASK_WORDS[analysis.task]
+    title, question, measure, correct, phases = DESIGN_WORDS[analysis.design]
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>xaistudy analysis: {title}</title>",
@@ -396,28 +400,79 @@ def render_simulation_html(analysis: SimulationAnalysis, bundle: Bundle, source:
             f"{title} accuracy per condition, learning and test",
         ),
         "<h2>Utility: test accuracy gained over the control</h2>",
+        *_utility_section(analysis.utility, level),
+        "</body></html>",
     ]
-    if analysis.utility.empty:
-        parts.append(
-            "<p>The study has no control condition <code>none</code> (or only it): there is "
-            "no gain to compute.</p>"
-        )
-    else:
-        parts += [
-            f"<p><code>gain</code> is the condition's test accuracy minus the control's, "
-            f"with a {level}% bootstrap interval; <code>odds_ratio</code> and "
-            "<code>p_value</code> come from a logistic GEE of the test trials on the "
-            "condition (participants as clusters, robust standard errors).</p>",
-            _table(analysis.utility),
-        ]
-    parts.append("</body></html>")
     return "\n".join(parts)
 
 
-def write_simulation_report(
-    analysis: SimulationAnalysis, bundle: Bundle, source: str, out_dir: Path
-) -> Path:
-    """Write the forward-simulation tables and ``report.html`` (last) into ``out_dir``."""
+def _utility_section(utility: pd.DataFrame, level: int) -> list[str]:
+    """The gain over the control of a trial design's report, or why there is none."""
+    if utility.empty:
+        return [
+            "<p>The study has no control condition <code>none</code> (or only it): there is "
+            "no gain to compute.</p>"
+        ]
+    return [
+        f"<p><code>gain</code> is the condition's test accuracy minus the control's, "
+        f"with a {level}% bootstrap interval; <code>odds_ratio</code> and "
+        "<code>p_value</code> come from a logistic GEE of the test trials on the "
+        "condition (participants as clusters, robust standard errors).</p>",
+        _table(utility),
+    ]
+
+
+def render_verification_html(analysis: VerificationAnalysis, bundle: Bundle, source: str) -> str:
+    """The verification report: accuracy and reliance per condition and phase, the gain."""
+    created = datetime.now(UTC).isoformat(timespec="seconds")
+    level = round(analysis.level * 100)
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        "<title>xaistudy analysis: verification</title>",
+        f"<style>{STYLE}</style></head><body>",
+        "<h1>Study analysis: can participants tell when the model is right?</h1>",
+        f"<p class='note'>Responses: {html.escape(source)}<br>Bundle: "
+        f"{html.escape(str(bundle.path))}<br>Written {created}. A trial shows the model's "
+        "decision; it is correct when the participant's verdict (right or wrong) matches "
+        "whether the decision is the true animal. The scenes are balanced over the model's "
+        "correctness, so accepting (or rejecting) every decision scores 0.5.</p>",
+        "<h2>Exclusions</h2>",
+        _table(analysis.exclusions),
+        "<h2>Sample</h2>",
+        _table(analysis.sample),
+        "<h2>Verification accuracy per condition and phase</h2>",
+        f"<p>Both phases show the condition's explanation with the decision; learning "
+        f"trials are followed by feedback (whether the model was right), test trials are "
+        f"not. {level}% intervals are percentile bootstrap intervals over participants; "
+        "<code>p_chance</code> is a one-sample t-test of the participants' accuracies "
+        "against 0.5.</p>",
+        _table(analysis.accuracy),
+        _img(
+            plots.simulation_plot(
+                analysis.accuracy, analysis.conditions, "verification accuracy (verdict right)"
+            ),
+            "verification accuracy per condition, learning and test",
+        ),
+        "<h2>Reliance on the model</h2>",
+        "<p><code>over_reliance</code>: the share of <em>right</em> verdicts on the scenes "
+        "where the model is wrong (accepting its errors); <code>under_reliance</code>: the "
+        "share of <em>wrong</em> verdicts where it is right (rejecting its correct "
+        f"decisions); each with a {level}% bootstrap interval over participants.</p>",
+        _table(analysis.reliance),
+        _img(
+            plots.reliance_plot(analysis.reliance, analysis.conditions),
+            "over- and under-reliance per condition in the test",
+        ),
+        "<h2>Utility: test accuracy gained over the control</h2>",
+        *_utility_section(analysis.utility, level),
+        "</body></html>",
+    ]
+    return "\n".join(parts)
+
+
+def _write_folder(out_dir: Path, frames: dict[str, pd.DataFrame], render) -> Path:
+    """Write ``frames`` as CSV tables, then ``render()``'s ``report.html`` (last), into
+    ``out_dir``."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out {out_dir} is a file, not a folder")
@@ -425,16 +480,39 @@ def write_simulation_report(
     stale = out_dir / "report.html"
     if stale.exists():
         stale.unlink()  # the folder is incomplete until the new report is written
+    for name, frame in frames.items():
+        atomic_write_text(out_dir / f"{name}.csv", frame.to_csv(index=False))
+    atomic_write_text(out_dir / "report.html", render())
+    return out_dir / "report.html"
+
+
+def write_simulation_report(
+    analysis: SimulationAnalysis, bundle: Bundle, source: str, out_dir: Path
+) -> Path:
+    """Write the forward-simulation tables and ``report.html`` (last) into ``out_dir``."""
     frames = {
         "simulation_accuracy": analysis.accuracy,
         "simulation_utility": analysis.utility,
         "exclusions": analysis.exclusions,
         "sample": analysis.sample,
     }
-    for name, frame in frames.items():
-        atomic_write_text(out_dir / f"{name}.csv", frame.to_csv(index=False))
-    atomic_write_text(out_dir / "report.html", render_simulation_html(analysis, bundle, source))
-    return out_dir / "report.html"
+    return _write_folder(out_dir, frames, lambda: render_simulation_html(analysis, bundle, source))
+
+
+def write_verification_report(
+    analysis: VerificationAnalysis, bundle: Bundle, source: str, out_dir: Path
+) -> Path:
+    """Write the verification tables and ``report.html`` (last) into ``out_dir``."""
+    frames = {
+        "verification_accuracy": analysis.accuracy,
+        "verification_reliance": analysis.reliance,
+        "verification_utility": analysis.utility,
+        "exclusions": analysis.exclusions,
+        "sample": analysis.sample,
+    }
+    return _write_folder(
+        out_dir, frames, lambda: render_verification_html(analysis, bundle, source)
+    )
 
 
 def write_report(analysis: Analysis, bundle: Bundle, source: str, out_dir: Path) -> Path:
@@ -483,23 +561,29 @@ def analyze(
     model: str = "auto",
     level: float = 0.95,
     power_sims: int = 0,
-) -> Analysis | SimulationAnalysis:
+) -> Analysis | SimulationAnalysis | VerificationAnalysis:
     """Load, analyze and write the report folder; returns the analysis (with timings).
 
     ``responses``: read already, or an export folder or ``answers.csv`` to read. The
-    responses of a forward-simulation study (trials, no ratings) get its own analysis
-    (:func:`analysis.forward_simulation.analyze_trials`); ``rule``, ``model`` and
+    responses of a forward-simulation or verification study (trials, no ratings) get the
+    design's own analysis (:func:`analysis.forward_simulation.analyze_trials`,
+    :func:`analysis.verification.analyze_verification`); ``rule``, ``model`` and
     ``power_sims`` are the rating design's.
     """
     watch = Stopwatch()
     with watch("load"):
         bundle = load_bundle(bundle_dir)
         loaded = responses if isinstance(responses, Responses) else read_export(responses)
-    if loaded.is_forward_simulation:
+    if loaded.trial_design is not None:
+        analyze_design, write = (
+            (analyze_verification, write_verification_report)
+            if loaded.is_verification
+            else (analyze_trials, write_simulation_report)
+        )
         with watch("trials"):
-            result = analyze_trials(loaded, exclusions, level, n_boot, seed)
+            result = analyze_design(loaded, exclusions, level, n_boot, seed)
         with watch("report"):
-            write_simulation_report(result, bundle, loaded.source, out_dir)
+            write(result, bundle, loaded.source, out_dir)
         result.timings = watch.seconds
         return result
 

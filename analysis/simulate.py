@@ -7,7 +7,11 @@ relevant, 1-2 if not, under the default scoring rule) and otherwise uniformly am
 other ratings (the wrong side or 3). Some participants can fail the attention check or
 finish too fast, so the exclusions are exercised. In a forward-simulation study the
 same ability is the chance that a trial's prediction is the model's decision (learning
-and test alike); otherwise the participant names the other animal. Those draws are keyed
+and test alike); otherwise the participant names the other animal. In a verification
+study a participant has two chances instead, drawn the same way around the condition's
+set acceptance: of a "right" verdict where the model is right, and where it is wrong
+(over-reliance); the verification accuracy on balanced scenes is then
+(accept_right + 1 - accept_wrong) / 2. Those draws are keyed
 by the participant's rank among its condition's arrivals and by the scene, so a
 simulation through a server is the same whatever condition order and trial order the
 server draws.
@@ -46,7 +50,38 @@ REASONS = (
 
 def parse_accuracy(text: str, conditions: list[str]) -> dict[str, float]:
     """``"baseline=0.7,concepts=0.6"`` -> ``{"baseline": 0.7, "concepts": 0.6}``."""
-    result: dict[str, float] = {}
+    return _per_condition(text, conditions, "--accuracy", "baseline=0.7,concepts=0.6", _share)
+
+
+def parse_acceptance(text: str, conditions: list[str]) -> dict[str, tuple[float, float]]:
+    """``"none=0.85/0.6,baseline=0.9/0.3"`` -> per condition (P(right verdict | model
+    right), P(right verdict | model wrong)): a verification study's acceptance."""
+
+    def pair(option: str, value: str) -> tuple[float, float]:
+        right, sep, wrong = value.partition("/")
+        if not sep:
+            raise UserError(
+                f"{option}={value!r} is not RIGHT/WRONG: the chances of a right verdict when "
+                "the model is right and when it is wrong (e.g. 0.85/0.6)"
+            )
+        return _share(option, right), _share(option, wrong)
+
+    return _per_condition(text, conditions, "--acceptance", "none=0.85/0.6,baseline=0.9/0.3", pair)
+
+
+def _share(option: str, value: str) -> float:
+    try:
+        share = float(value)
+    except ValueError:
+        raise UserError(f"{option}={value!r} is not a number") from None
+    if not 0.0 <= share <= 1.0:
+        raise UserError(f"{option}={share:g} is outside [0, 1]")
+    return share
+
+
+def _per_condition(text: str, conditions: list[str], option: str, example: str, parse) -> dict:
+    """``CONDITION=VALUE,...`` -> {condition: parse(f"{option} {condition}", value)}."""
+    result: dict = {}
     for part in str(text).split(","):
         part = part.strip()
         if not part:
@@ -54,25 +89,16 @@ def parse_accuracy(text: str, conditions: list[str]) -> dict[str, float]:
         name, sep, value = part.partition("=")
         name = name.strip()
         if not sep:
-            raise UserError(
-                f"--accuracy {text!r}: {part!r} is not CONDITION=VALUE "
-                "(e.g. baseline=0.7,concepts=0.6)"
-            )
+            raise UserError(f"{option} {text!r}: {part!r} is not CONDITION=VALUE (e.g. {example})")
         if name not in conditions:
             raise UserError(
-                f"--accuracy names unknown condition {name!r}; allowed are {', '.join(conditions)}"
+                f"{option} names unknown condition {name!r}; allowed are {', '.join(conditions)}"
             )
-        try:
-            accuracy = float(value)
-        except ValueError:
-            raise UserError(f"--accuracy {name}={value!r} is not a number") from None
-        if not 0.0 <= accuracy <= 1.0:
-            raise UserError(f"--accuracy {name}={accuracy:g} is outside [0, 1]")
         if name in result:
-            raise UserError(f"--accuracy gives condition {name!r} twice")
-        result[name] = accuracy
+            raise UserError(f"{option} gives condition {name!r} twice")
+        result[name] = parse(f"{option} {name}", value.strip())
     if not result:
-        raise UserError("--accuracy is empty; give e.g. baseline=0.7,concepts=0.6")
+        raise UserError(f"{option} is empty; give e.g. {example}")
     return result
 
 
@@ -93,6 +119,9 @@ class SimulationSpec:
     attention_fail: float = 0.0
     too_fast: float = 0.0
     rule: ScoringRule = dataclasses.field(default_factory=ScoringRule)
+    # a verification study's participants, per condition: the chances of a "right" verdict
+    # when the model is right and when it is wrong (parse_acceptance)
+    acceptance: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.n < 1:
@@ -277,10 +306,12 @@ def write_frames(frames: dict[str, pd.DataFrame], out_dir: Path, overwrite: bool
 class ParticipantAnswers:
     """The answers of one simulated participant, drawn once their condition is known.
 
-    ``decisions``: the model's decision on each forward-simulation scene, by scene id
+    ``decisions``: the model's decision on each simulation scene, by scene id
     (analysis.load.Bundle.simulation_decisions), which :meth:`predict` matches with the
-    participant's ability. ``ranks``: arrivals per condition so far, shared by the
-    participants of one simulation (run one after another)."""
+    participant's ability; ``labels``: the scenes' true animals, against which
+    :meth:`verify` accepts or rejects a decision with the participant's acceptance.
+    ``ranks``: arrivals per condition so far, shared by the participants of one
+    simulation (run one after another)."""
 
     def __init__(
         self,
@@ -289,12 +320,14 @@ class ParticipantAnswers:
         index: int,
         decisions: dict[int, str] | None = None,
         ranks: dict[str, int] | None = None,
+        labels: dict[int, str] | None = None,
     ):
         self.spec, self.relevant = spec, relevant
-        self.decisions = decisions or {}
+        self.decisions, self.labels = decisions or {}, labels or {}
         self.ranks = {} if ranks is None else ranks
         self.rng = np.random.default_rng([spec.seed, index])
         self.ability: float | None = None
+        self.acceptance: tuple[float, float] | None = None  # a verification study's
         self.key: list[int] | None = None  # the trials' draws: seed, condition, rank
 
     def _ability(self, condition: str | None) -> float:
@@ -308,21 +341,47 @@ class ParticipantAnswers:
             self.ability = float(draw_abilities(self.rng, p, 1, self.spec.ability_sd)[0])
         return self.ability
 
-    def predict(self, phase: str, scene_id: int, condition: str | None) -> str:
-        """A forward-simulation trial: the model's decision with the ability's chance."""
+    def _trial_draw(self, phase: str, scene_id: int, condition: str | None) -> float:
+        """A trial's uniform draw, keyed by the participant's rank in its condition and the
+        scene (the first trial fixes the rank and seeds the participant's own draws)."""
         if self.key is None:
             rank = self.ranks.get(condition, 0)
             self.ranks[condition] = rank + 1
             self.key = [self.spec.seed, zlib.crc32(str(condition).encode()), rank]
             self.rng = np.random.default_rng(self.key)  # the ability's draw
-        ability = self._ability(condition)
         if scene_id not in self.decisions:
             raise UserError(f"the server shows scene {scene_id}, unknown to the bundle")
+        return np.random.default_rng([*self.key, phase == "test", scene_id]).random()
+
+    def predict(self, phase: str, scene_id: int, condition: str | None) -> str:
+        """A forward-simulation trial: the model's decision with the ability's chance."""
+        draw = self._trial_draw(phase, scene_id, condition)
         decision = self.decisions[scene_id]
-        draw = np.random.default_rng([*self.key, phase == "test", scene_id]).random()
-        if draw < ability:
+        if draw < self._ability(condition):
             return decision
         return "peaky" if decision == "stretchy" else "stretchy"
+
+    def verify(self, phase: str, scene_id: int, condition: str | None) -> str:
+        """A verification trial: "right" with the participant's acceptance of a right
+        decision where the model is right, of a wrong one where it is wrong."""
+        draw = self._trial_draw(phase, scene_id, condition)
+        accept_right, accept_wrong = self._acceptance(condition)
+        model_right = self.decisions[scene_id] == self.labels[scene_id]
+        return "right" if draw < (accept_right if model_right else accept_wrong) else "wrong"
+
+    def _acceptance(self, condition: str | None) -> tuple[float, float]:
+        """The participant's own chances of a right verdict (model right, model wrong),
+        drawn once around the condition's as abilities are."""
+        if condition not in self.spec.acceptance:
+            raise UserError(
+                f"the server assigned condition {condition!r}, for which --acceptance gives "
+                f"no value (it gives {', '.join(self.spec.acceptance) or 'none'})"
+            )
+        if self.acceptance is None:
+            means = self.spec.acceptance[condition]
+            right, wrong = (draw_abilities(self.rng, p, 1, self.spec.ability_sd)[0] for p in means)
+            self.acceptance = (float(right), float(wrong))
+        return self.acceptance
 
     def answer(self, attribute: str, condition: str | None) -> tuple[int, str]:
         ability = self._ability(condition)

@@ -33,7 +33,14 @@ from explain.concepts import analyze_concepts, concept_condition
 from explain.counterfactuals import counterfactual_condition
 from explain.ground_truth import RelevanceRule, attribute_entries, ground_truth
 from explain.images import encode_png
-from explain.manifest import Conditions, Dataset, GroundTruthRule, Manifest, Validation
+from explain.manifest import (
+    AttributionCondition,
+    Conditions,
+    Dataset,
+    GroundTruthRule,
+    Manifest,
+    Validation,
+)
 from explain.probe import PROBE_DIR, ProbeSettings, ensure_probe
 from explain.stimuli import simulation_section
 from explain.technical import OtherScenes, TechnicalSettings, technical_scores
@@ -308,14 +315,14 @@ def build_bundle(
         with stage("logits"):
             logits = batched_logits(model.logit, images, device, settings.batch_size)
             simulation = _simulation(logits, params["label"].to_numpy(), store, settings)
-        trial_scenes = None if simulation is None else simulation.test_indices()
+        mapped = None if simulation is None else simulation.scene_ids()
         built, analysis, other = {}, None, None
         if set(settings.conditions) & set(ATTRIBUTION_METHODS):
             other = other_scenes(settings, dataset.size, device)
         if remote:  # all at once, one task each
             bar.set_postfix_str(", ".join(settings.conditions))
             inputs = _TaskInputs(
-                images, logits, masks, settings, other, model, compare_model, trial_scenes
+                images, logits, masks, settings, other, model, compare_model, mapped
             )
             built, analysis = _conditions_as_tasks(executor, inputs, writer, watch)
             bar.update(len(built))
@@ -323,7 +330,7 @@ def build_bundle(
             for name in settings.conditions:
                 with stage(name):
                     context = _Context(
-                        images, logits, masks, store, device, settings, other, trial_scenes
+                        images, logits, masks, store, device, settings, other, mapped
                     )
                     built[name], found = _build_condition(name, model, compare_model, context)
                     analysis = analysis if found is None else found
@@ -391,9 +398,9 @@ class _Context:
     device: torch.device
     settings: ExplainSettings
     other: OtherScenes | None  # another preset's scenes, for the out-of-set change
-    # the simulation scenes of both phases: each gets its map, and the map for the class
-    # the model did not decide (distinction trials)
-    trial_scenes: list[int] | None
+    # the simulation scenes (learning and test): each gets its map, and the map for the
+    # class the model did not decide (distinction trials)
+    mapped: list[int] | None
 
 
 def _simulation(logits, labels, store: ImageStore, settings: ExplainSettings):
@@ -441,7 +448,7 @@ class _TaskInputs:
     other: OtherScenes | None
     model: torch.nn.Module  # on the CPU
     compare_model: torch.nn.Module | None
-    trial_scenes: list[int] | None
+    mapped: list[int] | None
 
 
 @dataclass(frozen=True)
@@ -462,7 +469,7 @@ def _condition_task(name: str, inputs: _TaskInputs) -> _BuiltCondition:
     collector = ImageCollector()
     context = _Context(
         inputs.images, inputs.logits, inputs.masks, ImageStore(collector, inputs.images),
-        torch.device("cpu"), inputs.settings, inputs.other, inputs.trial_scenes,
+        torch.device("cpu"), inputs.settings, inputs.other, inputs.mapped,
     )  # fmt: skip
     entry, analysis = _build_condition(name, inputs.model, inputs.compare_model, context)
     return _BuiltCondition(entry, collector.images, analysis, time.perf_counter() - started)
@@ -572,7 +579,7 @@ def _attribution(name, model, context: _Context, compare_model):
         columns=settings.baseline_columns,
         max_percentile=settings.max_percentile,
         seed=settings.seed,
-        scenes=None if context.trial_scenes is None else np.asarray(context.trial_scenes),
+        scenes=None if context.mapped is None else np.asarray(context.mapped),
         compute_other_maps=lambda indices: explain_with(model, other_class=True)(images[indices]),
     )
     scenes = images[shown["indices"]]
@@ -752,4 +759,16 @@ def bundle_is_current(
         and manifest.dataset.fingerprint == dataset.fingerprint()
         and set(manifest.conditions) == set(conditions)
         and manifest.simulation is not None  # bundles made before the scenes lack them
+        and maps_every_scene(manifest)
+    )
+
+
+def maps_every_scene(manifest: Manifest) -> bool:
+    """Whether each attribution condition has a map of every simulation scene (bundles
+    made before the verification design mapped the learning scenes only)."""
+    scenes = manifest.simulation.scene_ids()
+    return all(
+        all(condition.scene_map(i) is not None for i in scenes)
+        for _, condition in manifest.conditions.items()
+        if isinstance(condition, AttributionCondition)
     )

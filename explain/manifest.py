@@ -371,8 +371,9 @@ class AttributionCondition(Condition):
     signed: bool  # maps show evidence against the decision too (blue), not only for it
     map_rendering: str  # how a map's values became colors, for the researcher
     technical: TechnicalScores | None = spec(optional=True)  # when computed
-    # The maps of the forward-simulation learning scenes (``Manifest.simulation``), drawn
-    # on the grid's color scale; absent in bundles without simulation scenes.
+    # The maps of the simulation scenes (``Manifest.simulation``, learning and test: the
+    # verification design shows them in both phases), drawn on the grid's color scale;
+    # absent in bundles without simulation scenes.
     scene_maps: tuple[SceneMap, ...] | None = spec(optional=True)
 
     def images(self) -> list[str]:
@@ -473,8 +474,9 @@ class SimulationStimuli(Part):
     def images(self) -> list[str]:
         return [s.image for s in (*self.learning, *self.test)]
 
-    def test_indices(self) -> list[int]:
-        """The test-split rows of every scene, learning first."""
+    def scene_ids(self) -> list[int]:
+        """The test indices of every scene, learning then test: those that attribution
+        conditions keep a map of (``AttributionCondition.scene_maps``)."""
         return [s.test_index for s in (*self.learning, *self.test)]
 
 

@@ -31,8 +31,8 @@ from study_server.pages import (
     DemographicsPage,
     DistinctionFeedbackPage,
     DistinctionIntroPage,
+    DistinctionLearningPage,
     DistinctionTestIntroPage,
-    DistinctionTrialPage,
     ExplanationsPage,
     FeedbackPage,
     IntroPage,
@@ -42,13 +42,19 @@ from study_server.pages import (
     TestIntroPage,
     TestPage,
     TutorialPage,
+    VerificationFeedbackPage,
+    VerificationIntroPage,
+    VerificationLearningPage,
+    VerificationTestIntroPage,
+    VerificationTestPage,
 )
 from study_server.study import Study, load_study
 from xaistudy.vocabulary import Status
 
 AnswerFn = Callable[[str, str], tuple[int, str]]
-# A forward-simulation trial: (phase, scene id, condition) -> "peaky" | "stretchy"; in a
-# distinction trial the animal whose explanation the participant takes for the model's.
+# A trial: (phase, scene id, condition) -> its answer: "peaky" | "stretchy" (forward
+# simulation, and in distinction the animal whose map the participant takes for the
+# model's), "right" | "wrong" (verification).
 PredictFn = Callable[[str, int, str], str]
 # (scene id, a map picture's URL) -> the animal it explains (what a simulation knows of
 # its bundle).
@@ -66,10 +72,10 @@ class Behavior:
 
     ``answer(attribute_key, condition)`` gives a rating page's (rating, reason);
     ``comprehension``/``attention``: ``"pass"`` answers correctly, ``"fail"`` wrongly.
-    ``predict(phase, scene_id, condition)`` gives a forward-simulation trial's prediction
-    (None: always Peaky); ``response_ms`` the time each trial's answer reports.
-    ``explains(scene_id, url)``: which animal a distinction panel's map explains, so that the
-    participant picks the panel of the animal ``predict`` names.
+    ``predict(phase, scene_id, condition)`` gives a trial's answer (None: always the
+    first option, Peaky or Right); ``response_ms`` the time each trial's answer reports.
+    ``explains(scene_id, url)``: which animal a distinction panel's map explains, so that
+    the participant picks the panel of the animal ``predict`` names.
     """
 
     answer: AnswerFn
@@ -141,11 +147,12 @@ def _rating(study, page, behavior, condition):
 
 
 def _trial(study, page, behavior, condition, field="prediction"):
-    """A trial's prediction (and a middle confidence where asked), by the scene's id."""
+    """A trial's answer (and a middle confidence where asked), by the scene's id."""
     phase, scene = page.meta.get("xaistudy-phase"), page.meta.get("xaistudy-scene", "")
     if phase not in ("learning", "test") or not scene.isdigit() or field not in page.radios:
         raise FlowError(f"trial page {page.name} lacks its phase, scene or {field} field")
-    predict = behavior.predict or (lambda phase, scene, condition: "peaky")
+    first = page.radios[field][0][0]  # (value, label) of the first option
+    predict = behavior.predict or (lambda phase, scene, condition: first)
     data = {
         field: predict(phase, int(scene), condition),
         "response_ms": str(behavior.response_ms),
@@ -156,16 +163,18 @@ def _trial(study, page, behavior, condition, field="prediction"):
 
 
 def _distinction(study, page, behavior, condition):
-    """The panel whose map explains the animal the participant takes for the model's."""
-    if set(page.panels) != {"A", "B"} or "panel" not in page.radios or behavior.explains is None:
-        raise FlowError(f"distinction page {page.name} lacks its two panels, or the answers")
-    believed = _trial(study, page, behavior, condition, field="panel")
-    animal = believed.pop("panel")
+    """The panel whose map explains the animal the participant takes for the model's
+    (without a ``predict``: the first panel)."""
+    answer = _trial(study, page, behavior, condition, field="panel")
+    if behavior.predict is None:
+        return answer
+    if set(page.panels) != {"A", "B"} or behavior.explains is None:
+        raise FlowError(f"distinction page {page.name} lacks its two panels, or their meaning")
     scene = int(page.meta["xaistudy-scene"])  # _trial checked it
     by_animal = {behavior.explains(scene, url): letter for letter, url in page.panels.items()}
     if set(by_animal) != {"peaky", "stretchy"}:
         raise FlowError(f"distinction page {page.name} does not show one map per animal")
-    return {**believed, "panel": by_animal[animal]}
+    return {**answer, "panel": by_animal[answer["panel"]]}
 
 
 def _demographics(study, page, behavior, condition):
@@ -188,8 +197,13 @@ FILLERS: dict[str, Filler] = {
     FeedbackPage.kind: _nothing,
     TestIntroPage.kind: _nothing,
     TestPage.kind: _trial,
+    VerificationIntroPage.kind: _nothing,
+    VerificationLearningPage.kind: _trial,
+    VerificationFeedbackPage.kind: _nothing,
+    VerificationTestIntroPage.kind: _nothing,
+    VerificationTestPage.kind: _trial,
     DistinctionIntroPage.kind: _nothing,
-    DistinctionTrialPage.kind: _distinction,
+    DistinctionLearningPage.kind: _distinction,
     DistinctionFeedbackPage.kind: _nothing,
     DistinctionTestIntroPage.kind: _nothing,
 }

@@ -33,6 +33,7 @@ from study_server.extensions import db
 from study_server.pages import EndPage, page_sequence
 from study_server.study import Study, load_study
 from xaistudy.errors import UserError
+from xaistudy.vocabulary import VERIFICATION
 
 
 @dataclasses.dataclass
@@ -65,8 +66,11 @@ def run_flow(
     conditions: dict[str, int] = {}
     codes = 0
     ranks: dict[str, int] = {}  # arrivals per condition: keys the trials' draws
+    verification = study is not None and study.design == VERIFICATION
     for i in tqdm(range(spec.n), desc="participants", unit="p", file=None, leave=False):
-        participant = ParticipantAnswers(spec, relevant, i, bundle.simulation_decisions, ranks)
+        participant = ParticipantAnswers(
+            spec, relevant, i, bundle.simulation_decisions, ranks, bundle.simulation_labels
+        )
         client = ParticipantClient(
             transport_for(i),
             prolific_pid=f"SIMPID{spec.seed}X{i:06d}",
@@ -78,7 +82,7 @@ def run_flow(
             result = client.run(
                 answer=participant.answer,
                 attention="fail" if kind[i] < spec.attention_fail else "pass",
-                predict=participant.predict,
+                predict=participant.verify if verification else participant.predict,
                 explains=functools.partial(map_explains, bundle),
             )
         except (FlowError, TransportError) as exc:

@@ -11,7 +11,7 @@ is neutralized (:func:`neutralize_formula`); the DataFrames and Parquet keep it 
 
 The exports: ``participants`` (one row per participant), ``answers`` (long: participant
 x attribute), ``answers_wide`` (one row per participant), ``trials`` (long: one row per
-forward-simulation trial), ``pages`` (page timings),
+trial of the forward-simulation or verification design), ``pages`` (page timings),
 ``checks`` (every comprehension attempt and attention check answer),
 ``explanation_visits`` (each look at the explanations while answering), ``reconciliation``
 (what to do with each submission on Prolific), ``exclusions`` and ``audit`` (the
@@ -48,7 +48,11 @@ from study_server.models import (
 from study_server.sqlite import configure_sqlite, read_only_connection
 from xaistudy.errors import UserError
 from xaistudy.files import atomic_path
-from xaistudy.vocabulary import ABANDONED, Status
+from xaistudy.vocabulary import (
+    ABANDONED,
+    VERIFICATION,
+    Status,
+)
 
 BATCH = 1000  # rows read, and CSV lines sent, at a time
 
@@ -236,12 +240,13 @@ TRIAL_COLUMNS = (
     "participant_id",
     "prolific_pid",
     "condition",
-    "task",
+    "design",
     "phase",
     "trial",
     "scene_id",
     "scene_index",
     "prediction",
+    "verdict",
     "model_decision",
     "true_label",
     "correct",
@@ -253,25 +258,30 @@ TRIAL_COLUMNS = (
 
 
 def _trials(connection: Connection, context: Context) -> Iterator[tuple]:
-    """One row per trial (``task``: the study's design): ``trial`` its 1-based place in the
-    order the participant saw, ``correct`` the answer equal to the model's decision,
-    ``model_correct`` the model's decision equal to the true animal."""
+    """One row per trial of a trial design: ``design`` the study's (forward-simulation,
+    verification or distinction), ``trial`` its 1-based place in the order the participant
+    saw; ``prediction`` (forward simulation: the animal predicted; distinction: the animal
+    whose map was picked), ``correct`` it equal to the model's decision; ``verdict``
+    (verification) right or wrong, ``correct`` it matching ``model_correct``, the model's
+    decision equal to the true animal."""
     statement = (
         select(Trial.__table__, Participant.prolific_pid, Participant.condition)
         .join(Participant, Participant.id == Trial.participant_id)
         .order_by(Trial.participant_id, Trial.phase, Trial.position)
     )
     for t in _batches(connection, statement):
+        verdict = t.design == VERIFICATION
         yield (
             t.participant_id,
             t.prolific_pid,
             t.condition,
-            t.task,
+            t.design,
             t.phase,
             t.position + 1,
             t.scene_id,
             t.scene_index,
-            t.prediction,
+            None if verdict else t.prediction,
+            t.prediction if verdict else None,
             t.model_decision,
             t.true_label,
             bool(t.correct),

@@ -155,6 +155,12 @@ def choice_form(questions: tuple[Question, ...]) -> type[StepForm]:
 # (static/trials.js): the left hand for Peaky, the right for Stretchy.
 PREDICTIONS = [SelectChoice("peaky", _l("Peaky")), SelectChoice("stretchy", _l("Stretchy"))]
 PREDICTION_KEYS = {"peaky": "F", "stretchy": "J"}
+# The two verdicts of a verification trial on the model's decision, keyed the same way.
+VERDICTS = [SelectChoice("right", _l("Right")), SelectChoice("wrong", _l("Wrong"))]
+VERDICT_KEYS = {"right": "F", "wrong": "J"}
+# A distinction trial's two maps, left (A) and right (B), keyed the same way.
+PANELS = [SelectChoice("A", _l("Explanation A")), SelectChoice("B", _l("Explanation B"))]
+PANEL_KEYS = {"A": "F", "B": "J"}
 CONFIDENCE = [
     SelectChoice(1, _l("Guessing")),
     SelectChoice(2, _l("Unsure")),
@@ -166,29 +172,29 @@ LONGEST_TRIAL_MS = 3_600_000  # a longer browser time is not a trial's
 
 
 @functools.cache
-def prediction_form(confidence: bool) -> type[StepForm]:
-    """A trial's answer: the model's decision as the participant predicts it, the time the
-    browser measured from showing the scene to the answer, and (``confidence``) how sure."""
+def prediction_form(confidence: bool, verdict: bool = False) -> type[StepForm]:
+    """A trial's answer (the field ``prediction``, the Trial column it is stored in): the
+    model's decision as the participant predicts it, or (``verdict``) whether the model's
+    decision is right; the time the browser measured from showing the scene to the
+    answer, and (``confidence``) how sure."""
+    if verdict:
+        question, choices = _l("Is the model's decision right?"), VERDICTS
+        missing = _l("Please choose Right or Wrong.")
+    else:
+        question, choices = _l("What did the model decide?"), PREDICTIONS
+        missing = _l("Please choose Peaky or Stretchy.")
     fields = {
-        "prediction": RadioField(
-            _l("What did the model decide?"),
-            choices=PREDICTIONS,
-            validators=[InputRequired(_l("Please choose Peaky or Stretchy."))],
-        ),
+        "prediction": RadioField(question, choices=choices, validators=[InputRequired(missing)]),
         **_timing_and_confidence(confidence),
     }
     return type("PredictionForm", (StepForm,), fields)
 
 
-# A distinction trial's two maps, left (A) and right (B), and the keys that pick them.
-PANELS = [SelectChoice("A", _l("Explanation A")), SelectChoice("B", _l("Explanation B"))]
-PANEL_KEYS = {"A": "F", "B": "J"}
-
-
 @functools.cache
 def panel_form(confidence: bool) -> type[StepForm]:
-    """A distinction trial's answer: which map explains the model's decision, the browser's
-    time to the answer and (``confidence``) how sure."""
+    """A distinction trial's answer: which map explains the model's decision (stored as
+    the animal that map explains), the browser's time to the answer and (``confidence``)
+    how sure."""
     fields = {
         "panel": RadioField(
             _l("Which explanation belongs to the model's decision?"),

@@ -124,25 +124,29 @@ class Answer(db.Model):
 
 
 class Trial(db.Model):
-    """One trial answered, of the task ``task`` (the study's design): in forward
-    simulation the participant's prediction of the model's decision on one scene; in
-    distinction the animal whose explanation the participant picked as the model's. Both
-    are scored against the model's decision (docs/designs/)."""
+    """One trial answered, of the study's ``design``: in forward simulation the
+    participant's prediction of the model's decision on one scene, scored against it; in
+    verification their verdict on that decision, scored against the true animal; in
+    distinction the animal whose map they picked as the model's, scored against its
+    decision (docs/designs/)."""
 
     __tablename__ = "trials"
     __table_args__ = (UniqueConstraint("participant_id", "phase", "position"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
-    task: Mapped[str] = mapped_column(String(24), server_default="forward-simulation")
+    design: Mapped[str] = mapped_column(String(24), server_default="forward-simulation")
     phase: Mapped[str] = mapped_column(String(16))  # learning | test
     position: Mapped[int] = mapped_column(Integer)  # 0-based, in the order shown
     scene_index: Mapped[int] = mapped_column(Integer)  # in the bundle's list of the phase
     scene_id: Mapped[int] = mapped_column(Integer)  # the scene's row of the test split
-    prediction: Mapped[str] = mapped_column(String(16))  # peaky | stretchy (task's answer)
+    # peaky | stretchy (forward simulation, distinction); right | wrong (verification)
+    prediction: Mapped[str] = mapped_column(String(16))
     model_decision: Mapped[str] = mapped_column(String(16))
     true_label: Mapped[str] = mapped_column(String(16))
-    correct: Mapped[bool] = mapped_column(Boolean)  # prediction == model_decision
+    # forward simulation: prediction == model_decision; verification: (prediction ==
+    # "right") == (model_decision == true_label)
+    correct: Mapped[bool] = mapped_column(Boolean)
     confidence: Mapped[int | None] = mapped_column(Integer, nullable=True)  # 1..5, if asked
     response_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)  # browser-timed
     answered_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

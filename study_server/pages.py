@@ -13,9 +13,11 @@ declined are reached only from the comprehension check and the consent.
 
 A forward-simulation study (docs/designs/forward-simulation.md) walks: consent, intro,
 learning-intro, learning-1 (each followed by feedback-1 when the study gives feedback)
-.. learning-L, test-intro, test-1 .. test-T, demographics, complete. A distinction study
-(docs/designs/distinction.md) walks the same names with its own kinds of page: each trial
-shows two maps of the scene, one for the model's decision, and asks which.
+.. learning-L, test-intro, test-1 .. test-T, demographics, complete. Verification
+(docs/designs/verification.md) and distinction (docs/designs/distinction.md) studies walk
+the same names with their own kinds of page: verification shows the model's decision and
+asks whether it is right; distinction shows two maps of the scene and asks which one
+explains the model's decision.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from study_server.extensions import db
 from study_server.forms import (
     PANEL_KEYS,
     PREDICTION_KEYS,
+    VERDICT_KEYS,
     ConsentForm,
     ContinueForm,
     DemographicsForm,
@@ -45,7 +48,14 @@ from study_server.forms import (
     rating_form,
 )
 from study_server.models import Answer, CheckAnswer, Participant, Trial
-from study_server.study import DISTINCTION, Question, Study
+from study_server.study import (
+    DISTINCTION,
+    FORWARD_SIMULATION,
+    TRIAL_DESIGNS,
+    VERIFICATION,
+    Question,
+    Study,
+)
 from xaistudy.vocabulary import Status
 
 if TYPE_CHECKING:
@@ -237,7 +247,7 @@ class DemographicsPage(Page):
         return Outcome(visit.following, changes)
 
 
-# -- forward simulation -------------------------------------------------------------------
+# -- trial designs: forward simulation, verification, distinction --------------------------
 
 
 def new_trial_order(study: Study) -> str | None:
@@ -258,8 +268,8 @@ def new_trial_order(study: Study) -> str | None:
 
 
 def per_scene_explanation(ctx: StudyContext, condition: str) -> AttributionCondition | None:
-    """The condition whose maps are shown with each learning scene; None when it has no
-    per-scene explanation (its page comes before the trials) or is the control."""
+    """The condition whose maps are shown with each scene that shows one; None when it has
+    no per-scene explanation (its page comes before the trials) or is the control."""
     if not ctx.study.explains(condition):
         return None
     explanation = ctx.manifest.conditions[condition]
@@ -272,6 +282,7 @@ class LearningIntroPage(Page):
     with every learning scene), or its whole page when it has no per-scene explanation."""
 
     kind: ClassVar[str] = "learning-intro"
+    keys: ClassVar[dict[str, str]] = PREDICTION_KEYS
 
     def context(self, ctx, participant):
         design = ctx.study.trials
@@ -281,7 +292,7 @@ class LearningIntroPage(Page):
             "trials": design.learning_trials,
             "feedback": design.feedback,
             "explanation": "maps" if per_scene else "page" if explains else None,
-            "keys": PREDICTION_KEYS,
+            "keys": self.keys,
         }
 
 
@@ -292,6 +303,9 @@ class TrialPage(Page):
 
     phase: ClassVar[str]  # learning | test
     script: ClassVar[str | None] = "trials.js"
+    keys: ClassVar[dict[str, str]] = PREDICTION_KEYS  # each answer's key (trials.js)
+    verdict: ClassVar[bool] = False  # the answer: the model's decision, or right | wrong
+    shows_map: ClassVar[bool] = False  # the condition's map of the scene beside it
     index: int
 
     @property
@@ -307,30 +321,41 @@ class TrialPage(Page):
         return False
 
     def form_class(self, study, participant):
-        return prediction_form(self.asks_confidence(study))
+        return prediction_form(self.asks_confidence(study), self.verdict)
 
     def context(self, ctx, participant):
         design = ctx.study.trials
         _, scene = self.scene(ctx, participant)
+        maps = per_scene_explanation(ctx, participant.condition) if self.shows_map else None
         return {
             "index": self.index,
             "total": getattr(design, f"{self.phase}_trials"),
             "scene": scene,
-            "keys": PREDICTION_KEYS,
+            "scene_map": maps.scene_map(scene.test_index) if maps else None,
+            "keys": self.keys,
         }
+
+    def scores(self, answer: str, scene: SimulationScene) -> bool:
+        """Whether ``answer`` is correct: the model's decision predicted, or (a verdict)
+        the model's correctness judged against the true animal."""
+        if self.verdict:
+            return (answer == "right") == scene.model_correct
+        return answer == scene.decision
+
+    def answer(self, ctx: StudyContext, participant: Participant, form: StepForm) -> str:
+        """The answer stored: the posted animal or verdict."""
+        return form.prediction.data
 
     def submit(self, visit, form):
         from study_server import study_context
 
-        return self.outcome(visit, study_context(), form.prediction.data, form)
-
-    def outcome(self, visit: Visit, ctx: StudyContext, prediction: str, form) -> Outcome:
-        """The trial's row: ``prediction`` (an animal) scored against the model's decision."""
+        ctx = study_context()
+        prediction = self.answer(ctx, visit.participant, form)
         position, scene = self.scene(ctx, visit.participant)
         confidence = form.confidence.data if "confidence" in form else None
         trial = Trial(
             participant_id=visit.participant.id,
-            task=visit.study.design,
+            design=visit.study.design,
             phase=self.phase,
             position=self.index - 1,
             scene_index=position,
@@ -338,7 +363,7 @@ class TrialPage(Page):
             prediction=prediction,
             model_decision=scene.decision,
             true_label=scene.label,
-            correct=prediction == scene.decision,
+            correct=self.scores(prediction, scene),
             confidence=confidence,
             response_ms=form.response_ms.data,
             answered_at=visit.now,
@@ -352,12 +377,7 @@ class LearningPage(TrialPage):
 
     kind: ClassVar[str] = "learning-trial"
     phase: ClassVar[str] = "learning"
-
-    def context(self, ctx, participant):
-        values = super().context(ctx, participant)
-        maps = per_scene_explanation(ctx, participant.condition)
-        values["scene_map"] = maps.scene_map(values["scene"].test_index) if maps else None
-        return values
+    shows_map: ClassVar[bool] = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -366,6 +386,7 @@ class FeedbackPage(Page):
 
     kind: ClassVar[str] = "feedback"
     script: ClassVar[str | None] = "trials.js"
+    trial: ClassVar[type[TrialPage]] = LearningPage  # the trial it gives feedback on
     index: int
 
     @property
@@ -373,8 +394,9 @@ class FeedbackPage(Page):
         return f"feedback-{self.index}"
 
     def context(self, ctx, participant):
-        values = LearningPage(self.index).context(ctx, participant)
-        values["prediction"] = _answered(participant, "learning", self.index)
+        trial = self.trial(self.index)
+        values = trial.context(ctx, participant)
+        values["prediction"] = _answered(participant, trial.phase, self.index)
         return values
 
 
@@ -392,9 +414,10 @@ def _answered(participant: Participant, phase: str, index: int) -> str | None:
 @dataclasses.dataclass(frozen=True)
 class TestIntroPage(Page):
     kind: ClassVar[str] = "test-intro"
+    keys: ClassVar[dict[str, str]] = PREDICTION_KEYS
 
     def context(self, ctx, participant):
-        return {"trials": ctx.study.trials.test_trials, "keys": PREDICTION_KEYS}
+        return {"trials": ctx.study.trials.test_trials, "keys": self.keys}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -408,7 +431,60 @@ class TestPage(TrialPage):
         return study.trials.confidence
 
 
-# -- distinction ---------------------------------------------------------------------------
+# The verification design's pages: the same walk, each scene shown with the model's
+# decision (and, in both phases, the condition's map of it), answered Right or Wrong and
+# scored against the true animal.
+
+
+@dataclasses.dataclass(frozen=True)
+class VerificationIntroPage(LearningIntroPage):
+    kind: ClassVar[str] = "verification-intro"
+    keys: ClassVar[dict[str, str]] = VERDICT_KEYS
+
+    @property
+    def name(self) -> str:
+        return LearningIntroPage.kind  # the walk's names are the same in both trial designs
+
+
+@dataclasses.dataclass(frozen=True)
+class VerificationLearningPage(LearningPage):
+    kind: ClassVar[str] = "verification-learning-trial"
+    keys: ClassVar[dict[str, str]] = VERDICT_KEYS
+    verdict: ClassVar[bool] = True
+
+
+@dataclasses.dataclass(frozen=True)
+class VerificationFeedbackPage(FeedbackPage):
+    """After learning trial ``index``: whether the model was right, and the true animal."""
+
+    kind: ClassVar[str] = "verification-feedback"
+    trial: ClassVar[type[TrialPage]] = VerificationLearningPage
+
+
+@dataclasses.dataclass(frozen=True)
+class VerificationTestIntroPage(TestIntroPage):
+    kind: ClassVar[str] = "verification-test-intro"
+    keys: ClassVar[dict[str, str]] = VERDICT_KEYS
+
+    @property
+    def name(self) -> str:
+        return TestIntroPage.kind  # the walk's names are the same in both trial designs
+
+
+@dataclasses.dataclass(frozen=True)
+class VerificationTestPage(TestPage):
+    """A test trial: the scene, the model's decision and the condition's map; no feedback."""
+
+    kind: ClassVar[str] = "verification-test-trial"
+    keys: ClassVar[dict[str, str]] = VERDICT_KEYS
+    verdict: ClassVar[bool] = True
+    shows_map: ClassVar[bool] = True
+
+
+# The distinction design's pages: the same walk, each scene shown with two maps of the
+# condition's method, for the model's decision and for the other animal, on sides drawn
+# per participant; the participant picks the model's (A or B), and the row stores the
+# animal whose map was picked, scored as a prediction is.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -438,82 +514,66 @@ def distinction_panels(
 
 
 @dataclasses.dataclass(frozen=True)
-class DistinctionIntroPage(Page):
+class DistinctionIntroPage(LearningIntroPage):
     """The task, how to read the condition's maps, and a preview: the first learning scene
     with its two maps, the model's marked (HIVE's preview of a right and a wrong one)."""
 
     kind: ClassVar[str] = "distinction-intro"
+    keys: ClassVar[dict[str, str]] = PANEL_KEYS
+
+    @property
+    def name(self) -> str:
+        return LearningIntroPage.kind  # the walk's names are the same in every trial design
 
     def context(self, ctx, participant):
         scene, panels = distinction_panels(ctx, participant, "learning", 1)
-        return {
-            "trials": ctx.study.trials.learning_trials,
-            "feedback": ctx.study.trials.feedback,
-            "scene": scene,
-            "panels": panels,
-            "keys": PANEL_KEYS,
-        }
+        return {**super().context(ctx, participant), "scene": scene, "panels": panels}
 
 
-@dataclasses.dataclass(frozen=True)
-class DistinctionTrialPage(TrialPage):
-    """A distinction trial: the scene and two maps; the participant picks the model's. The
-    row stores the animal whose map was picked, so it is scored as a prediction is."""
+class _Distinguishing:
+    """What a distinction trial adds to a trial page: the two panels, picked by letter."""
 
-    kind: ClassVar[str] = "distinction-trial"
-    phase: str  # a field here (before ``index``): one class serves both phases
-
-    def asks_confidence(self, study):
-        return self.phase == "test" and study.trials.confidence
+    keys: ClassVar[dict[str, str]] = PANEL_KEYS
 
     def form_class(self, study, participant):
         return panel_form(self.asks_confidence(study))
 
     def context(self, ctx, participant):
         scene, panels = distinction_panels(ctx, participant, self.phase, self.index)
-        design = ctx.study.trials
-        return {
-            "index": self.index,
-            "total": getattr(design, f"{self.phase}_trials"),
-            "phase": self.phase,
-            "scene": scene,
-            "panels": panels,
-            "keys": PANEL_KEYS,
-        }
+        return {**super().context(ctx, participant), "phase": self.phase, "panels": panels}
 
-    def submit(self, visit, form):
-        from study_server import study_context
-
-        ctx = study_context()
-        _, panels = distinction_panels(ctx, visit.participant, self.phase, self.index)
-        picked = next(p for p in panels if p.letter == form.panel.data)
-        return self.outcome(visit, ctx, picked.explains, form)
+    def answer(self, ctx, participant, form) -> str:
+        _, panels = distinction_panels(ctx, participant, self.phase, self.index)
+        return next(p.explains for p in panels if p.letter == form.panel.data)
 
 
 @dataclasses.dataclass(frozen=True)
-class DistinctionFeedbackPage(Page):
+class DistinctionLearningPage(_Distinguishing, LearningPage):
+    kind: ClassVar[str] = "distinction-trial"
+    shows_map: ClassVar[bool] = False  # its maps are the panels
+
+
+@dataclasses.dataclass(frozen=True)
+class DistinctionFeedbackPage(FeedbackPage):
     """After learning trial ``index``: which map was the model's, beside the pick."""
 
     kind: ClassVar[str] = "distinction-feedback"
-    script: ClassVar[str | None] = "trials.js"
-    index: int
-
-    @property
-    def name(self) -> str:
-        return f"feedback-{self.index}"
-
-    def context(self, ctx, participant):
-        values = DistinctionTrialPage(phase="learning", index=self.index).context(ctx, participant)
-        values["picked"] = _answered(participant, "learning", self.index)
-        return values
+    trial: ClassVar[type[TrialPage]] = DistinctionLearningPage
 
 
 @dataclasses.dataclass(frozen=True)
-class DistinctionTestIntroPage(Page):
+class DistinctionTestIntroPage(TestIntroPage):
     kind: ClassVar[str] = "distinction-test-intro"
+    keys: ClassVar[dict[str, str]] = PANEL_KEYS
 
-    def context(self, ctx, participant):
-        return {"trials": ctx.study.trials.test_trials, "keys": PANEL_KEYS}
+    @property
+    def name(self) -> str:
+        return TestIntroPage.kind  # the walk's names are the same in every trial design
+
+
+@dataclasses.dataclass(frozen=True)
+class DistinctionTestPage(_Distinguishing, TestPage):
+    kind: ClassVar[str] = "distinction-trial"
 
 
 class EndPage(Page):
@@ -596,9 +656,7 @@ def _completion(study: Study, code: str) -> dict[str, str]:
 @functools.cache
 def page_sequence(study: Study) -> tuple[Page, ...]:
     """The pages every participant of ``study`` walks through, in order, ending at complete."""
-    if study.design == DISTINCTION:
-        pages = [ConsentPage(), IntroPage(), *_distinction_pages(study)]
-    elif study.trials is not None:
+    if study.design in TRIAL_DESIGNS:
         pages = [ConsentPage(), IntroPage(), *_trial_pages(study)]
     else:
         pages = [ConsentPage(), IntroPage(), TutorialPage(), ComprehensionPage()]
@@ -614,30 +672,38 @@ def page_sequence(study: Study) -> tuple[Page, ...]:
     return tuple(pages)
 
 
+# The page kinds of each trial design: intro, learning trial, feedback, test intro, test trial.
+_TRIAL_KINDS = {
+    FORWARD_SIMULATION: (LearningIntroPage, LearningPage, FeedbackPage, TestIntroPage, TestPage),
+    VERIFICATION: (
+        VerificationIntroPage,
+        VerificationLearningPage,
+        VerificationFeedbackPage,
+        VerificationTestIntroPage,
+        VerificationTestPage,
+    ),
+    DISTINCTION: (
+        DistinctionIntroPage,
+        DistinctionLearningPage,
+        DistinctionFeedbackPage,
+        DistinctionTestIntroPage,
+        DistinctionTestPage,
+    ),
+}
+
+
 def _trial_pages(study: Study) -> list[Page]:
-    """The forward-simulation block: the learning trials (each with its feedback), then the
-    test trials."""
+    """A trial design's block: the learning trials (each with its feedback), then the test
+    trials."""
     design = study.trials
-    pages: list[Page] = [LearningIntroPage()]
+    intro, learning, feedback, test_intro, test = _TRIAL_KINDS[study.design]
+    pages: list[Page] = [intro()]
     for index in range(1, design.learning_trials + 1):
-        pages.append(LearningPage(index))
+        pages.append(learning(index))
         if design.feedback:
-            pages.append(FeedbackPage(index))
-    pages.append(TestIntroPage())
-    pages += [TestPage(index) for index in range(1, design.test_trials + 1)]
-    return pages
-
-
-def _distinction_pages(study: Study) -> list[Page]:
-    """The distinction block: learning trials (each with its feedback), then test trials."""
-    design = study.trials
-    pages: list[Page] = [DistinctionIntroPage()]
-    for index in range(1, design.learning_trials + 1):
-        pages.append(DistinctionTrialPage(phase="learning", index=index))
-        if design.feedback:
-            pages.append(DistinctionFeedbackPage(index))
-    pages.append(DistinctionTestIntroPage())
-    pages += [DistinctionTrialPage(phase="test", index=i) for i in range(1, design.test_trials + 1)]
+            pages.append(feedback(index))
+    pages.append(test_intro())
+    pages += [test(index) for index in range(1, design.test_trials + 1)]
     return pages
 
 

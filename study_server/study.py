@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 from xaistudy.errors import UserError
 from xaistudy.files import atomic_write_text
-from xaistudy.vocabulary import ALL_CONDITIONS, NO_EXPLANATION
+from xaistudy.vocabulary import (
+    ALL_CONDITIONS,
+    DISTINCTION,
+    FORWARD_SIMULATION,
+    NO_EXPLANATION,
+    TRIAL_DESIGNS,
+    VERIFICATION,
+)
 
 if TYPE_CHECKING:
     from explain.manifest import Manifest
@@ -73,20 +80,29 @@ class Question:
 
 # The study designs (docs/designs/): what participants do after the introduction.
 ATTRIBUTE_RATING = "attribute-rating"  # explanations, then a 5-point rating per attribute
-FORWARD_SIMULATION = "forward-simulation"  # learn the model's decisions, then predict them
-DISTINCTION = "distinction"  # pick the explanation of the model's decision among two
-DESIGNS = (ATTRIBUTE_RATING, FORWARD_SIMULATION, DISTINCTION)
-# The designs made of learning and test trials on the bundle's simulation scenes.
-TRIAL_DESIGNS = (FORWARD_SIMULATION, DISTINCTION)
+# FORWARD_SIMULATION: learn the model's decisions, then predict them; VERIFICATION: judge
+# whether the model's decision is right; DISTINCTION: pick the map of the model's decision
+# among two (xaistudy.vocabulary, which the analysis shares)
+DESIGNS = (ATTRIBUTE_RATING, FORWARD_SIMULATION, VERIFICATION, DISTINCTION)
+# The trial designs (TRIAL_DESIGNS) compared with the explanation-free control ``none``
+# (a distinction trial without explanations would have nothing to pick).
+CONTROLLED_DESIGNS = (FORWARD_SIMULATION, VERIFICATION)
+
+
+def settings_table(design: str) -> str:
+    """The study file's table of a trial design's settings: ``[forward_simulation]``,
+    ``[verification]``, ``[distinction]``."""
+    return design.replace("-", "_")
 
 
 @dataclasses.dataclass(frozen=True)
 class Trials:
-    """``[forward_simulation]`` or ``[distinction]``: the trials of a trial design."""
+    """``[forward_simulation]``, ``[verification]`` or ``[distinction]``: the trials of a
+    trial design."""
 
     learning_trials: int  # the first n of the bundle's learning scenes
     test_trials: int  # the first n of its test scenes
-    feedback: bool  # after each learning trial: what the model decided
+    feedback: bool  # after each learning trial: the model's decision (and the truth)
     confidence: bool  # each test trial also asks how sure the participant is
 
 
@@ -123,7 +139,14 @@ class Study:
     completion_url: str
     screened_out_payment: str | None
     design: str = ATTRIBUTE_RATING
-    trials: Trials | None = None  # a trial design's settings
+    forward_simulation: Trials | None = None  # the design's settings
+    verification: Trials | None = None  # the design's settings
+    distinction: Trials | None = None  # the design's settings
+
+    @property
+    def trials(self) -> Trials | None:
+        """The trials of a trial design (TRIAL_DESIGNS); None in the rating design."""
+        return self.forward_simulation or self.verification or self.distinction
 
     @property
     def attribute_keys(self) -> tuple[str, ...]:
@@ -219,12 +242,13 @@ class Study:
             )
 
     def check_simulation(self, manifest: Manifest) -> None:
-        """A trial design needs the bundle's simulation scenes, as many as it asks for, and
-        each attribution condition's maps of the scenes it shows (distinction: of both
-        classes, and telling them apart)."""
+        """A trial design needs the bundle's simulation scenes, as many as it asks for,
+        and each attribution condition's maps of the scenes it shows with their map: the
+        learning scenes (forward simulation), the learning and the test scenes
+        (verification; distinction: the maps of both classes, telling them apart)."""
         from explain.manifest import AttributionCondition
 
-        design, table = self.trials, self.design.replace("-", "_")
+        design, table = self.trials, settings_table(self.design)
         section = manifest.simulation
         if section is None:
             raise UserError(
@@ -243,12 +267,14 @@ class Study:
                 )
         learning = [s.test_index for s in section.learning[: design.learning_trials]]
         test = [s.test_index for s in section.test[: design.test_trials]]
+        mapped = learning if self.design == FORWARD_SIMULATION else learning + test
+        which = "learning" if self.design == FORWARD_SIMULATION else "trial"
         for name in self.condition_names:
             condition = manifest.conditions[name] if self.explains(name) else None
             if self.design == DISTINCTION:
-                _check_distinction(name, condition, learning + test)
+                _check_distinction(name, condition, mapped)
             elif isinstance(condition, AttributionCondition):
-                _check_maps(name, [condition.scene_map(i) for i in learning], learning, "")
+                _check_maps(name, [condition.scene_map(i) for i in mapped], mapped, which)
             # else: no per-scene explanation: its page comes before the trials
 
 
@@ -256,7 +282,7 @@ def _check_maps(name: str, maps: list, scenes: list[int], which: str) -> None:
     lacking = [i for i, m in zip(scenes, maps, strict=True) if m is None]
     if lacking:
         raise UserError(
-            f"study: condition {name!r} has no {which}maps of the trial scene(s) "
+            f"study: condition {name!r} has no maps of the {which} scene(s) "
             f"{lacking[:5]} in this bundle; rebuild it with xaistudy explain"
         )
 
@@ -274,8 +300,9 @@ def _check_distinction(name: str, condition, scenes: list[int]) -> None:
             "(docs/designs/distinction.md)"
         )
     entries = {m.test_index: m for m in condition.scene_maps or ()}
-    _check_maps(name, [entries.get(i) for i in scenes], scenes, "")
-    _check_maps(name, [entries[i].other_image for i in scenes], scenes, "other-class ")
+    _check_maps(name, [entries.get(i) for i in scenes], scenes, "trial")
+    others = [entries[i].other_image for i in scenes]
+    _check_maps(name, others, scenes, "other-class trial")
     # stored under their content's hash: the same file means the same picture
     same = [i for i in scenes if entries[i].image == entries[i].other_image]
     if same:
@@ -504,9 +531,9 @@ def _languages(top: _Reader) -> tuple[tuple[str, ...], str]:
 
 
 def _conditions(top: _Reader, design: str) -> tuple[Condition, ...]:
-    """``[conditions]``: the bundle's conditions served, and in a forward-simulation study
-    the explanation-free control ``none`` (a distinction trial needs an explanation)."""
-    allowed = ALL_CONDITIONS + ((NO_EXPLANATION,) if design == FORWARD_SIMULATION else ())
+    """``[conditions]``: the bundle's conditions served, and in a forward-simulation or
+    verification study the explanation-free control ``none``."""
+    allowed = ALL_CONDITIONS + ((NO_EXPLANATION,) if design in CONTROLLED_DESIGNS else ())
     conditions_table = top.table_of("conditions")
     conditions = []
     for name in list(conditions_table.table):
@@ -515,8 +542,9 @@ def _conditions(top: _Reader, design: str) -> tuple[Condition, ...]:
                 f"study: unknown condition {name!r}; allowed are {', '.join(allowed)}"
                 + (
                     ""
-                    if design == FORWARD_SIMULATION
-                    else f' ({NO_EXPLANATION!r}: the control of design = "forward-simulation" only)'
+                    if design in CONTROLLED_DESIGNS
+                    else f" ({NO_EXPLANATION!r}: the control of design = "
+                    f'"{FORWARD_SIMULATION}" or "{VERIFICATION}" only)'
                 )
             )
         reader = conditions_table.table_of(name)
@@ -604,8 +632,9 @@ def _rating_parts(top: _Reader, condition_names: tuple[str, ...]) -> dict[str, A
 
 
 def _trial_parts(top: _Reader, design: str) -> dict[str, Any]:
-    """``[forward_simulation]`` or ``[distinction]``, as ``design`` says; the rating
-    design's keys are refused (they would do nothing)."""
+    """``[forward_simulation]``, ``[verification]`` or ``[distinction]`` (``design``'s
+    table); the rating design's keys are refused (they would do nothing), and so is
+    another trial design's table."""
     present = [key for key in RATING_KEYS if key in top.table]
     if present:
         raise UserError(
@@ -613,7 +642,15 @@ def _trial_parts(top: _Reader, design: str) -> dict[str, Any]:
             f"{design} study has no ratings, comprehension questions or attention "
             f"checks (docs/designs/{design}.md)"
         )
-    name = design.replace("-", "_")
+    name = settings_table(design)
+    foreign = [
+        settings_table(d) for d in TRIAL_DESIGNS if d != design and settings_table(d) in top.table
+    ]
+    if foreign:
+        raise UserError(
+            f"study: [{foreign[0]}] belongs to design = "
+            f'"{foreign[0].replace("_", "-")}"; a {design} study reads [{name}]'
+        )
     table = top.table_of(name, required=False)
     table.where = name
     trials = Trials(
@@ -631,7 +668,7 @@ def _trial_parts(top: _Reader, design: str) -> dict[str, Any]:
         "comprehension_from_bundle": False,
         "comprehension": (),
         "attention_checks": (),
-        "trials": trials,
+        name: trials,
     }
 
 

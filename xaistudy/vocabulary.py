@@ -73,6 +73,14 @@ ALL_CONDITIONS: tuple[str, ...] = CONDITIONS + ATTRIBUTION_METHODS
 # The explanation-free control condition of a forward-simulation study: a study
 # condition, never a bundle's (docs/designs/forward-simulation.md).
 NO_EXPLANATION = "none"
+# The trial designs' names (stored with each trial, ``trials.design``), and the answers of
+# a verification trial: the model's decision is right or wrong.
+FORWARD_SIMULATION = "forward-simulation"
+VERIFICATION = "verification"
+DISTINCTION = "distinction"
+# the designs made of learning and test trials on the bundle's simulation scenes
+TRIAL_DESIGNS = (FORWARD_SIMULATION, VERIFICATION, DISTINCTION)
+VERDICTS = ("right", "wrong")
 
 
 class Status(enum.StrEnum):

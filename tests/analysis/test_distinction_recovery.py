@@ -35,7 +35,7 @@ def test_the_analysis_recovers_each_conditions_accuracy_against_chance(bundle_di
         responses_from_frames(export_frames(url), url),
         exclusions=TooFastRule(min_seconds=0.0, min_median_fraction=None),
     )
-    assert result.task == "distinction" and result.utility.empty  # no control to gain over
+    assert result.design == "distinction" and result.utility.empty  # no control to gain over
     accuracy = result.accuracy.set_index(["condition", "phase"])
     for condition, truth in TRUTH.items():
         row = accuracy.loc[(condition, "test")]

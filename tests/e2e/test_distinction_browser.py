@@ -17,11 +17,11 @@ CONDITIONS = ("integrated_gradients", "grad_cam")
 def server(tmp_path_factory, bundle_dir):
     from simulation.runs import local_server
 
-    trial_study = study_makers().trial_study
+    forward_study = study_makers().forward_study
     app = study_app(
         tmp_path_factory.mktemp("e2e-distinction"),
         bundle_dir,
-        lambda root: trial_study(root, "distinction", CONDITIONS),
+        lambda root: forward_study(root, CONDITIONS, shipped="distinction"),
     )
     with local_server(app) as base:
         yield app, base
@@ -91,7 +91,7 @@ def test_chromium_completes_the_distinction_study_by_keyboard_and_mouse(server, 
             rows = db.session.scalars(
                 db.select(Trial).where(Trial.participant_id == participant.id)
             ).all()
-            assert len(rows) == 24 and {r.task for r in rows} == {"distinction"}
+            assert len(rows) == 24 and {r.design for r in rows} == {"distinction"}
             for row in rows:  # the stored animal is the one the picked panel explains
                 _, panels = distinction_panels(ctx, participant, row.phase, row.position + 1)
                 picked = next(p for p in panels if p.letter == given[row.phase, row.position + 1])

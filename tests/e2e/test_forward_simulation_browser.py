@@ -17,39 +17,54 @@ CONDITIONS = ("integrated_gradients", "baseline", "none")
 BY_CONDITION = ("learning-intro", "learning-trial", "feedback")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, bundle_dir):
+def trial_server(tmp_path_factory, bundle_dir, shipped: str):
+    """The shipped study ``shipped`` of a trial design serving ``CONDITIONS`` on the
+    fixture bundle, over HTTP; yields (app, base URL)."""
     from simulation.runs import local_server
 
     forward_study = study_makers().forward_study
     app = study_app(
-        tmp_path_factory.mktemp("e2e-forward"),
+        tmp_path_factory.mktemp(f"e2e-{shipped}"),
         bundle_dir,
-        lambda root: forward_study(root, conditions=CONDITIONS),
+        lambda root: forward_study(root, CONDITIONS, shipped=shipped),
     )
     with local_server(app) as base:
         yield app, base
 
 
-def _key_for(page, animal: str) -> str:
-    return page.locator(f'input[name="prediction"][value="{animal}"]').get_attribute("data-key")
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, bundle_dir):
+    yield from trial_server(tmp_path_factory, bundle_dir, "forward-simulation")
 
 
-def walk(page, base: str, pid: str, audited: set[str]) -> tuple[str, dict[tuple[str, int], str]]:
-    """One participant from the link to the completion page, the trials answered in turn
-    by key and by mouse (Stretchy on even trials, Peaky on odd ones); returns the
-    condition and the prediction given per (phase, trial). Each kind of page not yet in
-    ``audited`` is audited and added (``BY_CONDITION`` kinds once per condition)."""
+def _key_for(page, answer: str) -> str:
+    return page.locator(f'input[name="prediction"][value="{answer}"]').get_attribute("data-key")
+
+
+def walk(
+    page,
+    base: str,
+    pid: str,
+    audited: set[str],
+    answers: tuple[str, str] = ("peaky", "stretchy"),
+    by_condition: tuple[str, ...] = BY_CONDITION,
+    folder: str = "forward",
+) -> tuple[str, dict[tuple[str, int], str]]:
+    """One participant of a trial design from the link to the completion page, the trials
+    answered in turn by key and by mouse (``answers``: the odd trials', the even ones');
+    returns the condition and the answer given per (phase, trial). Each kind of page not
+    yet in ``audited`` is audited and added (``by_condition`` kinds once per condition);
+    screenshots go to ``folder`` of the screenshots."""
     page.goto(f"{base}/?PROLIFIC_PID={pid}&STUDY_ID=S1&SESSION_ID=X{pid}")
     condition = page.locator('meta[name="xaistudy-condition"]').get_attribute("content")
-    out = SCREENSHOTS / "forward" / condition
+    out = SCREENSHOTS / folder / condition
     out.mkdir(parents=True, exist_ok=True)
     given: dict[tuple[str, int], str] = {}
     step = 0
     while True:
         name = page_name(page)
         kind = page.locator('meta[name="xaistudy-kind"]').get_attribute("content")
-        seen = f"{condition} {kind}" if kind in BY_CONDITION else kind
+        seen = f"{condition} {kind}" if kind in by_condition else kind
         if seen not in audited:
             audited.add(seen)
             page.screenshot(path=str(out / f"{step:02d}-{name}.png"), full_page=True)
@@ -59,16 +74,16 @@ def walk(page, base: str, pid: str, audited: set[str]) -> tuple[str, dict[tuple[
             return condition, given
         if name == "consent":
             page.get_by_label("I agree to take part").check()
-        if kind in ("learning-trial", "test-trial"):
+        if kind.endswith("trial"):  # learning-trial, test-trial and the verification ones
             phase, number = name.split("-")
-            animal = "stretchy" if int(number) % 2 == 0 else "peaky"
-            given[phase, int(number)] = animal
+            answer = answers[1] if int(number) % 2 == 0 else answers[0]
+            given[phase, int(number)] = answer
             if int(number) % 2 == 1:  # by key: F or J chooses and sends at once
                 with page.expect_navigation():
-                    page.keyboard.press(_key_for(page, animal).lower())
+                    page.keyboard.press(_key_for(page, answer).lower())
                 continue
-            page.get_by_label(animal.capitalize(), exact=False).check()
-        if kind == "feedback" and step % 4 == 0:
+            page.get_by_label(answer.capitalize(), exact=False).check()
+        if kind.endswith("feedback") and step % 4 == 0:
             with page.expect_navigation():
                 page.keyboard.press(" ")  # the space bar goes on
             continue

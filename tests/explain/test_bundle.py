@@ -266,9 +266,9 @@ def test_attribution_conditions_are_built_with_their_technical_scores(
         assert 0 <= technical.localization["animal"].relevance_mass_accuracy <= 1
         maps = [decode_png((path / c.image).read_bytes()) for c in condition.stimuli[1::2]]
         assert len({m.tobytes() for m in maps}) > 1  # maps differ between scenes
-        # every trial scene (both phases) has its map and the other class's, in the bundle
-        trial_scenes = manifest.simulation.test_indices()
-        assert [m.test_index for m in condition.scene_maps] == trial_scenes
+        # every simulation scene (learning and test) has its map and the other class's,
+        # listed in the bundle
+        assert [m.test_index for m in condition.scene_maps] == manifest.simulation.scene_ids()
         for scene_map in condition.scene_maps:
             assert {scene_map.image, scene_map.other_image} <= set(manifest.files)
             assert scene_map.other_image != scene_map.image

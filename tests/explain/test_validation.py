@@ -8,7 +8,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from explain.build import bundle_is_current
+from explain.build import bundle_is_current, maps_every_scene
 from explain.manifest import Attribute, CounterfactualValidation, KeyEffect, Validation
 from explain.preview import failing_cells
 from explain.validation import (
@@ -41,6 +41,19 @@ def published(tiny_run, tiny_data, tmp_path_factory):
     result = CliRunner().invoke(cli, explain_args(tiny_run, tiny_data, out, "--allow-invalid"))
     assert result.exit_code == 0, result.output
     return out
+
+
+def test_a_bundle_is_current_only_with_maps_of_every_simulation_scene(bundle_dir, tmp_path):
+    from explain.bundle_format import load_manifest
+
+    assert maps_every_scene(load_manifest(bundle_dir))
+    old = tmp_path / "learning-maps-only"
+    shutil.copytree(bundle_dir, old)
+    data = json.loads((old / "manifest.json").read_text())
+    learning = len(data["simulation"]["learning"])
+    data["conditions"]["lrp"]["scene_maps"] = data["conditions"]["lrp"]["scene_maps"][:learning]
+    (old / "manifest.json").write_text(json.dumps(data))
+    assert not maps_every_scene(load_manifest(old))  # made before the verification design
 
 
 def test_a_bundle_is_current_only_for_its_own_run_and_dataset(

@@ -44,23 +44,20 @@ def attribution_study(
 
 
 def forward_study(
-    folder: Path, conditions=("integrated_gradients",), extra: str = "", **design
+    folder: Path,
+    conditions=("integrated_gradients",),
+    extra: str = "",
+    shipped: str = "forward-simulation",
+    **design,
 ) -> Path:
-    """The shipped forward-simulation study, consent filled in, serving ``conditions``;
-    ``design`` replaces keys of [forward_simulation]; ``extra`` is added at the end."""
-    return trial_study(folder, "forward-simulation", conditions, extra, **design)
-
-
-def trial_study(
-    folder: Path, name: str, conditions=("integrated_gradients",), extra: str = "", **design
-) -> Path:
-    """The shipped study file ``name`` of a trial design, consent filled in, serving
-    ``conditions``; ``design`` replaces keys of its design's table; ``extra`` is added."""
+    """The shipped study ``shipped`` of a trial design (forward-simulation, verification,
+    distinction), consent filled in, serving ``conditions``; ``design`` replaces keys of its
+    settings table; ``extra`` is added at the end."""
     import json
 
     from study_server.study import CONSENT_DETAILS, shipped_studies
 
-    text = shipped_studies()[name].read_text()
+    text = shipped_studies()[shipped].read_text()
     for key in CONSENT_DETAILS:
         text = text.replace(f'{key} = ""', f'{key} = "the {key.replace("_", " ")}"')
     start, end = text.index("[conditions."), text.index("[demographics]")
@@ -68,7 +65,7 @@ def trial_study(
     text = text[:start] + tables + text[end:]
     for key, value in design.items():
         text = re.sub(rf"(?m)^{key} = .*$", f"{key} = {json.dumps(value)}", text)
-    path = folder / f"{name}.toml"
+    path = folder / ("forward.toml" if shipped == "forward-simulation" else f"{shipped}.toml")
     path.write_text(text + "\n" + extra)
     return path
 
@@ -161,3 +158,27 @@ def sign_in_as(app, client, participant_id: int) -> None:
         db.session.commit()
     with client.session_transaction() as session:
         session.update(participant_id=participant_id, participant_pid=pid, participant_token=token)
+
+
+def walk_trials(client, predict, stop_at: str = "complete", pid: str = "P1") -> dict[str, str]:
+    """Enter and answer every page of a trial design (trials by ``predict(phase, scene)``,
+    by the F/J form values); return each page's HTML by name."""
+    html = enter(client, pid).get_data(as_text=True)
+    shown = {}
+    while True:
+        name = current_page(html)
+        shown[name] = html
+        if name == stop_at:
+            return shown
+        data = hidden_fields(html)
+        if name == "consent":
+            data["consent"] = "yes"
+        scene = re.search(r'name="xaistudy-scene" content="(\d+)"', html)
+        if scene:
+            data["prediction"] = predict(name.split("-")[0], int(scene.group(1)))
+            data["response_ms"] = "750"
+            if 'name="confidence"' in html:
+                data["confidence"] = "4"
+        html = client.post(f"/study/{name}", data=data, follow_redirects=True).get_data(
+            as_text=True
+        )

@@ -12,7 +12,7 @@ import re
 from html import unescape
 
 import pytest
-from server_helpers import current_page, enter, hidden_fields, make_app, trial_study
+from server_helpers import current_page, enter, forward_study, hidden_fields, make_app
 
 from analysis.load import load_bundle
 from simulation.client import ParticipantClient
@@ -27,7 +27,7 @@ from xaistudy.vocabulary import Status
 
 
 def distinction_app(bundle_dir, tmp_path, conditions=("integrated_gradients",), **design):
-    path = trial_study(tmp_path, "distinction", conditions, **design)
+    path = forward_study(tmp_path, conditions, shipped="distinction", **design)
     return make_app(bundle_dir, f"sqlite:///{tmp_path / 'db.sqlite'}", XAISTUDY_STUDY=str(path))
 
 
@@ -73,13 +73,13 @@ def test_a_participant_practises_with_feedback_then_picks_alone(bundle_dir, tmp_
 
     pages = _walk(app.test_client(), pick)
     assert list(pages) == [
-        "consent", "intro", "distinction-intro",
+        "consent", "intro", "learning-intro",
         *[n for i in range(1, 9) for n in (f"learning-{i}", f"feedback-{i}")],
-        "distinction-test-intro", *[f"test-{i}" for i in range(1, 17)],
+        "test-intro", *[f"test-{i}" for i in range(1, 17)],
         "demographics", "complete",
     ]  # fmt: skip
     # the preview shows which map is the model's; trials do not say
-    assert "its decision" in unescape(pages["distinction-intro"])
+    assert "its decision" in unescape(pages["learning-intro"])
     for i in range(1, 17):
         html = unescape(pages[f"test-{i}"])
         assert len(_panels(pages[f"test-{i}"])) == 2 and "its decision" not in html
@@ -96,13 +96,13 @@ def test_a_participant_practises_with_feedback_then_picks_alone(bundle_dir, tmp_
     assert participant.status == Status.COMPLETED
     assert sum(order["learning_left"]) == 4 and sum(order["test_left"]) == 8
     for row in rows:
-        assert row.task == "distinction" and row.model_decision == decisions[row.scene_id]
+        assert row.design == "distinction" and row.model_decision == decisions[row.scene_id]
         assert row.correct == (row.phase == "test") and row.response_ms == 640
         other = "peaky" if row.model_decision == "stretchy" else "stretchy"
         assert row.prediction == (row.model_decision if row.phase == "test" else other)
 
     frame = export_frames(app.config["SQLALCHEMY_DATABASE_URI"])["trials"]
-    assert set(frame["task"]) == {"distinction"} and len(frame) == 24
+    assert set(frame["design"]) == {"distinction"} and len(frame) == 24
     assert list(frame.groupby("phase")["correct"].mean()) == [0.0, 1.0]
 
 

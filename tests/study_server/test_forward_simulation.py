@@ -12,7 +12,15 @@ from html import unescape
 from pathlib import Path
 
 import pytest
-from server_helpers import current_page, enter, forward_study, hidden_fields, login, make_app
+from server_helpers import (
+    current_page,
+    enter,
+    forward_study,
+    hidden_fields,
+    login,
+    make_app,
+    walk_trials,
+)
 
 from explain.bundle_format import load_manifest
 from simulation.client import ParticipantClient
@@ -39,30 +47,6 @@ def _decisions(app) -> dict[int, str]:
     return {s.test_index: s.decision for s in (*section.learning, *section.test)}
 
 
-def _walk(client, predict, stop_at: str = "complete", pid: str = "P1") -> dict[str, str]:
-    """Enter and answer every page (trials by ``predict(phase, scene)``, by the F/J form
-    values); return each page's HTML by name."""
-    html = enter(client, pid).get_data(as_text=True)
-    shown = {}
-    while True:
-        name = current_page(html)
-        shown[name] = html
-        if name == stop_at:
-            return shown
-        data = hidden_fields(html)
-        if name == "consent":
-            data["consent"] = "yes"
-        scene = re.search(r'name="xaistudy-scene" content="(\d+)"', html)
-        if scene:
-            data["prediction"] = predict(name.split("-")[0], int(scene.group(1)))
-            data["response_ms"] = "750"
-            if 'name="confidence"' in html:
-                data["confidence"] = "4"
-        html = client.post(f"/study/{name}", data=data, follow_redirects=True).get_data(
-            as_text=True
-        )
-
-
 def test_a_participant_learns_with_maps_and_feedback_then_predicts_alone(bundle_dir, tmp_path):
     app = forward_app(bundle_dir, tmp_path)
     decisions = _decisions(app)
@@ -73,7 +57,7 @@ def test_a_participant_learns_with_maps_and_feedback_then_predicts_alone(bundle_
         right = decisions[scene]
         return right if phase == "test" else {"peaky": "stretchy", "stretchy": "peaky"}[right]
 
-    pages = _walk(app.test_client(), predict)
+    pages = walk_trials(app.test_client(), predict)
     learning = [f"learning-{i}" for i in range(1, 9)]
     feedback = [f"feedback-{i}" for i in range(1, 9)]
     assert list(pages) == [
@@ -149,7 +133,7 @@ def test_the_control_sees_no_explanation_and_a_page_condition_sees_its_page_firs
     app = forward_app(bundle_dir, tmp_path, conditions=("none", "baseline"))
     seen = {}
     for i in range(2):
-        pages = _walk(app.test_client(), lambda p, s: "peaky", "feedback-1", pid=f"PCTL{i}")
+        pages = walk_trials(app.test_client(), lambda p, s: "peaky", "feedback-1", pid=f"PCTL{i}")
         condition = re.search(r'xaistudy-condition" content="([^"]+)"', pages["consent"])[1]
         seen[condition] = pages
     baseline = study_context(app).manifest.conditions.baseline
@@ -167,7 +151,7 @@ def test_the_control_sees_no_explanation_and_a_page_condition_sees_its_page_firs
 def test_trial_pages_run_their_own_script_for_keyboard_answers(bundle_dir, tmp_path):
     app = forward_app(bundle_dir, tmp_path)
     client = app.test_client()
-    _walk(client, lambda phase, scene: "peaky", stop_at="learning-1")
+    walk_trials(client, lambda phase, scene: "peaky", stop_at="learning-1")
     trial = client.get("/study/learning-1")
     html = trial.get_data(as_text=True)
     assert "script-src 'self'" in trial.headers["Content-Security-Policy"]
@@ -182,7 +166,7 @@ def test_trial_pages_run_their_own_script_for_keyboard_answers(bundle_dir, tmp_p
 
 def test_confidence_is_asked_in_the_test_and_stored(bundle_dir, tmp_path):
     app = forward_app(bundle_dir, tmp_path, confidence=True, feedback=False, test_trials=4)
-    pages = _walk(app.test_client(), lambda phase, scene: "stretchy")
+    pages = walk_trials(app.test_client(), lambda phase, scene: "stretchy")
     assert "feedback-1" not in pages and "test-5" not in pages
     assert 'name="confidence"' in pages["test-1"] and 'name="confidence"' not in pages["learning-1"]
     with app.app_context():
@@ -193,7 +177,7 @@ def test_confidence_is_asked_in_the_test_and_stored(bundle_dir, tmp_path):
 def test_a_trial_without_a_prediction_is_refused_and_stores_nothing(bundle_dir, tmp_path):
     app = forward_app(bundle_dir, tmp_path)
     client = app.test_client()
-    html = _walk(client, lambda phase, scene: "peaky", stop_at="learning-1")["learning-1"]
+    html = walk_trials(client, lambda phase, scene: "peaky", stop_at="learning-1")["learning-1"]
     shown = client.post(
         "/study/learning-1",
         data={**hidden_fields(html), "prediction": "cat"},
@@ -256,10 +240,10 @@ def _bundle_without_simulation(bundle_dir: Path, out: Path) -> Path:
             'scale belong to design = "attribute-rating"',
         ),
         (
-            {"extra": 'design = "cartography"\n', "conditions": ("none",)},
+            {"extra": 'design = "ranking"\n', "conditions": ("none",)},
             "fixture",
-            "design = 'cartography' is not known; allowed are attribute-rating, "
-            "forward-simulation, distinction",
+            "design = 'ranking' is not known; allowed are attribute-rating, "
+            "forward-simulation, verification, distinction",
         ),
     ],
 )

@@ -12,6 +12,7 @@ from xaistudy.vocabulary import Status
 
 STUDY = load_study(None)
 FORWARD = load_study(default_study_path().parent / "forward-simulation.toml")
+VERIFY = load_study(default_study_path().parent / "verification.toml")
 DISTINCTION = load_study(default_study_path().parent / "distinction.toml")
 TEMPLATES = Path(pages.__file__).parent / "templates" / "pages"
 
@@ -90,7 +91,7 @@ def test_the_walk_of_the_forward_simulation_study():
         "complete",
     ]  # fmt: skip
     design = dataclasses.replace(FORWARD.trials, feedback=False, learning_trials=2)
-    quiet = dataclasses.replace(FORWARD, trials=design)
+    quiet = dataclasses.replace(FORWARD, forward_simulation=design)
     assert [p.name for p in pages.page_sequence(quiet)][2:5] == [
         "learning-intro", "learning-1", "learning-2",
     ]  # fmt: skip
@@ -98,10 +99,21 @@ def test_the_walk_of_the_forward_simulation_study():
     assert not pages.is_past(FORWARD, pages.TestPage(3), pages.ExplanationsPage())
 
 
+def test_the_verification_walk_has_the_same_names_and_its_own_kinds():
+    walk = pages.page_sequence(VERIFY)
+    assert [p.name for p in walk] == [p.name for p in pages.page_sequence(FORWARD)]
+    kinds = {p.name: p.kind for p in walk}
+    assert kinds["learning-intro"] == "verification-intro"
+    assert kinds["learning-3"] == "verification-learning-trial"
+    assert kinds["feedback-3"] == "verification-feedback"
+    assert kinds["test-intro"] == "verification-test-intro"
+    assert kinds["test-16"] == "verification-test-trial"
+
+
 def test_every_kind_has_a_template_and_every_answered_kind_a_simulated_answer():
     every = (
         *pages.page_sequence(STUDY), *pages.page_sequence(FORWARD),
-        *pages.page_sequence(DISTINCTION), *pages.END_PAGES,
+        *pages.page_sequence(VERIFY), *pages.page_sequence(DISTINCTION), *pages.END_PAGES,
     )  # fmt: skip
     for page in every:
         assert (TEMPLATES / f"{page.kind}.html").is_file(), page.kind

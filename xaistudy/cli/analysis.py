@@ -134,16 +134,19 @@ def analyze(
 
 def summary_lines(analysis) -> str:
     """What ``xaistudy analyze`` (and the demo) print: accuracy per condition with its
-    interval; for a trial design per phase with its test against chance, and the gain
-    over the control."""
+    interval; for a study of a trial design per phase with its test against chance, and
+    the gain over the control; for a verification study also the over- and under-reliance
+    in the test."""
     from analysis.forward_simulation import SimulationAnalysis
+    from analysis.verification import VerificationAnalysis
 
+    trial_design = isinstance(analysis, SimulationAnalysis | VerificationAnalysis)
     excluded = (
         int(analysis.exclusions["n_excluded"].sum())
-        if isinstance(analysis, SimulationAnalysis)
+        if trial_design
         else int(analysis.scored.exclusions["n_excluded"].sum())
     )
-    if not isinstance(analysis, SimulationAnalysis):
+    if not trial_design:
         lines = [f"{len(analysis.scored.participants)} participants analyzed, {excluded} excluded"]
         for _, row in analysis.tables.by_condition.iterrows():
             lines.append(
@@ -152,14 +155,23 @@ def summary_lines(analysis) -> str:
             )
         return "\n".join(lines)
     included = int(analysis.sample["included"].sum())
-    task = analysis.task.replace("-", " ")
-    lines = [f"{included} participants analyzed, {excluded} excluded ({task})"]
+    verification = isinstance(analysis, VerificationAnalysis)
+    design = "verification" if verification else analysis.design.replace("-", " ")
+    lines = [f"{included} participants analyzed, {excluded} excluded ({design})"]
     for _, row in analysis.accuracy.iterrows():
         lines.append(
             f"  {row['condition']:<16} {row['phase']:<8} accuracy {row['accuracy']:.3f} "
             f"[{row['ci_low']:.3f}, {row['ci_high']:.3f}]  n={row['participants']}  "
             f"p(chance)={row['p_chance']:.3g}"
         )
+    if verification:
+        for _, row in analysis.reliance[analysis.reliance["phase"] == "test"].iterrows():
+            lines.append(
+                f"  {row['condition']:<16} test     over-reliance {row['over_reliance']:.3f} "
+                f"[{row['over_reliance_ci_low']:.3f}, {row['over_reliance_ci_high']:.3f}]  "
+                f"under-reliance {row['under_reliance']:.3f} "
+                f"[{row['under_reliance_ci_low']:.3f}, {row['under_reliance_ci_high']:.3f}]"
+            )
     for _, row in analysis.utility.iterrows():
         lines.append(
             f"  {row['condition']:<16} gain over none {row['gain']:+.3f} "
@@ -190,15 +202,22 @@ def database_responses(url: str):
 @click.option("--n", "n", type=int, default=240, show_default=True, help="Participants.")
 @click.option(
     "--accuracy",
-    required=True,
+    default=None,
     help="Per-condition accuracy, e.g. baseline=0.7,concepts=0.6,counterfactuals=0.8 "
-    "(none=: the control of a forward-simulation study).",
+    "(none=: the control of a forward-simulation study); a verification study takes "
+    "--acceptance instead.",
 )
 @click.option(
     "--out",
     "out_dir",
     type=click.Path(path_type=Path),
     help="Write the CSV export format here (no server).",
+)
+@click.option(
+    "--acceptance",
+    default=None,
+    help="A verification study's participants per condition: the chances of a 'right' "
+    "verdict when the model is right and when it is wrong, e.g. none=0.85/0.6,baseline=0.9/0.3.",
 )
 @click.option("--db", "db_url", help="Fill this study database through the real flow.")
 @click.option("--url", help="Drive the running server at this URL over HTTP.")
@@ -235,6 +254,7 @@ def simulate(
     bundle_dir,
     n,
     accuracy,
+    acceptance,
     out_dir,
     db_url,
     url,
@@ -253,12 +273,22 @@ def simulate(
     from analysis.scoring import ScoringRule
     from simulation import runs
 
+    if accuracy is None and acceptance is None:
+        raise UserError(
+            "give --accuracy (the rating and forward-simulation designs) or --acceptance "
+            "(the verification design)"
+        )
     targets = [t for t in (out_dir, db_url, url) if t is not None]
     if len(targets) != 1:
         raise UserError("give exactly one of --out DIR, --db URL and --url URL")
     bundle = load_bundle(bundle_dir)
     spec = sim.SimulationSpec(
-        accuracy=sim.parse_accuracy(accuracy, [*bundle.conditions, NO_EXPLANATION]),
+        accuracy=sim.parse_accuracy(accuracy, [*bundle.conditions, NO_EXPLANATION])
+        if accuracy
+        else {},
+        acceptance=sim.parse_acceptance(acceptance, [*bundle.conditions, NO_EXPLANATION])
+        if acceptance
+        else {},
         n=n,
         seed=seed,
         ability_sd=ability_sd,
@@ -266,6 +296,10 @@ def simulate(
         too_fast=too_fast,
         rule=ScoringRule.parse(relies_on, not_relies_on),
     )
+    if out_dir is not None and spec.acceptance:
+        raise UserError(
+            "--acceptance needs --db or --url: a verification study's trials are walked"
+        )
     if out_dir is not None:
         frames = sim.simulate_frames(bundle, spec, runs.answered_pages())
         sim.write_frames(frames, out_dir, overwrite=overwrite)

@@ -27,6 +27,9 @@ from xaistudy.files import kept_secret
 from xaistudy.vocabulary import CONDITIONS, NO_EXPLANATION
 
 SIMULATED_ACCURACY = 0.65  # of a condition the demo's accuracy table does not name
+# A verification study's simulated acceptance, (P(right verdict | model right),
+# P(right verdict | model wrong)), of a condition the demo's table does not name.
+SIMULATED_ACCEPTANCE = (0.85, 0.45)
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,17 @@ class DemoSettings:
         }
     )
 
+    # a verification study's simulated participants per condition (SIMULATED_ACCEPTANCE
+    # otherwise): the control accepts most wrong decisions, the explanations fewer
+    acceptance: dict[str, tuple[float, float]] = field(
+        default_factory=lambda: {
+            NO_EXPLANATION: (0.85, 0.6),
+            "baseline": (0.85, 0.4),
+            "counterfactuals": (0.9, 0.3),
+            "concepts": (0.8, 0.5),
+        }
+    )
+
     @property
     def study_conditions(self) -> tuple[str, ...]:
         """The conditions the demo's study serves: the bundle's, and the study file's
@@ -69,6 +83,17 @@ class DemoSettings:
     @property
     def simulated_accuracy(self) -> dict[str, float]:
         return {c: self.accuracy.get(c, SIMULATED_ACCURACY) for c in self.study_conditions}
+
+    @property
+    def simulated_acceptance(self) -> dict[str, tuple[float, float]]:
+        return {c: self.acceptance.get(c, SIMULATED_ACCEPTANCE) for c in self.study_conditions}
+
+    @property
+    def verification(self) -> bool:
+        """Whether the demo's study is of the verification design."""
+        from study_server.study import VERIFICATION, load_study
+
+        return self.study is not None and load_study(self.study).design == VERIFICATION
 
     @property
     def study_path(self) -> Path | None:
@@ -268,7 +293,12 @@ def simulate_stage(settings: DemoSettings, n: int, host: str) -> Path:
 
     app = create_app(server_config(settings))
     bundle = load_bundle(settings.bundle_dir)
-    spec = SimulationSpec(accuracy=settings.simulated_accuracy, n=n, seed=settings.seed)
+    spec = SimulationSpec(
+        accuracy=settings.simulated_accuracy,
+        acceptance=settings.simulated_acceptance,
+        n=n,
+        seed=settings.seed,
+    )
     with local_server(app, host) as url:
         _say(f"[4/4] simulate: {n} participants through {url}")
         summary = simulate_http(url, bundle, spec, study=settings.study_path)
@@ -282,13 +312,23 @@ def simulate_stage(settings: DemoSettings, n: int, host: str) -> Path:
         exclusions=TooFastRule(min_seconds=0.0, min_median_fraction=None),
         seed=settings.seed,
     )
-    _say(f"      accuracy by condition (set: {_format_accuracy(settings.simulated_accuracy)})")
+    if settings.verification:
+        _say(
+            "      verification by condition (set P(right verdict) when the model is right/"
+            f"wrong: {_format_acceptance(settings.simulated_acceptance)})"
+        )
+    else:
+        _say(f"      accuracy by condition (set: {_format_accuracy(settings.simulated_accuracy)})")
     click.echo(summary_lines(analysis), err=True)
     return settings.report_dir / "report.html"
 
 
 def _format_accuracy(accuracy: dict[str, float]) -> str:
     return ", ".join(f"{k}={v:g}" for k, v in accuracy.items())
+
+
+def _format_acceptance(acceptance: dict[str, tuple[float, float]]) -> str:
+    return ", ".join(f"{k}={right:g}/{wrong:g}" for k, (right, wrong) in acceptance.items())
 
 
 def study_links(host: str, port: int, password: str) -> str:

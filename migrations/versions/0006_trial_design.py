@@ -1,4 +1,5 @@
-"""trial task: which task a trial row answers (forward simulation, distinction, ...)
+"""trial design: which study design a trial row answers (forward simulation, verification,
+distinction)
 
 Revision ID: 0006
 Revises: 0005
@@ -18,18 +19,22 @@ depends_on = None
 
 
 def upgrade():
-    # rows written before this revision are forward-simulation trials, the only kind then
+    # rows written before this revision are forward-simulation trials, or verification
+    # trials, told apart by their answer (a verdict)
     with op.batch_alter_table("trials", schema=None) as batch_op:
         batch_op.add_column(
             sa.Column(
-                "task",
+                "design",
                 sa.String(length=24),
                 nullable=False,
                 server_default="forward-simulation",
             )
         )
+    op.execute(
+        "UPDATE trials SET design = 'verification' WHERE prediction IN ('right', 'wrong')"
+    )
 
 
 def downgrade():
     with op.batch_alter_table("trials", schema=None) as batch_op:
-        batch_op.drop_column("task")
+        batch_op.drop_column("design")
