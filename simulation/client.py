@@ -34,6 +34,7 @@ from study_server.pages import (
     IntroPage,
     LearningIntroPage,
     LearningPage,
+    QuestionnairePage,
     RatingPage,
     TestIntroPage,
     TestPage,
@@ -45,6 +46,9 @@ from xaistudy.vocabulary import Status
 AnswerFn = Callable[[str, str], tuple[int, str]]
 # A forward-simulation trial: (phase, scene id, condition) -> "peaky" | "stretchy".
 PredictFn = Callable[[str, int, str], str]
+# A questionnaire item: (questionnaire, point, item, condition, points; 0 for free text)
+# -> the point chosen ("1".."points") or the text ("" leaves an optional item empty).
+ScaleFn = Callable[[str, str, str, str, int], str]
 MODES = ("pass", "fail")
 
 
@@ -60,6 +64,8 @@ class Behavior:
     ``comprehension``/``attention``: ``"pass"`` answers correctly, ``"fail"`` wrongly.
     ``predict(phase, scene_id, condition)`` gives a forward-simulation trial's prediction
     (None: always Peaky); ``response_ms`` the time each trial's answer reports.
+    ``scale`` answers a questionnaire item (:data:`ScaleFn`; None: each scale's middle
+    point, and free text only where it is required).
     """
 
     answer: AnswerFn
@@ -69,6 +75,7 @@ class Behavior:
     demographics: dict[str, Any] | None = None
     predict: PredictFn | None = None
     response_ms: int = 900
+    scale: ScaleFn | None = None
 
     def __post_init__(self) -> None:
         for mode in (self.attention, self.comprehension):
@@ -144,6 +151,26 @@ def _trial(study, page, behavior, condition):
     return data
 
 
+def _middle(questionnaire, point, item, condition, points) -> str:
+    return str((points + 1) // 2) if points else ""
+
+
+def _questionnaire(study, page, behavior, condition):
+    """Each item by its field (``i_<item id>``): a point of its radio group, or text."""
+    questionnaire, point = page.meta.get("xaistudy-questionnaire"), page.meta.get("xaistudy-point")
+    if not questionnaire or not point:
+        raise FlowError(f"questionnaire page {page.name} lacks its questionnaire or point")
+    scale = behavior.scale or _middle
+    data = {}
+    for name, options in page.radios.items():
+        data[name] = scale(questionnaire, point, name.removeprefix("i_"), condition, len(options))
+    for name in page.textareas:
+        item = study.questionnaire(questionnaire).item(name.removeprefix("i_"))
+        text = scale(questionnaire, point, item.id, condition, 0)
+        data[name] = text or ("no comment" if item.required else "")
+    return data
+
+
 def _demographics(study, page, behavior, condition):
     given = behavior.demographics or {}
     return {name: str(given.get(name, "") or "") for name in ("age", "gender", "ml_experience")}
@@ -164,6 +191,7 @@ FILLERS: dict[str, Filler] = {
     FeedbackPage.kind: _nothing,
     TestIntroPage.kind: _nothing,
     TestPage.kind: _trial,
+    QuestionnairePage.kind: _questionnaire,
 }
 
 
@@ -255,13 +283,14 @@ class ParticipantClient:
         consent: bool = True,
         stop_after: str | None = None,
         predict: PredictFn | None = None,
+        scale: ScaleFn | None = None,
     ) -> RunResult:
         """Walk from the entry link to an end page; ``stop_after`` leaves after that page.
 
         The answers are those of a :class:`Behavior` with these arguments.
         """
         behavior = Behavior(
-            answer, consent, comprehension, attention, demographics, predict=predict
+            answer, consent, comprehension, attention, demographics, predict=predict, scale=scale
         )
         result = RunResult()
         failures = 0

@@ -83,6 +83,14 @@ def hidden_fields(html: str) -> dict[str, str]:
     return fields
 
 
+def middle_answers(html: str) -> dict[str, str]:
+    """A questionnaire page's answers: each Likert item's middle point, text left empty."""
+    from simulation.parse import parse_page
+
+    radios = parse_page(html).radios
+    return {name: options[len(options) // 2][0] for name, options in radios.items()}
+
+
 def current_page(html: str) -> str:
     return re.search(r'<meta name="xaistudy-page" content="([^"]+)"', html).group(1)
 
