@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.load import Responses
+from analysis.questionnaires import QuestionnaireAnalysis
 from analysis.scoring import apply_exclusions
 from xaistudy.errors import UserError
 from xaistudy.too_fast import TooFastRule
@@ -45,6 +46,7 @@ class SimulationAnalysis:
     conditions: list[str]
     level: float
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
+    questionnaires: QuestionnaireAnalysis | None = None
 
 
 def _per_participant(trials: pd.DataFrame) -> pd.DataFrame:

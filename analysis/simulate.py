@@ -10,7 +10,9 @@ same ability is the chance that a trial's prediction is the model's decision (le
 and test alike); otherwise the participant names the other animal. Those draws are keyed
 by the participant's rank among its condition's arrivals and by the scene, so a
 simulation through a server is the same whatever condition order and trial order the
-server draws.
+server draws. Questionnaire items (:class:`ScaleAnswers`) are answered around a set mean
+per item and condition, shifted by a set change at the last point of a pre/post block,
+drawn by the same key.
 
 Here the tables in the export format (no server) and the answers of one participant;
 simulation/runs.py sends such participants through a real server.
@@ -82,6 +84,55 @@ def _fraction(value: float, option: str) -> float:
     return float(value)
 
 
+# What a simulated participant writes in a free-text item it answers.
+COMMENTS = (
+    "The pictures were clear.",
+    "Some of the explanations were hard to follow.",
+    "I mostly looked at the arms.",
+    "Interesting study, thank you.",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ScaleAnswers:
+    """How simulated participants answer questionnaire items.
+
+    ``means``: ``"<questionnaire>.<item>"`` -> condition -> the mean point; an item or
+    condition not named answers around its scale's midpoint plus ``offset[condition]``
+    (0 when absent). ``change``: condition -> what the mean moves by from the first to the
+    last point of a pre/post block (0 when absent). A participant's answer is the mean
+    rounded at random to a neighbouring point (so its expectation is the mean) and moved
+    one point up or down with probability ``spread`` each; only a point off the scale is
+    pulled back, so a mean at least one point inside the ends is met exactly.
+    ``comment``: the chance an optional free-text item is answered.
+    """
+
+    means: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
+    offset: dict[str, float] = dataclasses.field(default_factory=dict)
+    change: dict[str, float] = dataclasses.field(default_factory=dict)
+    spread: float = 0.25
+    comment: float = 0.3
+
+    def __post_init__(self) -> None:
+        _fraction(self.spread, "spread")
+        if self.spread > 0.5:
+            raise UserError(f"spread={self.spread:g}: at most 0.5 (a step each way)")
+        _fraction(self.comment, "comment")
+
+    def mean(self, key: str, condition: str, points: int, last_of_block: bool) -> float:
+        """The mean answer to item ``key`` on a scale of ``points`` in ``condition``."""
+        base = self.means.get(key, {}).get(condition)
+        if base is None:
+            base = (points + 1) / 2 + self.offset.get(condition, 0.0)
+        return base + (self.change.get(condition, 0.0) if last_of_block else 0.0)
+
+    def draw(self, rng: np.random.Generator, mean: float, points: int) -> int:
+        low = int(np.floor(mean))
+        point = low + int(rng.random() < mean - low)
+        point += int(rng.choice([-1, 0, 1], p=[self.spread, 1 - 2 * self.spread, self.spread]))
+        return int(min(max(point, 1), points))
+
+
 @dataclasses.dataclass(frozen=True)
 class SimulationSpec:
     """What to simulate; ``n`` participants are assigned to the conditions in turn."""
@@ -93,6 +144,7 @@ class SimulationSpec:
     attention_fail: float = 0.0
     too_fast: float = 0.0
     rule: ScoringRule = dataclasses.field(default_factory=ScoringRule)
+    scales: ScaleAnswers = dataclasses.field(default_factory=ScaleAnswers)
 
     def __post_init__(self) -> None:
         if self.n < 1:
@@ -149,6 +201,7 @@ PAGE_WEIGHTS = {
     "explanations": 6.0,
     "rating": 1.5,
     "attention": 0.3,
+    "questionnaire": 1.0,
     "demographics": 0.7,
 }
 
@@ -280,7 +333,8 @@ class ParticipantAnswers:
     ``decisions``: the model's decision on each forward-simulation scene, by scene id
     (analysis.load.Bundle.simulation_decisions), which :meth:`predict` matches with the
     participant's ability. ``ranks``: arrivals per condition so far, shared by the
-    participants of one simulation (run one after another)."""
+    participants of one simulation (run one after another). ``block_points``: each
+    questionnaire's points, whose last of several is the post of a pre/post block."""
 
     def __init__(
         self,
@@ -289,8 +343,11 @@ class ParticipantAnswers:
         index: int,
         decisions: dict[int, str] | None = None,
         ranks: dict[str, int] | None = None,
+        block_points: dict[str, tuple[str, ...]] | None = None,
     ):
         self.spec, self.relevant = spec, relevant
+        # each questionnaire's points (Questionnaire.at): its last of several is "post"
+        self.block_points = block_points or {}
         self.decisions = decisions or {}
         self.ranks = {} if ranks is None else ranks
         self.rng = np.random.default_rng([spec.seed, index])
@@ -308,13 +365,18 @@ class ParticipantAnswers:
             self.ability = float(draw_abilities(self.rng, p, 1, self.spec.ability_sd)[0])
         return self.ability
 
-    def predict(self, phase: str, scene_id: int, condition: str | None) -> str:
-        """A forward-simulation trial: the model's decision with the ability's chance."""
+    def _key(self, condition: str | None) -> list[int]:
+        """The key of this participant's draws: seed, condition, rank in the condition."""
         if self.key is None:
             rank = self.ranks.get(condition, 0)
             self.ranks[condition] = rank + 1
             self.key = [self.spec.seed, zlib.crc32(str(condition).encode()), rank]
-            self.rng = np.random.default_rng(self.key)  # the ability's draw
+        return self.key
+
+    def predict(self, phase: str, scene_id: int, condition: str | None) -> str:
+        """A forward-simulation trial: the model's decision with the ability's chance."""
+        if self.ability is None:
+            self.rng = np.random.default_rng(self._key(condition))  # the ability's draw
         ability = self._ability(condition)
         if scene_id not in self.decisions:
             raise UserError(f"the server shows scene {scene_id}, unknown to the bundle")
@@ -323,6 +385,20 @@ class ParticipantAnswers:
         if draw < ability:
             return decision
         return "peaky" if decision == "stretchy" else "stretchy"
+
+    def scale(self, questionnaire: str, point: str, item: str, condition: str, points: int) -> str:
+        """A questionnaire item (simulation.client.ScaleFn): a point around the set mean,
+        later in a pre/post block by the set change; free text now and then."""
+        rng = np.random.default_rng(
+            [*self._key(condition), zlib.crc32(f"{questionnaire}.{item}.{point}".encode())]
+        )
+        scales = self.spec.scales
+        if not points:
+            return str(rng.choice(COMMENTS)) if rng.random() < scales.comment else ""
+        block = self.block_points.get(questionnaire, ())
+        last = len(block) > 1 and point == block[-1]
+        mean = scales.mean(f"{questionnaire}.{item}", condition, points, last)
+        return str(scales.draw(rng, mean, points))
 
     def answer(self, attribute: str, condition: str | None) -> tuple[int, str]:
         ability = self._ability(condition)

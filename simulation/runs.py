@@ -64,8 +64,12 @@ def run_flow(
     conditions: dict[str, int] = {}
     codes = 0
     ranks: dict[str, int] = {}  # arrivals per condition: keys the trials' draws
+    served = study or load_study(None)
+    blocks = {q.id: q.at for q in served.questionnaires}
     for i in tqdm(range(spec.n), desc="participants", unit="p", file=None, leave=False):
-        participant = ParticipantAnswers(spec, relevant, i, bundle.simulation_decisions, ranks)
+        participant = ParticipantAnswers(
+            spec, relevant, i, bundle.simulation_decisions, ranks, block_points=blocks
+        )
         client = ParticipantClient(
             transport_for(i),
             prolific_pid=f"SIMPID{spec.seed}X{i:06d}",
@@ -78,6 +82,7 @@ def run_flow(
                 answer=participant.answer,
                 attention="fail" if kind[i] < spec.attention_fail else "pass",
                 predict=participant.predict,
+                scale=participant.scale,
             )
         except (FlowError, TransportError) as exc:
             raise UserError(f"simulated participant {i} could not finish the study: {exc}") from exc

@@ -149,7 +149,7 @@ def summary_lines(analysis) -> str:
                 f"  {row['condition']:<16} accuracy {row['accuracy']:.3f} "
                 f"[{row['ci_low']:.3f}, {row['ci_high']:.3f}]  n={row['n']}"
             )
-        return "\n".join(lines)
+        return "\n".join(lines + questionnaire_lines(analysis.questionnaires))
     included = int(analysis.sample["included"].sum())
     lines = [f"{included} participants analyzed, {excluded} excluded (forward simulation)"]
     for _, row in analysis.accuracy.iterrows():
@@ -162,7 +162,29 @@ def summary_lines(analysis) -> str:
             f"  {row['condition']:<16} gain over none {row['gain']:+.3f} "
             f"[{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]  p={row['p_value']:.3g}"
         )
-    return "\n".join(lines)
+    return "\n".join(lines + questionnaire_lines(analysis.questionnaires))
+
+
+def questionnaire_lines(analysis) -> list[str]:
+    """Each Likert item's mean per condition, and each pre/post change with its test."""
+    if analysis is None or analysis.items.empty:
+        return []
+    lines = ["questionnaires (mean [interval] per condition):"]
+    for (questionnaire, item, point), rows in analysis.items.groupby(
+        ["questionnaire", "item", "point"], sort=False
+    ):
+        means = ", ".join(
+            f"{r['condition']} {r['mean']:.2f} [{r['mean_ci_low']:.2f}, {r['mean_ci_high']:.2f}]"
+            for _, r in rows.iterrows()
+        )
+        lines.append(f"  {questionnaire}.{item} at {point}: {means}")
+    for _, r in analysis.change.iterrows():
+        lines.append(
+            f"  {r['questionnaire']}.{r['item']} {r['condition']:<16} change {r['pre']} -> "
+            f"{r['post']} {r['change']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]  "
+            f"Wilcoxon p={r['p_value']:.3g}  n={r['n']}"
+        )
+    return lines
 
 
 def database_responses(url: str):
