@@ -48,6 +48,13 @@ REASONS = (
 
 def parse_accuracy(text: str, conditions: list[str]) -> dict[str, float]:
     """``"baseline=0.7,concepts=0.6"`` -> ``{"baseline": 0.7, "concepts": 0.6}``."""
+    return parse_condition_values(text, conditions, "--accuracy", 0.0, 1.0)
+
+
+def parse_condition_values(
+    text: str, conditions: list[str], option: str, low: float, high: float
+) -> dict[str, float]:
+    """``"CONDITION=VALUE,..."`` given as ``option``, each value in [low, high]."""
     result: dict[str, float] = {}
     for part in str(text).split(","):
         part = part.strip()
@@ -57,24 +64,24 @@ def parse_accuracy(text: str, conditions: list[str]) -> dict[str, float]:
         name = name.strip()
         if not sep:
             raise UserError(
-                f"--accuracy {text!r}: {part!r} is not CONDITION=VALUE "
+                f"{option} {text!r}: {part!r} is not CONDITION=VALUE "
                 "(e.g. baseline=0.7,concepts=0.6)"
             )
         if name not in conditions:
             raise UserError(
-                f"--accuracy names unknown condition {name!r}; allowed are {', '.join(conditions)}"
+                f"{option} names unknown condition {name!r}; allowed are {', '.join(conditions)}"
             )
         try:
-            accuracy = float(value)
+            number = float(value)
         except ValueError:
-            raise UserError(f"--accuracy {name}={value!r} is not a number") from None
-        if not 0.0 <= accuracy <= 1.0:
-            raise UserError(f"--accuracy {name}={accuracy:g} is outside [0, 1]")
+            raise UserError(f"{option} {name}={value!r} is not a number") from None
+        if not low <= number <= high:
+            raise UserError(f"{option} {name}={number:g} is outside [{low:g}, {high:g}]")
         if name in result:
-            raise UserError(f"--accuracy gives condition {name!r} twice")
-        result[name] = accuracy
+            raise UserError(f"{option} gives condition {name!r} twice")
+        result[name] = number
     if not result:
-        raise UserError("--accuracy is empty; give e.g. baseline=0.7,concepts=0.6")
+        raise UserError(f"{option} is empty; give e.g. baseline=0.7,concepts=0.6")
     return result
 
 

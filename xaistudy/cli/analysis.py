@@ -247,6 +247,18 @@ def database_responses(url: str):
     show_default=True,
     help="Share of participants who finish too fast (--out only).",
 )
+@click.option(
+    "--scale-offset",
+    default=None,
+    help="Questionnaire answers (--db, --url): each condition's mean distance from a "
+    "scale's midpoint, e.g. none=-0.4,baseline=0.2 (0 when not named).",
+)
+@click.option(
+    "--scale-change",
+    default=None,
+    help="Questionnaire answers (--db, --url): each condition's change from the first to "
+    "the last point of a pre/post block, e.g. none=0.4,baseline=1 (0 when not named).",
+)
 @_scoring_options
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty --out folder.")
@@ -261,6 +273,8 @@ def simulate(
     ability_sd,
     attention_fail,
     too_fast,
+    scale_offset,
+    scale_change,
     relies_on,
     not_relies_on,
     seed,
@@ -276,14 +290,23 @@ def simulate(
     if len(targets) != 1:
         raise UserError("give exactly one of --out DIR, --db URL and --url URL")
     bundle = load_bundle(bundle_dir)
+    conditions = [*bundle.conditions, NO_EXPLANATION]
+
+    def per_condition(text, option):  # a shift of at most the 7-point scale's width
+        return {} if text is None else sim.parse_condition_values(text, conditions, option, -6, 6)
+
     spec = sim.SimulationSpec(
-        accuracy=sim.parse_accuracy(accuracy, [*bundle.conditions, NO_EXPLANATION]),
+        accuracy=sim.parse_accuracy(accuracy, conditions),
         n=n,
         seed=seed,
         ability_sd=ability_sd,
         attention_fail=attention_fail,
         too_fast=too_fast,
         rule=ScoringRule.parse(relies_on, not_relies_on),
+        scales=sim.ScaleAnswers(
+            offset=per_condition(scale_offset, "--scale-offset"),
+            change=per_condition(scale_change, "--scale-change"),
+        ),
     )
     if out_dir is not None:
         frames = sim.simulate_frames(bundle, spec, runs.answered_pages())
