@@ -717,9 +717,10 @@ def _points(reader: _Reader, design: str) -> tuple[str, ...]:
     points = [value] if isinstance(value, str) else value
     unknown = [p for p in points if p not in allowed]
     if not points or unknown:
+        named = f"names point(s) {unknown} that design {design!r} does not have"
         raise UserError(
-            f"study: {reader.where}.at = {value!r} names no point or unknown point(s) "
-            f"{unknown} of design {design!r}; allowed are {', '.join(allowed)}"
+            f"study: {reader.where}.at = {value!r} {named if unknown else 'names no point'}; "
+            f"allowed are {', '.join(allowed)} (design {design!r})"
         )
     if len(set(points)) != len(points) or sorted(points, key=allowed.index) != points:
         raise UserError(

@@ -89,8 +89,10 @@ def test_the_shipped_studies_place_their_questionnaires_in_the_walk():
         ({"item_points": 6}, r"items\[0\].points = 6; allowed are 5 or 7"),
         ({"item_colour": "red"}, r"unknown key\(s\) colour in questionnaires\[0\].items\[0\]"),
         ({"item_statement_de": None}, r"questionnaires\[0\].items\[0\].statement_de is missing"),
-        ({"at": "after-learning"}, r"unknown point\(s\) \['after-learning'\] of design "
-         r"'attribute-rating'; allowed are after-intro, after-explanations, after-ratings"),
+        ({"at": "after-learning"}, r"names point\(s\) \['after-learning'\] that design "
+         r"'attribute-rating' does not have; allowed are after-intro, after-explanations, "
+         "after-ratings"),
+        ({"at": []}, "names no point; allowed are after-intro"),
         ({"at": ["after-ratings", "after-intro"]}, "must list distinct points in the order"),
         ({"conditions": ["nobody"]}, r"conditions names unknown condition\(s\) \['nobody'\]"),
         ({"id": "Bad-Id"}, "must be 1 to 24 lowercase letters, digits or _"),
@@ -125,7 +127,7 @@ def test_repeated_ids_are_refused():
 def test_a_forward_simulation_point_is_refused_in_the_other_design_and_back():
     forward = tomllib.loads(shipped_studies()["forward-simulation"].read_text())
     forward["questionnaires"][1]["at"] = "after-ratings"
-    with pytest.raises(UserError, match="of design 'forward-simulation'; allowed are after-intro"):
+    with pytest.raises(UserError, match="that design 'forward-simulation' does not have"):
         parse_study(forward)
 
 
