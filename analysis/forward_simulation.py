@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.load import Responses
+from analysis.questionnaires import QuestionnaireAnalysis
 from analysis.scoring import apply_exclusions
 from xaistudy.errors import UserError
 from xaistudy.too_fast import TooFastRule
@@ -51,6 +52,7 @@ class SimulationAnalysis:
     level: float
     design: str = FORWARD_SIMULATION  # the trials' design: forward-simulation | distinction
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
+    questionnaires: QuestionnaireAnalysis | None = None
 
 
 def _per_participant(trials: pd.DataFrame) -> pd.DataFrame:

@@ -7,7 +7,9 @@ in as frames (the command line reads a study database through the server's expor
 ``--responses`` may also be a single ``answers.csv``; then the exclusions that need
 participant columns are reported as not applicable. The export of a study of a trial
 design holds no answers but ``trials`` (long: one row per trial; its ``design`` column
-says which: analysis/forward_simulation.py, analysis/verification.py).
+says which: analysis/forward_simulation.py, analysis/verification.py). Any study's export
+may hold ``questionnaire`` (long: one row per questionnaire item answered;
+analysis/questionnaires.py).
 """
 
 from __future__ import annotations
@@ -46,6 +48,16 @@ PAGE_COLUMNS = ("participant_id", "condition", "page", "seconds")
 TRIAL_COLUMNS = ("participant_id", "condition", "phase", "scene_id", "correct")
 # What a verification study's trials need besides: the answer and the model's correctness.
 VERIFICATION_COLUMNS = ("verdict", "model_correct")
+QUESTIONNAIRE_COLUMNS = (
+    "participant_id",
+    "condition",
+    "questionnaire",
+    "point",
+    "item",
+    "value",
+    "text",
+    "answered_at",
+)
 # The statuses an export holds: those stored, and "abandoned" that the export derives.
 STATUSES = (*Status, ABANDONED)
 _ID_COLUMNS = {"participant_id": str, "prolific_pid": str, "study_id": str, "session_id": str}
@@ -61,6 +73,7 @@ class Responses:
     pages: pd.DataFrame | None
     source: str
     trials: pd.DataFrame | None = None
+    questionnaire: pd.DataFrame | None = None  # None: the study asked no questionnaire
 
     @property
     def trial_design(self) -> str | None:
@@ -219,14 +232,17 @@ def read_export(path: Path) -> Responses:
         pages = _read_csv(pages_path) if pages_path.exists() else None
         trials_path = path / "trials.csv"
         trials = _read_csv(trials_path) if trials_path.exists() else None
+        questionnaire_path = path / "questionnaire.csv"
+        questionnaire = _read_csv(questionnaire_path) if questionnaire_path.exists() else None
         answers = _read_csv(answers_path)
         source = str(path)
     elif path.is_file():
         answers, participants, pages, trials = _read_csv(path), None, None, None
+        questionnaire = None
         source = str(path)
     else:
         raise UserError(f"responses {path} do not exist")
-    responses = Responses(answers, participants, pages, source, trials)
+    responses = Responses(answers, participants, pages, source, trials, questionnaire)
     return _normalize(responses, answers_name=source)
 
 
@@ -245,6 +261,7 @@ def responses_from_frames(frames: Mapping[str, pd.DataFrame], source: str) -> Re
         pages=frames.get("pages"),
         source=source,
         trials=frames.get("trials"),
+        questionnaire=frames.get("questionnaire"),
     )
     return _normalize(responses, answers_name=f"the answers table of {source}")
 
@@ -321,9 +338,24 @@ def _normalize(responses: Responses, answers_name: str) -> Responses:
             _require_columns(trials, TRIAL_COLUMNS + VERIFICATION_COLUMNS, "trials.csv")
             trials["model_correct"] = as_bool(trials["model_correct"])
 
+    questionnaire = responses.questionnaire
+    if questionnaire is not None:
+        _require_columns(questionnaire, QUESTIONNAIRE_COLUMNS, "questionnaire.csv")
+        questionnaire = questionnaire.copy()
+        for column in ("participant_id", "condition", "questionnaire", "point", "item"):
+            questionnaire[column] = questionnaire[column].astype(str)
+        questionnaire["value"] = pd.to_numeric(questionnaire["value"], errors="coerce")
+        bad = questionnaire["value"].notna() & ~questionnaire["value"].isin(range(1, 8))
+        if bad.any():
+            row = questionnaire[bad].iloc[0]
+            raise UserError(
+                f"questionnaire value {row['value']:g} of participant {row['participant_id']} "
+                f"(item {row['questionnaire']}.{row['item']}) is outside the scales 1..5 and 1..7"
+            )
+
     if answers.empty and (trials is None or trials.empty):
         raise UserError(f"{responses.source} holds no answers to analyze")
-    return Responses(answers, participants, pages, responses.source, trials)
+    return Responses(answers, participants, pages, responses.source, trials, questionnaire)
 
 
 def check_bundle_matches(responses: Responses, bundle: Bundle) -> None:

@@ -11,7 +11,9 @@ describes every column. A forward-simulation study's folder holds instead
 ``sample.csv`` and ``report.html`` (analysis/forward_simulation.py); a verification
 study's ``verification_accuracy.csv``, ``verification_reliance.csv``,
 ``verification_utility.csv``, ``exclusions.csv``, ``sample.csv`` and ``report.html``
-(analysis/verification.py).
+(analysis/verification.py). A study that asked questionnaires adds, in any design,
+``questionnaire_items.csv``, ``questionnaire_change.csv`` (pre/post blocks),
+``questionnaire_between.csv`` and ``questionnaire_text.csv`` (analysis/questionnaires.py).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from analysis import plots
 from analysis.forward_simulation import SimulationAnalysis, analyze_trials
 from analysis.load import Bundle, Responses, load_bundle, read_export
 from analysis.mixed_model import ModelFit, fit_model
+from analysis.questionnaires import QuestionnaireAnalysis, analyze_questionnaires
 from analysis.scoring import (
     SCALE,
     TRIVIAL_STRATEGIES,
@@ -70,6 +73,7 @@ class Analysis:
     timings: dict[str, float]
     level: float = 0.95
     trivial: pd.DataFrame | None = None  # accuracy of answering the same to everything
+    questionnaires: QuestionnaireAnalysis | None = None
 
 
 def page_time_table(responses: Responses, scored: ScoredStudy) -> pd.DataFrame | None:
@@ -223,6 +227,51 @@ def _technical_section(analysis: Analysis, bundle: Bundle) -> list[str]:
     ]
 
 
+def questionnaire_section(analysis: QuestionnaireAnalysis | None) -> list[str]:
+    """The questionnaires' tables: items per condition, pre/post changes, the tests
+    between conditions; the free text is in its own file."""
+    if analysis is None:
+        return []
+    level = round(analysis.level * 100)
+    parts = [
+        "<h2>Questionnaires</h2>",
+        f"<p>Each Likert item's mean and median answer per condition and point, with "
+        f"{level}% percentile bootstrap intervals over participants (resampled within the "
+        "condition).</p>",
+        _table(analysis.items, digits=2),
+    ]
+    if not analysis.change.empty:
+        parts += [
+            "<h3>Change from before to after (pre/post blocks)</h3>",
+            f"<p>Each participant's answer at <code>post</code> minus at <code>pre</code>: "
+            f"<code>change</code> is its mean with a {level}% bootstrap interval, "
+            "<code>wilcoxon</code> and <code>p_value</code> a Wilcoxon signed-rank test of "
+            "the changes (empty when none changed).</p>",
+            _table(analysis.change, digits=2),
+        ]
+    parts += [
+        "<h3>Between conditions</h3>",
+        "<p>A Kruskal-Wallis test of each item's answers across the conditions.</p>",
+        _table(analysis.between),
+        f"<p class='note'>{len(analysis.texts)} free-text answers are listed in "
+        "<code>questionnaire_text.csv</code>.</p>",
+    ]
+    return parts
+
+
+def questionnaire_frames(analysis: QuestionnaireAnalysis | None) -> dict[str, pd.DataFrame]:
+    if analysis is None:
+        return {}
+    frames = {
+        "questionnaire_items": analysis.items,
+        "questionnaire_between": analysis.between,
+        "questionnaire_text": analysis.texts,
+    }
+    if not analysis.change.empty:
+        frames["questionnaire_change"] = analysis.change
+    return frames
+
+
 def render_html(analysis: Analysis, bundle: Bundle, source: str) -> str:
     """The self-contained report: tables inline, plots as base64 PNG."""
     scored, tables, fit = analysis.scored, analysis.tables, analysis.model
@@ -326,6 +375,7 @@ def render_html(analysis: Analysis, bundle: Bundle, source: str) -> str:
         notes = "; ".join(html.escape(n) for n in fit.notes)
         parts.append(f"<p class='note'>Fitting notes: {notes}</p>")
 
+    parts += questionnaire_section(analysis.questionnaires)
     parts.append("<h2>Time spent per page</h2>")
     if analysis.page_times is None:
         parts.append("<p class='note'>No page timings in these responses.</p>")
@@ -401,6 +451,7 @@ def render_simulation_html(analysis: SimulationAnalysis, bundle: Bundle, source:
         ),
         "<h2>Utility: test accuracy gained over the control</h2>",
         *_utility_section(analysis.utility, level),
+        *questionnaire_section(analysis.questionnaires),
         "</body></html>",
     ]
     return "\n".join(parts)
@@ -465,6 +516,7 @@ def render_verification_html(analysis: VerificationAnalysis, bundle: Bundle, sou
         ),
         "<h2>Utility: test accuracy gained over the control</h2>",
         *_utility_section(analysis.utility, level),
+        *questionnaire_section(analysis.questionnaires),
         "</body></html>",
     ]
     return "\n".join(parts)
@@ -495,6 +547,7 @@ def write_simulation_report(
         "simulation_utility": analysis.utility,
         "exclusions": analysis.exclusions,
         "sample": analysis.sample,
+        **questionnaire_frames(analysis.questionnaires),
     }
     return _write_folder(out_dir, frames, lambda: render_simulation_html(analysis, bundle, source))
 
@@ -509,6 +562,7 @@ def write_verification_report(
         "verification_utility": analysis.utility,
         "exclusions": analysis.exclusions,
         "sample": analysis.sample,
+        **questionnaire_frames(analysis.questionnaires),
     }
     return _write_folder(
         out_dir, frames, lambda: render_verification_html(analysis, bundle, source)
@@ -540,6 +594,7 @@ def write_report(analysis: Analysis, bundle: Bundle, source: str, out_dir: Path)
         frames["page_times"] = analysis.page_times
     if analysis.power is not None:
         frames["power"] = analysis.power
+    frames.update(questionnaire_frames(analysis.questionnaires))
     technical = accuracy_beside_scores(analysis.tables.by_condition, bundle.technical)
     if not technical.empty:
         frames["technical_scores"] = technical
@@ -582,6 +637,10 @@ def analyze(
         )
         with watch("trials"):
             result = analyze_design(loaded, exclusions, level, n_boot, seed)
+        with watch("questionnaires"):
+            result.questionnaires = analyze_questionnaires(
+                loaded.questionnaire, result.trials["participant_id"], level, n_boot, seed
+            )
         with watch("report"):
             write(result, bundle, loaded.source, out_dir)
         result.timings = watch.seconds
@@ -608,6 +667,14 @@ def analyze(
     analysis = run_analysis(
         loaded, bundle, rule, exclusions, n_boot, seed, model, level, power, watch
     )
+    with watch("questionnaires"):
+        analysis.questionnaires = analyze_questionnaires(
+            loaded.questionnaire,
+            analysis.scored.participants["participant_id"],
+            level,
+            n_boot,
+            seed,
+        )
     with watch("report"):  # analysis.timings is watch.seconds: this adds to it
         write_report(analysis, bundle, loaded.source, out_dir)
     return analysis

@@ -14,7 +14,9 @@ set acceptance: of a "right" verdict where the model is right, and where it is w
 (accept_right + 1 - accept_wrong) / 2. Those draws are keyed
 by the participant's rank among its condition's arrivals and by the scene, so a
 simulation through a server is the same whatever condition order and trial order the
-server draws.
+server draws. Questionnaire items (:class:`ScaleAnswers`) are answered around a set mean
+per item and condition, shifted by a set change at the last point of a pre/post block,
+drawn by the same key.
 
 Here the tables in the export format (no server) and the answers of one participant;
 simulation/runs.py sends such participants through a real server.
@@ -69,14 +71,28 @@ def parse_acceptance(text: str, conditions: list[str]) -> dict[str, tuple[float,
     return _per_condition(text, conditions, "--acceptance", "none=0.85/0.6,baseline=0.9/0.3", pair)
 
 
+def parse_condition_values(
+    text: str, conditions: list[str], option: str, low: float, high: float
+) -> dict[str, float]:
+    """``"CONDITION=VALUE,..."`` given as ``option``, each value a number in [low, high]."""
+    example = f"{conditions[0] if conditions else 'baseline'}={(low + high) / 2:g}"
+    return _per_condition(
+        text, conditions, option, example, lambda name, value: _number(name, value, low, high)
+    )
+
+
 def _share(option: str, value: str) -> float:
+    return _number(option, value, 0.0, 1.0)
+
+
+def _number(option: str, value: str, low: float, high: float) -> float:
     try:
-        share = float(value)
+        number = float(value)
     except ValueError:
         raise UserError(f"{option}={value!r} is not a number") from None
-    if not 0.0 <= share <= 1.0:
-        raise UserError(f"{option}={share:g} is outside [0, 1]")
-    return share
+    if not low <= number <= high:
+        raise UserError(f"{option}={number:g} is outside [{low:g}, {high:g}]")
+    return number
 
 
 def _per_condition(text: str, conditions: list[str], option: str, example: str, parse) -> dict:
@@ -108,6 +124,55 @@ def _fraction(value: float, option: str) -> float:
     return float(value)
 
 
+# What a simulated participant writes in a free-text item it answers.
+COMMENTS = (
+    "The pictures were clear.",
+    "Some of the explanations were hard to follow.",
+    "I mostly looked at the arms.",
+    "Interesting study, thank you.",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ScaleAnswers:
+    """How simulated participants answer questionnaire items.
+
+    ``means``: ``"<questionnaire>.<item>"`` -> condition -> the mean point; an item or
+    condition not named answers around its scale's midpoint plus ``offset[condition]``
+    (0 when absent). ``change``: condition -> what the mean moves by from the first to the
+    last point of a pre/post block (0 when absent). A participant's answer is the mean
+    rounded at random to a neighbouring point (so its expectation is the mean) and moved
+    one point up or down with probability ``spread`` each; only a point off the scale is
+    pulled back, so a mean at least one point inside the ends is met exactly.
+    ``comment``: the chance an optional free-text item is answered.
+    """
+
+    means: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
+    offset: dict[str, float] = dataclasses.field(default_factory=dict)
+    change: dict[str, float] = dataclasses.field(default_factory=dict)
+    spread: float = 0.25
+    comment: float = 0.3
+
+    def __post_init__(self) -> None:
+        _fraction(self.spread, "spread")
+        if self.spread > 0.5:
+            raise UserError(f"spread={self.spread:g}: at most 0.5 (a step each way)")
+        _fraction(self.comment, "comment")
+
+    def mean(self, key: str, condition: str, points: int, last_of_block: bool) -> float:
+        """The mean answer to item ``key`` on a scale of ``points`` in ``condition``."""
+        base = self.means.get(key, {}).get(condition)
+        if base is None:
+            base = (points + 1) / 2 + self.offset.get(condition, 0.0)
+        return base + (self.change.get(condition, 0.0) if last_of_block else 0.0)
+
+    def draw(self, rng: np.random.Generator, mean: float, points: int) -> int:
+        low = int(np.floor(mean))
+        point = low + int(rng.random() < mean - low)
+        point += int(rng.choice([-1, 0, 1], p=[self.spread, 1 - 2 * self.spread, self.spread]))
+        return int(min(max(point, 1), points))
+
+
 @dataclasses.dataclass(frozen=True)
 class SimulationSpec:
     """What to simulate; ``n`` participants are assigned to the conditions in turn."""
@@ -122,6 +187,7 @@ class SimulationSpec:
     # a verification study's participants, per condition: the chances of a "right" verdict
     # when the model is right and when it is wrong (parse_acceptance)
     acceptance: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
+    scales: ScaleAnswers = dataclasses.field(default_factory=ScaleAnswers)
 
     def __post_init__(self) -> None:
         if self.n < 1:
@@ -178,6 +244,7 @@ PAGE_WEIGHTS = {
     "explanations": 6.0,
     "rating": 1.5,
     "attention": 0.3,
+    "questionnaire": 1.0,
     "demographics": 0.7,
 }
 
@@ -311,7 +378,8 @@ class ParticipantAnswers:
     participant's ability; ``labels``: the scenes' true animals, against which
     :meth:`verify` accepts or rejects a decision with the participant's acceptance.
     ``ranks``: arrivals per condition so far, shared by the participants of one
-    simulation (run one after another)."""
+    simulation (run one after another). ``block_points``: each questionnaire's points,
+    whose last of several is the post of a pre/post block."""
 
     def __init__(
         self,
@@ -321,9 +389,12 @@ class ParticipantAnswers:
         decisions: dict[int, str] | None = None,
         ranks: dict[str, int] | None = None,
         labels: dict[int, str] | None = None,
+        block_points: dict[str, tuple[str, ...]] | None = None,
     ):
         self.spec, self.relevant = spec, relevant
         self.decisions, self.labels = decisions or {}, labels or {}
+        # each questionnaire's points (Questionnaire.at): its last of several is "post"
+        self.block_points = block_points or {}
         self.ranks = {} if ranks is None else ranks
         self.rng = np.random.default_rng([spec.seed, index])
         self.ability: float | None = None
@@ -341,17 +412,23 @@ class ParticipantAnswers:
             self.ability = float(draw_abilities(self.rng, p, 1, self.spec.ability_sd)[0])
         return self.ability
 
-    def _trial_draw(self, phase: str, scene_id: int, condition: str | None) -> float:
-        """A trial's uniform draw, keyed by the participant's rank in its condition and the
-        scene (the first trial fixes the rank and seeds the participant's own draws)."""
+    def _key(self, condition: str | None) -> list[int]:
+        """The key of this participant's draws: seed, condition, rank in the condition. The
+        first trial or questionnaire fixes the rank and seeds the participant's own draws
+        (ability, acceptance)."""
         if self.key is None:
             rank = self.ranks.get(condition, 0)
             self.ranks[condition] = rank + 1
             self.key = [self.spec.seed, zlib.crc32(str(condition).encode()), rank]
             self.rng = np.random.default_rng(self.key)  # the ability's draw
+        return self.key
+
+    def _trial_draw(self, phase: str, scene_id: int, condition: str | None) -> float:
+        """A trial's uniform draw, keyed by the participant's rank and the scene."""
+        key = self._key(condition)
         if scene_id not in self.decisions:
             raise UserError(f"the server shows scene {scene_id}, unknown to the bundle")
-        return np.random.default_rng([*self.key, phase == "test", scene_id]).random()
+        return np.random.default_rng([*key, phase == "test", scene_id]).random()
 
     def predict(self, phase: str, scene_id: int, condition: str | None) -> str:
         """A forward-simulation trial: the model's decision with the ability's chance."""
@@ -382,6 +459,20 @@ class ParticipantAnswers:
             right, wrong = (draw_abilities(self.rng, p, 1, self.spec.ability_sd)[0] for p in means)
             self.acceptance = (float(right), float(wrong))
         return self.acceptance
+
+    def scale(self, questionnaire: str, point: str, item: str, condition: str, points: int) -> str:
+        """A questionnaire item (simulation.client.ScaleFn): a point around the set mean,
+        later in a pre/post block by the set change; free text now and then."""
+        rng = np.random.default_rng(
+            [*self._key(condition), zlib.crc32(f"{questionnaire}.{item}.{point}".encode())]
+        )
+        scales = self.spec.scales
+        if not points:
+            return str(rng.choice(COMMENTS)) if rng.random() < scales.comment else ""
+        block = self.block_points.get(questionnaire, ())
+        last = len(block) > 1 and point == block[-1]
+        mean = scales.mean(f"{questionnaire}.{item}", condition, points, last)
+        return str(scales.draw(rng, mean, points))
 
     def answer(self, attribute: str, condition: str | None) -> tuple[int, str]:
         ability = self._ability(condition)

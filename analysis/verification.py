@@ -29,6 +29,7 @@ from analysis.forward_simulation import (
     utility_table,
 )
 from analysis.load import Responses
+from analysis.questionnaires import QuestionnaireAnalysis
 from xaistudy.errors import UserError
 from xaistudy.too_fast import TooFastRule
 
@@ -56,6 +57,7 @@ class VerificationAnalysis:
     sample: pd.DataFrame
     conditions: list[str]
     level: float
+    questionnaires: QuestionnaireAnalysis | None = None
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
 
 

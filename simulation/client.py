@@ -38,6 +38,7 @@ from study_server.pages import (
     IntroPage,
     LearningIntroPage,
     LearningPage,
+    QuestionnairePage,
     RatingPage,
     TestIntroPage,
     TestPage,
@@ -59,6 +60,9 @@ PredictFn = Callable[[str, int, str], str]
 # (scene id, a map picture's URL) -> the animal it explains (what a simulation knows of
 # its bundle).
 ExplainsFn = Callable[[int, str], str]
+# A questionnaire item: (questionnaire, point, item, condition, points; 0 for free text)
+# -> the point chosen ("1".."points") or the text ("" leaves an optional item empty).
+ScaleFn = Callable[[str, str, str, str, int], str]
 MODES = ("pass", "fail")
 
 
@@ -76,6 +80,8 @@ class Behavior:
     first option, Peaky or Right); ``response_ms`` the time each trial's answer reports.
     ``explains(scene_id, url)``: which animal a distinction panel's map explains, so that
     the participant picks the panel of the animal ``predict`` names.
+    ``scale`` answers a questionnaire item (:data:`ScaleFn`; None: each scale's middle
+    point, and free text only where it is required).
     """
 
     answer: AnswerFn
@@ -86,6 +92,7 @@ class Behavior:
     predict: PredictFn | None = None
     response_ms: int = 900
     explains: ExplainsFn | None = None
+    scale: ScaleFn | None = None
 
     def __post_init__(self) -> None:
         for mode in (self.attention, self.comprehension):
@@ -177,6 +184,26 @@ def _distinction(study, page, behavior, condition):
     return {**answer, "panel": by_animal[answer["panel"]]}
 
 
+def _middle(questionnaire, point, item, condition, points) -> str:
+    return str((points + 1) // 2) if points else ""
+
+
+def _questionnaire(study, page, behavior, condition):
+    """Each item by its field (``i_<item id>``): a point of its radio group, or text."""
+    questionnaire, point = page.meta.get("xaistudy-questionnaire"), page.meta.get("xaistudy-point")
+    if not questionnaire or not point:
+        raise FlowError(f"questionnaire page {page.name} lacks its questionnaire or point")
+    scale = behavior.scale or _middle
+    data = {}
+    for name, options in page.radios.items():
+        data[name] = scale(questionnaire, point, name.removeprefix("i_"), condition, len(options))
+    for name in page.textareas:
+        item = study.questionnaire(questionnaire).item(name.removeprefix("i_"))
+        text = scale(questionnaire, point, item.id, condition, 0)
+        data[name] = text or ("no comment" if item.required else "")
+    return data
+
+
 def _demographics(study, page, behavior, condition):
     given = behavior.demographics or {}
     return {name: str(given.get(name, "") or "") for name in ("age", "gender", "ml_experience")}
@@ -206,6 +233,7 @@ FILLERS: dict[str, Filler] = {
     DistinctionLearningPage.kind: _distinction,
     DistinctionFeedbackPage.kind: _nothing,
     DistinctionTestIntroPage.kind: _nothing,
+    QuestionnairePage.kind: _questionnaire,
 }
 
 
@@ -298,6 +326,7 @@ class ParticipantClient:
         stop_after: str | None = None,
         predict: PredictFn | None = None,
         explains: ExplainsFn | None = None,
+        scale: ScaleFn | None = None,
     ) -> RunResult:
         """Walk from the entry link to an end page; ``stop_after`` leaves after that page.
 
@@ -305,7 +334,7 @@ class ParticipantClient:
         """
         behavior = Behavior(
             answer, consent, comprehension, attention, demographics, predict=predict,
-            explains=explains,
+            explains=explains, scale=scale,
         )  # fmt: skip
         result = RunResult()
         failures = 0

@@ -67,9 +67,17 @@ def run_flow(
     codes = 0
     ranks: dict[str, int] = {}  # arrivals per condition: keys the trials' draws
     verification = study is not None and study.design == VERIFICATION
+    served = study or load_study(None)
+    blocks = {q.id: q.at for q in served.questionnaires}
     for i in tqdm(range(spec.n), desc="participants", unit="p", file=None, leave=False):
         participant = ParticipantAnswers(
-            spec, relevant, i, bundle.simulation_decisions, ranks, bundle.simulation_labels
+            spec,
+            relevant,
+            i,
+            bundle.simulation_decisions,
+            ranks,
+            bundle.simulation_labels,
+            block_points=blocks,
         )
         client = ParticipantClient(
             transport_for(i),
@@ -84,6 +92,7 @@ def run_flow(
                 attention="fail" if kind[i] < spec.attention_fail else "pass",
                 predict=participant.verify if verification else participant.predict,
                 explains=functools.partial(map_explains, bundle),
+                scale=participant.scale,
             )
         except (FlowError, TransportError) as exc:
             raise UserError(f"simulated participant {i} could not finish the study: {exc}") from exc

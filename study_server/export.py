@@ -11,7 +11,8 @@ is neutralized (:func:`neutralize_formula`); the DataFrames and Parquet keep it 
 
 The exports: ``participants`` (one row per participant), ``answers`` (long: participant
 x attribute), ``answers_wide`` (one row per participant), ``trials`` (long: one row per
-trial of the forward-simulation or verification design), ``pages`` (page timings),
+trial of a trial design), ``questionnaire`` (long: one row per questionnaire item
+answered at a point of the walk), ``pages`` (page timings),
 ``checks`` (every comprehension attempt and attention check answer),
 ``explanation_visits`` (each look at the explanations while answering), ``reconciliation``
 (what to do with each submission on Prolific), ``exclusions`` and ``audit`` (the
@@ -41,6 +42,7 @@ from study_server.models import (
     ExplanationVisit,
     PageVisit,
     Participant,
+    QuestionnaireAnswer,
     StudyRecord,
     Trial,
     utcnow,
@@ -292,6 +294,43 @@ def _trials(connection: Connection, context: Context) -> Iterator[tuple]:
         )
 
 
+QUESTIONNAIRE_COLUMNS = (
+    "participant_id",
+    "prolific_pid",
+    "condition",
+    "questionnaire",
+    "point",
+    "item",
+    "value",
+    "text",
+    "answered_at",
+)
+
+
+def _questionnaire(connection: Connection, context: Context) -> Iterator[tuple]:
+    """One row per questionnaire item answered: ``value`` a Likert item's point, ``text``
+    a free-text item's answer, at the walk's ``point`` (a pre/post block has one per
+    point)."""
+    answers = QuestionnaireAnswer.__table__
+    statement = (
+        select(answers, Participant.prolific_pid, Participant.condition)
+        .join(Participant, Participant.id == answers.c.participant_id)
+        .order_by(answers.c.participant_id, answers.c.answered_at, answers.c.id)
+    )
+    for a in _batches(connection, statement):
+        yield (
+            a.participant_id,
+            a.prolific_pid,
+            a.condition,
+            a.questionnaire,
+            a.point,
+            a.item,
+            a.value,
+            a.text,
+            _iso(a.answered_at),
+        )
+
+
 PAGE_COLUMNS = ("participant_id", "condition", "page", "entered_at", "left_at", "seconds")
 
 
@@ -490,6 +529,7 @@ EXPORTS: dict[str, Export] = {
         Export("answers", ANSWER_COLUMNS, _answers),
         Export("answers_wide", PARTICIPANT_COLUMNS, _answers_wide),
         Export("trials", TRIAL_COLUMNS, _trials),
+        Export("questionnaire", QUESTIONNAIRE_COLUMNS, _questionnaire),
         Export("pages", PAGE_COLUMNS, _pages),
         Export("checks", CHECK_COLUMNS, _checks),
         Export("explanation_visits", VISIT_COLUMNS, _explanation_visits),
@@ -545,7 +585,12 @@ def stream_csv(engine: Engine, name: str) -> Iterator[str]:
 
 
 # Column types the DataFrames carry (missing values stay missing, not NaN floats).
-_DTYPES = {"age": "Int64", "comprehension_attempts": "Int64", "position": "Int64"}
+_DTYPES = {
+    "age": "Int64",
+    "comprehension_attempts": "Int64",
+    "position": "Int64",
+    "value": "Int64",
+}
 _FLAGS = ("preview", "excluded")
 
 

@@ -24,6 +24,7 @@ from wtforms import (
 from wtforms.fields.choices import SelectChoice
 from wtforms.i18n import messages_path
 from wtforms.validators import (
+    AnyOf,
     DataRequired,
     InputRequired,
     Length,
@@ -33,7 +34,7 @@ from wtforms.validators import (
 )
 from wtforms.widgets import HiddenInput
 
-from study_server.study import Question, Study
+from study_server.study import LIKERT, Question, Questionnaire, QuestionnaireItem, Study
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
@@ -149,6 +150,48 @@ def choice_form(questions: tuple[Question, ...]) -> type[StepForm]:
         for q in questions
     }
     return type("ChoiceForm", (StepForm,), fields)
+
+
+def _likert_field(item: QuestionnaireItem) -> RadioField:
+    """Points 1..n, the first and the last labelled with their anchors; an optional item
+    may be left empty (no choice to validate then)."""
+    labels = {1: f"1 ({item.low})", item.points: f"{item.points} ({item.high})"}
+    return RadioField(
+        item.text,
+        choices=[SelectChoice(i, labels.get(i, str(i))) for i in range(1, item.points + 1)],
+        coerce=lambda value: None if value in (None, "") else int(value),
+        validate_choice=item.required,
+        validators=[InputRequired(_l("Please choose a point of the scale."))]
+        if item.required
+        else [Optional(), AnyOf(range(1, item.points + 1))],
+    )
+
+
+def _text_field(item: QuestionnaireItem) -> TextAreaField:
+    return TextAreaField(
+        item.text,
+        validators=[
+            DataRequired(_l("Please answer this question.")) if item.required else Optional(),
+            Length(
+                max=item.max_length,
+                message=_l(
+                    "Please keep the answer under %(count)d characters.", count=item.max_length
+                ),
+            ),
+            no_control_characters,
+        ],
+    )
+
+
+@functools.cache
+def questionnaire_form(questionnaire: Questionnaire) -> type[StepForm]:
+    """One field ``i_<item id>`` per item: radio buttons of a Likert item, a text area of
+    a free-text one."""
+    fields = {
+        f"i_{item.id}": (_likert_field if item.kind == LIKERT else _text_field)(item)
+        for item in questionnaire.items
+    }
+    return type("QuestionnaireForm", (StepForm,), fields)
 
 
 # The two answers of a forward-simulation trial, with the key that gives each

@@ -152,6 +152,31 @@ class Trial(db.Model):
     answered_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
+QUESTIONNAIRE_ANSWER_UNIQUE = "uq_questionnaire_answers_one_per_item"
+
+
+class QuestionnaireAnswer(db.Model):
+    """One questionnaire item answered at one point of the walk: a Likert ``value`` or a
+    free ``text`` (docs/designs/questionnaires.md); an optional item left empty has no row."""
+
+    __tablename__ = "questionnaire_answers"
+    # named: the convention's name would pass PostgreSQL's 63 characters
+    __table_args__ = (
+        UniqueConstraint(
+            "participant_id", "questionnaire", "point", "item", name=QUESTIONNAIRE_ANSWER_UNIQUE
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
+    questionnaire: Mapped[str] = mapped_column(String(24))
+    point: Mapped[str] = mapped_column(String(24))  # study.QUESTIONNAIRE_POINTS
+    item: Mapped[str] = mapped_column(String(24))
+    value: Mapped[int | None] = mapped_column(Integer, nullable=True)  # likert: 1..points
+    text: Mapped[str | None] = mapped_column(Text, nullable=True)  # free text
+    answered_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
 class CheckAnswer(db.Model):
     """An answer to a comprehension question (one row per attempt) or attention check."""
 

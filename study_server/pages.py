@@ -18,6 +18,10 @@ learning-intro, learning-1 (each followed by feedback-1 when the study gives fee
 the same names with their own kinds of page: verification shows the model's decision and
 asks whether it is right; distinction shows two maps of the scene and asks which one
 explains the model's decision.
+
+Questionnaires (docs/designs/questionnaires.md) are placed at the named points of either
+walk (``QUESTIONNAIRE_POINTS``): ``questionnaire-<id>``, or ``questionnaire-<id>-<point>``
+for one asked at several points; a participant of a condition it is not shown to skips it.
 """
 
 from __future__ import annotations
@@ -45,16 +49,19 @@ from study_server.forms import (
     choice_form,
     panel_form,
     prediction_form,
+    questionnaire_form,
     rating_form,
 )
-from study_server.models import Answer, CheckAnswer, Participant, Trial
+from study_server.models import Answer, CheckAnswer, Participant, QuestionnaireAnswer, Trial
 from study_server.study import (
     DISTINCTION,
     FORWARD_SIMULATION,
+    LIKERT,
     TRIAL_DESIGNS,
     VERIFICATION,
     Question,
     Study,
+    questionnaire_page_name,
 )
 from xaistudy.vocabulary import Status
 
@@ -79,7 +86,9 @@ class Outcome:
 
     next_page: Page
     changes: dict[str, Any] = dataclasses.field(default_factory=dict)
-    rows: list[Answer | CheckAnswer] = dataclasses.field(default_factory=list)
+    rows: list[Answer | CheckAnswer | Trial | QuestionnaireAnswer] = dataclasses.field(
+        default_factory=list
+    )
 
 
 class Page:
@@ -106,6 +115,10 @@ class Page:
     def arrival(self, visit: Visit) -> dict[str, Any]:
         """Participant columns set when a post (``visit``, of the page before) leads here."""
         return {}
+
+    def shown_to(self, study: Study, condition: str) -> bool:
+        """Whether participants of ``condition`` see this page (else the walk skips it)."""
+        return True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -245,6 +258,62 @@ class DemographicsPage(Page):
             "ml_experience": form.ml_experience.data or None,
         }
         return Outcome(visit.following, changes)
+
+
+@dataclasses.dataclass(frozen=True)
+class QuestionnairePage(Page):
+    """A questionnaire's items at one of its points: one row per item answered (an
+    optional item left empty stores none)."""
+
+    kind: ClassVar[str] = "questionnaire"
+    questionnaire_id: str
+    point: str
+    repeated: bool  # asked at several points: the point is part of the name
+
+    @property
+    def name(self) -> str:
+        return questionnaire_page_name(self.questionnaire_id, self.point, self.repeated)
+
+    def shown_to(self, study, condition):
+        return study.questionnaire(self.questionnaire_id).shown_to(condition)
+
+    def form_class(self, study, participant):
+        return questionnaire_form(study.questionnaire(self.questionnaire_id))
+
+    def context(self, ctx, participant):
+        return {
+            "questionnaire": ctx.study.questionnaire(self.questionnaire_id),
+            "point": self.point,
+        }
+
+    def submit(self, visit, form):
+        questionnaire = visit.study.questionnaire(self.questionnaire_id)
+        rows = []
+        for item in questionnaire.items:
+            value = form[f"i_{item.id}"].data
+            if value is None or (isinstance(value, str) and not value.strip()):
+                continue  # an optional item left unanswered
+            likert = item.kind == LIKERT
+            rows.append(
+                QuestionnaireAnswer(
+                    participant_id=visit.participant.id,
+                    questionnaire=questionnaire.id,
+                    point=self.point,
+                    item=item.id,
+                    value=int(value) if likert else None,
+                    text=None if likert else value.strip(),
+                    answered_at=visit.now,
+                )
+            )
+        return Outcome(visit.following, rows=rows)
+
+
+def _questionnaire_pages(study: Study, point: str) -> list[Page]:
+    return [
+        QuestionnairePage(q.id, point, repeated=len(q.at) > 1)
+        for q in study.questionnaires
+        if point in q.at
+    ]
 
 
 # -- trial designs: forward simulation, verification, distinction --------------------------
@@ -656,16 +725,20 @@ def _completion(study: Study, code: str) -> dict[str, str]:
 @functools.cache
 def page_sequence(study: Study) -> tuple[Page, ...]:
     """The pages every participant of ``study`` walks through, in order, ending at complete."""
+    at = functools.partial(_questionnaire_pages, study)
+    pages: list[Page] = [ConsentPage(), IntroPage(), *at("after-intro")]
     if study.design in TRIAL_DESIGNS:
-        pages = [ConsentPage(), IntroPage(), *_trial_pages(study)]
+        pages += _trial_pages(study)
     else:
-        pages = [ConsentPage(), IntroPage(), TutorialPage(), ComprehensionPage()]
-        pages.append(ExplanationsPage())
+        pages += [TutorialPage(), ComprehensionPage(), ExplanationsPage()]
+        pages += at("after-explanations")
         for index in range(1, len(study.attributes) + 1):
             pages.append(RatingPage(index))
             pages += [
                 AttentionPage(c.id) for c in study.attention_checks if c.after_rating == index
             ]
+        pages += at("after-ratings")
+    pages += at("before-demographics")
     if study.demographics:
         pages.append(DemographicsPage())
     pages.append(COMPLETE)
@@ -694,7 +767,7 @@ _TRIAL_KINDS = {
 
 def _trial_pages(study: Study) -> list[Page]:
     """A trial design's block: the learning trials (each with its feedback), then the test
-    trials."""
+    trials, each phase followed by its questionnaires."""
     design = study.trials
     intro, learning, feedback, test_intro, test = _TRIAL_KINDS[study.design]
     pages: list[Page] = [intro()]
@@ -702,8 +775,10 @@ def _trial_pages(study: Study) -> list[Page]:
         pages.append(learning(index))
         if design.feedback:
             pages.append(feedback(index))
+    pages += _questionnaire_pages(study, "after-learning")
     pages.append(test_intro())
     pages += [test(index) for index in range(1, design.test_trials + 1)]
+    pages += _questionnaire_pages(study, "after-test")
     return pages
 
 
@@ -717,12 +792,14 @@ def find_page(study: Study, name: str) -> Page | None:
     return _pages_by_name(study).get(name)
 
 
-def page_after(study: Study, page: Page) -> Page:
-    """The next page of the walk; an end page is followed by itself."""
+def page_after(study: Study, page: Page, condition: str | None = None) -> Page:
+    """The next page of the walk of a participant of ``condition`` (the pages not shown to
+    it skipped); an end page is followed by itself."""
     pages = page_sequence(study)
     if page not in pages[:-1]:
         return page
-    return pages[pages.index(page) + 1]
+    following = pages[pages.index(page) + 1 :]
+    return next(p for p in following if condition is None or p.shown_to(study, condition))
 
 
 def progress(study: Study, page: Page) -> int | None:

@@ -452,7 +452,7 @@ def _submit(participant: Participant, page: Page):
         return _redirect_to(page.name)
 
     now = utcnow()
-    visit = Visit(study, participant, now, page_after(study, page))
+    visit = Visit(study, participant, now, page_after(study, page, participant.condition))
     outcome = page.submit(visit, form)
     next_page = outcome.next_page
     changes = {"last_seen_at": now, "draft": None, **outcome.changes, **next_page.arrival(visit)}

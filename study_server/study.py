@@ -106,6 +106,53 @@ class Trials:
     confidence: bool  # each test trial also asks how sure the participant is
 
 
+# The points of each design's walk where a questionnaire can go (docs/designs/
+# questionnaires.md), in walk order: a questionnaire given several is asked at each.
+QUESTIONNAIRE_POINTS: dict[str, tuple[str, ...]] = {
+    ATTRIBUTE_RATING: ("after-intro", "after-explanations", "after-ratings", "before-demographics"),
+    **dict.fromkeys(
+        TRIAL_DESIGNS, ("after-intro", "after-learning", "after-test", "before-demographics")
+    ),
+}
+LIKERT = "likert"  # a statement rated on a 5- or 7-point agreement scale
+FREE_TEXT = "text"  # a prompt answered in the participant's own words
+ITEM_KINDS = (LIKERT, FREE_TEXT)
+LIKERT_POINTS = (5, 7)
+
+
+@dataclasses.dataclass(frozen=True)
+class QuestionnaireItem:
+    """One item: a Likert statement (``points``, anchors ``low``/``high``) or a free-text
+    ``prompt`` (``max_length``); ``text`` is the statement or prompt as shown."""
+
+    id: str
+    kind: str  # LIKERT | FREE_TEXT
+    text: str
+    required: bool
+    points: int = 0  # likert only
+    low: str = ""
+    high: str = ""
+    max_length: int = 0  # free text only
+
+
+@dataclasses.dataclass(frozen=True)
+class Questionnaire:
+    """``[[questionnaires]]``: items asked on one page at each of the points ``at`` (a
+    pre/post block when there are several), to the ``conditions`` named (all when empty)."""
+
+    id: str
+    title: str
+    at: tuple[str, ...]
+    items: tuple[QuestionnaireItem, ...]
+    conditions: tuple[str, ...] = ()
+
+    def shown_to(self, condition: str) -> bool:
+        return not self.conditions or condition in self.conditions
+
+    def item(self, item_id: str) -> QuestionnaireItem:
+        return next(i for i in self.items if i.id == item_id)
+
+
 # The languages a study can be shown in: those with a message catalog
 # (study_server/translations, docs/study.md).
 LANGUAGES = ("en", "de")
@@ -148,6 +195,8 @@ class Study:
         """The trials of a trial design (TRIAL_DESIGNS); None in the rating design."""
         return self.forward_simulation or self.verification or self.distinction
 
+    questionnaires: tuple[Questionnaire, ...] = ()
+
     @property
     def attribute_keys(self) -> tuple[str, ...]:
         return tuple(a.key for a in self.attributes)
@@ -167,6 +216,9 @@ class Study:
 
     def attention_check(self, check_id: str) -> Question:
         return next(q for q in self.attention_checks if q.id == check_id)
+
+    def questionnaire(self, questionnaire_id: str) -> Questionnaire:
+        return next(q for q in self.questionnaires if q.id == questionnaire_id)
 
     def completion_link(self, code: str) -> str:
         return self.completion_url.replace("{code}", code)
@@ -672,6 +724,139 @@ def _trial_parts(top: _Reader, design: str) -> dict[str, Any]:
     }
 
 
+_QUESTIONNAIRE_ID = re.compile(r"[a-z0-9][a-z0-9_]{0,23}")  # a page name part: no "-"
+PAGE_NAME_MAX = 40  # the stored page pointer's length (models.Participant.page)
+
+
+def _questionnaire_id(reader: _Reader, what: str) -> str:
+    value = reader.text("id")
+    if not _QUESTIONNAIRE_ID.fullmatch(value):
+        raise UserError(
+            f"study: {reader.where}.id {value!r} must be 1 to 24 lowercase letters, digits "
+            f"or _ (it names the {what} in page names and the export)"
+        )
+    return value
+
+
+def _likert_item(reader: _Reader, item_id: str, required: bool) -> QuestionnaireItem:
+    points = reader._get("points", int, 5)
+    if points not in LIKERT_POINTS:
+        raise UserError(
+            f"study: {reader.where}.points = {points!r}; allowed are "
+            f"{' or '.join(map(str, LIKERT_POINTS))}"
+        )
+    return QuestionnaireItem(
+        id=item_id,
+        kind=LIKERT,
+        text=reader.text("statement", max_len=500, translated=True),
+        required=required,
+        points=points,
+        low=reader.text("low", max_len=80, translated=True),
+        high=reader.text("high", max_len=80, translated=True),
+    )
+
+
+def _text_item(reader: _Reader, item_id: str, required: bool) -> QuestionnaireItem:
+    return QuestionnaireItem(
+        id=item_id,
+        kind=FREE_TEXT,
+        text=reader.text("prompt", max_len=500, translated=True),
+        required=required,
+        max_length=reader.integer("max_length", 1, 10000, default=1000),
+    )
+
+
+def _questionnaire_item(reader: _Reader) -> QuestionnaireItem:
+    item_id = _questionnaire_id(reader, "item")
+    kind = reader._get("kind", str, _REQUIRED)
+    if kind not in ITEM_KINDS:
+        raise UserError(
+            f"study: {reader.where}.kind = {kind!r} is not known; allowed are "
+            f"{', '.join(ITEM_KINDS)}"
+        )
+    required = reader._get("required", bool, kind == LIKERT)
+    read = _likert_item if kind == LIKERT else _text_item
+    item = read(reader, item_id, required)
+    reader.done()
+    return item
+
+
+def _unique(ids: list[str], what: str) -> None:
+    repeated = sorted({i for i in ids if ids.count(i) > 1})
+    if repeated:
+        raise UserError(f"study: {what} repeat: {', '.join(repeated)}; each must be unique")
+
+
+def _points(reader: _Reader, design: str) -> tuple[str, ...]:
+    """``at``: one point of the design's walk, or a list of them in walk order."""
+    allowed = QUESTIONNAIRE_POINTS[design]
+    value = reader._get("at", (str, list), _REQUIRED)
+    points = [value] if isinstance(value, str) else value
+    unknown = [p for p in points if p not in allowed]
+    if not points or unknown:
+        named = f"names point(s) {unknown} that design {design!r} does not have"
+        raise UserError(
+            f"study: {reader.where}.at = {value!r} {named if unknown else 'names no point'}; "
+            f"allowed are {', '.join(allowed)} (design {design!r})"
+        )
+    if len(set(points)) != len(points) or sorted(points, key=allowed.index) != points:
+        raise UserError(
+            f"study: {reader.where}.at = {value!r} must list distinct points in the order "
+            f"of the walk ({', '.join(allowed)})"
+        )
+    return tuple(points)
+
+
+def questionnaire_page_name(questionnaire_id: str, point: str, repeated: bool) -> str:
+    """``questionnaire-<id>``, or ``questionnaire-<id>-<point>`` for one asked at several
+    points (its page URL and the stored page pointer)."""
+    return f"questionnaire-{questionnaire_id}" + (f"-{point}" if repeated else "")
+
+
+def _check_page_names(reader: _Reader, questionnaire_id: str, points: tuple[str, ...]) -> None:
+    """A questionnaire asked at several points names a page per point, which must fit the
+    stored page pointer."""
+    names = [questionnaire_page_name(questionnaire_id, p, len(points) > 1) for p in points]
+    longest = max(names, key=len)
+    if len(longest) > PAGE_NAME_MAX:
+        raise UserError(
+            f"study: {reader.where}.id {questionnaire_id!r} makes the page name {longest!r} "
+            f"longer than {PAGE_NAME_MAX} characters; choose a shorter id"
+        )
+
+
+def _questionnaires(top: _Reader, design: str, conditions: tuple[str, ...]) -> tuple:
+    """``[[questionnaires]]`` with their ``[[questionnaires.items]]``."""
+    questionnaires = []
+    for reader in top.tables("questionnaires"):
+        questionnaire_id = _questionnaire_id(reader, "questionnaire")
+        named = reader._get("conditions", list, [])
+        unknown = [c for c in named if c not in conditions]
+        if unknown:
+            raise UserError(
+                f"study: {reader.where}.conditions names unknown condition(s) {unknown}; "
+                f"allowed are {', '.join(conditions)}"
+            )
+        items = tuple(_questionnaire_item(r) for r in reader.tables("items"))
+        if not items:
+            raise UserError(f"study: {reader.where} needs at least one [[questionnaires.items]]")
+        _unique([i.id for i in items], f"the item ids of questionnaire {questionnaire_id!r}")
+        points = _points(reader, design)
+        _check_page_names(reader, questionnaire_id, points)
+        questionnaires.append(
+            Questionnaire(
+                id=questionnaire_id,
+                title=reader.text("title", max_len=200, translated=True),
+                at=points,
+                items=items,
+                conditions=tuple(named),
+            )
+        )
+        reader.done()
+    _unique([q.id for q in questionnaires], "questionnaire ids")
+    return tuple(questionnaires)
+
+
 def parse_study(data: dict[str, Any], language: str | None = None) -> Study:
     """Build a :class:`Study` from parsed TOML, raising :class:`UserError` on bad input;
     its texts are in ``language`` (default: the file's first language)."""
@@ -736,10 +921,21 @@ def parse_study(data: dict[str, Any], language: str | None = None) -> Study:
         completion_url=url,
         screened_out_payment=screened_out_payment,
         design=design,
+        questionnaires=_questionnaires(top, design, tuple(c.name for c in conditions)),
         **parts,
     )
     top.done()
     return study
+
+
+def _keep_for_conditions(table: dict[str, Any], conditions: Sequence[str]) -> bool:
+    """Whether a question or questionnaire limited to ``conditions`` (its ``conditions``
+    narrowed to them in place) is still shown to any of them."""
+    named = table.get("conditions")
+    if not named:
+        return True
+    table["conditions"] = [c for c in named if c in conditions]
+    return bool(table["conditions"])
 
 
 def study_for_conditions(
@@ -747,20 +943,23 @@ def study_for_conditions(
 ) -> dict[str, Any]:
     """The data of the study file ``source`` (default: the shipped default) serving
     ``conditions`` instead of its own, each with ``target_n``; comprehension questions
-    for none of them are left out. Refused like a study file when it is not a study."""
+    and questionnaires for none of them are left out. Refused like a study file when it
+    is not a study."""
     path = default_study_path() if source is None else Path(source)
     data = tomllib.loads(path.read_text(encoding="utf-8"))
     data["conditions"] = {name: {"target_n": target_n} for name in conditions}
-    kept = []
-    for question in data.get("comprehension", {}).get("questions", []):
-        named = question.get("conditions")
-        if named:
-            question["conditions"] = [c for c in named if c in conditions]
-            if not question["conditions"]:
-                continue
-        kept.append(question)
+    kept = [
+        q
+        for q in data.get("comprehension", {}).get("questions", [])
+        if _keep_for_conditions(q, conditions)
+    ]
     if "comprehension" in data:
         data["comprehension"]["questions"] = kept
+    data["questionnaires"] = [
+        q for q in data.get("questionnaires", []) if _keep_for_conditions(q, conditions)
+    ]
+    if not data["questionnaires"]:
+        del data["questionnaires"]
     parse_study(data)
     return data
 

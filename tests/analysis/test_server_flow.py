@@ -26,6 +26,8 @@ def test_simulate_into_a_database_then_analyze_it(bundle_dir, tmp_path):
             ACCURACY,
             "--attention-fail",
             "0.5",
+            "--scale-offset",
+            "baseline=1.5,concepts=-1.5",
             "--db",
             url,
         ],
@@ -60,6 +62,24 @@ def test_simulate_into_a_database_then_analyze_it(bundle_dir, tmp_path):
     table = pd.read_csv(tmp_path / "report" / "accuracy_by_condition.csv")
     assert failed > 0 and table["n"].sum() == 6 - failed
     assert (tmp_path / "report" / "page_times.csv").exists()
+    # the questionnaire after the ratings, answered around the midpoint +- the offset, of
+    # the included participants only
+    items = pd.read_csv(tmp_path / "report" / "questionnaire_items.csv")
+    trust = items[items["item"] == "trust"].set_index("condition")
+    assert trust["n"].sum() == 6 - failed
+    if {"baseline", "concepts"} <= set(trust.index):
+        assert trust.loc["baseline", "mean"] > trust.loc["concepts", "mean"]
+    assert "questionnaires (mean [interval] per condition):" in result.output
+
+
+def test_simulate_refuses_a_scale_shift_off_the_scale(bundle_dir, tmp_path):
+    result = CliRunner().invoke(
+        cli,
+        ["simulate", "--bundle", str(bundle_dir), "--accuracy", ACCURACY, "--scale-change",
+         "baseline=9", "--db", f"sqlite:///{tmp_path / 's.sqlite'}"],
+    )  # fmt: skip
+    assert result.exit_code != 0
+    assert "--scale-change baseline=9 is outside [-6, 6]" in result.output
 
 
 @pytest.fixture()

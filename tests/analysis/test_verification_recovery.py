@@ -106,7 +106,7 @@ def test_a_forward_simulation_analysis_refuses_verification_trials(simulated):
 
     responses = responses_from_frames(export_frames(simulated), simulated)
     assert responses.is_verification and not responses.is_forward_simulation
-    with pytest.raises(UserError, match="holds no forward-simulation trials"):
+    with pytest.raises(UserError, match="holds no forward-simulation or distinction trials"):
         analyze_trials(responses, NO_EXCLUSIONS)
     result = analyze_verification(responses, NO_EXCLUSIONS, n_boot=200)
     assert result.conditions[0] == "none"

@@ -5,8 +5,8 @@ Starts the real server (werkzeug in a thread, SQLite migrated by Alembic, a stud
 with its consent details filled as for a launch) on a free port, drives Debian's Chromium
 (/usr/bin/chromium, never a downloaded browser) through playwright, and saves a
 screenshot of every page under ``test-artifacts/screenshots/<size>/<condition>/NN-<page>.png``.
-Every page state (each page, a refused answer, a failed comprehension attempt, the
-explanations and review pages, the end pages) is audited with axe-core
+Every page state (each page, a refused answer, a refused questionnaire, a failed
+comprehension attempt, the explanations and review pages, the end pages) is audited with axe-core
 (axe-playwright-python ships axe.min.js: it runs offline): no critical or serious
 violation. The condition grids must fit the viewport whole, at 360 px too.
 """
@@ -77,6 +77,19 @@ def known_answers(app) -> dict[str, str]:
     return {q.question: q.correct for q in (*study.comprehension, *study.attention_checks)}
 
 
+COMMENT = "The arms told me most."
+
+
+def answer_questionnaire(page, point: str = "4") -> None:
+    """Each statement's radio group found by its legend, its ``point`` clicked by its
+    label; the comment typed."""
+    for fieldset in page.locator("form fieldset").all():
+        assert fieldset.locator("legend").inner_text().strip()
+        fieldset.get_by_label(point, exact=True).check()
+    for area in page.locator("form textarea").all():
+        area.fill(COMMENT)
+
+
 def answer_page(page, name: str, answers: dict[str, str]) -> None:
     """Fill the visible form as a person would: click labels, type text, submit."""
     if name == "consent":
@@ -88,6 +101,8 @@ def answer_page(page, name: str, answers: dict[str, str]) -> None:
     elif name.startswith("rating-"):
         page.get_by_label("Agree", exact=True).check()
         page.locator("textarea").fill("The pictures change with it.")
+    elif name.startswith("questionnaire-"):
+        answer_questionnaire(page)
     elif name == "demographics":
         page.locator("#age").fill("34")
     follow(page, page.locator("form.step button[type=submit].primary"))
@@ -130,6 +145,8 @@ def walk(page, base: str, pid: str, size: str, answers: dict[str, str], extras: 
             return condition
         if extras and name == "rating-1":
             check_rating_states(page, size, condition)
+        if extras and name.startswith("questionnaire-"):
+            check_questionnaire_refused(page, f"{size} {condition}")
         answer_page(page, name, answers)
     raise AssertionError(f"{pid} did not reach the completion page")
 
@@ -154,6 +171,18 @@ def check_rating_states(page, size: str, condition: str) -> None:
     assert page.locator("textarea").input_value() == "No rating chosen yet."
 
 
+def check_questionnaire_refused(page, state: str) -> None:
+    """Sent with only the comment: each unanswered statement says so beside its group,
+    and the comment is kept."""
+    page.locator("form textarea").fill(COMMENT)
+    follow(page, page.locator("form.step button[type=submit].primary"))
+    errors = page.locator("fieldset p.error")
+    assert errors.count() == page.locator("form fieldset").count() == 3, state
+    assert errors.first.inner_text() == "Please choose a point of the scale."
+    assert page.locator("form textarea").input_value() == COMMENT
+    audit(page, f"{state} questionnaire refused")
+
+
 @pytest.mark.browser
 @pytest.mark.parametrize("size", list(SIZES))
 def test_chromium_completes_the_study_in_each_condition(server, browser, size):
@@ -175,6 +204,11 @@ def test_chromium_completes_the_study_in_each_condition(server, browser, size):
     assert mine["age"].tolist() == [34] * 3
     visits = export_frames(url)["explanation_visits"]
     assert (visits["prolific_pid"].str.startswith(size.upper())).sum() == 3
+    scales = export_frames(url)["questionnaire"]
+    mine = scales[scales["prolific_pid"].str.startswith(size.upper())]
+    assert len(mine) == 3 * 4 and set(mine["point"]) == {"after-ratings"}
+    assert mine["value"].dropna().tolist() == [4] * 9
+    assert mine["text"].dropna().tolist() == [COMMENT] * 3
 
 
 @pytest.mark.browser
@@ -263,8 +297,8 @@ def test_the_whole_study_can_be_completed_with_the_keyboard_alone(server, browse
             labels = [t.strip() for t in group.locator("label").all_inner_texts()]
             if name == "consent":
                 index = 0
-            elif name.startswith("rating-"):
-                index = 3  # Agree
+            elif name.startswith(("rating-", "questionnaire-")):
+                index = 3  # Agree; the fourth point
             else:
                 question = " ".join(group.locator("legend").inner_text().split())
                 index = labels.index(answers[question])
@@ -329,6 +363,10 @@ def answer_by_value(page, name: str, correct: dict[str, str]) -> None:
     elif name.startswith("rating-"):
         page.locator('input[name="rating"][value="4"]').check()
         page.locator("textarea").fill("Die Bilder ändern sich damit.")
+    elif name.startswith("questionnaire-"):
+        for field in {r.get_attribute("name") for r in page.locator("input[type=radio]").all()}:
+            page.locator(f'input[name="{field}"][value="2"]').check()
+        page.locator("textarea").fill("Die Arme haben mir am meisten gesagt.")
     follow(page, page.locator("form.step button[type=submit].primary"))
 
 

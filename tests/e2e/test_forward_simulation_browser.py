@@ -10,7 +10,7 @@ import json
 import pytest
 
 from tests.e2e.conftest import SCREENSHOTS, study_app, study_makers
-from tests.e2e.test_browser import SIZES, audit, follow, page_name
+from tests.e2e.test_browser import SIZES, answer_questionnaire, audit, follow, page_name
 
 CONDITIONS = ("integrated_gradients", "baseline", "none")
 # The kinds of page that look different per condition: audited in each.
@@ -74,6 +74,8 @@ def walk(
             return condition, given
         if name == "consent":
             page.get_by_label("I agree to take part").check()
+        if kind == "questionnaire":  # before and after learning: 3, then 6 of 7 points
+            answer_questionnaire(page, "6" if "after-learning" in name else "3")
         if kind.endswith("trial"):  # learning-trial, test-trial and the verification ones
             phase, number = name.split("-")
             answer = answers[1] if int(number) % 2 == 0 else answers[0]
@@ -106,7 +108,7 @@ def test_chromium_completes_the_forward_simulation_study_by_keyboard_and_mouse(s
     assert sorted(walked) == sorted(CONDITIONS)
 
     from study_server.extensions import db
-    from study_server.models import Participant, Trial
+    from study_server.models import Participant, QuestionnaireAnswer, Trial
 
     with app.app_context():
         for condition, (pid, given) in walked.items():
@@ -121,6 +123,13 @@ def test_chromium_completes_the_forward_simulation_study_by_keyboard_and_mouse(s
             assert stored == given and len(rows) == 24
             # every answer timed by the browser: the scene was on screen before it
             assert all(r.response_ms is not None and 0 < r.response_ms < 60_000 for r in rows)
+            predicted = db.session.scalars(
+                db.select(QuestionnaireAnswer.value)
+                .where(QuestionnaireAnswer.participant_id == participant.id)
+                .where(QuestionnaireAnswer.item == "can_predict")
+                .order_by(QuestionnaireAnswer.answered_at)
+            ).all()
+            assert predicted == [3, 6]  # the pre/post block, as clicked
             order = json.loads(participant.trial_order)
             assert [r.scene_index for r in rows if r.phase == "test"] == [
                 order["test"][r.position] for r in rows if r.phase == "test"
@@ -136,6 +145,8 @@ def test_a_trial_sent_without_an_answer_is_shown_again_with_its_error(server, br
         page.goto(f"{base}/?PROLIFIC_PID=FWDERR&STUDY_ID=S1&SESSION_ID=XFWDERR")
         page.get_by_label("I agree to take part").check()
         while page_name(page) != "learning-1":
+            if page_name(page).startswith("questionnaire-"):
+                answer_questionnaire(page)
             follow(page, page.locator("form.step button[type=submit].primary"))
         follow(page, page.locator("form.step button[type=submit].primary"))
         assert page_name(page) == "learning-1"

@@ -88,6 +88,14 @@ def hidden_fields(html: str) -> dict[str, str]:
     return fields
 
 
+def middle_answers(html: str) -> dict[str, str]:
+    """A questionnaire page's answers: each Likert item's middle point, text left empty."""
+    from simulation.parse import parse_page
+
+    radios = parse_page(html).radios
+    return {name: options[len(options) // 2][0] for name, options in radios.items()}
+
+
 def current_page(html: str) -> str:
     return re.search(r'<meta name="xaistudy-page" content="([^"]+)"', html).group(1)
 
@@ -173,6 +181,8 @@ def walk_trials(client, predict, stop_at: str = "complete", pid: str = "P1") -> 
         data = hidden_fields(html)
         if name == "consent":
             data["consent"] = "yes"
+        if name.startswith("questionnaire-"):
+            data.update(middle_answers(html))
         scene = re.search(r'name="xaistudy-scene" content="(\d+)"', html)
         if scene:
             data["prediction"] = predict(name.split("-")[0], int(scene.group(1)))

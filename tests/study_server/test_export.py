@@ -106,7 +106,7 @@ def test_export_frames_follow_the_contract(sqlite_app, filled):
         "left_at",
         "seconds",
     ]
-    assert len(pages[(pages["participant_id"] == 1)]) == 16
+    assert len(pages[(pages["participant_id"] == 1)]) == 17
 
     visits = frames["explanation_visits"]
     assert list(visits.columns) == [

@@ -19,6 +19,7 @@ from server_helpers import (
     hidden_fields,
     login,
     make_app,
+    middle_answers,
     walk_trials,
 )
 
@@ -63,10 +64,13 @@ def test_a_participant_learns_with_maps_and_feedback_then_predicts_alone(bundle_
     assert list(pages) == [
         "consent",
         "intro",
+        "questionnaire-predict-after-intro",
         "learning-intro",
         *[name for pair in zip(learning, feedback, strict=True) for name in pair],
+        "questionnaire-predict-after-learning",
         "test-intro",
         *[f"test-{i}" for i in range(1, 17)],
+        "questionnaire-post",
         "demographics",
         "complete",
     ]
@@ -197,6 +201,13 @@ def test_the_pages_speak_german(bundle_dir, tmp_path):
     client.post("/study/consent", data=data)
     html = client.get("/study/intro").get_data(as_text=True)
     client.post("/study/intro", data=hidden_fields(html))
+    html = unescape(client.get("/study/questionnaire-predict-after-intro").get_data(as_text=True))
+    assert "Ich kann die Entscheidungen des Modells vorhersagen." in html
+    assert "7 (Stimme voll zu)" in html
+    client.post(
+        "/study/questionnaire-predict-after-intro",
+        data={**hidden_fields(html), **middle_answers(html)},
+    )
     html = unescape(client.get("/study/learning-intro").get_data(as_text=True))
     assert "Lernen Sie, wie das Modell entscheidet" in html
     client.post("/study/learning-intro", data=hidden_fields(html))

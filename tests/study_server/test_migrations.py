@@ -27,3 +27,21 @@ def test_the_latest_migration_goes_down_and_up_again(bundle_dir, tmp_path):
         flask_migrate.upgrade()
         assert "explanation_visits" in inspect(db.engine).get_table_names()
         db.engine.dispose()
+
+
+def test_0006_adds_the_questionnaire_answers_table_and_goes_down_again(app):
+    """On SQLite and PostgreSQL: one row per participant, questionnaire, point and item."""
+    from study_server.extensions import db
+
+    with app.app_context():
+        flask_migrate.downgrade(revision="0005")
+        assert "questionnaire_answers" not in inspect(db.engine).get_table_names()
+        flask_migrate.upgrade()
+        unique = inspect(db.engine).get_unique_constraints("questionnaire_answers")
+        assert [(u["name"], u["column_names"]) for u in unique] == [
+            (
+                "uq_questionnaire_answers_one_per_item",
+                ["participant_id", "questionnaire", "point", "item"],
+            )
+        ]
+        db.engine.dispose()

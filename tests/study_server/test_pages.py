@@ -31,13 +31,14 @@ def test_the_walk_of_the_default_study():
         *ratings[3:6],
         "attention-a2",
         ratings[6],
+        "questionnaire-post",
         "demographics",
         "complete",
     ]
 
 
 def test_a_study_without_demographics_ends_after_its_last_rating():
-    study = dataclasses.replace(STUDY, demographics=False, attention_checks=())
+    study = dataclasses.replace(STUDY, demographics=False, attention_checks=(), questionnaires=())
     names = [page.name for page in pages.page_sequence(study)]
     assert names[-2:] == ["rating-7", "complete"] and "demographics" not in names
 
@@ -82,17 +83,29 @@ def test_the_walk_goes_on_page_by_page_and_stops_at_its_end():
     assert not pages.is_past(STUDY, pages.DECLINED, explanations)
 
 
+def test_a_questionnaire_limited_to_conditions_is_skipped_by_the_others():
+    post = dataclasses.replace(STUDY.questionnaire("post"), conditions=("concepts",))
+    study = dataclasses.replace(STUDY, questionnaires=(post,))
+    last_rating = pages.RatingPage(7)
+    assert pages.page_after(study, last_rating, "concepts").name == "questionnaire-post"
+    assert pages.page_after(study, last_rating, "baseline") == pages.DemographicsPage()
+    assert pages.page_after(study, last_rating) == pages.QuestionnairePage(
+        "post", "after-ratings", repeated=False
+    )
+
+
 def test_the_walk_of_the_forward_simulation_study():
     names = [page.name for page in pages.page_sequence(FORWARD)]
     learning = [name for i in range(1, 9) for name in (f"learning-{i}", f"feedback-{i}")]
     tests = [f"test-{i}" for i in range(1, 17)]
     assert names == [
-        "consent", "intro", "learning-intro", *learning, "test-intro", *tests, "demographics",
-        "complete",
+        "consent", "intro", "questionnaire-predict-after-intro", "learning-intro", *learning,
+        "questionnaire-predict-after-learning", "test-intro", *tests, "questionnaire-post",
+        "demographics", "complete",
     ]  # fmt: skip
     design = dataclasses.replace(FORWARD.trials, feedback=False, learning_trials=2)
     quiet = dataclasses.replace(FORWARD, forward_simulation=design)
-    assert [p.name for p in pages.page_sequence(quiet)][2:5] == [
+    assert [p.name for p in pages.page_sequence(quiet)][3:6] == [
         "learning-intro", "learning-1", "learning-2",
     ]  # fmt: skip
     # a milestone of the other design is never passed (its pages are refused)
@@ -101,7 +114,8 @@ def test_the_walk_of_the_forward_simulation_study():
 
 def test_the_verification_walk_has_the_same_names_and_its_own_kinds():
     walk = pages.page_sequence(VERIFY)
-    assert [p.name for p in walk] == [p.name for p in pages.page_sequence(FORWARD)]
+    forward = [p.name for p in pages.page_sequence(FORWARD)]  # with its questionnaires
+    assert [p.name for p in walk] == [n for n in forward if not n.startswith("questionnaire-")]
     kinds = {p.name: p.kind for p in walk}
     assert kinds["learning-intro"] == "verification-intro"
     assert kinds["learning-3"] == "verification-learning-trial"

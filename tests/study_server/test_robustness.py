@@ -162,6 +162,6 @@ def test_posts_replayed_after_completion_change_nothing(sqlite_app):
         assert response.headers["Location"].endswith("/study/complete")
     with sqlite_app.app_context():
         participant = db.session.query(Participant).one()
-        assert participant.status == "completed" and participant.revision == 15
+        assert participant.status == "completed" and participant.revision == 16
         assert db.session.query(Answer).filter(Answer.rating == 1).count() == 0
         db.session.rollback()

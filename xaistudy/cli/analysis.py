@@ -153,7 +153,7 @@ def summary_lines(analysis) -> str:
                 f"  {row['condition']:<16} accuracy {row['accuracy']:.3f} "
                 f"[{row['ci_low']:.3f}, {row['ci_high']:.3f}]  n={row['n']}"
             )
-        return "\n".join(lines)
+        return "\n".join(lines + questionnaire_lines(analysis.questionnaires))
     included = int(analysis.sample["included"].sum())
     verification = isinstance(analysis, VerificationAnalysis)
     design = "verification" if verification else analysis.design.replace("-", " ")
@@ -177,7 +177,29 @@ def summary_lines(analysis) -> str:
             f"  {row['condition']:<16} gain over none {row['gain']:+.3f} "
             f"[{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]  p={row['p_value']:.3g}"
         )
-    return "\n".join(lines)
+    return "\n".join(lines + questionnaire_lines(analysis.questionnaires))
+
+
+def questionnaire_lines(analysis) -> list[str]:
+    """Each Likert item's mean per condition, and each pre/post change with its test."""
+    if analysis is None or analysis.items.empty:
+        return []
+    lines = ["questionnaires (mean [interval] per condition):"]
+    for (questionnaire, item, point), rows in analysis.items.groupby(
+        ["questionnaire", "item", "point"], sort=False
+    ):
+        means = ", ".join(
+            f"{r['condition']} {r['mean']:.2f} [{r['mean_ci_low']:.2f}, {r['mean_ci_high']:.2f}]"
+            for _, r in rows.iterrows()
+        )
+        lines.append(f"  {questionnaire}.{item} at {point}: {means}")
+    for _, r in analysis.change.iterrows():
+        lines.append(
+            f"  {r['questionnaire']}.{r['item']} {r['condition']:<16} change {r['pre']} -> "
+            f"{r['post']} {r['change']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]  "
+            f"Wilcoxon p={r['p_value']:.3g}  n={r['n']}"
+        )
+    return lines
 
 
 def database_responses(url: str):
@@ -247,6 +269,18 @@ def database_responses(url: str):
     show_default=True,
     help="Share of participants who finish too fast (--out only).",
 )
+@click.option(
+    "--scale-offset",
+    default=None,
+    help="Questionnaire answers (--db, --url): each condition's mean distance from a "
+    "scale's midpoint, e.g. none=-0.4,baseline=0.2 (0 when not named).",
+)
+@click.option(
+    "--scale-change",
+    default=None,
+    help="Questionnaire answers (--db, --url): each condition's change from the first to "
+    "the last point of a pre/post block, e.g. none=0.4,baseline=1 (0 when not named).",
+)
 @_scoring_options
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty --out folder.")
@@ -262,6 +296,8 @@ def simulate(
     ability_sd,
     attention_fail,
     too_fast,
+    scale_offset,
+    scale_change,
     relies_on,
     not_relies_on,
     seed,
@@ -282,19 +318,24 @@ def simulate(
     if len(targets) != 1:
         raise UserError("give exactly one of --out DIR, --db URL and --url URL")
     bundle = load_bundle(bundle_dir)
+    conditions = [*bundle.conditions, NO_EXPLANATION]
+
+    def per_condition(text, option):  # a shift of at most the 7-point scale's width
+        return {} if text is None else sim.parse_condition_values(text, conditions, option, -6, 6)
+
     spec = sim.SimulationSpec(
-        accuracy=sim.parse_accuracy(accuracy, [*bundle.conditions, NO_EXPLANATION])
-        if accuracy
-        else {},
-        acceptance=sim.parse_acceptance(acceptance, [*bundle.conditions, NO_EXPLANATION])
-        if acceptance
-        else {},
+        accuracy=sim.parse_accuracy(accuracy, conditions) if accuracy else {},
+        acceptance=sim.parse_acceptance(acceptance, conditions) if acceptance else {},
         n=n,
         seed=seed,
         ability_sd=ability_sd,
         attention_fail=attention_fail,
         too_fast=too_fast,
         rule=ScoringRule.parse(relies_on, not_relies_on),
+        scales=sim.ScaleAnswers(
+            offset=per_condition(scale_offset, "--scale-offset"),
+            change=per_condition(scale_change, "--scale-change"),
+        ),
     )
     if out_dir is not None and spec.acceptance:
         raise UserError(

@@ -57,6 +57,24 @@ class DemoSettings:
             "concepts": 0.6,
         }
     )
+    # questionnaire answers (analysis.simulate.ScaleAnswers): each condition's distance
+    # from a scale's midpoint, and its change over a pre/post block
+    scale_offset: dict[str, float] = field(
+        default_factory=lambda: {
+            NO_EXPLANATION: -0.4,
+            "baseline": 0.2,
+            "counterfactuals": 0.6,
+            "concepts": 0.0,
+        }
+    )
+    scale_change: dict[str, float] = field(
+        default_factory=lambda: {
+            NO_EXPLANATION: 0.4,
+            "baseline": 0.8,
+            "counterfactuals": 1.2,
+            "concepts": 0.6,
+        }
+    )
 
     # a verification study's simulated participants per condition (SIMULATED_ACCEPTANCE
     # otherwise): the control accepts most wrong decisions, the explanations fewer
@@ -285,7 +303,7 @@ def simulate_stage(settings: DemoSettings, n: int, host: str) -> Path:
 
     from analysis.load import load_bundle
     from analysis.report import analyze
-    from analysis.simulate import SimulationSpec
+    from analysis.simulate import ScaleAnswers, SimulationSpec
     from simulation.runs import local_server, simulate_http
     from study_server import create_app
     from xaistudy.cli.analysis import database_responses, summary_lines
@@ -293,11 +311,13 @@ def simulate_stage(settings: DemoSettings, n: int, host: str) -> Path:
 
     app = create_app(server_config(settings))
     bundle = load_bundle(settings.bundle_dir)
+    scales = ScaleAnswers(offset=settings.scale_offset, change=settings.scale_change)
     spec = SimulationSpec(
         accuracy=settings.simulated_accuracy,
         acceptance=settings.simulated_acceptance,
         n=n,
         seed=settings.seed,
+        scales=scales,
     )
     with local_server(app, host) as url:
         _say(f"[4/4] simulate: {n} participants through {url}")
@@ -319,6 +339,11 @@ def simulate_stage(settings: DemoSettings, n: int, host: str) -> Path:
         )
     else:
         _say(f"      accuracy by condition (set: {_format_accuracy(settings.simulated_accuracy)})")
+    _say(
+        "      questionnaires: offset from the midpoint "
+        f"{_format_accuracy(settings.scale_offset)}; "
+        f"pre/post change {_format_accuracy(settings.scale_change)}"
+    )
     click.echo(summary_lines(analysis), err=True)
     return settings.report_dir / "report.html"
 
