@@ -34,6 +34,8 @@ from study_server.pages import (
     IntroPage,
     LearningIntroPage,
     LearningPage,
+    PairIntroPage,
+    PairPage,
     RatingPage,
     TestIntroPage,
     TestPage,
@@ -43,8 +45,10 @@ from study_server.study import Study, load_study
 from xaistudy.vocabulary import Status
 
 AnswerFn = Callable[[str, str], tuple[int, str]]
-# A forward-simulation trial: (phase, scene id, condition) -> "peaky" | "stretchy".
+# A simulation trial: (phase, scene id, condition) -> "peaky" | "stretchy"; a pair
+# trial's (pre, post) scene id is its original scene's.
 PredictFn = Callable[[str, int, str], str]
+TRIAL_PHASES = ("learning", "test", "pre", "post")
 MODES = ("pass", "fail")
 
 
@@ -132,7 +136,7 @@ def _rating(study, page, behavior, condition):
 def _trial(study, page, behavior, condition):
     """A trial's prediction (and a middle confidence where asked), by the scene's id."""
     phase, scene = page.meta.get("xaistudy-phase"), page.meta.get("xaistudy-scene", "")
-    if phase not in ("learning", "test") or not scene.isdigit() or "prediction" not in page.radios:
+    if phase not in TRIAL_PHASES or not scene.isdigit() or "prediction" not in page.radios:
         raise FlowError(f"trial page {page.name} lacks its phase, scene or prediction field")
     predict = behavior.predict or (lambda phase, scene, condition: "peaky")
     data = {
@@ -164,6 +168,8 @@ FILLERS: dict[str, Filler] = {
     FeedbackPage.kind: _nothing,
     TestIntroPage.kind: _nothing,
     TestPage.kind: _trial,
+    PairIntroPage.kind: _nothing,
+    PairPage.kind: _trial,
 }
 
 

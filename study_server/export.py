@@ -11,7 +11,7 @@ is neutralized (:func:`neutralize_formula`); the DataFrames and Parquet keep it 
 
 The exports: ``participants`` (one row per participant), ``answers`` (long: participant
 x attribute), ``answers_wide`` (one row per participant), ``trials`` (long: one row per
-forward-simulation trial), ``pages`` (page timings),
+simulation trial), ``pages`` (page timings),
 ``checks`` (every comprehension attempt and attention check answer),
 ``explanation_visits`` (each look at the explanations while answering), ``reconciliation``
 (what to do with each submission on Prolific), ``exclusions`` and ``audit`` (the
@@ -245,6 +245,9 @@ TRIAL_COLUMNS = (
     "true_label",
     "correct",
     "model_correct",
+    "changed_factor",
+    "original_decision",
+    "flips",
     "confidence",
     "response_ms",
     "answered_at",
@@ -252,9 +255,11 @@ TRIAL_COLUMNS = (
 
 
 def _trials(connection: Connection, context: Context) -> Iterator[tuple]:
-    """One row per forward-simulation trial: ``trial`` its 1-based place in the order the
+    """One row per simulation trial: ``trial`` its 1-based place in the order the
     participant saw, ``correct`` the prediction equal to the model's decision,
-    ``model_correct`` the model's decision equal to the true animal."""
+    ``model_correct`` the model's decision equal to the true animal; a pair trial's
+    ``changed_factor``, the model's decision on the unchanged scene and whether the change
+    ``flips`` it (empty in other trials)."""
     statement = (
         select(Trial.__table__, Participant.prolific_pid, Participant.condition)
         .join(Participant, Participant.id == Trial.participant_id)
@@ -274,6 +279,9 @@ def _trials(connection: Connection, context: Context) -> Iterator[tuple]:
             t.true_label,
             bool(t.correct),
             t.model_decision == t.true_label,
+            t.changed_factor,
+            t.original_decision,
+            None if t.original_decision is None else t.original_decision != t.model_decision,
             t.confidence,
             t.response_ms,
             _iso(t.answered_at),

@@ -124,22 +124,28 @@ class Answer(db.Model):
 
 
 class Trial(db.Model):
-    """One forward-simulation trial answered: the participant's prediction of the model's
-    decision on one scene, scored against it (docs/designs/forward-simulation.md)."""
+    """One simulation trial answered: the participant's prediction of the model's decision
+    on one scene, scored against it (docs/designs/forward-simulation.md); in a
+    counterfactual-simulation test the scene is the changed one of a pair
+    (docs/designs/counterfactual-simulation.md)."""
 
     __tablename__ = "trials"
     __table_args__ = (UniqueConstraint("participant_id", "phase", "position"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
-    phase: Mapped[str] = mapped_column(String(16))  # learning | test
+    phase: Mapped[str] = mapped_column(String(16))  # learning | test | pre | post
     position: Mapped[int] = mapped_column(Integer)  # 0-based, in the order shown
     scene_index: Mapped[int] = mapped_column(Integer)  # in the bundle's list of the phase
-    scene_id: Mapped[int] = mapped_column(Integer)  # the scene's row of the test split
+    scene_id: Mapped[int] = mapped_column(Integer)  # the (original) scene's test-split row
     prediction: Mapped[str] = mapped_column(String(16))  # peaky | stretchy
     model_decision: Mapped[str] = mapped_column(String(16))
     true_label: Mapped[str] = mapped_column(String(16))
     correct: Mapped[bool] = mapped_column(Boolean)  # prediction == model_decision
+    # A pair trial's factor changed and the model's decision on the unchanged scene, kept
+    # with the answer so that the export needs no bundle; null in other trials.
+    changed_factor: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    original_decision: Mapped[str | None] = mapped_column(String(16), nullable=True)
     confidence: Mapped[int | None] = mapped_column(Integer, nullable=True)  # 1..5, if asked
     response_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)  # browser-timed
     answered_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

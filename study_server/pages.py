@@ -14,6 +14,10 @@ declined are reached only from the comprehension check and the consent.
 A forward-simulation study (docs/designs/forward-simulation.md) walks: consent, intro,
 learning-intro, learning-1 (each followed by feedback-1 when the study gives feedback)
 .. learning-L, test-intro, test-1 .. test-T, demographics, complete.
+
+A counterfactual-simulation study (docs/designs/counterfactual-simulation.md) walks:
+consent, intro, pre-intro, pre-1 .. pre-P, the learning block as above (learning-intro,
+learning-1, feedback-1 .. learning-L), post-intro, post-1 .. post-Q, demographics, complete.
 """
 
 from __future__ import annotations
@@ -26,9 +30,11 @@ import secrets
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from flask_babel import gettext
 from sqlalchemy import select
 
-from explain.manifest import AttributionCondition, SimulationScene
+from explain.manifest import AttributionCondition, CounterfactualPair, SimulationScene
+from explain.wording import factor_name
 from study_server.extensions import db
 from study_server.forms import (
     PREDICTION_KEYS,
@@ -41,7 +47,7 @@ from study_server.forms import (
     rating_form,
 )
 from study_server.models import Answer, CheckAnswer, Participant, Trial
-from study_server.study import FORWARD_SIMULATION, Question, Study
+from study_server.study import COUNTERFACTUAL_SIMULATION, FORWARD_SIMULATION, Question, Study
 from xaistudy.vocabulary import Status
 
 if TYPE_CHECKING:
@@ -233,20 +239,23 @@ class DemographicsPage(Page):
         return Outcome(visit.following, changes)
 
 
-# -- forward simulation -------------------------------------------------------------------
+# -- forward and counterfactual simulation ------------------------------------------------
 
 
 def new_trial_order(study: Study) -> str | None:
-    """A new participant's trial order (the ``trial_order`` column), drawn from a fresh
-    seed kept with it; None in a design without trials."""
-    design = study.forward_simulation
+    """A new participant's trial order (the ``trial_order`` column): per phase of the
+    design, its scenes shuffled, drawn from a fresh seed kept with it; None in a design
+    without trials."""
+    design = study.trials
     if design is None:
         return None
     seed = secrets.randbits(32)
     rng = random.Random(seed)
-    learning = rng.sample(range(design.learning_trials), design.learning_trials)
-    test = rng.sample(range(design.test_trials), design.test_trials)
-    return json.dumps({"seed": seed, "learning": learning, "test": test})
+    order: dict[str, int | list[int]] = {"seed": seed}
+    for phase in design.phases:
+        count = getattr(design, f"{phase}_trials")
+        order[phase] = rng.sample(range(count), count)
+    return json.dumps(order)
 
 
 def per_scene_explanation(ctx: StudyContext, condition: str) -> AttributionCondition | None:
@@ -266,7 +275,7 @@ class LearningIntroPage(Page):
     kind: ClassVar[str] = "learning-intro"
 
     def context(self, ctx, participant):
-        design = ctx.study.forward_simulation
+        design = ctx.study.trials
         explains = ctx.study.explains(participant.condition)
         per_scene = per_scene_explanation(ctx, participant.condition) is not None
         return {
@@ -282,7 +291,7 @@ class TrialPage(Page):
     """The ``index``-th trial (1-based, in the participant's order) of ``phase``: a scene
     whose model decision the participant predicts, stored as one :class:`Trial` row."""
 
-    phase: ClassVar[str]  # learning | test
+    phase: ClassVar[str]  # learning | test | pre | post
     script: ClassVar[str | None] = "trials.js"
     index: int
 
@@ -290,10 +299,22 @@ class TrialPage(Page):
     def name(self) -> str:
         return f"{self.phase}-{self.index}"
 
+    def scenes(self, ctx: StudyContext) -> tuple:
+        """The bundle's scenes of this phase."""
+        return getattr(ctx.manifest.simulation, self.phase)
+
     def scene(self, ctx: StudyContext, participant: Participant) -> tuple[int, SimulationScene]:
         """(the scene's position in the bundle's list of this phase, the scene)."""
         position = json.loads(participant.trial_order)[self.phase][self.index - 1]
-        return position, getattr(ctx.manifest.simulation, self.phase)[position]
+        return position, self.scenes(ctx)[position]
+
+    def scored(self, scene) -> dict[str, Any]:
+        """The :class:`Trial` columns the scene sets: what the prediction is scored against."""
+        return {
+            "scene_id": scene.test_index,
+            "model_decision": scene.decision,
+            "true_label": scene.label,
+        }
 
     def asks_confidence(self, study: Study) -> bool:
         return False
@@ -302,7 +323,7 @@ class TrialPage(Page):
         return prediction_form(self.asks_confidence(study))
 
     def context(self, ctx, participant):
-        design = ctx.study.forward_simulation
+        design = ctx.study.trials
         _, scene = self.scene(ctx, participant)
         return {
             "index": self.index,
@@ -317,17 +338,16 @@ class TrialPage(Page):
         position, scene = self.scene(study_context(), visit.participant)
         prediction = form.prediction.data
         confidence = form.confidence.data if "confidence" in form else None
+        scored = self.scored(scene)
         trial = Trial(
             participant_id=visit.participant.id,
             phase=self.phase,
             position=self.index - 1,
             scene_index=position,
-            scene_id=scene.test_index,
             prediction=prediction,
-            model_decision=scene.decision,
-            true_label=scene.label,
-            correct=prediction == scene.decision,
+            correct=prediction == scored["model_decision"],
             confidence=confidence,
+            **scored,
             response_ms=form.response_ms.data,
             answered_at=visit.now,
         )
@@ -390,6 +410,59 @@ class TestPage(TrialPage):
 
     def asks_confidence(self, study):
         return study.forward_simulation.confidence
+
+
+@dataclasses.dataclass(frozen=True)
+class PairIntroPage(Page):
+    """Before the pre-test or the post-test: what a pair trial asks."""
+
+    kind: ClassVar[str] = "pair-intro"
+    phase: str  # pre | post
+
+    @property
+    def name(self) -> str:
+        return f"{self.phase}-intro"
+
+    def context(self, ctx, participant):
+        trials = getattr(ctx.study.counterfactual_simulation, f"{self.phase}_trials")
+        return {"phase": self.phase, "trials": trials, "keys": PREDICTION_KEYS}
+
+
+@dataclasses.dataclass(frozen=True)
+class PairPage(TrialPage):
+    """A pair trial: a scene with the model's decision on it, the same scene with one
+    factor changed; the participant predicts the model's decision on the changed one.
+    No explanation, no feedback."""
+
+    kind: ClassVar[str] = "pair-trial"
+
+    def scenes(self, ctx):
+        return getattr(ctx.manifest.counterfactual_simulation, self.phase)
+
+    def scored(self, scene: CounterfactualPair) -> dict[str, Any]:
+        return {
+            "scene_id": scene.test_index,
+            "model_decision": scene.changed_decision,
+            "true_label": scene.label,
+            "changed_factor": scene.factor,
+            "original_decision": scene.original_decision,
+        }
+
+    def context(self, ctx, participant):
+        values = super().context(ctx, participant)
+        values["phase"] = self.phase
+        values["changed"] = factor_name(values["scene"].factor, gettext)
+        return values
+
+
+@dataclasses.dataclass(frozen=True)
+class PreTestPage(PairPage):
+    phase: ClassVar[str] = "pre"
+
+
+@dataclasses.dataclass(frozen=True)
+class PostTestPage(PairPage):
+    phase: ClassVar[str] = "post"
 
 
 class EndPage(Page):
@@ -473,7 +546,10 @@ def _completion(study: Study, code: str) -> dict[str, str]:
 def page_sequence(study: Study) -> tuple[Page, ...]:
     """The pages every participant of ``study`` walks through, in order, ending at complete."""
     if study.design == FORWARD_SIMULATION:
-        pages = [ConsentPage(), IntroPage(), *_trial_pages(study)]
+        pages = [ConsentPage(), IntroPage(), *_learning_pages(study), *_test_pages(study)]
+    elif study.design == COUNTERFACTUAL_SIMULATION:
+        pages = [ConsentPage(), IntroPage(), *_pair_pages(study, "pre", PreTestPage)]
+        pages += [*_learning_pages(study), *_pair_pages(study, "post", PostTestPage)]
     else:
         pages = [ConsentPage(), IntroPage(), TutorialPage(), ComprehensionPage()]
         pages.append(ExplanationsPage())
@@ -488,18 +564,28 @@ def page_sequence(study: Study) -> tuple[Page, ...]:
     return tuple(pages)
 
 
-def _trial_pages(study: Study) -> list[Page]:
-    """The forward-simulation block: the learning trials (each with its feedback), then the
-    test trials."""
-    design = study.forward_simulation
+def _learning_pages(study: Study) -> list[Page]:
+    """The learning block of both simulation designs: its intro, then the learning trials,
+    each with its feedback when the study gives it."""
+    design = study.trials
     pages: list[Page] = [LearningIntroPage()]
     for index in range(1, design.learning_trials + 1):
         pages.append(LearningPage(index))
         if design.feedback:
             pages.append(FeedbackPage(index))
-    pages.append(TestIntroPage())
-    pages += [TestPage(index) for index in range(1, design.test_trials + 1)]
     return pages
+
+
+def _test_pages(study: Study) -> list[Page]:
+    """The forward-simulation test: its intro, then the test trials."""
+    count = study.forward_simulation.test_trials
+    return [TestIntroPage(), *(TestPage(index) for index in range(1, count + 1))]
+
+
+def _pair_pages(study: Study, phase: str, page: type[PairPage]) -> list[Page]:
+    """A counterfactual-simulation test (pre or post): its intro, then its pair trials."""
+    count = getattr(study.counterfactual_simulation, f"{phase}_trials")
+    return [PairIntroPage(phase), *(page(index) for index in range(1, count + 1))]
 
 
 @functools.cache

@@ -74,7 +74,10 @@ class Question:
 # The study designs (docs/designs/): what participants do after the introduction.
 ATTRIBUTE_RATING = "attribute-rating"  # explanations, then a 5-point rating per attribute
 FORWARD_SIMULATION = "forward-simulation"  # learn the model's decisions, then predict them
-DESIGNS = (ATTRIBUTE_RATING, FORWARD_SIMULATION)
+# predict the model on a changed scene, before and after learning its decisions
+COUNTERFACTUAL_SIMULATION = "counterfactual-simulation"
+DESIGNS = (ATTRIBUTE_RATING, FORWARD_SIMULATION, COUNTERFACTUAL_SIMULATION)
+TRIAL_DESIGNS = (FORWARD_SIMULATION, COUNTERFACTUAL_SIMULATION)  # with the control "none"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +88,22 @@ class ForwardSimulation:
     test_trials: int  # the first n of its test scenes
     feedback: bool  # after each learning trial: what the model decided
     confidence: bool  # each test trial also asks how sure the participant is
+
+    phases = ("learning", "test")  # the trial phases, in the order walked
+
+
+@dataclasses.dataclass(frozen=True)
+class CounterfactualSimulation:
+    """``[counterfactual_simulation]``: the trials of the counterfactual-simulation design:
+    a pre-test, the learning block of the forward-simulation design, a post-test."""
+
+    pre_trials: int  # the first n of the bundle's pre-test pairs
+    learning_trials: int  # the first n of its forward-simulation learning scenes
+    post_trials: int  # the first n of its post-test pairs
+    feedback: bool  # after each learning trial: what the model decided
+
+    phases = ("pre", "learning", "post")
+    confidence = False  # no trial asks how sure
 
 
 # The languages a study can be shown in: those with a message catalog
@@ -121,6 +140,12 @@ class Study:
     screened_out_payment: str | None
     design: str = ATTRIBUTE_RATING
     forward_simulation: ForwardSimulation | None = None  # the design's settings
+    counterfactual_simulation: CounterfactualSimulation | None = None  # the design's settings
+
+    @property
+    def trials(self) -> ForwardSimulation | CounterfactualSimulation | None:
+        """The settings of the study's trials (a simulation design), else None."""
+        return self.forward_simulation or self.counterfactual_simulation
 
     @property
     def attribute_keys(self) -> tuple[str, ...]:
@@ -175,6 +200,8 @@ class Study:
         self.check_bundle(manifest)
         if self.forward_simulation is not None:
             self.check_simulation(manifest)
+        if self.counterfactual_simulation is not None:
+            self.check_counterfactual(manifest)
         if not self.comprehension_from_bundle:
             return self
         from study_server.languages import translator
@@ -218,26 +245,34 @@ class Study:
     def check_simulation(self, manifest: Manifest) -> None:
         """A forward-simulation study needs the bundle's simulation scenes, as many as it
         asks for, and each attribution condition's maps of the learning scenes it shows."""
+        design = self.forward_simulation
+        section = _simulation_scenes(manifest, FORWARD_SIMULATION)
+        _enough("forward_simulation.test_trials", design.test_trials, len(section.test))
+        self._check_learning(manifest, "forward_simulation")
+
+    def check_counterfactual(self, manifest: Manifest) -> None:
+        """A counterfactual-simulation study needs the bundle's pairs, as many as it asks
+        for, and the forward-simulation learning scenes (with their maps) it learns from."""
+        design = self.counterfactual_simulation
+        pairs = manifest.counterfactual_simulation
+        if pairs is None:
+            raise UserError(
+                f'study: design = "{COUNTERFACTUAL_SIMULATION}" needs the bundle\'s '
+                "counterfactual-simulation pairs, which this bundle lacks; rebuild it with "
+                "xaistudy explain (--counterfactual-pairs PRE,POST)"
+            )
+        _enough("counterfactual_simulation.pre_trials", design.pre_trials, len(pairs.pre))
+        _enough("counterfactual_simulation.post_trials", design.post_trials, len(pairs.post))
+        _simulation_scenes(manifest, COUNTERFACTUAL_SIMULATION)
+        self._check_learning(manifest, "counterfactual_simulation")
+
+    def _check_learning(self, manifest: Manifest, table: str) -> None:
+        """Enough learning scenes, and each attribution condition's map of each."""
         from explain.manifest import AttributionCondition
 
-        design = self.forward_simulation
-        section = manifest.simulation
-        if section is None:
-            raise UserError(
-                'study: design = "forward-simulation" needs the bundle\'s forward-simulation '
-                "scenes, which this bundle lacks; rebuild it with xaistudy explain "
-                "(--simulation-trials LEARNING,TEST)"
-            )
-        for phase, wanted, held in (
-            ("learning_trials", design.learning_trials, len(section.learning)),
-            ("test_trials", design.test_trials, len(section.test)),
-        ):
-            if wanted > held:
-                raise UserError(
-                    f"study: forward_simulation.{phase} = {wanted}, but the bundle has {held} "
-                    f"such scenes; ask for at most {held} or rebuild the bundle with more"
-                )
-        learning = [s.test_index for s in section.learning[: design.learning_trials]]
+        wanted = self.trials.learning_trials
+        _enough(f"{table}.learning_trials", wanted, len(manifest.simulation.learning))
+        learning = [s.test_index for s in manifest.simulation.learning[:wanted]]
         for name in self.condition_names:
             condition = manifest.conditions[name] if self.explains(name) else None
             if not isinstance(condition, AttributionCondition):
@@ -248,6 +283,25 @@ class Study:
                     f"study: condition {name!r} has no maps of the learning scene(s) "
                     f"{lacking[:5]} in this bundle; rebuild it with xaistudy explain"
                 )
+
+
+def _simulation_scenes(manifest: Manifest, design: str):
+    """The bundle's forward-simulation scenes, which a trial design learns from."""
+    if manifest.simulation is None:
+        raise UserError(
+            f'study: design = "{design}" needs the bundle\'s forward-simulation scenes, '
+            "which this bundle lacks; rebuild it with xaistudy explain "
+            "(--simulation-trials LEARNING,TEST)"
+        )
+    return manifest.simulation
+
+
+def _enough(key: str, wanted: int, held: int) -> None:
+    if wanted > held:
+        raise UserError(
+            f"study: {key} = {wanted}, but the bundle has {held} such scenes; ask for at most "
+            f"{held} or rebuild the bundle with more"
+        )
 
 
 def default_study_path() -> Path:
@@ -470,7 +524,7 @@ def _languages(top: _Reader) -> tuple[tuple[str, ...], str]:
 def _conditions(top: _Reader, design: str) -> tuple[Condition, ...]:
     """``[conditions]``: the bundle's conditions served, and in a forward-simulation study
     the explanation-free control ``none``."""
-    allowed = ALL_CONDITIONS + ((NO_EXPLANATION,) if design == FORWARD_SIMULATION else ())
+    allowed = ALL_CONDITIONS + ((NO_EXPLANATION,) if design in TRIAL_DESIGNS else ())
     conditions_table = top.table_of("conditions")
     conditions = []
     for name in list(conditions_table.table):
@@ -479,8 +533,9 @@ def _conditions(top: _Reader, design: str) -> tuple[Condition, ...]:
                 f"study: unknown condition {name!r}; allowed are {', '.join(allowed)}"
                 + (
                     ""
-                    if design == FORWARD_SIMULATION
-                    else f' ({NO_EXPLANATION!r}: the control of design = "forward-simulation" only)'
+                    if design in TRIAL_DESIGNS
+                    else f" ({NO_EXPLANATION!r}: the control of the designs "
+                    f"{' and '.join(TRIAL_DESIGNS)} only)"
                 )
             )
         reader = conditions_table.table_of(name)
@@ -567,16 +622,32 @@ def _rating_parts(top: _Reader, condition_names: tuple[str, ...]) -> dict[str, A
     }
 
 
-def _forward_simulation_parts(top: _Reader) -> dict[str, Any]:
-    """``[forward_simulation]``; the rating design's keys are refused (they would do
-    nothing)."""
+def _refuse_rating_keys(top: _Reader, design: str) -> None:
+    """A trial design refuses the rating design's keys (they would do nothing)."""
     present = [key for key in RATING_KEYS if key in top.table]
     if present:
         raise UserError(
             f'study: {", ".join(present)} belong to design = "{ATTRIBUTE_RATING}"; a '
-            f"{FORWARD_SIMULATION} study has no ratings, comprehension questions or attention "
-            "checks (docs/designs/forward-simulation.md)"
+            f"{design} study has no ratings, comprehension questions or attention "
+            f"checks (docs/designs/{design}.md)"
         )
+
+
+# What a trial design's study holds in place of the rating design's keys.
+_NO_RATINGS: dict[str, Any] = {
+    "scale_statement": "",
+    "scale_labels": (),
+    "attributes": (),
+    "comprehension_max_attempts": 1,
+    "comprehension_from_bundle": False,
+    "comprehension": (),
+    "attention_checks": (),
+}
+
+
+def _forward_simulation_parts(top: _Reader) -> dict[str, Any]:
+    """``[forward_simulation]``; the rating design's keys are refused."""
+    _refuse_rating_keys(top, FORWARD_SIMULATION)
     table = top.table_of("forward_simulation", required=False)
     table.where = "forward_simulation"
     design = ForwardSimulation(
@@ -586,16 +657,22 @@ def _forward_simulation_parts(top: _Reader) -> dict[str, Any]:
         confidence=table._get("confidence", bool, False),
     )
     table.done()
-    return {
-        "scale_statement": "",
-        "scale_labels": (),
-        "attributes": (),
-        "comprehension_max_attempts": 1,
-        "comprehension_from_bundle": False,
-        "comprehension": (),
-        "attention_checks": (),
-        "forward_simulation": design,
-    }
+    return {**_NO_RATINGS, "forward_simulation": design}
+
+
+def _counterfactual_simulation_parts(top: _Reader) -> dict[str, Any]:
+    """``[counterfactual_simulation]``; the rating design's keys are refused."""
+    _refuse_rating_keys(top, COUNTERFACTUAL_SIMULATION)
+    table = top.table_of("counterfactual_simulation", required=False)
+    table.where = "counterfactual_simulation"
+    design = CounterfactualSimulation(
+        pre_trials=table.integer("pre_trials", 1, 200, default=8),
+        learning_trials=table.integer("learning_trials", 1, 200, default=8),
+        post_trials=table.integer("post_trials", 1, 200, default=8),
+        feedback=table._get("feedback", bool, True),
+    )
+    table.done()
+    return {**_NO_RATINGS, "counterfactual_simulation": design}
 
 
 def parse_study(data: dict[str, Any], language: str | None = None) -> Study:
@@ -622,6 +699,8 @@ def parse_study(data: dict[str, Any], language: str | None = None) -> Study:
     conditions = _conditions(top, design)
     if design == FORWARD_SIMULATION:
         parts = _forward_simulation_parts(top)
+    elif design == COUNTERFACTUAL_SIMULATION:
+        parts = _counterfactual_simulation_parts(top)
     else:
         parts = _rating_parts(top, tuple(c.name for c in conditions))
 

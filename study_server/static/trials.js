@@ -1,6 +1,7 @@
-// Forward-simulation trials (study_server/pages.py, TrialPage and FeedbackPage).
+// Simulation trials (study_server/pages.py: TrialPage, its pair trials and FeedbackPage).
 // A prediction: the key of an answer (F = Peaky, J = Stretchy) chooses it and, when nothing
-// else is asked, sends it; the time from the scene shown to the answer goes with it.
+// else is asked, sends it; the time from the scene shown (the img[data-scene]: a trial's
+// picture, a pair's changed picture) to the answer goes with it.
 // Feedback: F, J or the space bar goes on to the next picture.
 (function () {
   "use strict";

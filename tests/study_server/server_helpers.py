@@ -48,11 +48,20 @@ def forward_study(
 ) -> Path:
     """The shipped forward-simulation study, consent filled in, serving ``conditions``;
     ``design`` replaces keys of [forward_simulation]; ``extra`` is added at the end."""
+    return trial_study("forward-simulation", folder, conditions, extra, **design)
+
+
+def trial_study(
+    name: str, folder: Path, conditions=("integrated_gradients",), extra: str = "", **design
+) -> Path:
+    """The shipped study ``name`` of a simulation design, consent filled in, serving
+    ``conditions``; ``design`` replaces keys of its design's table; ``extra`` is added at
+    the end."""
     import json
 
     from study_server.study import CONSENT_DETAILS, shipped_studies
 
-    text = shipped_studies()["forward-simulation"].read_text()
+    text = shipped_studies()[name].read_text()
     for key in CONSENT_DETAILS:
         text = text.replace(f'{key} = ""', f'{key} = "the {key.replace("_", " ")}"')
     start, end = text.index("[conditions.none]"), text.index("[demographics]")
@@ -60,7 +69,7 @@ def forward_study(
     text = text[:start] + tables + text[end:]
     for key, value in design.items():
         text = re.sub(rf"(?m)^{key} = .*$", f"{key} = {json.dumps(value)}", text)
-    path = folder / "forward.toml"
+    path = folder / f"{name}.toml"
     path.write_text(text + "\n" + extra)
     return path
 
