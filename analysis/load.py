@@ -5,8 +5,9 @@ Responses come as three tables in the study server's export format (docs/analysi
 and attribute) and ``pages`` (time spent per page), read from an export folder or handed
 in as frames (the command line reads a study database through the server's export).
 ``--responses`` may also be a single ``answers.csv``; then the exclusions that need
-participant columns are reported as not applicable. A forward-simulation study's export
-holds no answers but ``trials`` (long: one row per trial; analysis/forward_simulation.py).
+participant columns are reported as not applicable. A forward- or counterfactual-simulation
+study's export holds no answers but ``trials`` (long: one row per trial;
+analysis/forward_simulation.py, analysis/counterfactual_simulation.py).
 """
 
 from __future__ import annotations
@@ -53,8 +54,17 @@ class Responses:
     trials: pd.DataFrame | None = None
 
     @property
-    def is_forward_simulation(self) -> bool:
+    def has_trials(self) -> bool:
         return self.answers.empty and self.trials is not None and not self.trials.empty
+
+    @property
+    def is_counterfactual_simulation(self) -> bool:
+        """Trials with a pre-test or post-test: the counterfactual-simulation design."""
+        return self.has_trials and bool(set(self.trials["phase"]) & {"pre", "post"})
+
+    @property
+    def is_forward_simulation(self) -> bool:
+        return self.has_trials and not self.is_counterfactual_simulation
 
 
 @dataclasses.dataclass
@@ -78,6 +88,9 @@ class Bundle:
     technical: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
     # the forward-simulation scenes' model decisions by scene id; empty when none
     simulation_decisions: dict[int, str] = dataclasses.field(default_factory=dict)
+    # the counterfactual-simulation pairs' model decisions on the changed scene, by the
+    # original scene's id; empty when none
+    pair_decisions: dict[int, str] = dataclasses.field(default_factory=dict)
 
 
 def load_bundle(bundle_dir: Path) -> Bundle:
@@ -127,6 +140,14 @@ def load_bundle(bundle_dir: Path) -> Bundle:
             for scene in (
                 (*manifest.simulation.learning, *manifest.simulation.test)
                 if manifest.simulation
+                else ()
+            )
+        },
+        pair_decisions={
+            pair.test_index: pair.changed_decision
+            for pair in (
+                (*manifest.counterfactual_simulation.pre, *manifest.counterfactual_simulation.post)
+                if manifest.counterfactual_simulation
                 else ()
             )
         },
@@ -264,6 +285,8 @@ def _normalize(responses: Responses, answers_name: str) -> Responses:
         trials["participant_id"] = trials["participant_id"].astype(str)
         trials["condition"] = trials["condition"].astype(str)
         trials["correct"] = as_bool(trials["correct"])
+        if "flips" in trials.columns:  # a pair trial's; empty in the others
+            trials["flips"] = as_bool(trials["flips"])
 
     if answers.empty and (trials is None or trials.empty):
         raise UserError(f"{responses.source} holds no answers to analyze")

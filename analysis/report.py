@@ -8,7 +8,11 @@ Files written to the report folder (each atomically: a temporary name, then rena
 timings exist), ``power.csv`` (when asked) and ``report.html``. docs/analysis.md
 describes every column. A forward-simulation study's folder holds instead
 ``simulation_accuracy.csv``, ``simulation_utility.csv``, ``exclusions.csv``,
-``sample.csv`` and ``report.html`` (analysis/forward_simulation.py).
+``sample.csv`` and ``report.html`` (analysis/forward_simulation.py); a
+counterfactual-simulation study's ``pairs_accuracy.csv``, ``pairs_gain.csv``,
+``pairs_participants.csv``, ``pairs_utility.csv``, ``pairs_by_flip.csv``,
+``exclusions.csv``, ``sample.csv`` and ``report.html``
+(analysis/counterfactual_simulation.py).
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ import pandas as pd
 from tqdm import tqdm
 
 from analysis import plots
+from analysis.counterfactual_simulation import PHASES as PAIR_PHASES
+from analysis.counterfactual_simulation import PairAnalysis, analyze_pairs
 from analysis.forward_simulation import SimulationAnalysis, analyze_trials
 from analysis.load import Bundle, Responses, load_bundle, read_export
 from analysis.mixed_model import ModelFit, fit_model
@@ -389,10 +395,65 @@ def render_simulation_html(analysis: SimulationAnalysis, bundle: Bundle, source:
     return "\n".join(parts)
 
 
-def write_simulation_report(
-    analysis: SimulationAnalysis, bundle: Bundle, source: str, out_dir: Path
-) -> Path:
-    """Write the forward-simulation tables and ``report.html`` (last) into ``out_dir``."""
+def render_pairs_html(analysis: PairAnalysis, bundle: Bundle, source: str) -> str:
+    """The counterfactual-simulation report: accuracy per condition and phase, the gain
+    from pre-test to post-test, the utility, the flipping and non-flipping pairs."""
+    created = datetime.now(UTC).isoformat(timespec="seconds")
+    level = round(analysis.level * 100)
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        "<title>xaistudy analysis: counterfactual simulation</title>",
+        f"<style>{STYLE}</style></head><body>",
+        "<h1>Study analysis: can participants predict what a change does to the model?</h1>",
+        f"<p class='note'>Responses: {html.escape(source)}<br>Bundle: "
+        f"{html.escape(str(bundle.path))}<br>Written {created}. A pair trial is correct when "
+        "the prediction is the model's decision on the changed scene; half of each test's "
+        "pairs flip the model's decision, so answering 'it stays' (or 'it turns') always "
+        "scores 0.5.</p>",
+        "<h2>Exclusions</h2>",
+        _table(analysis.exclusions),
+        "<h2>Sample</h2>",
+        _table(analysis.sample),
+        "<h2>Accuracy per condition and phase</h2>",
+        f"<p>The pre-test came before any explanation, the learning trials with the "
+        f"condition's explanation (and the model's decision as feedback), the post-test "
+        f"without either. {level}% intervals are percentile bootstrap intervals over "
+        "participants.</p>",
+        _table(analysis.accuracy),
+        _img(
+            plots.simulation_plot(analysis.accuracy, analysis.conditions, PAIR_PHASES),
+            "accuracy per condition: pre-test, learning, post-test",
+        ),
+        "<h2>Gain from pre-test to post-test</h2>",
+        f"<p>Per participant, post-test accuracy minus pre-test accuracy; per condition the "
+        f"mean with a {level}% bootstrap interval.</p>",
+        _table(analysis.gain),
+        "<h2>Utility: gain over the control</h2>",
+    ]
+    if analysis.utility.empty:
+        parts.append(
+            "<p>The study has no control condition <code>none</code> (or only it): there is "
+            "no gain over it to compute.</p>"
+        )
+    else:
+        parts += [
+            f"<p><code>utility</code> is the condition's mean gain minus the control's, with "
+            f"a {level}% bootstrap interval; <code>odds_ratio</code> and <code>p_value</code> "
+            "are those of the condition x post-test interaction in a logistic GEE of the "
+            "pre- and post-test trials (participants as clusters, robust standard errors): "
+            "how much more the odds of a correct prediction grew than the control's.</p>",
+            _table(analysis.utility),
+        ]
+    parts += [
+        "<h2>Pairs whose change flips the model's decision, and pairs whose change does not</h2>",
+        _table(analysis.by_flip),
+        "</body></html>",
+    ]
+    return "\n".join(parts)
+
+
+def _write_tables(out_dir: Path, frames: dict[str, pd.DataFrame], report: str) -> Path:
+    """Write ``frames`` as CSV and ``report.html`` (last) into ``out_dir``."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out {out_dir} is a file, not a folder")
@@ -400,16 +461,37 @@ def write_simulation_report(
     stale = out_dir / "report.html"
     if stale.exists():
         stale.unlink()  # the folder is incomplete until the new report is written
+    for name, frame in frames.items():
+        atomic_write_text(out_dir / f"{name}.csv", frame.to_csv(index=False))
+    atomic_write_text(out_dir / "report.html", report)
+    return out_dir / "report.html"
+
+
+def write_simulation_report(
+    analysis: SimulationAnalysis, bundle: Bundle, source: str, out_dir: Path
+) -> Path:
+    """Write the forward-simulation tables and ``report.html`` (last) into ``out_dir``."""
     frames = {
         "simulation_accuracy": analysis.accuracy,
         "simulation_utility": analysis.utility,
         "exclusions": analysis.exclusions,
         "sample": analysis.sample,
     }
-    for name, frame in frames.items():
-        atomic_write_text(out_dir / f"{name}.csv", frame.to_csv(index=False))
-    atomic_write_text(out_dir / "report.html", render_simulation_html(analysis, bundle, source))
-    return out_dir / "report.html"
+    return _write_tables(out_dir, frames, render_simulation_html(analysis, bundle, source))
+
+
+def write_pairs_report(analysis: PairAnalysis, bundle: Bundle, source: str, out_dir: Path) -> Path:
+    """Write the counterfactual-simulation tables and ``report.html`` (last) into ``out_dir``."""
+    frames = {
+        "pairs_accuracy": analysis.accuracy,
+        "pairs_gain": analysis.gain,
+        "pairs_participants": analysis.participants,
+        "pairs_utility": analysis.utility,
+        "pairs_by_flip": analysis.by_flip,
+        "exclusions": analysis.exclusions,
+        "sample": analysis.sample,
+    }
+    return _write_tables(out_dir, frames, render_pairs_html(analysis, bundle, source))
 
 
 def write_report(analysis: Analysis, bundle: Bundle, source: str, out_dir: Path) -> Path:
@@ -458,23 +540,30 @@ def analyze(
     model: str = "auto",
     level: float = 0.95,
     power_sims: int = 0,
-) -> Analysis | SimulationAnalysis:
+) -> Analysis | SimulationAnalysis | PairAnalysis:
     """Load, analyze and write the report folder; returns the analysis (with timings).
 
     ``responses``: read already, or an export folder or ``answers.csv`` to read. The
-    responses of a forward-simulation study (trials, no ratings) get its own analysis
-    (:func:`analysis.forward_simulation.analyze_trials`); ``rule``, ``model`` and
+    responses of a forward- or counterfactual-simulation study (trials, no ratings) get
+    their design's analysis (:func:`analysis.forward_simulation.analyze_trials`,
+    :func:`analysis.counterfactual_simulation.analyze_pairs`); ``rule``, ``model`` and
     ``power_sims`` are the rating design's.
     """
     watch = Stopwatch()
     with watch("load"):
         bundle = load_bundle(bundle_dir)
         loaded = responses if isinstance(responses, Responses) else read_export(responses)
-    if loaded.is_forward_simulation:
+    if loaded.has_trials:
+        pairs = loaded.is_counterfactual_simulation
+        analyze, write = (
+            (analyze_pairs, write_pairs_report)
+            if pairs
+            else (analyze_trials, write_simulation_report)
+        )
         with watch("trials"):
-            result = analyze_trials(loaded, exclusions, level, n_boot, seed)
+            result = analyze(loaded, exclusions, level, n_boot, seed)
         with watch("report"):
-            write_simulation_report(result, bundle, loaded.source, out_dir)
+            write(result, bundle, loaded.source, out_dir)
         result.timings = watch.seconds
         return result
 

@@ -7,7 +7,10 @@ relevant, 1-2 if not, under the default scoring rule) and otherwise uniformly am
 other ratings (the wrong side or 3). Some participants can fail the attention check or
 finish too fast, so the exclusions are exercised. In a forward-simulation study the
 same ability is the chance that a trial's prediction is the model's decision (learning
-and test alike); otherwise the participant names the other animal. Those draws are keyed
+and test alike); otherwise the participant names the other animal. In a
+counterfactual-simulation study the learning and post-test trials take that ability, the
+pre-test trials a second one drawn around the condition's pre-test accuracy
+(``pre_accuracy``), so the gain each condition should show is set. Those draws are keyed
 by the participant's rank among its condition's arrivals and by the scene, so a
 simulation through a server is the same whatever condition order and trial order the
 server draws.
@@ -32,6 +35,8 @@ from xaistudy.errors import UserError
 from xaistudy.files import staged_folder
 from xaistudy.vocabulary import Status
 
+# A trial's phase in the key of its draw (learning and test: as forward simulation had them).
+PHASE_CODES = {"learning": 0, "test": 1, "pre": 2, "post": 3}
 MEDIAN_SECONDS = 600.0  # a typical participant's time for the whole study
 FAST_SECONDS = (30.0, 90.0)  # the range a too-fast participant takes
 # A short reason per rating 1..5, as a participant might write it.
@@ -93,6 +98,8 @@ class SimulationSpec:
     attention_fail: float = 0.0
     too_fast: float = 0.0
     rule: ScoringRule = dataclasses.field(default_factory=ScoringRule)
+    # a counterfactual-simulation study's pre-test accuracy per condition (None: accuracy)
+    pre_accuracy: dict[str, float] | None = None
 
     def __post_init__(self) -> None:
         if self.n < 1:
@@ -278,7 +285,8 @@ class ParticipantAnswers:
     """The answers of one simulated participant, drawn once their condition is known.
 
     ``decisions``: the model's decision on each forward-simulation scene, by scene id
-    (analysis.load.Bundle.simulation_decisions), which :meth:`predict` matches with the
+    (analysis.load.Bundle.simulation_decisions), ``pairs`` on each counterfactual-simulation
+    pair's changed scene (Bundle.pair_decisions), which :meth:`predict` matches with the
     participant's ability. ``ranks``: arrivals per condition so far, shared by the
     participants of one simulation (run one after another)."""
 
@@ -289,9 +297,12 @@ class ParticipantAnswers:
         index: int,
         decisions: dict[int, str] | None = None,
         ranks: dict[str, int] | None = None,
+        pairs: dict[int, str] | None = None,
     ):
         self.spec, self.relevant = spec, relevant
         self.decisions = decisions or {}
+        self.pairs = pairs or {}  # a pair's decision on the changed scene, by its scene id
+        self.pre_ability: float | None = None
         self.ranks = {} if ranks is None else ranks
         self.rng = np.random.default_rng([spec.seed, index])
         self.ability: float | None = None
@@ -308,18 +319,32 @@ class ParticipantAnswers:
             self.ability = float(draw_abilities(self.rng, p, 1, self.spec.ability_sd)[0])
         return self.ability
 
+    def _pre_test_ability(self, condition: str | None) -> float:
+        """The ability before learning: drawn around the pre-test accuracy."""
+        ability = self._ability(condition)  # checks the condition, draws the first
+        if self.spec.pre_accuracy is None:
+            return ability
+        if self.pre_ability is None:
+            p = self.spec.pre_accuracy.get(condition, self.spec.accuracy[condition])
+            rng = np.random.default_rng([*self.key, len(PHASE_CODES)])
+            self.pre_ability = float(draw_abilities(rng, p, 1, self.spec.ability_sd)[0])
+        return self.pre_ability
+
     def predict(self, phase: str, scene_id: int, condition: str | None) -> str:
-        """A forward-simulation trial: the model's decision with the ability's chance."""
+        """A simulation trial: the model's decision (on a pair's changed scene) with the
+        ability's chance."""
         if self.key is None:
             rank = self.ranks.get(condition, 0)
             self.ranks[condition] = rank + 1
             self.key = [self.spec.seed, zlib.crc32(str(condition).encode()), rank]
             self.rng = np.random.default_rng(self.key)  # the ability's draw
-        ability = self._ability(condition)
-        if scene_id not in self.decisions:
+        pre_test = phase == "pre"
+        ability = self._pre_test_ability(condition) if pre_test else self._ability(condition)
+        decisions = self.pairs if phase in ("pre", "post") else self.decisions
+        if scene_id not in decisions:
             raise UserError(f"the server shows scene {scene_id}, unknown to the bundle")
-        decision = self.decisions[scene_id]
-        draw = np.random.default_rng([*self.key, phase == "test", scene_id]).random()
+        decision = decisions[scene_id]
+        draw = np.random.default_rng([*self.key, PHASE_CODES[phase], scene_id]).random()
         if draw < ability:
             return decision
         return "peaky" if decision == "stretchy" else "stretchy"

@@ -65,7 +65,9 @@ def run_flow(
     codes = 0
     ranks: dict[str, int] = {}  # arrivals per condition: keys the trials' draws
     for i in tqdm(range(spec.n), desc="participants", unit="p", file=None, leave=False):
-        participant = ParticipantAnswers(spec, relevant, i, bundle.simulation_decisions, ranks)
+        participant = ParticipantAnswers(
+            spec, relevant, i, bundle.simulation_decisions, ranks, bundle.pair_decisions
+        )
         client = ParticipantClient(
             transport_for(i),
             prolific_pid=f"SIMPID{spec.seed}X{i:06d}",

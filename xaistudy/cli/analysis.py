@@ -134,15 +134,17 @@ def analyze(
 
 def summary_lines(analysis) -> str:
     """What ``xaistudy analyze`` (and the demo) print: accuracy per condition with its
-    interval; for a forward-simulation study per phase, and the gain over the control."""
+    interval; for a simulation study per phase, and the gain over the control."""
+    from analysis.counterfactual_simulation import PairAnalysis
     from analysis.forward_simulation import SimulationAnalysis
 
+    trials = isinstance(analysis, SimulationAnalysis | PairAnalysis)
     excluded = (
         int(analysis.exclusions["n_excluded"].sum())
-        if isinstance(analysis, SimulationAnalysis)
+        if trials
         else int(analysis.scored.exclusions["n_excluded"].sum())
     )
-    if not isinstance(analysis, SimulationAnalysis):
+    if not trials:
         lines = [f"{len(analysis.scored.participants)} participants analyzed, {excluded} excluded"]
         for _, row in analysis.tables.by_condition.iterrows():
             lines.append(
@@ -151,18 +153,36 @@ def summary_lines(analysis) -> str:
             )
         return "\n".join(lines)
     included = int(analysis.sample["included"].sum())
-    lines = [f"{included} participants analyzed, {excluded} excluded (forward simulation)"]
+    design = "counterfactual" if isinstance(analysis, PairAnalysis) else "forward"
+    lines = [f"{included} participants analyzed, {excluded} excluded ({design} simulation)"]
     for _, row in analysis.accuracy.iterrows():
         lines.append(
             f"  {row['condition']:<16} {row['phase']:<8} accuracy {row['accuracy']:.3f} "
             f"[{row['ci_low']:.3f}, {row['ci_high']:.3f}]  n={row['participants']}"
         )
+    if isinstance(analysis, PairAnalysis):
+        return "\n".join(lines + _pair_lines(analysis))
     for _, row in analysis.utility.iterrows():
         lines.append(
             f"  {row['condition']:<16} gain over none {row['gain']:+.3f} "
             f"[{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]  p={row['p_value']:.3g}"
         )
     return "\n".join(lines)
+
+
+def _pair_lines(analysis) -> list[str]:
+    """A counterfactual-simulation study's gain per condition and utility over none."""
+    lines = [
+        f"  {row['condition']:<16} gain post - pre {row['gain']:+.3f} "
+        f"[{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]"
+        for _, row in analysis.gain.iterrows()
+    ]
+    lines += [
+        f"  {row['condition']:<16} utility (gain over none's) {row['utility']:+.3f} "
+        f"[{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]  p={row['p_value']:.3g}"
+        for _, row in analysis.utility.iterrows()
+    ]
+    return lines
 
 
 def database_responses(url: str):
@@ -189,7 +209,13 @@ def database_responses(url: str):
     "--accuracy",
     required=True,
     help="Per-condition accuracy, e.g. baseline=0.7,concepts=0.6,counterfactuals=0.8 "
-    "(none=: the control of a forward-simulation study).",
+    "(none=: the control of a simulation study).",
+)
+@click.option(
+    "--pre-accuracy",
+    default=None,
+    help="A counterfactual-simulation study's pre-test accuracy per condition, e.g. "
+    "none=0.55,baseline=0.55 (default: --accuracy, no gain).",
 )
 @click.option(
     "--out",
@@ -232,6 +258,7 @@ def simulate(
     bundle_dir,
     n,
     accuracy,
+    pre_accuracy,
     out_dir,
     db_url,
     url,
@@ -254,8 +281,10 @@ def simulate(
     if len(targets) != 1:
         raise UserError("give exactly one of --out DIR, --db URL and --url URL")
     bundle = load_bundle(bundle_dir)
+    conditions = [*bundle.conditions, NO_EXPLANATION]
     spec = sim.SimulationSpec(
-        accuracy=sim.parse_accuracy(accuracy, [*bundle.conditions, NO_EXPLANATION]),
+        accuracy=sim.parse_accuracy(accuracy, conditions),
+        pre_accuracy=None if pre_accuracy is None else sim.parse_accuracy(pre_accuracy, conditions),
         n=n,
         seed=seed,
         ability_sd=ability_sd,
