@@ -72,7 +72,8 @@ def test_a_participant_walks_pre_test_learning_and_post_test(bundle_dir, tmp_pat
         right = answers[phase][scene]
         return OTHER[right] if phase == "pre" else right
 
-    pages = _walk(app.test_client(), predict)
+    client = app.test_client()
+    pages = _walk(client, predict)
     learning = [f"learning-{i}" for i in range(1, 9)]
     feedback = [f"feedback-{i}" for i in range(1, 9)]
     assert list(pages) == [
@@ -97,6 +98,8 @@ def test_a_participant_walks_pre_test_learning_and_post_test(bundle_dir, tmp_pat
         assert pair.original_image in html and pair.changed_image in html
         assert html.count("<img") == 2 and "What does the model say now?" in html
         assert re.search(r"only the [a-z ]+ changed", html)
+        for image in (pair.original_image, pair.changed_image):  # both pictures are served
+            assert client.get(f"/bundle/{image}").status_code == 200
     assert "First, a short test" in pages["pre-intro"]
     assert "Now the test again" in pages["post-intro"]
 
@@ -216,3 +219,34 @@ def test_a_study_the_bundle_cannot_serve_is_one_error_at_start_up(
     with pytest.raises(UserError) as caught:
         make_app(bundle_dir, f"sqlite:///{tmp_path / 'db.sqlite'}", XAISTUDY_STUDY=str(path))
     assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.slow
+def test_the_demo_runs_the_counterfactual_simulation_study_with_simulated_participants(
+    bundle_dir, tmp_path
+):
+    """``xaistudy demo --study counterfactual-simulation`` from its study stage on (the
+    bundle here is the fixture's): simulated participants walk it over HTTP with the demo's
+    pre-test accuracy, the report holds the gain and the utility."""
+    from study_server.study import study_file
+    from xaistudy.cli.demo_pipeline import (
+        SIMULATED_PRE_ACCURACY,
+        DemoSettings,
+        simulate_stage,
+        study_stage,
+    )
+
+    settings = DemoSettings(
+        out=tmp_path,
+        conditions=("integrated_gradients", "baseline"),
+        study=study_file("counterfactual-simulation"),
+    )
+    shutil.copytree(bundle_dir, settings.bundle_dir)
+    assert study_stage(settings) == tmp_path / "study.toml"
+    assert settings.simulated_pre_accuracy == dict.fromkeys(
+        ("none", "integrated_gradients", "baseline"), SIMULATED_PRE_ACCURACY
+    )
+    report = simulate_stage(settings, 9, "127.0.0.1")
+    assert "Utility: gain over the control" in report.read_text()
+    utility = (tmp_path / "report" / "pairs_utility.csv").read_text()
+    assert "integrated_gradients" in utility and "baseline" in utility
