@@ -17,17 +17,18 @@ CONDITIONS = ("integrated_gradients", "baseline", "none")
 BY_CONDITION = ("learning-intro", "learning-trial", "feedback")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, bundle_dir):
+def trial_server(root, bundle_dir, study: str, conditions: tuple[str, ...]):
+    """The shipped study ``study`` serving ``conditions`` (server_helpers.trial_study) on
+    a local server: ``with trial_server(...) as (app, base)``."""
+    import contextlib
     import sys
 
     sys.path.insert(0, str(ROOT / "tests" / "study_server"))
-    from server_helpers import forward_study
+    from server_helpers import trial_study
 
     from simulation.runs import local_server
     from study_server import create_app
 
-    root = tmp_path_factory.mktemp("e2e-forward")
     app = create_app(
         {
             "TESTING": False,
@@ -35,25 +36,43 @@ def server(tmp_path_factory, bundle_dir):
             "SQLALCHEMY_DATABASE_URI": f"sqlite:///{root / 'study.sqlite'}",
             "XAISTUDY_BUNDLE": str(bundle_dir),
             "XAISTUDY_ARRIVAL_LIMITS": "off",  # every browser here comes from 127.0.0.1
-            "XAISTUDY_STUDY": str(forward_study(root, conditions=CONDITIONS)),
+            "XAISTUDY_STUDY": str(trial_study(study, root, conditions=conditions)),
         }
     )
-    with local_server(app) as base:
-        yield app, base
+
+    @contextlib.contextmanager
+    def served():
+        with local_server(app) as base:
+            yield app, base
+
+    return served()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, bundle_dir):
+    root = tmp_path_factory.mktemp("e2e-forward")
+    with trial_server(root, bundle_dir, "forward-simulation", CONDITIONS) as served:
+        yield served
 
 
 def _key_for(page, animal: str) -> str:
     return page.locator(f'input[name="prediction"][value="{animal}"]').get_attribute("data-key")
 
 
-def walk(page, base: str, pid: str, audited: set[str]) -> tuple[str, dict[tuple[str, int], str]]:
+TRIAL_KINDS = ("learning-trial", "test-trial", "pair-trial")
+
+
+def walk(
+    page, base: str, pid: str, audited: set[str], folder: str = "forward"
+) -> tuple[str, dict[tuple[str, int], str]]:
     """One participant from the link to the completion page, the trials answered in turn
     by key and by mouse (Stretchy on even trials, Peaky on odd ones); returns the
     condition and the prediction given per (phase, trial). Each kind of page not yet in
-    ``audited`` is audited and added (``BY_CONDITION`` kinds once per condition)."""
+    ``audited`` is audited and added (``BY_CONDITION`` kinds once per condition), its
+    screenshot in ``SCREENSHOTS/folder/condition``."""
     page.goto(f"{base}/?PROLIFIC_PID={pid}&STUDY_ID=S1&SESSION_ID=X{pid}")
     condition = page.locator('meta[name="xaistudy-condition"]').get_attribute("content")
-    out = SCREENSHOTS / "forward" / condition
+    out = SCREENSHOTS / folder / condition
     out.mkdir(parents=True, exist_ok=True)
     given: dict[tuple[str, int], str] = {}
     step = 0
@@ -70,7 +89,7 @@ def walk(page, base: str, pid: str, audited: set[str]) -> tuple[str, dict[tuple[
             return condition, given
         if name == "consent":
             page.get_by_label("I agree to take part").check()
-        if kind in ("learning-trial", "test-trial"):
+        if kind in TRIAL_KINDS:
             phase, number = name.split("-")
             animal = "stretchy" if int(number) % 2 == 0 else "peaky"
             given[phase, int(number)] = animal

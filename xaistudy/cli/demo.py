@@ -50,7 +50,8 @@ from xaistudy.vocabulary import CONDITIONS
     "--study",
     "study_name",
     default=None,
-    help="The study served: the name of a shipped study file (default, forward-simulation; "
+    help="The study served: the name of a shipped study file (default, forward-simulation, "
+    "counterfactual-simulation; "
     "study_server/studies) or a study file; it serves the bundle's conditions.",
 )
 def demo(

@@ -27,6 +27,9 @@ from xaistudy.files import kept_secret
 from xaistudy.vocabulary import CONDITIONS, NO_EXPLANATION
 
 SIMULATED_ACCURACY = 0.65  # of a condition the demo's accuracy table does not name
+# A counterfactual-simulation study's pre-test, before anyone saw an explanation: every
+# condition alike, a little above chance.
+SIMULATED_PRE_ACCURACY = 0.55
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,11 @@ class DemoSettings:
     @property
     def simulated_accuracy(self) -> dict[str, float]:
         return {c: self.accuracy.get(c, SIMULATED_ACCURACY) for c in self.study_conditions}
+
+    @property
+    def simulated_pre_accuracy(self) -> dict[str, float]:
+        """A counterfactual-simulation study's pre-test accuracy per condition."""
+        return dict.fromkeys(self.study_conditions, SIMULATED_PRE_ACCURACY)
 
     @property
     def study_path(self) -> Path | None:
@@ -268,7 +276,12 @@ def simulate_stage(settings: DemoSettings, n: int, host: str) -> Path:
 
     app = create_app(server_config(settings))
     bundle = load_bundle(settings.bundle_dir)
-    spec = SimulationSpec(accuracy=settings.simulated_accuracy, n=n, seed=settings.seed)
+    spec = SimulationSpec(
+        accuracy=settings.simulated_accuracy,
+        pre_accuracy=settings.simulated_pre_accuracy,
+        n=n,
+        seed=settings.seed,
+    )
     with local_server(app, host) as url:
         _say(f"[4/4] simulate: {n} participants through {url}")
         summary = simulate_http(url, bundle, spec, study=settings.study_path)
@@ -282,7 +295,10 @@ def simulate_stage(settings: DemoSettings, n: int, host: str) -> Path:
         exclusions=TooFastRule(min_seconds=0.0, min_median_fraction=None),
         seed=settings.seed,
     )
-    _say(f"      accuracy by condition (set: {_format_accuracy(settings.simulated_accuracy)})")
+    _say(
+        f"      accuracy by condition (set: {_format_accuracy(settings.simulated_accuracy)}; "
+        f"a counterfactual-simulation pre-test: {SIMULATED_PRE_ACCURACY:g})"
+    )
     click.echo(summary_lines(analysis), err=True)
     return settings.report_dir / "report.html"
 
