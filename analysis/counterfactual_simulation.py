@@ -149,9 +149,13 @@ def flip_table(trials: pd.DataFrame, conditions: list[str]) -> pd.DataFrame:
         .agg(trials="count", accuracy="mean")
         .reset_index()
     )
-    order = {c: i for i, c in enumerate(conditions)}
+    ranks = {
+        "condition": {c: i for i, c in enumerate(conditions)},
+        "phase": {p: i for i, p in enumerate(TESTS)},
+    }
     return table.sort_values(
-        ["condition", "phase", "flips"], key=lambda c: c.map(order) if c.name == "condition" else c
+        ["condition", "phase", "flips"],
+        key=lambda c: c.map(ranks[c.name]) if c.name in ranks else c,
     ).reset_index(drop=True)
 
 
