@@ -212,7 +212,7 @@ def select_pairs(
                 if k < sizes[phase]:
                     row = _draw_pair(pools, kind, kinds, k // 2, strata, used, index)
                     if row is None:
-                        _too_few(kind, index, factor, flips, usable, pre, post)
+                        _too_few(kind, index, factor, flips, usable, pre, post, len(used))
                     chosen[phase][k] = row
     pre_rows, post_rows = (np.array([chosen[p][k] for k in range(sizes[p])]) for p in sizes)
     return pre_rows, post_rows, edges
@@ -233,7 +233,9 @@ def _check_pair_supply(index, factor, flips, usable, pre, post) -> None:
             _too_few(kind, index, factor, flips, usable, pre, post)
 
 
-def _too_few(kind, index, factor, flips, usable, pre, post):
+def _too_few(kind, index, factor, flips, usable, pre, post, taken: int = 0):
+    """The one message for too few scenes with a change of a kind; ``taken``: scenes the
+    flipping pairs drawn first already hold."""
     mine = usable & (flips == kind)
     per_factor = ", ".join(
         f"{name} {len(set(index[mine & (factor == name)]))}"
@@ -245,7 +247,9 @@ def _too_few(kind, index, factor, flips, usable, pre, post):
         f"counterfactual simulation asks for {pre} pre-test + {post} post-test pairs, "
         f"{_needed(pre, post, kind)} of them changes that {what} the model's decision on "
         f"different scenes, but the intervention splits hold {len(set(index[mine]))} such "
-        f"scenes outside the forward-simulation scenes (per factor: {per_factor or 'none'}); "
+        f"scenes outside the forward-simulation scenes"
+        + (f", some of them among the {taken} the other pairs took" if taken else "")
+        + f" (per factor: {per_factor or 'none'}); "
         "ask for fewer with --counterfactual-pairs PRE,POST, or explain with more --gt-scenes"
     )
 

@@ -43,6 +43,8 @@ SETTINGS = ExplainSettings(
     technical=TechnicalSettings(steps=4, sanity_checkpoints=2, sanity_scenes=2),
     out_of_set_scenes=4,
     probe=ProbeSettings(train_images=32, test_images=16, epochs=1),
+    counterfactual_pre=4,  # 24 intervened scenes per factor hold too few for 8 and 8
+    counterfactual_post=4,
 )
 
 

@@ -169,3 +169,18 @@ def test_the_pair_section_stores_both_pictures_with_the_models_outputs():
         assert pair.flips == (pair.original_decision != pair.changed_decision)
     assert [p.flips for p in section.post] == [True, False] * 3
     assert Manifest.__dataclass_fields__["counterfactual_simulation"].default is None
+
+
+def test_scenes_the_flipping_pairs_took_are_named_when_too_few_are_left():
+    """Ten scenes, each with a flipping and a keeping change: 8 + 8 pairs need 16 scenes."""
+    index = np.repeat(np.arange(10), 2)
+    candidates = PairCandidates(
+        factor=np.array(["arm_position", "obj_color"] * 10, dtype=object),
+        test_index=index,
+        original_logit=np.ones(20),
+        changed_logit=np.tile([-1.0, 2.0], 10),
+    )
+    with pytest.raises(UserError, match="hold 10 such scenes .*, some of them among the 10 the"):
+        select_pairs(candidates, np.linspace(-3.0, 3.0, 10), 8, 8)
+    pre, post, _ = select_pairs(candidates, np.linspace(-3.0, 3.0, 10), 4, 4)
+    assert len(set(index[pre]) | set(index[post])) == 8  # enough for 4 + 4
