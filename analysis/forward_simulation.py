@@ -81,20 +81,24 @@ def interval(draws: np.ndarray, level: float) -> tuple[float, float]:
 
 
 def accuracy_table(
-    trials: pd.DataFrame, conditions: list[str], level: float, n_boot: int, seed: int
-) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-    """The ``accuracy`` table, and each condition's bootstrap test accuracies."""
+    trials: pd.DataFrame,
+    conditions: list[str],
+    level: float,
+    n_boot: int,
+    seed: int,
+    phases: tuple[str, ...] = PHASES,
+) -> tuple[pd.DataFrame, dict[tuple[str, str], np.ndarray]]:
+    """The ``accuracy`` table, and the bootstrap accuracies by (condition, phase)."""
     rng = np.random.default_rng([seed, 3])
-    rows, test_draws = [], {}
+    rows, all_draws = [], {}
     for condition in conditions:
-        for phase in PHASES:
+        for phase in phases:
             mine = trials[(trials["condition"] == condition) & (trials["phase"] == phase)]
             if mine.empty:
                 continue
             counts = _per_participant(mine)
             draws = bootstrap_ratio(counts["correct"], counts["trials"], n_boot, rng)
-            if phase == "test":
-                test_draws[condition] = draws
+            all_draws[condition, phase] = draws
             low, high = interval(draws, level)
             timed = pd.to_numeric(mine.get("response_ms"), errors="coerce")
             own = counts["correct"] / counts["trials"]
@@ -111,7 +115,34 @@ def accuracy_table(
                     "median_response_ms": float(timed.median()) if timed.notna().any() else None,
                 }
             )
-    return pd.DataFrame(rows), test_draws
+    return pd.DataFrame(rows), all_draws
+
+
+def logistic_gee(trials: pd.DataFrame, columns: dict[str, np.ndarray]) -> pd.DataFrame:
+    """A logistic GEE of ``correct`` on an intercept and ``columns`` (name -> (n,)),
+    participants as clusters, exchangeable working correlation, robust standard errors
+    (statsmodels): per column its ``odds_ratio``, 95% interval and Wald ``p_value``."""
+    import statsmodels.api as sm
+
+    x = np.column_stack([np.ones(len(trials)), *columns.values()])
+    model = sm.GEE(
+        trials["correct"].to_numpy(dtype=float),
+        x,
+        groups=pd.factorize(trials["participant_id"])[0],
+        family=sm.families.Binomial(),
+        cov_struct=sm.cov_struct.Exchangeable(),
+    )
+    result = model.fit(maxiter=100)
+    params, errors = np.asarray(result.params)[1:], np.asarray(result.bse)[1:]
+    return pd.DataFrame(
+        {
+            "term": list(columns),
+            "odds_ratio": np.exp(params),
+            "or_ci_low": np.exp(params - 1.96 * errors),
+            "or_ci_high": np.exp(params + 1.96 * errors),
+            "p_value": np.asarray(result.pvalues)[1:],
+        }
+    )
 
 
 def _against_chance(accuracies: np.ndarray) -> float:
@@ -127,41 +158,20 @@ def _against_chance(accuracies: np.ndarray) -> float:
 def gee_odds_ratios(test: pd.DataFrame, conditions: list[str]) -> pd.DataFrame:
     """Each condition's odds of a correct test prediction over the control's: a logistic
     GEE with participants as clusters; ``odds_ratio``, its interval and ``p_value``."""
-    import statsmodels.api as sm
-
     others = [c for c in conditions if c != NO_EXPLANATION]
-    x = np.column_stack(
-        [np.ones(len(test))] + [(test["condition"] == c).to_numpy(float) for c in others]
-    )
-    model = sm.GEE(
-        test["correct"].to_numpy(dtype=float),
-        x,
-        groups=pd.factorize(test["participant_id"])[0],
-        family=sm.families.Binomial(),
-        cov_struct=sm.cov_struct.Exchangeable(),
-    )
-    result = model.fit(maxiter=100)
-    params, errors = np.asarray(result.params), np.asarray(result.bse)
-    pvalues = np.asarray(result.pvalues)
-    return pd.DataFrame(
-        {
-            "condition": others,
-            "odds_ratio": np.exp(params[1:]),
-            "or_ci_low": np.exp(params[1:] - 1.96 * errors[1:]),
-            "or_ci_high": np.exp(params[1:] + 1.96 * errors[1:]),
-            "p_value": pvalues[1:],
-        }
-    )
+    columns = {c: (test["condition"] == c).to_numpy(float) for c in others}
+    return logistic_gee(test, columns).rename(columns={"term": "condition"})
 
 
 def utility_table(
     accuracy: pd.DataFrame,
-    test_draws: dict[str, np.ndarray],
+    draws: dict[tuple[str, str], np.ndarray],
     trials: pd.DataFrame,
     conditions: list[str],
     level: float,
 ) -> pd.DataFrame:
     """Test accuracy gained over the control, with its interval and the GEE's test."""
+    test_draws = {c: d for (c, phase), d in draws.items() if phase == "test"}
     if NO_EXPLANATION not in test_draws or len(test_draws) < 2:
         return pd.DataFrame()
     test = accuracy[accuracy["phase"] == "test"].set_index("condition")["accuracy"]
@@ -186,7 +196,8 @@ def utility_table(
     return table.merge(gee_odds_ratios(tested, list(test_draws)), on="condition", how="left")
 
 
-def _sample(participants: pd.DataFrame | None, included: pd.DataFrame) -> pd.DataFrame:
+def sample_table(participants: pd.DataFrame | None, included: pd.DataFrame) -> pd.DataFrame:
+    """Participants recorded, excluded and included per condition."""
     recorded = (
         participants.groupby("condition").size()
         if participants is not None
@@ -226,7 +237,7 @@ def included_trials(
     conditions = [NO_EXPLANATION] * (NO_EXPLANATION in present) + [
         c for c in dict.fromkeys(trials["condition"]) if c != NO_EXPLANATION
     ]
-    sample = _sample(responses.participants, included)
+    sample = sample_table(responses.participants, included)
     return IncludedTrials(trials, table, sample, conditions)
 
 

@@ -7,9 +7,9 @@ in as frames (the command line reads a study database through the server's expor
 ``--responses`` may also be a single ``answers.csv``; then the exclusions that need
 participant columns are reported as not applicable. The export of a study of a trial
 design holds no answers but ``trials`` (long: one row per trial; its ``design`` column
-says which: analysis/forward_simulation.py, analysis/verification.py). Any study's export
-may hold ``questionnaire`` (long: one row per questionnaire item answered;
-analysis/questionnaires.py).
+says which: analysis/forward_simulation.py, analysis/verification.py,
+analysis/counterfactual_simulation.py). Any study's export may hold ``questionnaire``
+(long: one row per questionnaire item answered; analysis/questionnaires.py).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import pandas as pd
 from xaistudy.errors import UserError
 from xaistudy.vocabulary import (
     ABANDONED,
+    COUNTERFACTUAL_SIMULATION,
     FORWARD_SIMULATION,
     NO_EXPLANATION,
     TRIAL_DESIGNS,
@@ -77,10 +78,9 @@ class Responses:
 
     @property
     def trial_design(self) -> str | None:
-        """The trial design whose trials these are (forward-simulation, verification,
-        distinction), by
-        the trials' ``design`` column (an export without it is a forward simulation's);
-        None when they are a rating study's answers."""
+        """The trial design whose trials these are (TRIAL_DESIGNS), by the trials'
+        ``design`` column (an export without it is a forward simulation's); None when they
+        are a rating study's answers."""
         if not self.answers.empty or self.trials is None or self.trials.empty:
             return None
         if "design" not in self.trials.columns:
@@ -100,6 +100,10 @@ class Responses:
     @property
     def is_verification(self) -> bool:
         return self.trial_design == VERIFICATION
+
+    @property
+    def is_counterfactual_simulation(self) -> bool:
+        return self.trial_design == COUNTERFACTUAL_SIMULATION
 
 
 @dataclasses.dataclass
@@ -128,6 +132,9 @@ class Bundle:
     # (trial scene id, map picture's bundle path) -> the animal it explains; empty when none
     # (a picture alone says too little: two scenes may share one, an empty map say)
     map_explains: dict[tuple[int, str], str] = dataclasses.field(default_factory=dict)
+    # the counterfactual-simulation pairs' model decisions on the changed scene, by the
+    # original scene's id; empty when none
+    pair_decisions: dict[int, str] = dataclasses.field(default_factory=dict)
 
 
 def load_bundle(bundle_dir: Path) -> Bundle:
@@ -180,6 +187,14 @@ def load_bundle(bundle_dir: Path) -> Bundle:
         simulation_decisions=decisions,
         simulation_labels={scene.test_index: scene.label for scene in scenes},
         map_explains=_map_explains(manifest, decisions),
+        pair_decisions={
+            pair.test_index: pair.changed_decision
+            for pair in (
+                (*manifest.counterfactual_simulation.pre, *manifest.counterfactual_simulation.post)
+                if manifest.counterfactual_simulation
+                else ()
+            )
+        },
     )
 
 
@@ -337,6 +352,8 @@ def _normalize(responses: Responses, answers_name: str) -> Responses:
         if "design" in trials.columns and (trials["design"] == VERIFICATION).any():
             _require_columns(trials, TRIAL_COLUMNS + VERIFICATION_COLUMNS, "trials.csv")
             trials["model_correct"] = as_bool(trials["model_correct"])
+        if "flips" in trials.columns:  # a pair trial's; empty in the others
+            trials["flips"] = as_bool(trials["flips"])
 
     questionnaire = responses.questionnaire
     if questionnaire is not None:

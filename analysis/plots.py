@@ -312,15 +312,27 @@ def technical_plot(table: pd.DataFrame, scores: list[str]) -> bytes:
     return _png(fig)
 
 
+# How each phase of a trial design is drawn: marker, color, offset from the tick.
+PHASE_STYLES = {
+    "learning": ("s", "#8c8c8c", -0.15),
+    "test": ("o", "#4C72B0", 0.15),
+    "pre": ("v", "#DD8452", -0.2),
+    "post": ("o", "#4C72B0", 0.2),
+}
+
+
 def simulation_plot(
     accuracy: pd.DataFrame,
     conditions: list[str],
     ylabel: str = "simulation accuracy (model's decision predicted)",
+    phases: tuple[str, ...] = ("learning", "test"),
 ) -> bytes:
-    """A trial design's accuracy per condition, learning and test side by side, with their
+    """A trial design's accuracy per condition, its ``phases`` side by side, with their
     intervals; the dotted line is chance (half the scenes' decisions right)."""
     fig, ax = plt.subplots(figsize=(max(5.0, 1.4 * len(conditions) + 2), 4.0))
-    styles = {"learning": ("s", "#8c8c8c", -0.15), "test": ("o", "#4C72B0", 0.15)}
+    styles = {phase: PHASE_STYLES[phase] for phase in phases}
+    if len(phases) == 3:  # three side by side: the middle one at the tick
+        styles["learning"] = (*PHASE_STYLES["learning"][:2], 0.0)
     for phase, (marker, color, shift) in styles.items():
         rows = accuracy[accuracy["phase"] == phase].set_index("condition").reindex(conditions)
         x = np.arange(len(conditions)) + shift

@@ -11,7 +11,10 @@ describes every column. A forward-simulation study's folder holds instead
 ``sample.csv`` and ``report.html`` (analysis/forward_simulation.py); a verification
 study's ``verification_accuracy.csv``, ``verification_reliance.csv``,
 ``verification_utility.csv``, ``exclusions.csv``, ``sample.csv`` and ``report.html``
-(analysis/verification.py). A study that asked questionnaires adds, in any design,
+(analysis/verification.py); a counterfactual-simulation study's ``pairs_accuracy.csv``,
+``pairs_gain.csv``, ``pairs_participants.csv``, ``pairs_utility.csv``,
+``pairs_by_flip.csv``, ``exclusions.csv``, ``sample.csv`` and ``report.html``
+(analysis/counterfactual_simulation.py). A study that asked questionnaires adds, in any design,
 ``questionnaire_items.csv``, ``questionnaire_change.csv`` (pre/post blocks),
 ``questionnaire_between.csv`` and ``questionnaire_text.csv`` (analysis/questionnaires.py).
 """
@@ -28,6 +31,8 @@ import pandas as pd
 from tqdm import tqdm
 
 from analysis import plots
+from analysis.counterfactual_simulation import PHASES as PAIR_PHASES
+from analysis.counterfactual_simulation import PairAnalysis, analyze_pairs
 from analysis.forward_simulation import SimulationAnalysis, analyze_trials
 from analysis.load import Bundle, Responses, load_bundle, read_export
 from analysis.mixed_model import ModelFit, fit_model
@@ -58,6 +63,7 @@ from analysis.verification import VerificationAnalysis, analyze_verification
 from xaistudy.errors import UserError
 from xaistudy.files import Stopwatch, atomic_write_text
 from xaistudy.too_fast import TooFastRule
+from xaistudy.vocabulary import COUNTERFACTUAL_SIMULATION, VERIFICATION
 
 
 @dataclasses.dataclass
@@ -522,6 +528,69 @@ def render_verification_html(analysis: VerificationAnalysis, bundle: Bundle, sou
     return "\n".join(parts)
 
 
+def render_pairs_html(analysis: PairAnalysis, bundle: Bundle, source: str) -> str:
+    """The counterfactual-simulation report: accuracy per condition and phase, the gain
+    from pre-test to post-test, the utility, the flipping and non-flipping pairs."""
+    created = datetime.now(UTC).isoformat(timespec="seconds")
+    level = round(analysis.level * 100)
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        "<title>xaistudy analysis: counterfactual simulation</title>",
+        f"<style>{STYLE}</style></head><body>",
+        "<h1>Study analysis: can participants predict what a change does to the model?</h1>",
+        f"<p class='note'>Responses: {html.escape(source)}<br>Bundle: "
+        f"{html.escape(str(bundle.path))}<br>Written {created}. A pair trial is correct when "
+        "the prediction is the model's decision on the changed scene; half of each test's "
+        "pairs flip the model's decision, so answering 'it stays' (or 'it turns') always "
+        "scores 0.5.</p>",
+        "<h2>Exclusions</h2>",
+        _table(analysis.exclusions),
+        "<h2>Sample</h2>",
+        _table(analysis.sample),
+        "<h2>Accuracy per condition and phase</h2>",
+        f"<p>The pre-test came before any explanation, the learning trials with the "
+        f"condition's explanation (and the model's decision as feedback), the post-test "
+        f"without either. {level}% intervals are percentile bootstrap intervals over "
+        "participants.</p>",
+        _table(analysis.accuracy),
+        _img(
+            plots.simulation_plot(
+                analysis.accuracy,
+                analysis.conditions,
+                "accuracy (model's decision predicted)",
+                PAIR_PHASES,
+            ),
+            "accuracy per condition: pre-test, learning, post-test",
+        ),
+        "<h2>Gain from pre-test to post-test</h2>",
+        f"<p>Per participant, post-test accuracy minus pre-test accuracy; per condition the "
+        f"mean with a {level}% bootstrap interval.</p>",
+        _table(analysis.gain),
+        "<h2>Utility: gain over the control</h2>",
+    ]
+    if analysis.utility.empty:
+        parts.append(
+            "<p>The study has no control condition <code>none</code> (or only it): there is "
+            "no gain over it to compute.</p>"
+        )
+    else:
+        parts += [
+            f"<p><code>utility</code> is the condition's mean gain minus the control's, with "
+            f"a {level}% bootstrap interval; <code>odds_ratio</code> and <code>p_value</code> "
+            "are those of the condition x post-test interaction in a logistic GEE of the "
+            "pre- and post-test trials (participants as clusters, robust standard errors): "
+            "how much more the odds of a correct prediction grew than the control's.</p>",
+            _table(analysis.utility),
+        ]
+    parts += [
+        "<h2>Pairs whose change flips the model's decision, and pairs whose change does not</h2>",
+        _table(analysis.by_flip),
+        *questionnaire_section(analysis.questionnaires),
+        "</body></html>",
+    ]
+    return "\n".join(parts)
+
+
 def _write_folder(out_dir: Path, frames: dict[str, pd.DataFrame], render) -> Path:
     """Write ``frames`` as CSV tables, then ``render()``'s ``report.html`` (last), into
     ``out_dir``."""
@@ -567,6 +636,21 @@ def write_verification_report(
     return _write_folder(
         out_dir, frames, lambda: render_verification_html(analysis, bundle, source)
     )
+
+
+def write_pairs_report(analysis: PairAnalysis, bundle: Bundle, source: str, out_dir: Path) -> Path:
+    """Write the counterfactual-simulation tables and ``report.html`` (last) into ``out_dir``."""
+    frames = {
+        "pairs_accuracy": analysis.accuracy,
+        "pairs_gain": analysis.gain,
+        "pairs_participants": analysis.participants,
+        "pairs_utility": analysis.utility,
+        "pairs_by_flip": analysis.by_flip,
+        "exclusions": analysis.exclusions,
+        "sample": analysis.sample,
+        **questionnaire_frames(analysis.questionnaires),
+    }
+    return _write_folder(out_dir, frames, lambda: render_pairs_html(analysis, bundle, source))
 
 
 def write_report(analysis: Analysis, bundle: Bundle, source: str, out_dir: Path) -> Path:
@@ -616,13 +700,14 @@ def analyze(
     model: str = "auto",
     level: float = 0.95,
     power_sims: int = 0,
-) -> Analysis | SimulationAnalysis | VerificationAnalysis:
+) -> Analysis | SimulationAnalysis | VerificationAnalysis | PairAnalysis:
     """Load, analyze and write the report folder; returns the analysis (with timings).
 
     ``responses``: read already, or an export folder or ``answers.csv`` to read. The
-    responses of a forward-simulation or verification study (trials, no ratings) get the
-    design's own analysis (:func:`analysis.forward_simulation.analyze_trials`,
-    :func:`analysis.verification.analyze_verification`); ``rule``, ``model`` and
+    responses of a trial design's study (trials, no ratings) get the design's own analysis
+    (:func:`analysis.forward_simulation.analyze_trials`,
+    :func:`analysis.verification.analyze_verification`,
+    :func:`analysis.counterfactual_simulation.analyze_pairs`); ``rule``, ``model`` and
     ``power_sims`` are the rating design's.
     """
     watch = Stopwatch()
@@ -630,11 +715,10 @@ def analyze(
         bundle = load_bundle(bundle_dir)
         loaded = responses if isinstance(responses, Responses) else read_export(responses)
     if loaded.trial_design is not None:
-        analyze_design, write = (
-            (analyze_verification, write_verification_report)
-            if loaded.is_verification
-            else (analyze_trials, write_simulation_report)
-        )
+        analyze_design, write = {
+            VERIFICATION: (analyze_verification, write_verification_report),
+            COUNTERFACTUAL_SIMULATION: (analyze_pairs, write_pairs_report),
+        }.get(loaded.trial_design, (analyze_trials, write_simulation_report))
         with watch("trials"):
             result = analyze_design(loaded, exclusions, level, n_boot, seed)
         with watch("questionnaires"):

@@ -7,7 +7,10 @@ relevant, 1-2 if not, under the default scoring rule) and otherwise uniformly am
 other ratings (the wrong side or 3). Some participants can fail the attention check or
 finish too fast, so the exclusions are exercised. In a forward-simulation study the
 same ability is the chance that a trial's prediction is the model's decision (learning
-and test alike); otherwise the participant names the other animal. In a verification
+and test alike); otherwise the participant names the other animal. In a
+counterfactual-simulation study the learning and post-test trials take that ability, the
+pre-test trials a second one drawn around the condition's pre-test accuracy
+(``pre_accuracy``), so the gain each condition should show is set. In a verification
 study a participant has two chances instead, drawn the same way around the condition's
 set acceptance: of a "right" verdict where the model is right, and where it is wrong
 (over-reliance); the verification accuracy on balanced scenes is then
@@ -38,6 +41,8 @@ from xaistudy.errors import UserError
 from xaistudy.files import staged_folder
 from xaistudy.vocabulary import Status
 
+# A trial's phase in the key of its draw (learning and test: as forward simulation had them).
+PHASE_CODES = {"learning": 0, "test": 1, "pre": 2, "post": 3}
 MEDIAN_SECONDS = 600.0  # a typical participant's time for the whole study
 FAST_SECONDS = (30.0, 90.0)  # the range a too-fast participant takes
 # A short reason per rating 1..5, as a participant might write it.
@@ -187,6 +192,8 @@ class SimulationSpec:
     # a verification study's participants, per condition: the chances of a "right" verdict
     # when the model is right and when it is wrong (parse_acceptance)
     acceptance: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
+    # a counterfactual-simulation study's pre-test accuracy per condition (None: accuracy)
+    pre_accuracy: dict[str, float] | None = None
     scales: ScaleAnswers = dataclasses.field(default_factory=ScaleAnswers)
 
     def __post_init__(self) -> None:
@@ -374,7 +381,8 @@ class ParticipantAnswers:
     """The answers of one simulated participant, drawn once their condition is known.
 
     ``decisions``: the model's decision on each simulation scene, by scene id
-    (analysis.load.Bundle.simulation_decisions), which :meth:`predict` matches with the
+    (analysis.load.Bundle.simulation_decisions), ``pairs`` on each counterfactual-simulation
+    pair's changed scene (Bundle.pair_decisions), which :meth:`predict` matches with the
     participant's ability; ``labels``: the scenes' true animals, against which
     :meth:`verify` accepts or rejects a decision with the participant's acceptance.
     ``ranks``: arrivals per condition so far, shared by the participants of one
@@ -390,9 +398,12 @@ class ParticipantAnswers:
         ranks: dict[str, int] | None = None,
         labels: dict[int, str] | None = None,
         block_points: dict[str, tuple[str, ...]] | None = None,
+        pairs: dict[int, str] | None = None,
     ):
         self.spec, self.relevant = spec, relevant
         self.decisions, self.labels = decisions or {}, labels or {}
+        self.pairs = pairs or {}  # a pair's decision on the changed scene, by its scene id
+        self.pre_ability: float | None = None
         # each questionnaire's points (Questionnaire.at): its last of several is "post"
         self.block_points = block_points or {}
         self.ranks = {} if ranks is None else ranks
@@ -424,17 +435,32 @@ class ParticipantAnswers:
         return self.key
 
     def _trial_draw(self, phase: str, scene_id: int, condition: str | None) -> float:
-        """A trial's uniform draw, keyed by the participant's rank and the scene."""
+        """A trial's uniform draw, keyed by the participant's rank, the phase and the
+        scene."""
         key = self._key(condition)
-        if scene_id not in self.decisions:
+        decisions = self.pairs if phase in ("pre", "post") else self.decisions
+        if scene_id not in decisions:
             raise UserError(f"the server shows scene {scene_id}, unknown to the bundle")
-        return np.random.default_rng([*key, phase == "test", scene_id]).random()
+        return np.random.default_rng([*key, PHASE_CODES[phase], scene_id]).random()
+
+    def _pre_test_ability(self, condition: str | None) -> float:
+        """The ability before learning: drawn around the pre-test accuracy."""
+        ability = self._ability(condition)  # checks the condition, draws the first
+        if self.spec.pre_accuracy is None:
+            return ability
+        if self.pre_ability is None:
+            p = self.spec.pre_accuracy.get(condition, self.spec.accuracy[condition])
+            rng = np.random.default_rng([*self.key, len(PHASE_CODES)])
+            self.pre_ability = float(draw_abilities(rng, p, 1, self.spec.ability_sd)[0])
+        return self.pre_ability
 
     def predict(self, phase: str, scene_id: int, condition: str | None) -> str:
-        """A forward-simulation trial: the model's decision with the ability's chance."""
+        """A simulation trial: the model's decision (on a pair's changed scene) with the
+        ability's chance (before learning: the pre-test ability)."""
         draw = self._trial_draw(phase, scene_id, condition)
-        decision = self.decisions[scene_id]
-        if draw < self._ability(condition):
+        decision = (self.pairs if phase in ("pre", "post") else self.decisions)[scene_id]
+        ability = self._pre_test_ability(condition) if phase == "pre" else self._ability(condition)
+        if draw < ability:
             return decision
         return "peaky" if decision == "stretchy" else "stretchy"
 

@@ -42,7 +42,7 @@ from explain.manifest import (
     Validation,
 )
 from explain.probe import PROBE_DIR, ProbeSettings, ensure_probe
-from explain.stimuli import simulation_section
+from explain.stimuli import PairCandidates, counterfactual_section, simulation_section
 from explain.technical import OtherScenes, TechnicalSettings, technical_scores
 from explain.tutorial import tutorial_section
 from explain.validation import (
@@ -97,6 +97,10 @@ class ExplainSettings:
     simulation_learning: int = 8
     simulation_test: int = 16
     simulation_strata: int = 3  # difficulty strata by |logit|
+    # The counterfactual-simulation pairs (explain.stimuli) out of the ground truth's
+    # intervened scenes; 0 and 0: the bundle has none.
+    counterfactual_pre: int = 8
+    counterfactual_post: int = 8
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -335,8 +339,11 @@ def build_bundle(
                     built[name], found = _build_condition(name, model, compare_model, context)
                     analysis = analysis if found is None else found
         with stage("ground_truth"):
-            truth, made = _ground_truth(
+            truth, made, intervened = _ground_truth(
                 model, dataset, test, logits, render, device, settings, progress
+            )
+            counterfactual = _counterfactual_simulation(
+                intervened, logits, params["label"].to_numpy(), store, settings, simulation
             )
         with stage("tutorial"):
             tutorial = tutorial_section(
@@ -367,6 +374,7 @@ def build_bundle(
             conditions=Conditions(**built),
             explain_settings=settings.to_dict(),
             simulation=simulation,
+            counterfactual_simulation=counterfactual,
         )
         with stage("validation"):
             validation = _validation(
@@ -414,6 +422,57 @@ def _simulation(logits, labels, store: ImageStore, settings: ExplainSettings):
         store.test_image,
         settings.simulation_learning,
         settings.simulation_test,
+        strata=settings.simulation_strata,
+        seed=settings.seed,
+    )
+
+
+@dataclass(frozen=True)
+class _Intervened:
+    """The ground truth's intervened scenes of the first test images, per factor: the
+    original scenes' test indices, the model's logits on both scenes, the changed images."""
+
+    test_index: dict[str, np.ndarray]
+    original_logit: dict[str, np.ndarray]
+    changed_logit: dict[str, np.ndarray]
+    images: dict[str, np.ndarray]
+
+
+def _counterfactual_simulation(
+    intervened: _Intervened, logits, labels, store: ImageStore, settings, simulation
+):
+    """The manifest's counterfactual-simulation pairs (explain.stimuli), or None when the
+    settings ask for none. A change that left the picture as it was is no pair."""
+    if settings.counterfactual_pre == 0 and settings.counterfactual_post == 0:
+        return None
+    factors = list(intervened.test_index)
+    changed = {
+        f: (intervened.images[f] != store.test_images[intervened.test_index[f]]).any(axis=(1, 2, 3))
+        for f in factors
+    }
+    rows = [(f, i) for f in factors for i in np.flatnonzero(changed[f])]
+
+    def column(values: dict[str, np.ndarray]) -> np.ndarray:
+        return np.array([values[f][i] for f, i in rows])
+
+    candidates = PairCandidates(
+        factor=np.array([f for f, _ in rows], dtype=object),
+        test_index=column(intervened.test_index).astype(int),
+        original_logit=column(intervened.original_logit).astype(float),
+        changed_logit=column(intervened.changed_logit).astype(float),
+    )
+    learned = () if simulation is None else (
+        s.test_index for s in (*simulation.learning, *simulation.test)
+    )  # fmt: skip
+    return counterfactual_section(
+        candidates,
+        labels,
+        logits,
+        store.test_image,
+        lambda row: store(intervened.images[rows[row][0]][rows[row][1]]),
+        settings.counterfactual_pre,
+        settings.counterfactual_post,
+        exclude=set(learned),
         strata=settings.simulation_strata,
         seed=settings.seed,
     )
@@ -631,13 +690,15 @@ def other_scenes(settings: ExplainSettings, size: int, device) -> OtherScenes | 
 
 
 def _ground_truth(model, dataset, test, logits, render, device, settings, progress):
-    """``ground_truth`` for every factor, and the factors whose split was made on the fly.
+    """``ground_truth`` for every factor, the factors whose split was made on the fly, and
+    the intervened scenes of the first ``len(logits)`` test images (:class:`_Intervened`).
 
     ``test`` is the whole test split; ``logits`` those of its first ``len(logits)`` images
     (originals beyond them are run through the model here).
     """
     scenes = GroundTruthScenes(dataset, test.params, render, settings.seed)
     pairs = {}
+    kept = _Intervened({}, {}, {}, {})
     for factor in tqdm(FACTORS, desc="ground truth", leave=False, disable=not progress):
         originals, intervened = scenes.scenes(factor, settings.ground_truth_scenes)
         if originals.size == 0:
@@ -651,9 +712,11 @@ def _ground_truth(model, dataset, test, logits, render, device, settings, progre
             before[~known] = batched_logits(model.logit, extra, device, settings.batch_size)[order]
         after = batched_logits(model.logit, intervened, device, settings.batch_size)
         pairs[factor] = (before, after)
+        kept.test_index[factor], kept.images[factor] = originals[known], intervened[known]
+        kept.original_logit[factor], kept.changed_logit[factor] = before[known], after[known]
     variance = float(np.var(logits))
     truth = ground_truth(pairs, variance, settings.relevance_rule, settings.seed)
-    return truth, scenes.made_on_the_fly
+    return truth, scenes.made_on_the_fly, kept
 
 
 def _validation(
@@ -745,8 +808,8 @@ def bundle_is_current(
     conditions: tuple[str, ...] = CONDITIONS,
 ) -> bool:
     """Whether ``bundle_dir`` is a whole bundle (every file's hash verifies) of exactly
-    ``conditions``, with the forward-simulation scenes, explaining the finished run in
-    ``run_dir`` on ``dataset`` as they are now."""
+    ``conditions``, with the forward- and counterfactual-simulation scenes, explaining the
+    finished run in ``run_dir`` on ``dataset`` as they are now."""
     from modeling.checkpoint import read_model_card
 
     try:
@@ -759,16 +822,18 @@ def bundle_is_current(
         and manifest.dataset.fingerprint == dataset.fingerprint()
         and set(manifest.conditions) == set(conditions)
         and manifest.simulation is not None  # bundles made before the scenes lack them
+        and manifest.counterfactual_simulation is not None
         and maps_every_scene(manifest)
     )
 
 
 def maps_every_scene(manifest: Manifest) -> bool:
-    """Whether each attribution condition has a map of every simulation scene (bundles
-    made before the verification design mapped the learning scenes only)."""
-    scenes = manifest.simulation.scene_ids()
+    """Whether each attribution condition has both maps (the decided class's and the
+    other's) of every simulation scene (bundles made before the verification design
+    mapped the learning scenes only, before the distinction design one class only)."""
+    scenes = set(manifest.simulation.scene_ids())
     return all(
-        all(condition.scene_map(i) is not None for i in scenes)
+        scenes <= {m.test_index for m in condition.scene_maps or () if m.other_image}
         for _, condition in manifest.conditions.items()
         if isinstance(condition, AttributionCondition)
     )

@@ -172,4 +172,27 @@ def verify_bundle(bundle_dir: Path) -> Manifest:
     unlisted = sorted({p for p in manifest.images() if p not in manifest.files})
     if unlisted:
         raise BundleError(f"damaged bundle: stimuli name unlisted file(s) {unlisted[:3]}")
+    _check_pair_pictures(bundle_dir, manifest)
     return manifest
+
+
+def _check_pair_pictures(bundle_dir: Path, manifest: Manifest) -> None:
+    """Every counterfactual-simulation picture decodes as an RGB image of the dataset's
+    size: participants compare the two pictures of a pair side by side."""
+    from PIL import Image
+
+    section = manifest.counterfactual_simulation
+    size = (manifest.dataset.size, manifest.dataset.size)
+    for rel in section.images() if section is not None else ():
+        try:
+            with Image.open(bundle_dir / rel) as image:
+                image.load()
+                shape = (image.size, image.mode)
+        except (OSError, ValueError) as exc:
+            raise BundleError(f"damaged bundle: {rel} does not decode as an image: {exc}") from exc
+        if shape != (size, "RGB"):
+            raise BundleError(
+                f"damaged bundle: counterfactual-simulation picture {rel} is a "
+                f"{shape[0][0]} x {shape[0][1]} {shape[1]} image; the dataset's are "
+                f"{size[0]} x {size[1]} RGB"
+            )

@@ -20,6 +20,7 @@ The layout of a manifest::
                                             the attribution methods: title, description,
                                             layout, stimuli, details
     simulation                              optional: the forward-simulation scenes
+    counterfactual_simulation               optional: the counterfactual-simulation pairs
     explain_settings                        every setting the bundle was made with
     validation                              optional: the checks of the stored images
 """
@@ -480,6 +481,65 @@ class SimulationStimuli(Part):
         return [s.test_index for s in (*self.learning, *self.test)]
 
 
+# ------------------------------------------------------- counterfactual simulation
+
+
+@dataclass(frozen=True, kw_only=True)
+class CounterfactualPair(Part):
+    """A test scene and the same scene with one factor redrawn (the dataset's intervention
+    split), with the model's output on each as stored."""
+
+    test_index: int  # row of the test split: the original scene's id
+    factor: str  # the one factor redrawn (xaistudy.vocabulary.FACTORS)
+    original_image: str
+    changed_image: str
+    original_logit: float  # > 0 means stretchy
+    changed_logit: float
+    original_decision: Animal  # the model's
+    changed_decision: Animal  # the model's: what participants predict
+    label: Animal  # the truth (the intervention keeps the animal)
+    stratum: int  # difficulty by |original logit|: 0 = closest to the boundary
+
+    def check(self, path: str) -> None:
+        if self.factor not in FACTORS:
+            raise Invalid(
+                join(path, "factor"), f"is {self.factor!r}; allowed are {', '.join(FACTORS)}"
+            )
+
+    @property
+    def flips(self) -> bool:
+        """Whether the change turns the model's decision."""
+        return self.changed_decision != self.original_decision
+
+
+@dataclass(frozen=True, kw_only=True)
+class CounterfactualStimuli(Part):
+    """The pre-test and post-test pairs of the counterfactual-simulation design
+    (explain.stimuli): disjoint scenes, each phase half flipping the model's decision,
+    spread over the factors and difficulty strata."""
+
+    pre: tuple[CounterfactualPair, ...] = spec(nonempty=True)
+    post: tuple[CounterfactualPair, ...] = spec(nonempty=True)
+    strata_edges: tuple[float, ...]  # |logit| bounds between the strata, ascending
+    rule: str
+
+    def check(self, path: str) -> None:
+        shared = {p.test_index for p in self.pre} & {p.test_index for p in self.post}
+        if shared:
+            raise Invalid(join(path, "post"), f"repeats pre-test scene(s) {sorted(shared)[:5]}")
+        for phase in ("pre", "post"):
+            indices = [p.test_index for p in getattr(self, phase)]
+            if len(set(indices)) != len(indices):
+                raise Invalid(join(path, phase), "names a scene twice")
+
+    def scene_ids(self) -> set[int]:
+        return {p.test_index for p in (*self.pre, *self.post)}
+
+    def images(self) -> list[str]:
+        pairs = (*self.pre, *self.post)
+        return [image for p in pairs for image in (p.original_image, p.changed_image)]
+
+
 # ------------------------------------------------------------------- ground truth
 
 
@@ -708,6 +768,8 @@ class Manifest(Part):
     explain_settings: dict[str, Any]  # explain.build.ExplainSettings.to_dict()
     validation: Validation | None = spec(optional=True)  # bundles made before it lack it
     simulation: SimulationStimuli | None = spec(optional=True)  # forward-simulation scenes
+    # the counterfactual-simulation pairs; bundles made before them lack them
+    counterfactual_simulation: CounterfactualStimuli | None = spec(optional=True)
 
     def check(self, path: str) -> None:
         if self.schema_version != SCHEMA_VERSION:
@@ -723,10 +785,24 @@ class Manifest(Part):
                     f"names {', '.join(unknown)}, not in ground_truth (allowed: "
                     f"{', '.join(self.ground_truth)})",
                 )
+        if self.simulation is not None and self.counterfactual_simulation is not None:
+            # the forward-simulation scenes are the counterfactual design's learning scenes
+            learned = {s.test_index for s in (*self.simulation.learning, *self.simulation.test)}
+            shared = sorted(learned & self.counterfactual_simulation.scene_ids())
+            if shared:
+                raise Invalid(
+                    "counterfactual_simulation",
+                    f"repeats forward-simulation scene(s) {shared[:5]}",
+                )
 
     def images(self) -> list[str]:
         """Every image path the tutorial and the conditions' stimuli point at."""
-        shared = self.tutorial.images() + (self.simulation.images() if self.simulation else [])
+        shared = self.tutorial.images() + [
+            image
+            for section in (self.simulation, self.counterfactual_simulation)
+            if section is not None
+            for image in section.images()
+        ]
         return shared + [
             image for _, condition in self.conditions.items() for image in condition.images()
         ]

@@ -1,4 +1,4 @@
-"""The forward-simulation scenes: which test scenes participants learn from and are tested on.
+"""The simulation designs' scenes: which test scenes participants learn from and are tested on.
 
 In a forward-simulation study (Hase & Bansal 2020; Colin et al. 2022) participants learn
 the model's decisions from example scenes, then predict its decision on scenes they have
@@ -8,16 +8,33 @@ false positives and false negatives as the test split allows (positive = Stretch
 logit's sign against the true label). Within each of the four, the scenes are spread over
 difficulty strata of |logit| (the scenes closest to the boundary are the hardest to
 predict). Learning and test scenes are disjoint, drawn with one seed.
+
+In a counterfactual-simulation study (Hase & Bansal 2020) participants see a scene, the
+model's decision on it, and the same scene with one factor redrawn (the dataset's
+intervention split), and predict the model's decision on the changed scene. Each phase
+(pre-test, post-test) holds as many pairs whose change flips the model's decision as pairs
+whose change does not, so that neither "it stays" nor "it turns" scores above chance;
+within each kind the pairs go round the factors and the |logit| strata. No scene is in
+both phases, nor among the forward-simulation scenes (the design's learning scenes).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import numpy as np
 
-from explain.manifest import ANIMALS, SimulationScene, SimulationStimuli
+from explain.manifest import (
+    ANIMALS,
+    CounterfactualPair,
+    CounterfactualStimuli,
+    SimulationScene,
+    SimulationStimuli,
+)
 from xaistudy.errors import UserError
+from xaistudy.vocabulary import FACTORS
 
 # The model's outcome on a scene: (true label, decision), 0 = peaky, 1 = stretchy.
 OUTCOMES = {"tp": (1, 1), "tn": (0, 0), "fp": (0, 1), "fn": (1, 0)}
@@ -123,4 +140,178 @@ def simulation_section(
         test=tuple(scene(i) for i in test_idx),
         strata_edges=tuple(float(e) for e in edges),
         rule=RULE,
+    )
+
+
+# ------------------------------------------------------- counterfactual simulation
+
+PAIR_RULE = (
+    "per phase: slot k flips the model's decision when k is even; the k // 2-th slot of a "
+    "kind takes the factors that have pairs of that kind in turn (FACTORS order) and stratum "
+    "(t + t // factors) mod strata of |original logit| (t = k // 2; equal-count quantiles of "
+    "the test scenes, 0 = smallest); a slot whose group is empty takes the nearest stratum, "
+    "then the next factor; the flipping pairs of both phases are drawn first, pre and post in "
+    "turn; no scene twice, none of the forward-simulation scenes"
+)
+
+
+@dataclass(frozen=True)
+class PairCandidates:
+    """Intervened test scenes that may become pairs, one row each (N,): the factor
+    redrawn, the original scene's row of the test split, the model's logit on the
+    original and on the changed scene (both as stored: 8-bit images)."""
+
+    factor: np.ndarray
+    test_index: np.ndarray
+    original_logit: np.ndarray
+    changed_logit: np.ndarray
+
+    @property
+    def flips(self) -> np.ndarray:
+        return (self.original_logit > 0) != (self.changed_logit > 0)
+
+
+def select_pairs(
+    candidates: PairCandidates,
+    test_logits: np.ndarray,
+    pre: int,
+    post: int,
+    exclude: Iterable[int] = (),
+    strata: int = 3,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Candidate rows of the pre-test (pre,) and post-test (post,) pairs (the module's
+    rule) and the strata edges of ``test_logits``; no original scene in ``exclude``."""
+    if pre < 1 or post < 1 or strata < 1:
+        raise UserError(
+            f"counterfactual simulation needs at least one pre-test and one post-test pair "
+            f"and one stratum, got {pre} pre, {post} post, {strata} strata"
+        )
+    index = np.asarray(candidates.test_index).astype(int)
+    factor = np.asarray(candidates.factor).astype(str)
+    flips = candidates.flips
+    usable = ~np.isin(index, list(exclude))
+    _check_pair_supply(index, factor, flips, usable, pre, post)
+    edges = strata_edges(test_logits, strata)
+    stratum = np.searchsorted(edges, np.abs(candidates.original_logit), side="right")
+    rng = np.random.default_rng([seed, 13])
+    pools: dict[tuple[bool, str, int], list[int]] = {}
+    for kind in (True, False):
+        for name in FACTORS:
+            for s in range(strata):
+                rows = np.flatnonzero(usable & (flips == kind) & (factor == name) & (stratum == s))
+                pools[kind, name, s] = list(rng.permutation(rows))
+    chosen: dict[str, dict[int, int]] = {"pre": {}, "post": {}}
+    used: set[int] = set()
+    sizes = {"pre": pre, "post": post}
+    for kind in (True, False):  # the flipping pairs first: they are the scarce kind
+        kinds = [f for f in FACTORS if any(pools[kind, f, s] for s in range(strata))]
+        slots = [k for k in range(max(pre, post)) if (k % 2 == 0) == kind]
+        for k in slots:
+            for phase in ("pre", "post"):
+                if k < sizes[phase]:
+                    row = _draw_pair(pools, kind, kinds, k // 2, strata, used, index)
+                    if row is None:
+                        _too_few(kind, index, factor, flips, usable, pre, post, len(used))
+                    chosen[phase][k] = row
+    pre_rows, post_rows = (np.array([chosen[p][k] for k in range(sizes[p])]) for p in sizes)
+    return pre_rows, post_rows, edges
+
+
+def _needed(pre: int, post: int, kind: bool) -> int:
+    """Pairs of a kind the two phases need: the even slots flip."""
+    if kind:
+        return math.ceil(pre / 2) + math.ceil(post / 2)
+    return pre // 2 + post // 2
+
+
+def _check_pair_supply(index, factor, flips, usable, pre, post) -> None:
+    """Refuse before drawing when fewer scenes than needed have a pair of a kind."""
+    for kind in (True, False):
+        held = len(set(index[usable & (flips == kind)]))
+        if held < _needed(pre, post, kind):
+            _too_few(kind, index, factor, flips, usable, pre, post)
+
+
+def _too_few(kind, index, factor, flips, usable, pre, post, taken: int = 0):
+    """The one message for too few scenes with a change of a kind; ``taken``: scenes the
+    flipping pairs drawn first already hold."""
+    mine = usable & (flips == kind)
+    per_factor = ", ".join(
+        f"{name} {len(set(index[mine & (factor == name)]))}"
+        for name in FACTORS
+        if (factor == name).any()
+    )
+    what = "flip" if kind else "keep"
+    raise UserError(
+        f"counterfactual simulation asks for {pre} pre-test + {post} post-test pairs, "
+        f"{_needed(pre, post, kind)} of them changes that {what} the model's decision on "
+        f"different scenes, but the intervention splits hold {len(set(index[mine]))} such "
+        f"scenes outside the forward-simulation scenes"
+        + (f", some of them among the {taken} the other pairs took" if taken else "")
+        + f" (per factor: {per_factor or 'none'}); "
+        "ask for fewer with --counterfactual-pairs PRE,POST, or explain with more --gt-scenes"
+    )
+
+
+def _draw_pair(pools, kind, kinds, turn, strata, used, index) -> int | None:
+    """A row for the ``turn``-th slot of ``kind``: its factor and stratum, else the
+    nearest stratum, then the next factor; a scene already used is passed over."""
+    if not kinds:
+        return None
+    first = turn % len(kinds)
+    wanted = (turn + turn // len(kinds)) % strata
+    by_distance = sorted(range(strata), key=lambda s: (abs(s - wanted), s))
+    for name in kinds[first:] + kinds[:first]:
+        for s in by_distance:
+            pool = pools[kind, name, s]
+            while pool:
+                row = int(pool.pop())
+                if index[row] not in used:
+                    used.add(int(index[row]))
+                    return row
+    return None
+
+
+def counterfactual_section(
+    candidates: PairCandidates,
+    labels: np.ndarray,
+    test_logits: np.ndarray,
+    image_path: Callable[[int], str],
+    changed_path: Callable[[int], str],
+    pre: int,
+    post: int,
+    exclude: Iterable[int] = (),
+    strata: int = 3,
+    seed: int = 0,
+) -> CounterfactualStimuli:
+    """The manifest's ``counterfactual_simulation`` entry; ``image_path(i)`` stores test
+    image i, ``changed_path(row)`` the candidate row's changed image; each returns its
+    bundle path."""
+    pre_rows, post_rows, edges = select_pairs(
+        candidates, test_logits, pre, post, exclude, strata, seed
+    )
+
+    def pair(row: int) -> CounterfactualPair:
+        index = int(candidates.test_index[row])
+        before = float(candidates.original_logit[row])
+        after = float(candidates.changed_logit[row])
+        return CounterfactualPair(
+            test_index=index,
+            factor=str(candidates.factor[row]),
+            original_image=image_path(index),
+            changed_image=changed_path(int(row)),
+            original_logit=before,
+            changed_logit=after,
+            original_decision=ANIMALS[int(before > 0)],
+            changed_decision=ANIMALS[int(after > 0)],
+            label=ANIMALS[int(labels[index])],
+            stratum=int(np.searchsorted(edges, abs(before), side="right")),
+        )
+
+    return CounterfactualStimuli(
+        pre=tuple(pair(r) for r in pre_rows),
+        post=tuple(pair(r) for r in post_rows),
+        strata_edges=tuple(float(e) for e in edges),
+        rule=PAIR_RULE,
     )

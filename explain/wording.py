@@ -303,6 +303,23 @@ def attribute_meaning(key: str, _: Gettext = english) -> str:
     return meanings[key]
 
 
+def factor_name(factor: str, _: Gettext = english) -> str:
+    """A factor (xaistudy.vocabulary.FACTORS) as a participant reads it in "only the ...
+    changed": the rotation's three axes each by what the picture shows."""
+    names = {
+        "arm_position": _("arm position"),
+        "obj_color": _("color of the blocks"),
+        "spherical": _("shape of the blocks"),
+        "bg_color": _("background color"),
+        "bending": _("bending"),
+        "obj_rotation_yaw": _("turn within the picture"),
+        "obj_rotation_pitch": _("forward or backward tilt"),
+        "obj_rotation_roll": _("roll to one side"),
+        "position": _("position in the picture"),
+    }
+    return names[factor]
+
+
 def attribute_steps(key: str, _: Gettext = english) -> tuple[str, ...]:
     """The captions of a study attribute's tutorial pictures, left to right
     (explain.tutorial pairs them with the scene values)."""

@@ -1,7 +1,8 @@
 """A trial page of a trial design as Chromium shows it, for the docs.
 
 Usage: ``.venv/bin/python scripts/trial_screenshot.py BUNDLE [--study verification]
-[--condition integrated_gradients] [--page test-2] [--answer wrong] [--out PATH]``.
+[--condition integrated_gradients] [--page test-2] [--answer wrong] [--out PATH]``
+(a distinction study's feedback: ``--study distinction --page feedback-1 --answer ''``).
 Serves the bundle with the shipped study (its consent details unfilled: only this
 script's own participant sees it) for the one condition, walks a participant there
 answering the first option of every trial on the way, chooses ``--answer`` on the page
@@ -18,6 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "docs" / "images" / "verification-trial.png"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
+# a trial's answers: an animal or verdict, or a distinction trial's panel
+ANSWERS = 'input[name="prediction"], input[name="panel"]'
 
 
 def main() -> None:
@@ -26,7 +29,9 @@ def main() -> None:
     parser.add_argument("--study", default="verification", help="a shipped study's name")
     parser.add_argument("--condition", default="integrated_gradients")
     parser.add_argument("--page", default="test-2", help="the trial page, e.g. learning-3")
-    parser.add_argument("--answer", default="wrong", help="the option chosen on it")
+    parser.add_argument(
+        "--answer", default="wrong", help="the option chosen on it; '' for a page without one"
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -67,12 +72,13 @@ def _screenshot(app, target: str, answer: str, out: Path) -> None:
         while (name := _page_name(page)) != target:
             if name == "complete":
                 raise SystemExit(f"the walk ended without reaching page {target!r}")
-            options = page.locator('input[name="prediction"]')
+            options = page.locator(ANSWERS)
             if options.count():  # a trial: its first option
                 options.first.check()
             with page.expect_navigation():
                 page.locator("form.step button[type=submit].primary").click()
-        page.locator(f'input[name="prediction"][value="{answer}"]').check()
+        if answer:  # a trial page: the answer chosen on it
+            page.locator(ANSWERS).and_(page.locator(f'[value="{answer}"]')).check()
         page.screenshot(path=str(out))
         browser.close()
 

@@ -38,6 +38,8 @@ from study_server.pages import (
     IntroPage,
     LearningIntroPage,
     LearningPage,
+    PairIntroPage,
+    PairPage,
     QuestionnairePage,
     RatingPage,
     TestIntroPage,
@@ -53,10 +55,12 @@ from study_server.study import Study, load_study
 from xaistudy.vocabulary import Status
 
 AnswerFn = Callable[[str, str], tuple[int, str]]
-# A trial: (phase, scene id, condition) -> its answer: "peaky" | "stretchy" (forward
-# simulation, and in distinction the animal whose map the participant takes for the
-# model's), "right" | "wrong" (verification).
+# A trial: (phase, scene id, condition) -> its answer: "peaky" | "stretchy" (forward and
+# counterfactual simulation, and in distinction the animal whose map the participant takes
+# for the model's), "right" | "wrong" (verification); a pair trial's (pre, post) scene id
+# is its original scene's.
 PredictFn = Callable[[str, int, str], str]
+TRIAL_PHASES = ("learning", "test", "pre", "post")
 # (scene id, a map picture's URL) -> the animal it explains (what a simulation knows of
 # its bundle).
 ExplainsFn = Callable[[int, str], str]
@@ -156,7 +160,7 @@ def _rating(study, page, behavior, condition):
 def _trial(study, page, behavior, condition, field="prediction"):
     """A trial's answer (and a middle confidence where asked), by the scene's id."""
     phase, scene = page.meta.get("xaistudy-phase"), page.meta.get("xaistudy-scene", "")
-    if phase not in ("learning", "test") or not scene.isdigit() or field not in page.radios:
+    if phase not in TRIAL_PHASES or not scene.isdigit() or field not in page.radios:
         raise FlowError(f"trial page {page.name} lacks its phase, scene or {field} field")
     first = page.radios[field][0][0]  # (value, label) of the first option
     predict = behavior.predict or (lambda phase, scene, condition: first)
@@ -234,6 +238,8 @@ FILLERS: dict[str, Filler] = {
     DistinctionFeedbackPage.kind: _nothing,
     DistinctionTestIntroPage.kind: _nothing,
     QuestionnairePage.kind: _questionnaire,
+    PairIntroPage.kind: _nothing,
+    PairPage.kind: _trial,
 }
 
 

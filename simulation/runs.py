@@ -78,6 +78,7 @@ def run_flow(
             ranks,
             bundle.simulation_labels,
             block_points=blocks,
+            pairs=bundle.pair_decisions,
         )
         client = ParticipantClient(
             transport_for(i),

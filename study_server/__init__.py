@@ -53,6 +53,7 @@ class StudyContext:
     grids: dict[str, list[list[list[Cell]]]]  # condition -> rows -> columns -> stimuli
     bundle_dir: Path
     shared_images: frozenset[str]  # every participant's: the tutorial's, the trials' scenes
+    # and pairs
     condition_images: dict[str, frozenset[str]]
     languages: dict[str, Localized]  # the study and bundle words in each language offered
 
@@ -76,6 +77,11 @@ class StudyContext:
             shared_images=frozenset(
                 manifest.tutorial.images()
                 + (manifest.simulation.images() if manifest.simulation else [])
+                + (
+                    manifest.counterfactual_simulation.images()
+                    if manifest.counterfactual_simulation
+                    else []
+                )
             ),
             condition_images={
                 name: frozenset(cond.images()) for name, cond in manifest.conditions.items()

@@ -253,6 +253,9 @@ TRIAL_COLUMNS = (
     "true_label",
     "correct",
     "model_correct",
+    "changed_factor",
+    "original_decision",
+    "flips",
     "confidence",
     "response_ms",
     "answered_at",
@@ -260,12 +263,13 @@ TRIAL_COLUMNS = (
 
 
 def _trials(connection: Connection, context: Context) -> Iterator[tuple]:
-    """One row per trial of a trial design: ``design`` the study's (forward-simulation,
-    verification or distinction), ``trial`` its 1-based place in the order the participant
-    saw; ``prediction`` (forward simulation: the animal predicted; distinction: the animal
-    whose map was picked), ``correct`` it equal to the model's decision; ``verdict``
-    (verification) right or wrong, ``correct`` it matching ``model_correct``, the model's
-    decision equal to the true animal."""
+    """One row per trial of a trial design: ``design`` the study's, ``trial`` its 1-based
+    place in the order the participant saw; ``prediction`` (forward and counterfactual
+    simulation: the animal predicted; distinction: the animal whose map was picked),
+    ``correct`` it equal to the model's decision; ``verdict`` (verification) right or
+    wrong, ``correct`` it matching ``model_correct``, the model's decision equal to the true
+    animal; a pair trial's ``changed_factor``, the model's decision on the unchanged scene
+    and whether the change ``flips`` it (empty in other trials)."""
     statement = (
         select(Trial.__table__, Participant.prolific_pid, Participant.condition)
         .join(Participant, Participant.id == Trial.participant_id)
@@ -288,6 +292,9 @@ def _trials(connection: Connection, context: Context) -> Iterator[tuple]:
             t.true_label,
             bool(t.correct),
             t.model_decision == t.true_label,
+            t.changed_factor,
+            t.original_decision,
+            None if t.original_decision is None else t.original_decision != t.model_decision,
             t.confidence,
             t.response_ms,
             _iso(t.answered_at),

@@ -128,7 +128,8 @@ class Trial(db.Model):
     participant's prediction of the model's decision on one scene, scored against it; in
     verification their verdict on that decision, scored against the true animal; in
     distinction the animal whose map they picked as the model's, scored against its
-    decision (docs/designs/)."""
+    decision; in a counterfactual-simulation test the prediction on the changed scene of a
+    pair (docs/designs/)."""
 
     __tablename__ = "trials"
     __table_args__ = (UniqueConstraint("participant_id", "phase", "position"),)
@@ -136,17 +137,22 @@ class Trial(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
     design: Mapped[str] = mapped_column(String(24), server_default="forward-simulation")
-    phase: Mapped[str] = mapped_column(String(16))  # learning | test
+    phase: Mapped[str] = mapped_column(String(16))  # learning | test | pre | post
     position: Mapped[int] = mapped_column(Integer)  # 0-based, in the order shown
     scene_index: Mapped[int] = mapped_column(Integer)  # in the bundle's list of the phase
-    scene_id: Mapped[int] = mapped_column(Integer)  # the scene's row of the test split
-    # peaky | stretchy (forward simulation, distinction); right | wrong (verification)
+    scene_id: Mapped[int] = mapped_column(Integer)  # the (original) scene's test-split row
+    # peaky | stretchy (forward and counterfactual simulation, distinction); right | wrong
+    # (verification)
     prediction: Mapped[str] = mapped_column(String(16))
     model_decision: Mapped[str] = mapped_column(String(16))
     true_label: Mapped[str] = mapped_column(String(16))
-    # forward simulation: prediction == model_decision; verification: (prediction ==
-    # "right") == (model_decision == true_label)
+    # verification: (prediction == "right") == (model_decision == true_label); the other
+    # designs: prediction == model_decision
     correct: Mapped[bool] = mapped_column(Boolean)
+    # A pair trial's factor changed and the model's decision on the unchanged scene, kept
+    # with the answer so that the export needs no bundle; null in other trials.
+    changed_factor: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    original_decision: Mapped[str | None] = mapped_column(String(16), nullable=True)
     confidence: Mapped[int | None] = mapped_column(Integer, nullable=True)  # 1..5, if asked
     response_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)  # browser-timed
     answered_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -19,7 +19,11 @@ the same names with their own kinds of page: verification shows the model's deci
 asks whether it is right; distinction shows two maps of the scene and asks which one
 explains the model's decision.
 
-Questionnaires (docs/designs/questionnaires.md) are placed at the named points of either
+A counterfactual-simulation study (docs/designs/counterfactual-simulation.md) walks:
+consent, intro, pre-intro, pre-1 .. pre-P, the learning block as above (learning-intro,
+learning-1, feedback-1 .. learning-L), post-intro, post-1 .. post-Q, demographics, complete.
+
+Questionnaires (docs/designs/questionnaires.md) are placed at the named points of each
 walk (``QUESTIONNAIRE_POINTS``): ``questionnaire-<id>``, or ``questionnaire-<id>-<point>``
 for one asked at several points; a participant of a condition it is not shown to skips it.
 """
@@ -34,9 +38,11 @@ import secrets
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from flask_babel import gettext
 from sqlalchemy import select
 
-from explain.manifest import AttributionCondition, SimulationScene
+from explain.manifest import AttributionCondition, CounterfactualPair, SimulationScene
+from explain.wording import factor_name
 from study_server.extensions import db
 from study_server.forms import (
     PANEL_KEYS,
@@ -54,10 +60,10 @@ from study_server.forms import (
 )
 from study_server.models import Answer, CheckAnswer, Participant, QuestionnaireAnswer, Trial
 from study_server.study import (
+    COUNTERFACTUAL_SIMULATION,
     DISTINCTION,
     FORWARD_SIMULATION,
     LIKERT,
-    TRIAL_DESIGNS,
     VERIFICATION,
     Question,
     Study,
@@ -316,19 +322,21 @@ def _questionnaire_pages(study: Study, point: str) -> list[Page]:
     ]
 
 
-# -- trial designs: forward simulation, verification, distinction --------------------------
+# -- trial designs: forward, verification, distinction, counterfactual simulation ---------
 
 
 def new_trial_order(study: Study) -> str | None:
-    """A new participant's trial order (the ``trial_order`` column), drawn from a fresh
-    seed kept with it; None in a design without trials."""
+    """A new participant's trial order (the ``trial_order`` column): per phase of the
+    design, its scenes shuffled, drawn from a fresh seed kept with it; None in a design
+    without trials."""
     design = study.trials
     if design is None:
         return None
     seed = secrets.randbits(32)
     rng = random.Random(seed)
     order: dict[str, Any] = {"seed": seed}
-    for phase, count in (("learning", design.learning_trials), ("test", design.test_trials)):
+    for phase in design.phases:
+        count = getattr(design, f"{phase}_trials")
         order[phase] = rng.sample(range(count), count)
         if study.design == DISTINCTION:
             # the model's map on the left in half the trials of a phase, in a drawn order
@@ -353,6 +361,10 @@ class LearningIntroPage(Page):
     kind: ClassVar[str] = "learning-intro"
     keys: ClassVar[dict[str, str]] = PREDICTION_KEYS
 
+    @property
+    def name(self) -> str:
+        return "learning-intro"  # in every trial design, whatever its kind of page
+
     def context(self, ctx, participant):
         design = ctx.study.trials
         explains = ctx.study.explains(participant.condition)
@@ -370,7 +382,7 @@ class TrialPage(Page):
     """The ``index``-th trial (1-based, in the participant's order) of ``phase``: a scene
     whose model decision the participant predicts, stored as one :class:`Trial` row."""
 
-    phase: ClassVar[str]  # learning | test
+    phase: ClassVar[str]  # learning | test | pre | post
     script: ClassVar[str | None] = "trials.js"
     keys: ClassVar[dict[str, str]] = PREDICTION_KEYS  # each answer's key (trials.js)
     verdict: ClassVar[bool] = False  # the answer: the model's decision, or right | wrong
@@ -381,10 +393,22 @@ class TrialPage(Page):
     def name(self) -> str:
         return f"{self.phase}-{self.index}"
 
+    def scenes(self, ctx: StudyContext) -> tuple:
+        """The bundle's scenes of this phase."""
+        return getattr(ctx.manifest.simulation, self.phase)
+
     def scene(self, ctx: StudyContext, participant: Participant) -> tuple[int, SimulationScene]:
         """(the scene's position in the bundle's list of this phase, the scene)."""
         position = json.loads(participant.trial_order)[self.phase][self.index - 1]
-        return position, getattr(ctx.manifest.simulation, self.phase)[position]
+        return position, self.scenes(ctx)[position]
+
+    def scored(self, scene) -> dict[str, Any]:
+        """The :class:`Trial` columns the scene sets: what the prediction is scored against."""
+        return {
+            "scene_id": scene.test_index,
+            "model_decision": scene.decision,
+            "true_label": scene.label,
+        }
 
     def asks_confidence(self, study: Study) -> bool:
         return False
@@ -404,12 +428,13 @@ class TrialPage(Page):
             "keys": self.keys,
         }
 
-    def scores(self, answer: str, scene: SimulationScene) -> bool:
-        """Whether ``answer`` is correct: the model's decision predicted, or (a verdict)
-        the model's correctness judged against the true animal."""
+    def scores(self, answer: str, scored: dict[str, Any]) -> bool:
+        """Whether ``answer`` is correct against the columns :meth:`scored` set: the
+        model's decision predicted, or (a verdict) its correctness judged against the true
+        animal."""
         if self.verdict:
-            return (answer == "right") == scene.model_correct
-        return answer == scene.decision
+            return (answer == "right") == (scored["model_decision"] == scored["true_label"])
+        return answer == scored["model_decision"]
 
     def answer(self, ctx: StudyContext, participant: Participant, form: StepForm) -> str:
         """The answer stored: the posted animal or verdict."""
@@ -422,18 +447,17 @@ class TrialPage(Page):
         prediction = self.answer(ctx, visit.participant, form)
         position, scene = self.scene(ctx, visit.participant)
         confidence = form.confidence.data if "confidence" in form else None
+        scored = self.scored(scene)
         trial = Trial(
             participant_id=visit.participant.id,
             design=visit.study.design,
             phase=self.phase,
             position=self.index - 1,
             scene_index=position,
-            scene_id=scene.test_index,
             prediction=prediction,
-            model_decision=scene.decision,
-            true_label=scene.label,
-            correct=self.scores(prediction, scene),
+            correct=self.scores(prediction, scored),
             confidence=confidence,
+            **scored,
             response_ms=form.response_ms.data,
             answered_at=visit.now,
         )
@@ -485,6 +509,10 @@ class TestIntroPage(Page):
     kind: ClassVar[str] = "test-intro"
     keys: ClassVar[dict[str, str]] = PREDICTION_KEYS
 
+    @property
+    def name(self) -> str:
+        return "test-intro"  # in every trial design, whatever its kind of page
+
     def context(self, ctx, participant):
         return {"trials": ctx.study.trials.test_trials, "keys": self.keys}
 
@@ -510,10 +538,6 @@ class VerificationIntroPage(LearningIntroPage):
     kind: ClassVar[str] = "verification-intro"
     keys: ClassVar[dict[str, str]] = VERDICT_KEYS
 
-    @property
-    def name(self) -> str:
-        return LearningIntroPage.kind  # the walk's names are the same in both trial designs
-
 
 @dataclasses.dataclass(frozen=True)
 class VerificationLearningPage(LearningPage):
@@ -534,10 +558,6 @@ class VerificationFeedbackPage(FeedbackPage):
 class VerificationTestIntroPage(TestIntroPage):
     kind: ClassVar[str] = "verification-test-intro"
     keys: ClassVar[dict[str, str]] = VERDICT_KEYS
-
-    @property
-    def name(self) -> str:
-        return TestIntroPage.kind  # the walk's names are the same in both trial designs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -590,10 +610,6 @@ class DistinctionIntroPage(LearningIntroPage):
     kind: ClassVar[str] = "distinction-intro"
     keys: ClassVar[dict[str, str]] = PANEL_KEYS
 
-    @property
-    def name(self) -> str:
-        return LearningIntroPage.kind  # the walk's names are the same in every trial design
-
     def context(self, ctx, participant):
         scene, panels = distinction_panels(ctx, participant, "learning", 1)
         return {**super().context(ctx, participant), "scene": scene, "panels": panels}
@@ -635,14 +651,63 @@ class DistinctionTestIntroPage(TestIntroPage):
     kind: ClassVar[str] = "distinction-test-intro"
     keys: ClassVar[dict[str, str]] = PANEL_KEYS
 
-    @property
-    def name(self) -> str:
-        return TestIntroPage.kind  # the walk's names are the same in every trial design
-
 
 @dataclasses.dataclass(frozen=True)
 class DistinctionTestPage(_Distinguishing, TestPage):
     kind: ClassVar[str] = "distinction-trial"
+
+
+@dataclasses.dataclass(frozen=True)
+class PairIntroPage(Page):
+    """Before the pre-test or the post-test: what a pair trial asks."""
+
+    kind: ClassVar[str] = "pair-intro"
+    phase: str  # pre | post
+
+    @property
+    def name(self) -> str:
+        return f"{self.phase}-intro"
+
+    def context(self, ctx, participant):
+        trials = getattr(ctx.study.counterfactual_simulation, f"{self.phase}_trials")
+        return {"phase": self.phase, "trials": trials, "keys": PREDICTION_KEYS}
+
+
+@dataclasses.dataclass(frozen=True)
+class PairPage(TrialPage):
+    """A pair trial: a scene with the model's decision on it, the same scene with one
+    factor changed; the participant predicts the model's decision on the changed one.
+    No explanation, no feedback."""
+
+    kind: ClassVar[str] = "pair-trial"
+
+    def scenes(self, ctx):
+        return getattr(ctx.manifest.counterfactual_simulation, self.phase)
+
+    def scored(self, scene: CounterfactualPair) -> dict[str, Any]:
+        return {
+            "scene_id": scene.test_index,
+            "model_decision": scene.changed_decision,
+            "true_label": scene.label,
+            "changed_factor": scene.factor,
+            "original_decision": scene.original_decision,
+        }
+
+    def context(self, ctx, participant):
+        values = super().context(ctx, participant)
+        values["phase"] = self.phase
+        values["changed"] = factor_name(values["scene"].factor, gettext)
+        return values
+
+
+@dataclasses.dataclass(frozen=True)
+class PreTestPage(PairPage):
+    phase: ClassVar[str] = "pre"
+
+
+@dataclasses.dataclass(frozen=True)
+class PostTestPage(PairPage):
+    phase: ClassVar[str] = "post"
 
 
 class EndPage(Page):
@@ -727,8 +792,13 @@ def page_sequence(study: Study) -> tuple[Page, ...]:
     """The pages every participant of ``study`` walks through, in order, ending at complete."""
     at = functools.partial(_questionnaire_pages, study)
     pages: list[Page] = [ConsentPage(), IntroPage(), *at("after-intro")]
-    if study.design in TRIAL_DESIGNS:
-        pages += _trial_pages(study)
+    if study.design == COUNTERFACTUAL_SIMULATION:
+        pages += _pair_pages(study, "pre", PreTestPage)
+        pages += [*_learning_pages(study), *at("after-learning")]
+        pages += [*_pair_pages(study, "post", PostTestPage), *at("after-test")]
+    elif study.trials is not None:
+        pages += [*_learning_pages(study), *at("after-learning")]
+        pages += [*_test_pages(study), *at("after-test")]
     else:
         pages += [TutorialPage(), ComprehensionPage(), ExplanationsPage()]
         pages += at("after-explanations")
@@ -762,24 +832,34 @@ _TRIAL_KINDS = {
         DistinctionTestIntroPage,
         DistinctionTestPage,
     ),
+    # the test phases are the pairs' (_pair_pages)
+    COUNTERFACTUAL_SIMULATION: (LearningIntroPage, LearningPage, FeedbackPage, None, None),
 }
 
 
-def _trial_pages(study: Study) -> list[Page]:
-    """A trial design's block: the learning trials (each with its feedback), then the test
-    trials, each phase followed by its questionnaires."""
+def _learning_pages(study: Study) -> list[Page]:
+    """The learning block of a trial design: its intro, then the learning trials, each
+    with its feedback when the study gives it."""
     design = study.trials
-    intro, learning, feedback, test_intro, test = _TRIAL_KINDS[study.design]
+    intro, learning, feedback, _, _ = _TRIAL_KINDS[study.design]
     pages: list[Page] = [intro()]
     for index in range(1, design.learning_trials + 1):
         pages.append(learning(index))
         if design.feedback:
             pages.append(feedback(index))
-    pages += _questionnaire_pages(study, "after-learning")
-    pages.append(test_intro())
-    pages += [test(index) for index in range(1, design.test_trials + 1)]
-    pages += _questionnaire_pages(study, "after-test")
     return pages
+
+
+def _test_pages(study: Study) -> list[Page]:
+    """The test of a learn-then-test design: its intro, then the test trials."""
+    _, _, _, intro, test = _TRIAL_KINDS[study.design]
+    return [intro(), *(test(index) for index in range(1, study.trials.test_trials + 1))]
+
+
+def _pair_pages(study: Study, phase: str, page: type[PairPage]) -> list[Page]:
+    """A counterfactual-simulation test (pre or post): its intro, then its pair trials."""
+    count = getattr(study.counterfactual_simulation, f"{phase}_trials")
+    return [PairIntroPage(phase), *(page(index) for index in range(1, count + 1))]
 
 
 @functools.cache

@@ -19,6 +19,7 @@ from xaistudy.errors import UserError
 from xaistudy.files import atomic_write_text
 from xaistudy.vocabulary import (
     ALL_CONDITIONS,
+    COUNTERFACTUAL_SIMULATION,
     DISTINCTION,
     FORWARD_SIMULATION,
     NO_EXPLANATION,
@@ -82,16 +83,20 @@ class Question:
 ATTRIBUTE_RATING = "attribute-rating"  # explanations, then a 5-point rating per attribute
 # FORWARD_SIMULATION: learn the model's decisions, then predict them; VERIFICATION: judge
 # whether the model's decision is right; DISTINCTION: pick the map of the model's decision
-# among two (xaistudy.vocabulary, which the analysis shares)
-DESIGNS = (ATTRIBUTE_RATING, FORWARD_SIMULATION, VERIFICATION, DISTINCTION)
-# The trial designs (TRIAL_DESIGNS) compared with the explanation-free control ``none``
-# (a distinction trial without explanations would have nothing to pick).
-CONTROLLED_DESIGNS = (FORWARD_SIMULATION, VERIFICATION)
+# among two; COUNTERFACTUAL_SIMULATION: predict the model on a changed scene, before and
+# after learning its decisions (xaistudy.vocabulary, which the analysis shares)
+DESIGNS = (ATTRIBUTE_RATING, *TRIAL_DESIGNS)
+# The trial designs of learning then test trials on the bundle's simulation scenes (their
+# settings: Trials; their pages: pages._TRIAL_KINDS)
+LEARN_THEN_TEST = (FORWARD_SIMULATION, VERIFICATION, DISTINCTION)
+# The trial designs compared with the explanation-free control ``none`` (a distinction
+# trial without explanations would have nothing to pick).
+CONTROLLED_DESIGNS = (FORWARD_SIMULATION, VERIFICATION, COUNTERFACTUAL_SIMULATION)
 
 
 def settings_table(design: str) -> str:
     """The study file's table of a trial design's settings: ``[forward_simulation]``,
-    ``[verification]``, ``[distinction]``."""
+    ``[verification]``, ``[distinction]``, ``[counterfactual_simulation]``."""
     return design.replace("-", "_")
 
 
@@ -104,6 +109,22 @@ class Trials:
     test_trials: int  # the first n of its test scenes
     feedback: bool  # after each learning trial: the model's decision (and the truth)
     confidence: bool  # each test trial also asks how sure the participant is
+
+    phases = ("learning", "test")  # the trial phases, in the order walked
+
+
+@dataclasses.dataclass(frozen=True)
+class CounterfactualSimulation:
+    """``[counterfactual_simulation]``: the trials of the counterfactual-simulation design:
+    a pre-test, the learning block of the forward-simulation design, a post-test."""
+
+    pre_trials: int  # the first n of the bundle's pre-test pairs
+    learning_trials: int  # the first n of its forward-simulation learning scenes
+    post_trials: int  # the first n of its post-test pairs
+    feedback: bool  # after each learning trial: what the model decided
+
+    phases = ("pre", "learning", "post")
+    confidence = False  # no trial asks how sure
 
 
 # The points of each design's walk where a questionnaire can go (docs/designs/
@@ -189,11 +210,18 @@ class Study:
     forward_simulation: Trials | None = None  # the design's settings
     verification: Trials | None = None  # the design's settings
     distinction: Trials | None = None  # the design's settings
+    counterfactual_simulation: CounterfactualSimulation | None = None  # the design's settings
 
     @property
-    def trials(self) -> Trials | None:
-        """The trials of a trial design (TRIAL_DESIGNS); None in the rating design."""
-        return self.forward_simulation or self.verification or self.distinction
+    def trials(self) -> Trials | CounterfactualSimulation | None:
+        """The settings of a trial design's trials (TRIAL_DESIGNS); None in the rating
+        design."""
+        return (
+            self.forward_simulation
+            or self.verification
+            or self.distinction
+            or self.counterfactual_simulation
+        )
 
     questionnaires: tuple[Questionnaire, ...] = ()
 
@@ -251,8 +279,10 @@ class Study:
         from study_server.comprehension import example_questions
 
         self.check_bundle(manifest)
-        if self.trials is not None:
+        if self.design in LEARN_THEN_TEST:
             self.check_simulation(manifest)
+        elif self.design == COUNTERFACTUAL_SIMULATION:
+            self.check_counterfactual(manifest)
         if not self.comprehension_from_bundle:
             return self
         from study_server.languages import translator
@@ -296,8 +326,8 @@ class Study:
     def check_simulation(self, manifest: Manifest) -> None:
         """A trial design needs the bundle's simulation scenes, as many as it asks for,
         and each attribution condition's maps of the scenes it shows with their map: the
-        learning scenes (forward simulation), the learning and the test scenes
-        (verification; distinction: the maps of both classes, telling them apart)."""
+        learning scenes (forward and counterfactual simulation), the learning and the test
+        scenes (verification; distinction: the maps of both classes, telling them apart)."""
         from explain.manifest import AttributionCondition
 
         design, table = self.trials, settings_table(self.design)
@@ -308,19 +338,15 @@ class Study:
                 "which this bundle lacks; rebuild it with xaistudy explain "
                 "(--simulation-trials LEARNING,TEST)"
             )
-        for phase, wanted, held in (
-            ("learning_trials", design.learning_trials, len(section.learning)),
-            ("test_trials", design.test_trials, len(section.test)),
-        ):
-            if wanted > held:
-                raise UserError(
-                    f"study: {table}.{phase} = {wanted}, but the bundle has {held} "
-                    f"such scenes; ask for at most {held} or rebuild the bundle with more"
-                )
+        _enough(f"{table}.learning_trials", design.learning_trials, len(section.learning))
         learning = [s.test_index for s in section.learning[: design.learning_trials]]
-        test = [s.test_index for s in section.test[: design.test_trials]]
-        mapped = learning if self.design == FORWARD_SIMULATION else learning + test
-        which = "learning" if self.design == FORWARD_SIMULATION else "trial"
+        mapped, which = learning, "learning"
+        if self.design in (VERIFICATION, DISTINCTION):  # a map with the test scenes too
+            _enough(f"{table}.test_trials", design.test_trials, len(section.test))
+            test = [s.test_index for s in section.test[: design.test_trials]]
+            mapped, which = learning + test, "trial"
+        elif self.design == FORWARD_SIMULATION:
+            _enough(f"{table}.test_trials", design.test_trials, len(section.test))
         for name in self.condition_names:
             condition = manifest.conditions[name] if self.explains(name) else None
             if self.design == DISTINCTION:
@@ -328,6 +354,29 @@ class Study:
             elif isinstance(condition, AttributionCondition):
                 _check_maps(name, [condition.scene_map(i) for i in mapped], mapped, which)
             # else: no per-scene explanation: its page comes before the trials
+
+    def check_counterfactual(self, manifest: Manifest) -> None:
+        """A counterfactual-simulation study needs the bundle's pairs, as many as it asks
+        for, and the simulation learning scenes (with their maps) it learns from."""
+        design = self.counterfactual_simulation
+        pairs = manifest.counterfactual_simulation
+        if pairs is None:
+            raise UserError(
+                f'study: design = "{COUNTERFACTUAL_SIMULATION}" needs the bundle\'s '
+                "counterfactual-simulation pairs, which this bundle lacks; rebuild it with "
+                "xaistudy explain (--counterfactual-pairs PRE,POST)"
+            )
+        _enough("counterfactual_simulation.pre_trials", design.pre_trials, len(pairs.pre))
+        _enough("counterfactual_simulation.post_trials", design.post_trials, len(pairs.post))
+        self.check_simulation(manifest)
+
+
+def _enough(key: str, wanted: int, held: int) -> None:
+    if wanted > held:
+        raise UserError(
+            f"study: {key} = {wanted}, but the bundle has {held} such scenes; ask for at most "
+            f"{held} or rebuild the bundle with more"
+        )
 
 
 def _check_maps(name: str, maps: list, scenes: list[int], which: str) -> None:
@@ -583,8 +632,8 @@ def _languages(top: _Reader) -> tuple[tuple[str, ...], str]:
 
 
 def _conditions(top: _Reader, design: str) -> tuple[Condition, ...]:
-    """``[conditions]``: the bundle's conditions served, and in a forward-simulation or
-    verification study the explanation-free control ``none``."""
+    """``[conditions]``: the bundle's conditions served, and in a study of a controlled
+    design (CONTROLLED_DESIGNS) the explanation-free control ``none``."""
     allowed = ALL_CONDITIONS + ((NO_EXPLANATION,) if design in CONTROLLED_DESIGNS else ())
     conditions_table = top.table_of("conditions")
     conditions = []
@@ -595,8 +644,8 @@ def _conditions(top: _Reader, design: str) -> tuple[Condition, ...]:
                 + (
                     ""
                     if design in CONTROLLED_DESIGNS
-                    else f" ({NO_EXPLANATION!r}: the control of design = "
-                    f'"{FORWARD_SIMULATION}" or "{VERIFICATION}" only)'
+                    else f" ({NO_EXPLANATION!r}: the control of the designs "
+                    f"{', '.join(CONTROLLED_DESIGNS)} only)"
                 )
             )
         reader = conditions_table.table_of(name)
@@ -683,10 +732,21 @@ def _rating_parts(top: _Reader, condition_names: tuple[str, ...]) -> dict[str, A
     }
 
 
-def _trial_parts(top: _Reader, design: str) -> dict[str, Any]:
-    """``[forward_simulation]``, ``[verification]`` or ``[distinction]`` (``design``'s
-    table); the rating design's keys are refused (they would do nothing), and so is
-    another trial design's table."""
+# What a trial design's study holds in place of the rating design's keys.
+_NO_RATINGS: dict[str, Any] = {
+    "scale_statement": "",
+    "scale_labels": (),
+    "attributes": (),
+    "comprehension_max_attempts": 1,
+    "comprehension_from_bundle": False,
+    "comprehension": (),
+    "attention_checks": (),
+}
+
+
+def _settings_reader(top: _Reader, design: str) -> _Reader:
+    """The design's settings table, after refusing the rating design's keys (they would do
+    nothing) and another trial design's table."""
     present = [key for key in RATING_KEYS if key in top.table]
     if present:
         raise UserError(
@@ -705,6 +765,13 @@ def _trial_parts(top: _Reader, design: str) -> dict[str, Any]:
         )
     table = top.table_of(name, required=False)
     table.where = name
+    return table
+
+
+def _trial_parts(top: _Reader, design: str) -> dict[str, Any]:
+    """``[forward_simulation]``, ``[verification]`` or ``[distinction]`` (``design``'s
+    table)."""
+    table = _settings_reader(top, design)
     trials = Trials(
         learning_trials=table.integer("learning_trials", 1, 200, default=8),
         test_trials=table.integer("test_trials", 1, 400, default=16),
@@ -712,16 +779,20 @@ def _trial_parts(top: _Reader, design: str) -> dict[str, Any]:
         confidence=table._get("confidence", bool, False),
     )
     table.done()
-    return {
-        "scale_statement": "",
-        "scale_labels": (),
-        "attributes": (),
-        "comprehension_max_attempts": 1,
-        "comprehension_from_bundle": False,
-        "comprehension": (),
-        "attention_checks": (),
-        name: trials,
-    }
+    return {**_NO_RATINGS, settings_table(design): trials}
+
+
+def _counterfactual_simulation_parts(top: _Reader) -> dict[str, Any]:
+    """``[counterfactual_simulation]``."""
+    table = _settings_reader(top, COUNTERFACTUAL_SIMULATION)
+    design = CounterfactualSimulation(
+        pre_trials=table.integer("pre_trials", 1, 200, default=8),
+        learning_trials=table.integer("learning_trials", 1, 200, default=8),
+        post_trials=table.integer("post_trials", 1, 200, default=8),
+        feedback=table._get("feedback", bool, True),
+    )
+    table.done()
+    return {**_NO_RATINGS, "counterfactual_simulation": design}
 
 
 _QUESTIONNAIRE_ID = re.compile(r"[a-z0-9][a-z0-9_]{0,23}")  # a page name part: no "-"
@@ -879,8 +950,10 @@ def parse_study(data: dict[str, Any], language: str | None = None) -> Study:
             f"study: design = {design!r} is not known; allowed are {', '.join(DESIGNS)}"
         )
     conditions = _conditions(top, design)
-    if design in TRIAL_DESIGNS:
+    if design in LEARN_THEN_TEST:
         parts = _trial_parts(top, design)
+    elif design == COUNTERFACTUAL_SIMULATION:
+        parts = _counterfactual_simulation_parts(top)
     else:
         parts = _rating_parts(top, tuple(c.name for c in conditions))
 

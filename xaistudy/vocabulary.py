@@ -78,8 +78,9 @@ NO_EXPLANATION = "none"
 FORWARD_SIMULATION = "forward-simulation"
 VERIFICATION = "verification"
 DISTINCTION = "distinction"
-# the designs made of learning and test trials on the bundle's simulation scenes
-TRIAL_DESIGNS = (FORWARD_SIMULATION, VERIFICATION, DISTINCTION)
+COUNTERFACTUAL_SIMULATION = "counterfactual-simulation"
+# the designs whose participants answer trials (``trials`` rows)
+TRIAL_DESIGNS = (FORWARD_SIMULATION, VERIFICATION, DISTINCTION, COUNTERFACTUAL_SIMULATION)
 VERDICTS = ("right", "wrong")
 
 

@@ -1,8 +1,9 @@
-// The trials of the trial designs (study_server/pages.py, TrialPage and FeedbackPage).
-// An answer: the key its option carries (data-key: F = Peaky, J = Stretchy in forward
-// simulation; F = Right, J = Wrong in verification; F = explanation A, J = B in
-// distinction) chooses it and, when nothing else is asked, sends it; the time from the
-// scene shown to the answer goes with it.
+// The trials of the trial designs (study_server/pages.py: TrialPage, its pair trials and
+// FeedbackPage). An answer: the key its option carries (data-key: F = Peaky, J = Stretchy
+// in forward and counterfactual simulation; F = Right, J = Wrong in verification; F =
+// explanation A, J = B in distinction) chooses it and, when nothing else is asked, sends
+// it; the time from the scene shown (the img[data-scene]: a trial's picture, a pair's
+// changed picture) to the answer goes with it.
 // Feedback: F, J or the space bar goes on to the next picture.
 (function () {
   "use strict";

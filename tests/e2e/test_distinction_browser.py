@@ -7,58 +7,17 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.conftest import SCREENSHOTS, study_app, study_makers
-from tests.e2e.test_browser import SIZES, audit, follow, page_name
+from tests.e2e.test_browser import SIZES
+from tests.e2e.test_forward_simulation_browser import trial_server, walk
 
 CONDITIONS = ("integrated_gradients", "grad_cam")
+# The kinds of page that look different per condition: audited in each.
+BY_CONDITION = ("learning-intro", "distinction-trial", "distinction-feedback")
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, bundle_dir):
-    from simulation.runs import local_server
-
-    forward_study = study_makers().forward_study
-    app = study_app(
-        tmp_path_factory.mktemp("e2e-distinction"),
-        bundle_dir,
-        lambda root: forward_study(root, CONDITIONS, shipped="distinction"),
-    )
-    with local_server(app) as base:
-        yield app, base
-
-
-def walk(page, base: str, pid: str, audited: set[str]) -> tuple[str, dict[tuple[str, int], str]]:
-    """One participant from the link to the completion page, trials answered by key (odd)
-    and by mouse (even), A on trials divisible by 3, else B; returns the condition and the
-    panel letter given per (phase, trial)."""
-    page.goto(f"{base}/?PROLIFIC_PID={pid}&STUDY_ID=S1&SESSION_ID=X{pid}")
-    condition = page.locator('meta[name="xaistudy-condition"]').get_attribute("content")
-    out = SCREENSHOTS / "distinction" / condition
-    out.mkdir(parents=True, exist_ok=True)
-    given: dict[tuple[str, int], str] = {}
-    step = 0
-    while True:
-        name = page_name(page)
-        kind = page.locator('meta[name="xaistudy-kind"]').get_attribute("content")
-        if f"{condition} {kind}" not in audited:
-            audited.add(f"{condition} {kind}")
-            page.screenshot(path=str(out / f"{step:02d}-{name}.png"), full_page=True)
-            audit(page, f"{condition} {name}")
-        step += 1
-        if name == "complete":
-            return condition, given
-        if name == "consent":
-            page.get_by_label("I agree to take part").check()
-        if kind == "distinction-trial":
-            phase, number = name.split("-")
-            letter = "A" if int(number) % 3 == 0 else "B"
-            given[phase, int(number)] = letter
-            if int(number) % 2 == 1:  # by key: F (A) or J (B) picks and sends at once
-                with page.expect_navigation():
-                    page.keyboard.press("f" if letter == "A" else "j")
-                continue
-            page.locator(f'input[name="panel"][value="{letter}"]').check()
-        follow(page, page.locator("form.step button[type=submit].primary"))
+    yield from trial_server(tmp_path_factory, bundle_dir, "distinction", CONDITIONS)
 
 
 @pytest.mark.browser
@@ -69,7 +28,9 @@ def test_chromium_completes_the_distinction_study_by_keyboard_and_mouse(server, 
     try:
         for i in range(len(CONDITIONS)):
             page = context.new_page()
-            condition, given = walk(page, base, f"DST{i}", audited)
+            condition, given = walk(
+                page, base, f"DST{i}", audited, ("A", "B"), BY_CONDITION, "distinction"
+            )
             walked[condition] = (f"DST{i}", given)
             page.close()
     finally:

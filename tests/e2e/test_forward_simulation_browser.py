@@ -17,8 +17,8 @@ CONDITIONS = ("integrated_gradients", "baseline", "none")
 BY_CONDITION = ("learning-intro", "learning-trial", "feedback")
 
 
-def trial_server(tmp_path_factory, bundle_dir, shipped: str):
-    """The shipped study ``shipped`` of a trial design serving ``CONDITIONS`` on the
+def trial_server(tmp_path_factory, bundle_dir, shipped: str, conditions=CONDITIONS):
+    """The shipped study ``shipped`` of a trial design serving ``conditions`` on the
     fixture bundle, over HTTP; yields (app, base URL)."""
     from simulation.runs import local_server
 
@@ -26,7 +26,7 @@ def trial_server(tmp_path_factory, bundle_dir, shipped: str):
     app = study_app(
         tmp_path_factory.mktemp(f"e2e-{shipped}"),
         bundle_dir,
-        lambda root: forward_study(root, CONDITIONS, shipped=shipped),
+        lambda root: forward_study(root, conditions, shipped=shipped),
     )
     with local_server(app) as base:
         yield app, base
@@ -37,8 +37,9 @@ def server(tmp_path_factory, bundle_dir):
     yield from trial_server(tmp_path_factory, bundle_dir, "forward-simulation")
 
 
-def _key_for(page, answer: str) -> str:
-    return page.locator(f'input[name="prediction"][value="{answer}"]').get_attribute("data-key")
+def _option(page, answer: str):
+    """A trial's option ``answer`` (an animal, a verdict or a distinction panel's letter)."""
+    return page.locator(f'input[data-key][value="{answer}"]')
 
 
 def walk(
@@ -82,9 +83,9 @@ def walk(
             given[phase, int(number)] = answer
             if int(number) % 2 == 1:  # by key: F or J chooses and sends at once
                 with page.expect_navigation():
-                    page.keyboard.press(_key_for(page, answer).lower())
+                    page.keyboard.press(_option(page, answer).get_attribute("data-key").lower())
                 continue
-            page.get_by_label(answer.capitalize(), exact=False).check()
+            _option(page, answer).check()
         if kind.endswith("feedback") and step % 4 == 0:
             with page.expect_navigation():
                 page.keyboard.press(" ")  # the space bar goes on

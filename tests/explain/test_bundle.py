@@ -141,6 +141,35 @@ def test_forward_simulation_scenes_carry_the_models_output_on_their_stored_image
         assert (stored == images[scene.test_index]).all()
 
 
+def test_counterfactual_pairs_carry_the_models_output_on_both_stored_pictures(
+    bundle, tiny_model, tiny_data
+):
+    """8 pre-test and 8 post-test pairs from the intervention splits: the first picture is
+    the test image, the second the split's image with only the pair's factor redrawn; both
+    logits are the model's on the stored PNGs; half of each test flips the decision."""
+    manifest = verify_bundle(bundle)
+    pairs = manifest.counterfactual_simulation
+    assert len(pairs.pre) == len(pairs.post) == 8
+    learned = {s.test_index for s in (*manifest.simulation.learning, *manifest.simulation.test)}
+    assert not pairs.scene_ids() & learned
+    test = tiny_data.split("test")
+    for phase in (pairs.pre, pairs.post):
+        assert [p.flips for p in phase] == [True, False] * 4
+        for pair in phase:
+            original = decode_png((bundle / pair.original_image).read_bytes())
+            changed = decode_png((bundle / pair.changed_image).read_bytes())
+            assert (original == np.asarray(test.images[pair.test_index])).all()
+            split = tiny_data.split(f"test_intervene_{pair.factor}")
+            row = np.flatnonzero(split.params["original_id"].astype(str)
+                                 == str(test.params["id"][pair.test_index]))  # fmt: skip
+            assert (changed == np.asarray(split.images[int(row[0])])).all()
+            logits = batched_logits(tiny_model.logit, np.stack([original, changed]), CPU, 2)
+            assert (pair.original_logit, pair.changed_logit) == pytest.approx(
+                tuple(float(v) for v in logits), abs=1e-4
+            )
+            assert pair.label == ("peaky", "stretchy")[int(test.params["label"][pair.test_index])]
+
+
 def test_tutorial_has_examples_and_one_row_per_study_attribute(manifest, bundle):
     tutorial = manifest["tutorial"]
     assert len(tutorial["examples"]["peaky"]) == 2 and len(tutorial["examples"]["stretchy"]) == 2

@@ -46,6 +46,23 @@ def test_explain_writes_a_verified_bundle(tiny_run, tiny_data, tmp_path):
         (["--simulation-trials", "8"], "must be two counts LEARNING,TEST such as 8,16"),
         (["--simulation-trials", "0,4"], "both 0 (no forward-simulation scenes) or both at"),
         (["--simulation-trials", "60,60"], "asks for 60 learning + 60 test scenes, but the test"),
+        (["--counterfactual-pairs", "8"], "must be two counts PRE,POST such as 8,8"),
+        (["--counterfactual-pairs", "4,0"], "pre and post are both 0 (no counterfactual-simul"),
+        (
+            [
+                "--counterfactual-pairs",
+                "200,200",
+                "--gt-scenes",
+                "24",
+                "--conditions",
+                "baseline",
+                "--baseline-rows",
+                "2",
+                "--baseline-columns",
+                "3",
+            ],
+            "asks for 200 pre-test + 200 post-test pairs, 200 of them changes that flip",
+        ),
     ],
 )
 def test_explain_refuses_bad_options_with_one_line(tiny_run, tiny_data, tmp_path, extra, message):

@@ -43,6 +43,8 @@ SETTINGS = ExplainSettings(
     technical=TechnicalSettings(steps=4, sanity_checkpoints=2, sanity_scenes=2),
     out_of_set_scenes=4,
     probe=ProbeSettings(train_images=32, test_images=16, epochs=1),
+    counterfactual_pre=4,  # 24 intervened scenes per factor hold too few for 8 and 8
+    counterfactual_post=4,
 )
 
 
@@ -111,7 +113,8 @@ def test_explain_command_runs_on_ray(tiny_run, tiny_data, ray_executor, tmp_path
         "explain", "--model", str(tiny_run), "--data", str(tiny_data.root), "--out", str(out),
         "--device", "cpu", "--conditions", "baseline,concepts", "--baseline-rows", "2",
         "--baseline-columns", "3", "--concepts", "3", "--concept-highest", "2",
-        "--concept-lowest", "1", "--gt-scenes", "8", "--allow-invalid", "--executor", "ray",
+        "--concept-lowest", "1", "--gt-scenes", "8", "--counterfactual-pairs", "0,0",
+        "--allow-invalid", "--executor", "ray",
     ]  # fmt: skip
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output

@@ -160,6 +160,33 @@ BROKEN = [
         ),
         "invalid bundle manifest: simulation.test repeats learning scene(s)",
     ),  # fmt: skip
+    (
+        lambda d: _set(
+            d,
+            d["counterfactual_simulation"]["pre"][0]["test_index"],
+            "counterfactual_simulation",
+            "post",
+            0,
+            "test_index",
+        ),
+        "invalid bundle manifest: counterfactual_simulation.post repeats pre-test scene(s)",
+    ),  # fmt: skip
+    (
+        lambda d: _set(
+            d,
+            d["simulation"]["test"][0]["test_index"],
+            "counterfactual_simulation",
+            "pre",
+            0,
+            "test_index",
+        ),
+        "invalid bundle manifest: counterfactual_simulation repeats forward-simulation scene(s)",
+    ),  # fmt: skip
+    (
+        lambda d: _set(d, "tail", "counterfactual_simulation", "pre", 0, "factor"),
+        "invalid bundle manifest: counterfactual_simulation.pre[0].factor is 'tail'; allowed "
+        "are arm_position",
+    ),
     (lambda d: [d], "invalid bundle manifest: must be an object, not [{"),
 ]
 
@@ -205,3 +232,33 @@ def test_the_contract_modules_import_neither_torch_nor_numpy():
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_a_bundle_without_counterfactual_pairs_still_loads(data):
+    old = {k: v for k, v in data.items() if k != "counterfactual_simulation"}
+    manifest = Manifest.from_json(old)
+    assert manifest.counterfactual_simulation is None and manifest.to_json() == old
+
+
+def test_the_pairs_pictures_are_checked_when_the_bundle_is_verified(fixture_bundle, tmp_path):
+    """Both pictures of every pair are listed, hashed and decode at the dataset's size."""
+    manifest = verify_bundle(fixture_bundle)
+    pairs = manifest.counterfactual_simulation
+    assert len(pairs.pre) == len(pairs.post) == 8
+    pictures = pairs.images()
+    assert len(pictures) == 32 and set(pictures) <= set(manifest.files)
+    assert set(pictures) <= set(manifest.images())
+    shown = CliRunner().invoke(cli, ["bundle", "verify", str(fixture_bundle)]).output
+    assert "counterfactual-simulation pairs: 8 pre-test (4 flipping), 8 post-test (4 " in shown
+
+    broken = tmp_path / "broken"
+    shutil.copytree(fixture_bundle, broken)
+    rel = pairs.post[0].changed_image
+    (broken / rel).write_bytes(b"not a png")  # the hash is rewritten: only decoding fails
+    data = json.loads((broken / "manifest.json").read_text())
+    from explain.bundle_format import sha256_file
+
+    data["files"][rel] = sha256_file(broken / rel)
+    (broken / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(BundleError, match=f"damaged bundle: {rel} does not decode as an image"):
+        verify_bundle(broken)

@@ -51,8 +51,8 @@ def forward_study(
     **design,
 ) -> Path:
     """The shipped study ``shipped`` of a trial design (forward-simulation, verification,
-    distinction), consent filled in, serving ``conditions``; ``design`` replaces keys of its
-    settings table; ``extra`` is added at the end."""
+    distinction, counterfactual-simulation), consent filled in, serving ``conditions``;
+    ``design`` replaces keys of its settings table; ``extra`` is added at the end."""
     import json
 
     from study_server.study import CONSENT_DETAILS, shipped_studies
@@ -168,9 +168,12 @@ def sign_in_as(app, client, participant_id: int) -> None:
         session.update(participant_id=participant_id, participant_pid=pid, participant_token=token)
 
 
-def walk_trials(client, predict, stop_at: str = "complete", pid: str = "P1") -> dict[str, str]:
+def walk_trials(
+    client, predict, stop_at: str = "complete", pid: str = "P1", answer=None
+) -> dict[str, str]:
     """Enter and answer every page of a trial design (trials by ``predict(phase, scene)``,
-    by the F/J form values); return each page's HTML by name."""
+    by the F/J form values, or by ``answer(page name, html)``'s fields); return each
+    page's HTML by name."""
     html = enter(client, pid).get_data(as_text=True)
     shown = {}
     while True:
@@ -185,7 +188,10 @@ def walk_trials(client, predict, stop_at: str = "complete", pid: str = "P1") -> 
             data.update(middle_answers(html))
         scene = re.search(r'name="xaistudy-scene" content="(\d+)"', html)
         if scene:
-            data["prediction"] = predict(name.split("-")[0], int(scene.group(1)))
+            if answer is None:
+                data["prediction"] = predict(name.split("-")[0], int(scene.group(1)))
+            else:
+                data.update(answer(name, html))
             data["response_ms"] = "750"
             if 'name="confidence"' in html:
                 data["confidence"] = "4"

@@ -12,7 +12,7 @@ import re
 from html import unescape
 
 import pytest
-from server_helpers import current_page, enter, forward_study, hidden_fields, make_app
+from server_helpers import current_page, forward_study, hidden_fields, make_app, walk_trials
 
 from analysis.load import load_bundle
 from simulation.client import ParticipantClient
@@ -39,24 +39,11 @@ def _panels(html: str) -> dict[str, str]:
 
 def _walk(client, pick, stop_at="complete", pid="P1") -> dict[str, str]:
     """Answer every page, each trial with ``pick(phase, panels)`` -> letter."""
-    html = enter(client, pid).get_data(as_text=True)
-    shown = {}
-    while True:
-        name = current_page(html)
-        shown[name] = html
-        if name == stop_at:
-            return shown
-        data = hidden_fields(html)
-        if name == "consent":
-            data["consent"] = "yes"
-        if 'name="panel"' in html:
-            data["panel"] = pick(name.split("-")[0], _panels(html))
-            data["response_ms"] = "640"
-            if 'name="confidence"' in html:
-                data["confidence"] = "2"
-        html = client.post(f"/study/{name}", data=data, follow_redirects=True).get_data(
-            as_text=True
-        )
+
+    def answer(name: str, html: str) -> dict[str, str]:
+        return {"panel": pick(name.split("-")[0], _panels(html))}
+
+    return walk_trials(client, None, stop_at, pid, answer)
 
 
 def test_a_participant_practises_with_feedback_then_picks_alone(bundle_dir, tmp_path):
@@ -97,7 +84,7 @@ def test_a_participant_practises_with_feedback_then_picks_alone(bundle_dir, tmp_
     assert sum(order["learning_left"]) == 4 and sum(order["test_left"]) == 8
     for row in rows:
         assert row.design == "distinction" and row.model_decision == decisions[row.scene_id]
-        assert row.correct == (row.phase == "test") and row.response_ms == 640
+        assert row.correct == (row.phase == "test") and row.response_ms == 750
         other = "peaky" if row.model_decision == "stretchy" else "stretchy"
         assert row.prediction == (row.model_decision if row.phase == "test" else other)
 

@@ -302,7 +302,9 @@ def test_the_control_condition_belongs_to_the_forward_simulation_design(tmp_path
     text = text.removesuffix("\n[conditions.none]\ntarget_n = 5\n")
     path = tmp_path / "rating.toml"
     path.write_text(text)
-    with pytest.raises(UserError, match="unknown condition 'none'.*control of design"):
+    with pytest.raises(
+        UserError, match="unknown condition 'none'.*control of the designs forward-simulation"
+    ):
         load_study(path)
 
 
@@ -352,7 +354,7 @@ def test_the_demo_runs_a_shipped_study_by_name_with_simulated_participants(bundl
     ("study", "message"),
     [
         ("forward-simulations", "is neither a file nor a shipped study; the shipped ones are "
-         "default, distinction, forward-simulation"),
+         "counterfactual-simulation, default, distinction, forward-simulation, verification"),
     ],
 )  # fmt: skip
 def test_the_demo_refuses_an_unknown_study_before_any_work(tmp_path, study, message):

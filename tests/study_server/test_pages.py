@@ -14,6 +14,7 @@ STUDY = load_study(None)
 FORWARD = load_study(default_study_path().parent / "forward-simulation.toml")
 VERIFY = load_study(default_study_path().parent / "verification.toml")
 DISTINCTION = load_study(default_study_path().parent / "distinction.toml")
+COUNTERFACTUAL = load_study(default_study_path().parent / "counterfactual-simulation.toml")
 TEMPLATES = Path(pages.__file__).parent / "templates" / "pages"
 
 
@@ -124,10 +125,28 @@ def test_the_verification_walk_has_the_same_names_and_its_own_kinds():
     assert kinds["test-16"] == "verification-test-trial"
 
 
+def test_the_walk_of_the_counterfactual_simulation_study():
+    names = [page.name for page in pages.page_sequence(COUNTERFACTUAL)]
+    learning = [name for i in range(1, 9) for name in (f"learning-{i}", f"feedback-{i}")]
+    assert names == [
+        "consent", "intro", "pre-intro", *(f"pre-{i}" for i in range(1, 9)), "learning-intro",
+        *learning, "post-intro", *(f"post-{i}" for i in range(1, 9)), "demographics", "complete",
+    ]  # fmt: skip
+    design = dataclasses.replace(
+        COUNTERFACTUAL.counterfactual_simulation, feedback=False, pre_trials=1, post_trials=2
+    )
+    short = dataclasses.replace(COUNTERFACTUAL, counterfactual_simulation=design)
+    assert [p.name for p in pages.page_sequence(short)][2:6] == [
+        "pre-intro", "pre-1", "learning-intro", "learning-1",
+    ]  # fmt: skip
+    assert [p.name for p in pages.page_sequence(short)][-5:-2] == ["post-intro", "post-1", "post-2"]
+
+
 def test_every_kind_has_a_template_and_every_answered_kind_a_simulated_answer():
     every = (
         *pages.page_sequence(STUDY), *pages.page_sequence(FORWARD),
-        *pages.page_sequence(VERIFY), *pages.page_sequence(DISTINCTION), *pages.END_PAGES,
+        *pages.page_sequence(VERIFY), *pages.page_sequence(DISTINCTION),
+        *pages.page_sequence(COUNTERFACTUAL), *pages.END_PAGES,
     )  # fmt: skip
     for page in every:
         assert (TEMPLATES / f"{page.kind}.html").is_file(), page.kind

@@ -136,11 +136,12 @@ def summary_lines(analysis) -> str:
     """What ``xaistudy analyze`` (and the demo) print: accuracy per condition with its
     interval; for a study of a trial design per phase with its test against chance, and
     the gain over the control; for a verification study also the over- and under-reliance
-    in the test."""
+    in the test; for a counterfactual-simulation study the gains from pre- to post-test."""
+    from analysis.counterfactual_simulation import PairAnalysis
     from analysis.forward_simulation import SimulationAnalysis
     from analysis.verification import VerificationAnalysis
 
-    trial_design = isinstance(analysis, SimulationAnalysis | VerificationAnalysis)
+    trial_design = isinstance(analysis, SimulationAnalysis | VerificationAnalysis | PairAnalysis)
     excluded = (
         int(analysis.exclusions["n_excluded"].sum())
         if trial_design
@@ -155,8 +156,12 @@ def summary_lines(analysis) -> str:
             )
         return "\n".join(lines + questionnaire_lines(analysis.questionnaires))
     included = int(analysis.sample["included"].sum())
-    verification = isinstance(analysis, VerificationAnalysis)
-    design = "verification" if verification else analysis.design.replace("-", " ")
+    if isinstance(analysis, PairAnalysis):
+        design = "counterfactual simulation"
+    elif isinstance(analysis, VerificationAnalysis):
+        design = "verification"
+    else:
+        design = analysis.design.replace("-", " ")
     lines = [f"{included} participants analyzed, {excluded} excluded ({design})"]
     for _, row in analysis.accuracy.iterrows():
         lines.append(
@@ -164,7 +169,11 @@ def summary_lines(analysis) -> str:
             f"[{row['ci_low']:.3f}, {row['ci_high']:.3f}]  n={row['participants']}  "
             f"p(chance)={row['p_chance']:.3g}"
         )
-    if verification:
+    if isinstance(analysis, PairAnalysis):
+        return "\n".join(
+            lines + _pair_lines(analysis) + questionnaire_lines(analysis.questionnaires)
+        )
+    if isinstance(analysis, VerificationAnalysis):
         for _, row in analysis.reliance[analysis.reliance["phase"] == "test"].iterrows():
             lines.append(
                 f"  {row['condition']:<16} test     over-reliance {row['over_reliance']:.3f} "
@@ -202,6 +211,21 @@ def questionnaire_lines(analysis) -> list[str]:
     return lines
 
 
+def _pair_lines(analysis) -> list[str]:
+    """A counterfactual-simulation study's gain per condition and utility over none."""
+    lines = [
+        f"  {row['condition']:<16} gain post - pre {row['gain']:+.3f} "
+        f"[{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]"
+        for _, row in analysis.gain.iterrows()
+    ]
+    lines += [
+        f"  {row['condition']:<16} utility (gain over none's) {row['utility']:+.3f} "
+        f"[{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]  p={row['p_value']:.3g}"
+        for _, row in analysis.utility.iterrows()
+    ]
+    return lines
+
+
 def database_responses(url: str):
     """The responses in the study database at ``url``, read through the server's export."""
     from sqlalchemy.exc import ArgumentError, SQLAlchemyError
@@ -226,8 +250,14 @@ def database_responses(url: str):
     "--accuracy",
     default=None,
     help="Per-condition accuracy, e.g. baseline=0.7,concepts=0.6,counterfactuals=0.8 "
-    "(none=: the control of a forward-simulation study); a verification study takes "
+    "(none=: the control of a study of a trial design); a verification study takes "
     "--acceptance instead.",
+)
+@click.option(
+    "--pre-accuracy",
+    default=None,
+    help="A counterfactual-simulation study's pre-test accuracy per condition, e.g. "
+    "none=0.55,baseline=0.55 (default: --accuracy, no gain).",
 )
 @click.option(
     "--out",
@@ -289,6 +319,7 @@ def simulate(
     n,
     accuracy,
     acceptance,
+    pre_accuracy,
     out_dir,
     db_url,
     url,
@@ -326,6 +357,7 @@ def simulate(
     spec = sim.SimulationSpec(
         accuracy=sim.parse_accuracy(accuracy, conditions) if accuracy else {},
         acceptance=sim.parse_acceptance(acceptance, conditions) if acceptance else {},
+        pre_accuracy=None if pre_accuracy is None else sim.parse_accuracy(pre_accuracy, conditions),
         n=n,
         seed=seed,
         ability_sd=ability_sd,

@@ -51,7 +51,8 @@ from xaistudy.vocabulary import CONDITIONS
     "study_name",
     default=None,
     help="The study served: the name of a shipped study file (default, forward-simulation, "
-    "verification; study_server/studies) or a study file; it serves the bundle's conditions.",
+    "verification, distinction, counterfactual-simulation; "
+    "study_server/studies) or a study file; it serves the bundle's conditions.",
 )
 def demo(
     out, n_simulated, no_serve, host, port, device, seed, conditions, model_config, study_name

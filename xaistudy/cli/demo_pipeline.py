@@ -30,6 +30,9 @@ SIMULATED_ACCURACY = 0.65  # of a condition the demo's accuracy table does not n
 # A verification study's simulated acceptance, (P(right verdict | model right),
 # P(right verdict | model wrong)), of a condition the demo's table does not name.
 SIMULATED_ACCEPTANCE = (0.85, 0.45)
+# A counterfactual-simulation study's pre-test, before anyone saw an explanation: every
+# condition alike, a little above chance.
+SIMULATED_PRE_ACCURACY = 0.55
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,11 @@ class DemoSettings:
         from study_server.study import VERIFICATION, load_study
 
         return self.study is not None and load_study(self.study).design == VERIFICATION
+
+    @property
+    def simulated_pre_accuracy(self) -> dict[str, float]:
+        """A counterfactual-simulation study's pre-test accuracy per condition."""
+        return dict.fromkeys(self.study_conditions, SIMULATED_PRE_ACCURACY)
 
     @property
     def study_path(self) -> Path | None:
@@ -315,6 +323,7 @@ def simulate_stage(settings: DemoSettings, n: int, host: str) -> Path:
     spec = SimulationSpec(
         accuracy=settings.simulated_accuracy,
         acceptance=settings.simulated_acceptance,
+        pre_accuracy=settings.simulated_pre_accuracy,
         n=n,
         seed=settings.seed,
         scales=scales,
@@ -338,7 +347,10 @@ def simulate_stage(settings: DemoSettings, n: int, host: str) -> Path:
             f"wrong: {_format_acceptance(settings.simulated_acceptance)})"
         )
     else:
-        _say(f"      accuracy by condition (set: {_format_accuracy(settings.simulated_accuracy)})")
+        _say(
+            f"      accuracy by condition (set: {_format_accuracy(settings.simulated_accuracy)}; "
+            f"a counterfactual-simulation pre-test: {SIMULATED_PRE_ACCURACY:g})"
+        )
     _say(
         "      questionnaires: offset from the midpoint "
         f"{_format_accuracy(settings.scale_offset)}; "

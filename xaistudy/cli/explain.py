@@ -17,22 +17,34 @@ _THRESHOLDS_HELP = (
 )
 
 
-def _simulation_trials(text: str) -> tuple[int, int]:
-    """``--simulation-trials LEARNING,TEST``: two counts, both 0 or both at least 1."""
+def _two_counts(option: str, text: str, names: tuple[str, str], example: str, what: str):
+    """``option FIRST,SECOND``: two counts, both 0 (``what`` left out) or both at least 1."""
     from xaistudy.errors import UserError
 
     parts = text.split(",")
     if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise UserError(f"{option} {text!r} must be two counts {','.join(names)} such as {example}")
+    first, second = (int(p) for p in parts)
+    if (first == 0) != (second == 0):
         raise UserError(
-            f"--simulation-trials {text!r} must be two counts LEARNING,TEST such as 8,16"
+            f"{option} {text!r}: {names[0].lower()} and {names[1].lower()} are both 0 (no "
+            f"{what}) or both at least 1"
         )
-    learning, test = (int(p) for p in parts)
-    if (learning == 0) != (test == 0):
-        raise UserError(
-            f"--simulation-trials {text!r}: learning and test are both 0 (no forward-simulation "
-            "scenes) or both at least 1"
-        )
-    return learning, test
+    return first, second
+
+
+def _simulation_trials(text: str) -> tuple[int, int]:
+    """``--simulation-trials LEARNING,TEST``."""
+    return _two_counts(
+        "--simulation-trials", text, ("LEARNING", "TEST"), "8,16", "forward-simulation scenes"
+    )
+
+
+def _counterfactual_pairs(text: str) -> tuple[int, int]:
+    """``--counterfactual-pairs PRE,POST``."""
+    return _two_counts(
+        "--counterfactual-pairs", text, ("PRE", "POST"), "8,8", "counterfactual-simulation pairs"
+    )
 
 
 @click.command()
@@ -93,6 +105,14 @@ def _simulation_trials(text: str) -> tuple[int, int]:
     metavar="LEARNING,TEST",
     help="Forward-simulation scenes: learning and test trials ('0,0': none; docs/designs).",
 )
+@click.option(
+    "--counterfactual-pairs",
+    default="8,8",
+    show_default=True,
+    metavar="PRE,POST",
+    help="Counterfactual-simulation pairs (a scene and its intervened twin): pre-test and "
+    "post-test trials ('0,0': none; docs/designs).",
+)
 @click.option("--gt-scenes", default=500, show_default=True, help="Intervened scenes per factor.")
 @click.option(
     "--relevance-rule",
@@ -111,7 +131,8 @@ def _simulation_trials(text: str) -> tuple[int, int]:
 def explain(
     run_dir, data_dir, compare_run, out, device, overwrite, conditions, n_test, baseline_rows,
     baseline_columns, cf_sources, cf_targets, n_concepts, concept_highest, concept_lowest,
-    concept_layer, attribution_rows, out_of_set_preset, simulation_trials, gt_scenes,
+    concept_layer, attribution_rows, out_of_set_preset, simulation_trials,
+    counterfactual_pairs, gt_scenes,
     relevance_rule, thresholds, allow_invalid, batch_size, seed, executor_name, address,
 ):  # fmt: skip
     """Precompute the explanations, ground truth and tutorial into a study bundle."""
@@ -133,6 +154,7 @@ def explain(
         if value < 1:
             raise UserError(f"{name} must be at least 1, got {value}")
     learning, test = _simulation_trials(simulation_trials)
+    pre, post = _counterfactual_pairs(counterfactual_pairs)
     settings = ExplainSettings(
         conditions=tuple(c.strip() for c in conditions.split(",") if c.strip()),
         n_test=n_test,
@@ -149,6 +171,8 @@ def explain(
         ground_truth_scenes=gt_scenes,
         simulation_learning=learning,
         simulation_test=test,
+        counterfactual_pre=pre,
+        counterfactual_post=post,
         batch_size=batch_size,
         seed=seed,
         relevance_rule=RelevanceRule.parse(relevance_rule),
@@ -190,6 +214,13 @@ def verify(bundle_dir: Path) -> None:
         f"bundle {bundle_dir} is intact: {len(manifest.files)} files, "
         f"conditions {', '.join(manifest.conditions)}; pictures shown: {evidence}"
     )
+    pairs = manifest.counterfactual_simulation
+    if pairs is not None:
+        flipping = [sum(p.flips for p in phase) for phase in (pairs.pre, pairs.post)]
+        click.echo(
+            f"counterfactual-simulation pairs: {len(pairs.pre)} pre-test ({flipping[0]} "
+            f"flipping), {len(pairs.post)} post-test ({flipping[1]} flipping), pictures decode"
+        )
 
 
 @bundle.command()
