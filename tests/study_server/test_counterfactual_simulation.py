@@ -220,11 +220,11 @@ def test_the_demo_runs_the_counterfactual_simulation_study_with_simulated_partic
         study=study_file("counterfactual-simulation"),
     )
     shutil.copytree(bundle_dir, settings.bundle_dir)
-    assert study_stage(settings) == tmp_path / "study.toml"
+    assert study_stage(settings) == tmp_path / "study-counterfactual-simulation.toml"
     assert settings.simulated_pre_accuracy == dict.fromkeys(
         ("none", "integrated_gradients", "baseline"), SIMULATED_PRE_ACCURACY
     )
     report = simulate_stage(settings, 9, "127.0.0.1")
     assert "Utility: gain over the control" in report.read_text()
-    utility = (tmp_path / "report" / "pairs_utility.csv").read_text()
+    utility = (settings.report_dir / "pairs_utility.csv").read_text()
     assert "integrated_gradients" in utility and "baseline" in utility

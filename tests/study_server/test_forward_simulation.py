@@ -338,7 +338,7 @@ def test_the_demo_runs_a_shipped_study_by_name_with_simulated_participants(bundl
     )
     shutil.copytree(bundle_dir, settings.bundle_dir)
     path = study_stage(settings)
-    assert path == tmp_path / "study.toml"
+    assert path == tmp_path / "study-forward-simulation.toml"
     assert settings.study_conditions == ("none", "integrated_gradients", "baseline")
     assert settings.simulated_accuracy == {
         "none": 0.55, "integrated_gradients": 0.65, "baseline": 0.7,
@@ -346,7 +346,7 @@ def test_the_demo_runs_a_shipped_study_by_name_with_simulated_participants(bundl
     report = simulate_stage(settings, 9, "127.0.0.1")
     html = report.read_text()
     assert "Utility: test accuracy gained over the control" in html
-    utility = (tmp_path / "report" / "simulation_utility.csv").read_text()
+    utility = (settings.report_dir / "simulation_utility.csv").read_text()
     assert "integrated_gradients" in utility and "baseline" in utility
 
 

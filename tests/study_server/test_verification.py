@@ -266,12 +266,12 @@ def test_the_demo_runs_the_shipped_verification_study_with_simulated_participant
         study=study_file("verification"),
     )
     shutil.copytree(bundle_dir, settings.bundle_dir)
-    assert study_stage(settings) == tmp_path / "study.toml"
+    assert study_stage(settings) == tmp_path / "study-verification.toml"
     assert settings.verification and settings.study_conditions[0] == "none"
     assert settings.simulated_acceptance == {
         "none": (0.85, 0.6), "integrated_gradients": (0.85, 0.45), "baseline": (0.85, 0.4),
     }  # fmt: skip
     html = simulate_stage(settings, 9, "127.0.0.1").read_text()
     assert "Reliance on the model" in html and "Utility: test accuracy gained" in html
-    reliance = (tmp_path / "report" / "verification_reliance.csv").read_text()
+    reliance = (settings.report_dir / "verification_reliance.csv").read_text()
     assert "integrated_gradients" in reliance and "none" in reliance

@@ -127,7 +127,7 @@ class DemoSettings:
         written for the study and conditions asked for (``study_stage``)."""
         if self.study is None and self.conditions == CONDITIONS:
             return None
-        return self.out / "study.toml"
+        return self.out / f"study{self._named}.toml"
 
     @property
     def data_dir(self) -> Path:
@@ -142,12 +142,18 @@ class DemoSettings:
         return self.out / "bundle"
 
     @property
+    def _named(self) -> str:
+        """What the study's own files are named by: each study its own database and
+        report, so that demos of two designs do not mix their participants."""
+        return "" if self.study is None else f"-{Path(self.study).stem}"
+
+    @property
     def report_dir(self) -> Path:
-        return self.out / "report"
+        return self.out / f"report{self._named}"
 
     @property
     def db_url(self) -> str:
-        return f"sqlite:///{(self.out / 'study.sqlite').resolve()}"
+        return f"sqlite:///{(self.out / f'study{self._named}.sqlite').resolve()}"
 
 
 def _say(message: str) -> None:
