@@ -353,6 +353,22 @@ def per_scene_explanation(ctx: StudyContext, condition: str) -> AttributionCondi
     return explanation if isinstance(explanation, AttributionCondition) else None
 
 
+# How many of the next trials' pictures a trial page (or a phase's intro) has the browser
+# fetch ahead, so that the next scene shows at once and its response time is the
+# participant's, not the network's.
+PRELOAD_TRIALS = 3
+
+
+def upcoming_images(
+    ctx: StudyContext, participant: Participant, trial: type[TrialPage], first: int
+) -> list[str]:
+    """The pictures of the ``trial`` pages ``first`` .. ``first + PRELOAD_TRIALS - 1`` of
+    the participant's order (as many of them as the phase has)."""
+    count = getattr(ctx.study.trials, f"{trial.phase}_trials")
+    last = min(first + PRELOAD_TRIALS - 1, count)
+    return [rel for i in range(first, last + 1) for rel in trial(i).images(ctx, participant)]
+
+
 @dataclasses.dataclass(frozen=True)
 class LearningIntroPage(Page):
     """What the trials ask, and the condition's explanation: how to read its maps (shown
@@ -374,6 +390,7 @@ class LearningIntroPage(Page):
             "feedback": design.feedback,
             "explanation": "maps" if per_scene else "page" if explains else None,
             "keys": self.keys,
+            "preload": upcoming_images(ctx, participant, _TRIAL_KINDS[ctx.study.design][1], 1),
         }
 
 
@@ -426,7 +443,15 @@ class TrialPage(Page):
             "scene": scene,
             "scene_map": maps.scene_map(scene.test_index) if maps else None,
             "keys": self.keys,
+            "preload": upcoming_images(ctx, participant, type(self), self.index + 1),
         }
+
+    def images(self, ctx: StudyContext, participant: Participant) -> list[str]:
+        """The bundle pictures this trial shows: its scene, and its map where it has one."""
+        _, scene = self.scene(ctx, participant)
+        maps = per_scene_explanation(ctx, participant.condition) if self.shows_map else None
+        shown = maps.scene_map(scene.test_index) if maps else None
+        return [scene.image] + ([shown] if shown else [])
 
     def scores(self, answer: str, scored: dict[str, Any]) -> bool:
         """Whether ``answer`` is correct against the columns :meth:`scored` set: the
@@ -514,7 +539,12 @@ class TestIntroPage(Page):
         return "test-intro"  # in every trial design, whatever its kind of page
 
     def context(self, ctx, participant):
-        return {"trials": ctx.study.trials.test_trials, "keys": self.keys}
+        test = _TRIAL_KINDS[ctx.study.design][4]
+        return {
+            "trials": ctx.study.trials.test_trials,
+            "keys": self.keys,
+            "preload": upcoming_images(ctx, participant, test, 1),
+        }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -631,6 +661,10 @@ class _Distinguishing:
         _, panels = distinction_panels(ctx, participant, self.phase, self.index)
         return next(p.explains for p in panels if p.letter == form.panel.data)
 
+    def images(self, ctx, participant):
+        scene, panels = distinction_panels(ctx, participant, self.phase, self.index)
+        return [scene.image, *(p.image for p in panels)]
+
 
 @dataclasses.dataclass(frozen=True)
 class DistinctionLearningPage(_Distinguishing, LearningPage):
@@ -670,7 +704,13 @@ class PairIntroPage(Page):
 
     def context(self, ctx, participant):
         trials = getattr(ctx.study.counterfactual_simulation, f"{self.phase}_trials")
-        return {"phase": self.phase, "trials": trials, "keys": PREDICTION_KEYS}
+        test = PreTestPage if self.phase == "pre" else PostTestPage
+        return {
+            "phase": self.phase,
+            "trials": trials,
+            "keys": PREDICTION_KEYS,
+            "preload": upcoming_images(ctx, participant, test, 1),
+        }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -683,6 +723,10 @@ class PairPage(TrialPage):
 
     def scenes(self, ctx):
         return getattr(ctx.manifest.counterfactual_simulation, self.phase)
+
+    def images(self, ctx, participant):
+        _, pair = self.scene(ctx, participant)
+        return [pair.original_image, pair.changed_image]
 
     def scored(self, scene: CounterfactualPair) -> dict[str, Any]:
         return {

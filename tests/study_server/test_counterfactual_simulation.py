@@ -78,6 +78,9 @@ def test_a_participant_walks_pre_test_learning_and_post_test(bundle_dir, tmp_pat
         assert re.search(r"only the [a-z ]+ changed", html)
         for image in (pair.original_image, pair.changed_image):  # both pictures are served
             assert client.get(f"/bundle/{image}").status_code == 200
+    # a test's intro fetches its first three pairs' pictures ahead, both of each
+    ahead = re.findall(r'<link rel="prefetch" href="[^"]*/bundle/([^"]+)">', pages["pre-intro"])
+    assert len(ahead) == 6 and all(image in ahead for image in _pictures(pages["pre-1"]))
     assert "First, a short test" in pages["pre-intro"]
     assert "Now the test again" in pages["post-intro"]
 
@@ -228,3 +231,8 @@ def test_the_demo_runs_the_counterfactual_simulation_study_with_simulated_partic
     assert "Utility: gain over the control" in report.read_text()
     utility = (settings.report_dir / "pairs_utility.csv").read_text()
     assert "integrated_gradients" in utility and "baseline" in utility
+
+
+def _pictures(html: str) -> list[str]:
+    """The bundle pictures a page shows (not the ones it fetches ahead)."""
+    return re.findall(r'<img src="[^"]*/bundle/([^"]+)"', html)

@@ -71,6 +71,9 @@ def test_a_participant_practises_with_feedback_then_picks_alone(bundle_dir, tmp_
         html = unescape(pages[f"test-{i}"])
         assert len(_panels(pages[f"test-{i}"])) == 2 and "its decision" not in html
         assert "The model said" not in html
+    # the next three trials' scenes and both their maps are fetched ahead
+    ahead = re.findall(r'<link rel="prefetch" href="[^"]*/bundle/([^"]+)">', pages["learning-1"])
+    assert len(ahead) == 9 and set(_panels(pages["learning-2"]).values()) <= set(ahead)
     feedback = unescape(pages["feedback-1"])
     assert "You picked the other one." in feedback and "is its explanation." in feedback
     # the model's map is on the left in exactly half of each phase's trials

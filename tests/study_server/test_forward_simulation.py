@@ -367,3 +367,32 @@ def test_the_demo_refuses_an_unknown_study_before_any_work(tmp_path, study, mess
     assert result.exit_code == 2
     assert message in result.output and "Traceback" not in result.output
     assert not out.exists()
+
+
+def _prefetched(html: str) -> list[str]:
+    return re.findall(r'<link rel="prefetch" href="[^"]*/bundle/([^"]+)">', html)
+
+
+def test_each_page_fetches_the_next_trials_pictures_ahead(bundle_dir, tmp_path):
+    """A trial page (and a phase's intro) has the browser fetch the next three trials'
+    pictures, in the participant's order, so the next scene shows at once."""
+    app = forward_app(bundle_dir, tmp_path)
+    pages = walk_trials(app.test_client(), lambda phase, scene: "peaky")
+    maps = study_context(app).manifest.conditions.integrated_gradients
+    with app.app_context():
+        order = json.loads(db.session.scalars(db.select(Participant)).one().trial_order)
+    section = study_context(app).manifest.simulation
+
+    def learning(i: int) -> list[str]:  # the scene and its map, as the trial shows them
+        scene = section.learning[order["learning"][i - 1]]
+        return [scene.image, maps.scene_map(scene.test_index)]
+
+    def test(i: int) -> list[str]:  # the scene alone
+        return [section.test[order["test"][i - 1]].image]
+
+    assert _prefetched(pages["learning-intro"]) == learning(1) + learning(2) + learning(3)
+    assert _prefetched(pages["learning-6"]) == learning(7) + learning(8)  # the phase ends
+    assert _prefetched(pages["learning-8"]) == []
+    assert _prefetched(pages["test-intro"]) == test(1) + test(2) + test(3)
+    assert _prefetched(pages["test-1"]) == test(2) + test(3) + test(4)
+    assert _prefetched(pages["consent"]) == []
