@@ -248,15 +248,16 @@ def _drop_postgres(admin_url: str, name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def study_that_fits(participants: int, workdir: Path) -> Path:
-    """The default study with targets that admit every simulated participant (a study
-    whose targets are met turns arrivals away)."""
+def study_that_fits(participants: int, workdir: Path, source: Path | None = None) -> Path:
+    """The study ``source`` (default: the default study) with targets that admit every
+    simulated participant (a study whose targets are met turns arrivals away)."""
     import re
 
     from study_server.study import default_study_path
 
-    text = default_study_path().read_text(encoding="utf-8")
-    per_condition = -(-participants // len(load_study(None).conditions))
+    source = default_study_path() if source is None else Path(source).resolve()
+    text = source.read_text(encoding="utf-8")
+    per_condition = -(-participants // len(load_study(source).conditions))
     path = workdir / "study.toml"
     path.write_text(re.sub(r"target_n = \d+", f"target_n = {per_condition}", text), "utf-8")
     return path
@@ -480,8 +481,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--study",
         type=Path,
-        help="study TOML of the server (--start-server: the default study, with targets "
-        "that admit every participant)",
+        help="study TOML of the server (--start-server: this or the default study, its "
+        "targets raised to admit every participant)",
     )
     args = parser.parse_args(argv)
     if bool(args.url) == args.start_server:
@@ -517,8 +518,7 @@ def benchmark(args: argparse.Namespace) -> LoadReport:
     with tempfile.TemporaryDirectory(prefix="xaistudy-bench-") as tmp:
         instances, fresh = [], None
         if args.start_server:
-            if args.study is None:
-                args.study = study_that_fits(args.participants, Path(tmp))
+            args.study = study_that_fits(args.participants, Path(tmp), args.study)
             database_url = args.db or f"sqlite:///{Path(tmp) / 'bench.sqlite'}"
             if database_url.startswith(("postgres", "postgresql")):
                 database_url, fresh = _fresh_postgres(database_url)
@@ -558,6 +558,9 @@ class LoadReport:
     served: list[int]  # requests answered per instance
     served_after_kill: list[int]  # ... after an instance was killed
     killed: int | None  # the killed instance
+    trials_stored: int = 0  # a trial design's rows, one per trial answered
+    trials_expected: int = 0
+    questionnaire_stored: int = 0  # questionnaire item answers (optional ones may be empty)
 
     @property
     def balanced(self) -> bool:
@@ -572,6 +575,7 @@ class LoadReport:
             and not self.errors
             and self.completed == n
             and self.answers_stored == self.answers_expected
+            and self.trials_stored == self.trials_expected
             and self.in_order == n
             and self.balanced
         )
@@ -703,6 +707,11 @@ def run(
         frames["answers"]["prolific_pid"].str.startswith(f"BENCH-{run_id}-")
     ]
     stored = {(r.prolific_pid, r.attribute): (r.rating, r.reason) for r in answers.itertuples()}
+    ours = mine["participant_id"]
+    trials = frames["trials"][frames["trials"]["participant_id"].isin(ours)]
+    questionnaire = frames["questionnaire"][frames["questionnaire"]["participant_id"].isin(ours)]
+    design = study.trials
+    per_participant = sum(getattr(design, f"{p}_trials") for p in design.phases) if design else 0
     acknowledged = {
         (f"BENCH-{run_id}-{i:04d}", key): value
         for i, result in results.items()
@@ -727,9 +736,14 @@ def run(
         served=served,
         served_after_kill=after,
         killed=0 if args.kill_instance else None,
+        trials_stored=len(trials),
+        trials_expected=n * per_participant,
+        questionnaire_stored=len(questionnaire),
     )
     print(f"completed          {report.completed} / {n}")
     print(f"answers stored     {report.answers_stored} / expected {report.answers_expected}")
+    print(f"trials stored      {report.trials_stored} / expected {report.trials_expected}")
+    print(f"questionnaire      {report.questionnaire_stored} item answers stored")
     print(f"acknowledged lost  {report.lost}")
     print(
         f"conditions         {report.conditions} "
