@@ -11,7 +11,12 @@ import json
 import pytest
 
 from tests.e2e.test_browser import SIZES, follow, page_name
-from tests.e2e.test_forward_simulation_browser import CONDITIONS, trial_server, walk
+from tests.e2e.test_forward_simulation_browser import (
+    CONDITIONS,
+    stored_walks,
+    trial_server,
+    walk_each_condition,
+)
 
 
 @pytest.fixture(scope="module")
@@ -22,33 +27,15 @@ def server(tmp_path_factory, bundle_dir):
 @pytest.mark.browser
 def test_chromium_completes_the_counterfactual_simulation_study(server, browser):
     app, base = server
-    context = browser.new_context(viewport=SIZES["desktop"])
-    walked, audited = {}, set()
-    try:
-        for i in range(len(CONDITIONS)):
-            page = context.new_page()
-            condition, given = walk(page, base, f"CFS{i}", audited, folder="counterfactual")
-            walked[condition] = (f"CFS{i}", given)
-            page.close()
-    finally:
-        context.close()
-    assert sorted(walked) == sorted(CONDITIONS)
+    audited: set[str] = set()
+    walked = walk_each_condition(browser, base, "CFS", CONDITIONS, audited, folder="counterfactual")
     assert {"pair-intro", "pair-trial"} <= audited
 
     from study_server import study_context
-    from study_server.extensions import db
-    from study_server.models import Participant, Trial
 
     pairs = study_context(app).manifest.counterfactual_simulation
     with app.app_context():
-        for condition, (pid, given) in walked.items():
-            participant = db.session.scalars(
-                db.select(Participant).where(Participant.prolific_pid == pid)
-            ).one()
-            assert participant.status == "completed" and participant.condition == condition
-            rows = db.session.scalars(
-                db.select(Trial).where(Trial.participant_id == participant.id)
-            ).all()
+        for participant, rows, given in stored_walks(walked):
             assert {(r.phase, r.position + 1): r.prediction for r in rows} == given
             assert sorted({r.phase for r in rows}) == ["learning", "post", "pre"]
             assert len(rows) == 24

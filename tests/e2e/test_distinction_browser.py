@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.test_browser import SIZES
-from tests.e2e.test_forward_simulation_browser import trial_server, walk
+from tests.e2e.test_forward_simulation_browser import (
+    stored_walks,
+    trial_server,
+    walk_each_condition,
+)
 
 CONDITIONS = ("integrated_gradients", "grad_cam")
 # The kinds of page that look different per condition: audited in each.
@@ -23,35 +26,17 @@ def server(tmp_path_factory, bundle_dir):
 @pytest.mark.browser
 def test_chromium_completes_the_distinction_study_by_keyboard_and_mouse(server, browser):
     app, base = server
-    context = browser.new_context(viewport=SIZES["desktop"])
-    walked, audited = {}, set()
-    try:
-        for i in range(len(CONDITIONS)):
-            page = context.new_page()
-            condition, given = walk(
-                page, base, f"DST{i}", audited, ("A", "B"), BY_CONDITION, "distinction"
-            )
-            walked[condition] = (f"DST{i}", given)
-            page.close()
-    finally:
-        context.close()
-    assert sorted(walked) == sorted(CONDITIONS)
+    walked = walk_each_condition(
+        browser, base, "DST", CONDITIONS, set(), answers=("A", "B"),
+        by_condition=BY_CONDITION, folder="distinction",
+    )  # fmt: skip
 
     from study_server import study_context
-    from study_server.extensions import db
-    from study_server.models import Participant, Trial
     from study_server.pages import distinction_panels
 
     with app.app_context():
         ctx = study_context(app)
-        for condition, (pid, given) in walked.items():
-            participant = db.session.scalars(
-                db.select(Participant).where(Participant.prolific_pid == pid)
-            ).one()
-            assert participant.status == "completed" and participant.condition == condition
-            rows = db.session.scalars(
-                db.select(Trial).where(Trial.participant_id == participant.id)
-            ).all()
+        for participant, rows, given in stored_walks(walked):
             assert len(rows) == 24 and {r.design for r in rows} == {"distinction"}
             for row in rows:  # the stored animal is the one the picked panel explains
                 _, panels = distinction_panels(ctx, participant, row.phase, row.position + 1)

@@ -93,33 +93,51 @@ def walk(
         follow(page, page.locator("form.step button[type=submit].primary"))
 
 
-@pytest.mark.browser
-def test_chromium_completes_the_forward_simulation_study_by_keyboard_and_mouse(server, browser):
-    app, base = server
+def walk_each_condition(browser, base, prefix: str, conditions, audited: set[str], **walk_options):
+    """One participant per condition (assignment fills the least-filled one, so n
+    arrivals cover n conditions), each walked by :func:`walk` in a desktop browser; the
+    condition -> (Prolific ID, answers given) of each."""
     context = browser.new_context(viewport=SIZES["desktop"])
-    walked, audited = {}, set()
+    walked = {}
     try:
-        for i in range(len(CONDITIONS)):
+        for i in range(len(conditions)):
             page = context.new_page()
-            condition, given = walk(page, base, f"FWD{i}", audited)
-            walked[condition] = (f"FWD{i}", given)
+            condition, given = walk(page, base, f"{prefix}{i}", audited, **walk_options)
+            walked[condition] = (f"{prefix}{i}", given)
             page.close()
     finally:
         context.close()
-    assert sorted(walked) == sorted(CONDITIONS)
+    assert sorted(walked) == sorted(conditions)
+    return walked
+
+
+def stored_walks(walked: dict):
+    """Each walked participant, checked completed in its condition, with its trial rows
+    and the answers given: (participant, rows, given); inside the app's context."""
+    from study_server.extensions import db
+    from study_server.models import Participant, Trial
+
+    for condition, (pid, given) in walked.items():
+        participant = db.session.scalars(
+            db.select(Participant).where(Participant.prolific_pid == pid)
+        ).one()
+        assert participant.status == "completed" and participant.condition == condition
+        rows = db.session.scalars(
+            db.select(Trial).where(Trial.participant_id == participant.id)
+        ).all()
+        yield participant, rows, given
+
+
+@pytest.mark.browser
+def test_chromium_completes_the_forward_simulation_study_by_keyboard_and_mouse(server, browser):
+    app, base = server
+    walked = walk_each_condition(browser, base, "FWD", CONDITIONS, set())
 
     from study_server.extensions import db
-    from study_server.models import Participant, QuestionnaireAnswer, Trial
+    from study_server.models import QuestionnaireAnswer
 
     with app.app_context():
-        for condition, (pid, given) in walked.items():
-            participant = db.session.scalars(
-                db.select(Participant).where(Participant.prolific_pid == pid)
-            ).one()
-            assert participant.status == "completed" and participant.condition == condition
-            rows = db.session.scalars(
-                db.select(Trial).where(Trial.participant_id == participant.id)
-            ).all()
+        for participant, rows, given in stored_walks(walked):
             stored = {(r.phase, r.position + 1): r.prediction for r in rows}
             assert stored == given and len(rows) == 24
             # every answer timed by the browser: the scene was on screen before it

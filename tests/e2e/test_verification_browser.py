@@ -9,7 +9,12 @@ from __future__ import annotations
 import pytest
 
 from tests.e2e.test_browser import SIZES, audit, follow, page_name
-from tests.e2e.test_forward_simulation_browser import CONDITIONS, trial_server, walk
+from tests.e2e.test_forward_simulation_browser import (
+    CONDITIONS,
+    stored_walks,
+    trial_server,
+    walk_each_condition,
+)
 
 # The kinds of page that look different per condition: audited in each.
 BY_CONDITION = (
@@ -28,32 +33,12 @@ def server(tmp_path_factory, bundle_dir):
 @pytest.mark.browser
 def test_chromium_completes_the_verification_study_by_keyboard_and_mouse(server, browser):
     app, base = server
-    context = browser.new_context(viewport=SIZES["desktop"])
-    walked, audited = {}, set()
-    try:
-        for i in range(len(CONDITIONS)):
-            page = context.new_page()
-            condition, given = walk(
-                page, base, f"VER{i}", audited, ("right", "wrong"), BY_CONDITION, "verification"
-            )
-            walked[condition] = (f"VER{i}", given)
-            page.close()
-    finally:
-        context.close()
-    assert sorted(walked) == sorted(CONDITIONS)
-
-    from study_server.extensions import db
-    from study_server.models import Participant, Trial
-
+    walked = walk_each_condition(
+        browser, base, "VER", CONDITIONS, set(), answers=("right", "wrong"),
+        by_condition=BY_CONDITION, folder="verification",
+    )  # fmt: skip
     with app.app_context():
-        for condition, (pid, given) in walked.items():
-            participant = db.session.scalars(
-                db.select(Participant).where(Participant.prolific_pid == pid)
-            ).one()
-            assert participant.status == "completed" and participant.condition == condition
-            rows = db.session.scalars(
-                db.select(Trial).where(Trial.participant_id == participant.id)
-            ).all()
+        for _, rows, given in stored_walks(walked):
             assert {(r.phase, r.position + 1): r.prediction for r in rows} == given
             assert len(rows) == 24
             for r in rows:  # scored against the truth, not against the model
