@@ -20,6 +20,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
+from analysis.calibration import calibration_tables
 from analysis.load import Responses
 from analysis.questionnaires import QuestionnaireAnalysis
 from analysis.scoring import apply_exclusions
@@ -51,6 +52,10 @@ class SimulationAnalysis:
     conditions: list[str]
     level: float
     design: str = FORWARD_SIMULATION  # the trials' design: forward-simulation | distinction
+    # stated confidence against accuracy in the test (analysis.calibration; empty when
+    # the study asked no confidence)
+    calibration: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
+    calibration_curve: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
     questionnaires: QuestionnaireAnalysis | None = None
 
@@ -255,6 +260,7 @@ def analyze_trials(
     trials, conditions = kept.trials, kept.conditions
     accuracy, draws = accuracy_table(trials, conditions, level, n_boot, seed)
     utility = utility_table(accuracy, draws, trials, conditions, level)
+    calibration, curve = calibration_tables(trials, conditions, level, n_boot, seed)
     return SimulationAnalysis(
         trials,
         accuracy,
@@ -264,4 +270,6 @@ def analyze_trials(
         conditions,
         level,
         design=responses.trial_design,
+        calibration=calibration,
+        calibration_curve=curve,
     )

@@ -233,6 +233,23 @@ def _technical_section(analysis: Analysis, bundle: Bundle) -> list[str]:
     ]
 
 
+def calibration_section(calibration: pd.DataFrame, curve: pd.DataFrame, level: int) -> list[str]:
+    """Stated confidence against accuracy in the test, where the study asked it."""
+    if calibration.empty:
+        return []
+    return [
+        "<h2>Confidence and accuracy in the test</h2>",
+        "<p>The five confidence points read as the chances 0.5, 0.625, 0.75, 0.875 and 1.0 "
+        "of being right (two balanced answers: a guess is right half the time). "
+        "<code>overconfidence</code> is the mean stated chance minus the accuracy, with a "
+        f"{level}% bootstrap interval over participants: above 0 the participants trusted "
+        "their answers more than they deserved (analysis/calibration.py).</p>",
+        _table(calibration),
+        "<p>Accuracy at each confidence point (the calibration curve).</p>",
+        _table(curve),
+    ]
+
+
 def questionnaire_section(analysis: QuestionnaireAnalysis | None) -> list[str]:
     """The questionnaires' tables: items per condition, pre/post changes, the tests
     between conditions; the free text is in its own file."""
@@ -457,6 +474,7 @@ def render_simulation_html(analysis: SimulationAnalysis, bundle: Bundle, source:
         ),
         "<h2>Utility: test accuracy gained over the control</h2>",
         *_utility_section(analysis.utility, level),
+        *calibration_section(analysis.calibration, analysis.calibration_curve, level),
         *questionnaire_section(analysis.questionnaires),
         "</body></html>",
     ]
@@ -522,6 +540,7 @@ def render_verification_html(analysis: VerificationAnalysis, bundle: Bundle, sou
         ),
         "<h2>Utility: test accuracy gained over the control</h2>",
         *_utility_section(analysis.utility, level),
+        *calibration_section(analysis.calibration, analysis.calibration_curve, level),
         *questionnaire_section(analysis.questionnaires),
         "</body></html>",
     ]
@@ -614,6 +633,8 @@ def write_simulation_report(
     frames = {
         "simulation_accuracy": analysis.accuracy,
         "simulation_utility": analysis.utility,
+        "calibration": analysis.calibration,
+        "calibration_curve": analysis.calibration_curve,
         "exclusions": analysis.exclusions,
         "sample": analysis.sample,
         **questionnaire_frames(analysis.questionnaires),
@@ -629,6 +650,8 @@ def write_verification_report(
         "verification_accuracy": analysis.accuracy,
         "verification_reliance": analysis.reliance,
         "verification_utility": analysis.utility,
+        "calibration": analysis.calibration,
+        "calibration_curve": analysis.calibration_curve,
         "exclusions": analysis.exclusions,
         "sample": analysis.sample,
         **questionnaire_frames(analysis.questionnaires),

@@ -20,6 +20,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
+from analysis.calibration import calibration_tables
 from analysis.forward_simulation import (
     PHASES,
     accuracy_table,
@@ -58,6 +59,9 @@ class VerificationAnalysis:
     conditions: list[str]
     level: float
     questionnaires: QuestionnaireAnalysis | None = None
+    # stated confidence against accuracy in the test (analysis.calibration)
+    calibration: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
+    calibration_curve: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
@@ -106,6 +110,7 @@ def analyze_verification(
     kept = included_trials(responses, exclusions, level, n_boot)
     trials, conditions = kept.trials, kept.conditions
     accuracy, draws = accuracy_table(trials, conditions, level, n_boot, seed)
+    calibration, curve = calibration_tables(trials, conditions, level, n_boot, seed)
     return VerificationAnalysis(
         trials=trials,
         accuracy=accuracy,
@@ -115,4 +120,6 @@ def analyze_verification(
         sample=kept.sample,
         conditions=conditions,
         level=level,
+        calibration=calibration,
+        calibration_curve=curve,
     )

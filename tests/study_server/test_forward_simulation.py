@@ -176,6 +176,20 @@ def test_confidence_is_asked_in_the_test_and_stored(bundle_dir, tmp_path):
     with app.app_context():
         confidence = {(t.phase, t.confidence) for t in db.session.scalars(db.select(Trial)).all()}
     assert confidence == {("learning", None), ("test", 4)}
+    # the analysis reads the stated confidence against the accuracy (analysis.calibration)
+    from analysis.forward_simulation import analyze_trials
+    from analysis.load import responses_from_frames
+    from xaistudy.too_fast import TooFastRule
+
+    url = app.config["SQLALCHEMY_DATABASE_URI"]
+    result = analyze_trials(
+        responses_from_frames(export_frames(url), url),
+        TooFastRule(min_seconds=0.0, min_median_fraction=None),
+        n_boot=200,
+    )
+    row = result.calibration.iloc[0]
+    assert (row["trials"], row["stated"]) == (4, 0.875)  # "Sure" on the 4 test trials
+    assert row["overconfidence"] == pytest.approx(0.875 - row["accuracy"])
 
 
 def test_a_trial_without_a_prediction_is_refused_and_stores_nothing(bundle_dir, tmp_path):
