@@ -52,8 +52,8 @@ class StudyContext:
     manifest: Manifest  # its participant words in that language too
     grids: dict[str, list[list[list[Cell]]]]  # condition -> rows -> columns -> stimuli
     bundle_dir: Path
-    shared_images: frozenset[str]  # every participant's: the tutorial's, the trials' scenes
-    # and pairs
+    # every participant's: the tutorial's, the trials' scenes and the pairs' pictures
+    shared_images: frozenset[str]
     condition_images: dict[str, frozenset[str]]
     languages: dict[str, Localized]  # the study and bundle words in each language offered
 
