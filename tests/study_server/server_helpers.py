@@ -70,6 +70,13 @@ def forward_study(
     return path
 
 
+def trial_app(bundle_dir: Path, tmp_path: Path, shipped: str = "forward-simulation", **kwargs):
+    """A test server of the shipped trial-design study ``shipped`` (:func:`forward_study`
+    with ``kwargs``) on its own SQLite database in ``tmp_path``."""
+    study = forward_study(tmp_path, shipped=shipped, **kwargs)
+    return make_app(bundle_dir, f"sqlite:///{tmp_path / 'db.sqlite'}", XAISTUDY_STUDY=str(study))
+
+
 def answer_all(key: str, condition: str) -> tuple[int, str]:
     return (5 if key == "arm_position" else 2, f"because of {key}")
 

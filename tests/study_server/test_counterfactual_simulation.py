@@ -12,7 +12,7 @@ import shutil
 from html import unescape
 
 import pytest
-from server_helpers import forward_study, hidden_fields, make_app, walk_trials
+from server_helpers import forward_study, hidden_fields, make_app, trial_app, walk_trials
 
 from explain.bundle_format import load_manifest
 from study_server import study_context
@@ -26,8 +26,7 @@ OTHER = {"peaky": "stretchy", "stretchy": "peaky"}
 
 
 def pair_app(bundle_dir, tmp_path, **kwargs):
-    study = forward_study(tmp_path, shipped="counterfactual-simulation", **kwargs)
-    return make_app(bundle_dir, f"sqlite:///{tmp_path / 'db.sqlite'}", XAISTUDY_STUDY=str(study))
+    return trial_app(bundle_dir, tmp_path, "counterfactual-simulation", **kwargs)
 
 
 def _answers(manifest):

@@ -12,7 +12,12 @@ import re
 from html import unescape
 
 import pytest
-from server_helpers import current_page, forward_study, hidden_fields, make_app, walk_trials
+from server_helpers import (
+    current_page,
+    hidden_fields,
+    trial_app,
+    walk_trials,
+)
 
 from analysis.load import load_bundle
 from simulation.client import ParticipantClient
@@ -27,8 +32,7 @@ from xaistudy.vocabulary import Status
 
 
 def distinction_app(bundle_dir, tmp_path, conditions=("integrated_gradients",), **design):
-    path = forward_study(tmp_path, conditions, shipped="distinction", **design)
-    return make_app(bundle_dir, f"sqlite:///{tmp_path / 'db.sqlite'}", XAISTUDY_STUDY=str(path))
+    return trial_app(bundle_dir, tmp_path, "distinction", conditions=conditions, **design)
 
 
 def _panels(html: str) -> dict[str, str]:

@@ -20,6 +20,7 @@ from server_helpers import (
     login,
     make_app,
     middle_answers,
+    trial_app,
     walk_trials,
 )
 
@@ -36,11 +37,7 @@ from xaistudy.vocabulary import Status
 
 
 def forward_app(bundle_dir, tmp_path, **kwargs):
-    return make_app(
-        bundle_dir,
-        f"sqlite:///{tmp_path / 'db.sqlite'}",
-        XAISTUDY_STUDY=str(forward_study(tmp_path, **kwargs)),
-    )
+    return trial_app(bundle_dir, tmp_path, **kwargs)
 
 
 def _decisions(app) -> dict[int, str]:

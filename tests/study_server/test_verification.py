@@ -18,6 +18,7 @@ from server_helpers import (
     hidden_fields,
     login,
     make_app,
+    trial_app,
     walk_trials,
 )
 
@@ -35,11 +36,7 @@ def verification_study(folder, conditions=("integrated_gradients",), extra="", *
 
 
 def verification_app(bundle_dir, tmp_path, **kwargs):
-    return make_app(
-        bundle_dir,
-        f"sqlite:///{tmp_path / 'db.sqlite'}",
-        XAISTUDY_STUDY=str(verification_study(tmp_path, **kwargs)),
-    )
+    return trial_app(bundle_dir, tmp_path, "verification", **kwargs)
 
 
 def _model_right(app) -> dict[int, bool]:
