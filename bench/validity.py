@@ -130,6 +130,9 @@ def main() -> None:
         "--baseline-rows", type=int, default=30,
         help="images per baseline column (a confident model leaves few undecided test images)",
     )  # fmt: skip
+    parser.add_argument(
+        "--targets", help="hold the runs to this named config's targets (default: --config's)"
+    )
     parser.add_argument("--table", action="store_true", help="print each validation table")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args()
@@ -143,9 +146,10 @@ def main() -> None:
         print(f"{seed:<4}  " + "  ".join(_fmt(row[k]) for k in keys))
         if args.table:
             print(row["table"])
-    targets = TARGETS.get(load_config(args.config).name)
+    target_name = args.targets or load_config(args.config).name
+    targets = TARGETS.get(target_name)
     if targets:
-        print(f"\ntargets of {load_config(args.config).name} (every seed must meet them)")
+        print(f"\ntargets of {target_name} (every seed must meet them)")
         for key, (test, limit) in targets.items():
             values = [row[key] for row in rows.values()]
             verdict = "met" if all(meets(v, test, limit) for v in values) else "NOT met"

@@ -243,6 +243,17 @@ class BiasSpec:
             _check_range(name, values[name], f"attributes.{name}")
         return _frame(values)
 
+    def independent_of_label(self, name: str) -> bool:
+        """Whether attribute ``name`` is drawn alike for both classes, and so are the
+        attributes it depends on: then it tells nothing about the class."""
+        spec = self.attributes[name]
+        reads_label = any(
+            "label" in dist.names for dist in (*spec.by_class.values(), spec.mix) if dist
+        )
+        if spec.by_class[0] is not spec.by_class[1] or reads_label:
+            return False
+        return all(self.independent_of_label(parent) for parent in spec.depends_on)
+
     def sample_intervened(
         self, attributes: tuple[str, ...] | list[str], n: int, rng: np.random.Generator
     ) -> pd.DataFrame:

@@ -34,6 +34,9 @@ from xaistudy.files import json_text, publish_folder, temporary_name
 
 FORMAT_VERSION = 1
 META_FILE = "meta.json"
+# The training scenes again, row for row, with the factors that do not carry the class
+# redrawn (`xaistudy generate --train-pairs`; modeling.configs.ModelConfig.invariance_weight).
+PAIRS_SPLIT = "train_pairs"
 PARAM_COLUMNS = ("id", "label", *ATTRIBUTES, "original_id", "intervened")
 
 

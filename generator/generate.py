@@ -23,14 +23,15 @@ from tqdm import tqdm
 
 from generator.attributes import intervention_split, validate_frame
 from generator.biases import BiasSpec
-from generator.dataset import DatasetFolder, DatasetWriter
+from generator.dataset import PAIRS_SPLIT, DatasetFolder, DatasetWriter
 from xaistudy.errors import UserError
 from xaistudy.files import Stopwatch
 from xaistudy.vocabulary import FACTORS
 
 SPLITS = ("train", "val", "test")
-# Fixed slots of the seed's streams: one per split, then one per factor in FACTORS order.
-_STREAM_SLOTS = (*SPLITS, *(f"intervene:{f}" for f in FACTORS))
+# Fixed slots of the seed's streams: one per split, then one per factor in FACTORS order,
+# then the training pairs' (appended last, so older datasets keep their scenes).
+_STREAM_SLOTS = (*SPLITS, *(f"intervene:{f}" for f in FACTORS), PAIRS_SPLIT)
 DEFAULT_BATCH_SIZE = 256
 
 
@@ -70,10 +71,61 @@ def intervene(
     return result
 
 
+def pair_scenes(
+    params: pd.DataFrame, factors: Sequence[str], spec: BiasSpec, rng: np.random.Generator
+) -> pd.DataFrame:
+    """The same scenes with every one of ``factors`` redrawn at once, ids ``<id>:pair``.
+
+    The factors must not carry the class (:func:`check_pair_factors`): then a pair's second
+    scene is as likely under its label as the first, a training scene in its own right,
+    and the two should get the same decision.
+    """
+    attributes = tuple(a for factor in factors for a in FACTORS[factor])
+    redrawn = spec.sample_intervened(attributes, len(params), rng)
+    result = params.copy().reset_index(drop=True)
+    for name in attributes:
+        result[name] = redrawn[name].to_numpy()
+    result["original_id"] = result["id"].astype(str)
+    result["id"] = [f"{i}:pair" for i in result["original_id"]]
+    result["intervened"] = "+".join(factors)
+    return result
+
+
+def check_pair_factors(spec: BiasSpec, factors: Sequence[str]) -> tuple[str, ...]:
+    """``factors`` as a tuple after refusing unknown ones and ones the spec ties to the class
+    (redrawing a biased factor would teach the model to ignore the bias under study)."""
+    unknown = [f for f in factors if f not in FACTORS]
+    if unknown:
+        raise UserError(
+            f"--train-pairs: unknown factor {', '.join(unknown)}; allowed are {', '.join(FACTORS)}"
+        )
+    biased = [f for f in factors if f not in free_factors(spec)]
+    if biased:
+        raise UserError(
+            f"--train-pairs: {', '.join(biased)} depends on the class in bias spec "
+            f"{spec.name!r}; pairs may only redraw factors that do not carry the class: "
+            f"{', '.join(free_factors(spec))}"
+        )
+    if len(set(factors)) != len(factors):
+        raise UserError("--train-pairs names a factor twice")
+    return tuple(factors)
+
+
+def free_factors(spec: BiasSpec) -> tuple[str, ...]:
+    """The factors whose attributes ``spec`` draws alike for both classes."""
+    return tuple(f for f in FACTORS if all(spec.independent_of_label(a) for a in FACTORS[f]))
+
+
 def plan_splits(
-    spec: BiasSpec, counts: dict[str, int], seed: int, interventions: bool
+    spec: BiasSpec,
+    counts: dict[str, int],
+    seed: int,
+    interventions: bool,
+    train_pairs: Sequence[str] = (),
 ) -> dict[str, pd.DataFrame]:
-    """The scene table of every split: ``split -> params`` with ``id``, ``label``, attributes."""
+    """The scene table of every split: ``split -> params`` with ``id``, ``label``, attributes.
+    With ``train_pairs`` (factors) also :data:`PAIRS_SPLIT`, the training scenes with those
+    factors redrawn, row for row."""
     rngs = split_rngs(seed)
     plan: dict[str, pd.DataFrame] = {}
     for split in SPLITS:
@@ -87,6 +139,8 @@ def plan_splits(
             plan[intervention_split(factor)] = intervene(
                 plan["test"], factor, spec, rngs[f"intervene:{factor}"]
             )
+    if train_pairs:
+        plan[PAIRS_SPLIT] = pair_scenes(plan["train"], train_pairs, spec, rngs[PAIRS_SPLIT])
     return plan
 
 
@@ -152,6 +206,7 @@ def generate_dataset(
     size: int = 128,
     seed: int = 0,
     interventions: bool = False,
+    train_pairs: Sequence[str] = (),
     device=None,
     png: bool = False,
     shard: tuple[int, int] | None = None,
@@ -168,12 +223,14 @@ def generate_dataset(
     ``shard=(i, N)`` only the i-th of N slices of every split is rendered and
     ``meta.json`` records ``shard``; :func:`merge_shards` joins them. ``workers``: the
     renderer's processes (:func:`generator.parallel.worker_count`; None: one per core). A
-    ``stopwatch`` times the stages (bench/bench_generator.py sets one).
+    ``stopwatch`` times the stages (bench/bench_generator.py sets one). ``train_pairs``:
+    factors redrawn in :data:`PAIRS_SPLIT` (docs/dataset.md, "Training pairs").
     """
     watch = stopwatch or Stopwatch()
     counts = split_counts(n_train, n_val, n_test, size)
+    train_pairs = check_pair_factors(spec, train_pairs)
     with watch("sample scenes"):
-        plan = plan_splits(spec, counts, seed, interventions)
+        plan = plan_splits(spec, counts, seed, interventions, train_pairs)
         selected = {name: frame.iloc[shard_rows(len(frame), shard)] for name, frame in plan.items()}
         for frame in selected.values():
             validate_frame(frame)
@@ -189,6 +246,7 @@ def generate_dataset(
             "seed": seed,
             "size": size,
             "interventions": list(FACTORS) if interventions else [],
+            "train_pairs": list(train_pairs),
             "antialias": antialias,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "counts": {name: len(frame) for name, frame in plan.items()},
@@ -221,6 +279,7 @@ def dataset_is_current(
     size: int,
     counts: Mapping[str, int],
     interventions: bool,
+    train_pairs: Sequence[str] = (),
 ) -> bool:
     """Whether ``folder`` is a complete, unsharded dataset folder of the bias preset
     ``preset`` that :func:`generate_dataset` would write with these arguments
@@ -237,6 +296,7 @@ def dataset_is_current(
         and meta.get("size") == size
         and all(written.get(split) == n for split, n in counts.items())
         and meta.get("interventions") == (list(FACTORS) if interventions else [])
+        and meta.get("train_pairs", []) == list(train_pairs)
     )
 
 
@@ -287,7 +347,16 @@ def write_pngs(split_dir: Path, params: pd.DataFrame, images: np.ndarray, masks:
 
 # --- merging shards ---------------------------------------------------------------------
 
-_SHARED_META = ("spec", "seed", "size", "interventions", "antialias", "counts", "preset")
+_SHARED_META = (
+    "spec",
+    "seed",
+    "size",
+    "interventions",
+    "train_pairs",
+    "antialias",
+    "counts",
+    "preset",
+)
 
 
 def merge_shards(shard_dirs: Sequence[Path], out: Path, overwrite: bool = False) -> Path:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import shutil
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from generator.biases import BiasSpec
 from generator.dataset import DatasetFolder
 from generator.generate import (
     DEFAULT_BATCH_SIZE,
+    check_pair_factors,
     generate_dataset,
     merge_shards,
     split_counts,
@@ -58,6 +60,7 @@ class ShardJob:
     png: bool
     antialias: bool
     batch_size: int
+    train_pairs: tuple[str, ...] = ()
 
     @property
     def folder(self) -> Path:
@@ -93,6 +96,7 @@ def shard_is_complete(job: ShardJob) -> bool:
         and meta.get("size") == job.size
         and meta.get("antialias") == job.antialias
         and meta.get("interventions") == (list(FACTORS) if job.interventions else [])
+        and meta.get("train_pairs", []) == list(job.train_pairs)
         and [counts.get(s) for s in ("train", "val", "test")]
         == [job.n_train, job.n_val, job.n_test]
     )
@@ -125,6 +129,7 @@ def render_shard(job: ShardJob) -> bool:
         size=job.size,
         seed=job.seed,
         interventions=job.interventions,
+        train_pairs=job.train_pairs,
         device=torch.device("cpu"),
         png=job.png,
         shard=(job.index, job.count),
@@ -149,6 +154,7 @@ def generate_sharded(
     size: int = 128,
     seed: int = 0,
     interventions: bool = False,
+    train_pairs: Sequence[str] = (),
     png: bool = False,
     overwrite: bool = False,
     antialias: bool = True,
@@ -168,7 +174,9 @@ def generate_sharded(
         raise UserError(
             f"output folder {out} exists and is not empty; pass --overwrite to replace it"
         )
+    train_pairs = check_pair_factors(spec, train_pairs)
     scenes = sum(counts.values()) + (len(FACTORS) * n_test if interventions else 0)
+    scenes += n_train if train_pairs else 0
     if shards is None:
         shards = default_shard_count(scenes, executor.cpus)
     if shards < 1:
@@ -190,6 +198,7 @@ def generate_sharded(
             png,
             antialias,
             batch_size,
+            train_pairs,
         )  # fmt: skip
         for index in range(1, shards + 1)
     ]

@@ -121,6 +121,13 @@ class ModelConfig:
     # rotate training images by a random multiple of 90 degrees: the object's in-plane
     # rotation (yaw) is uniform, so the class does not depend on the orientation
     augment_rot90: bool = False
+    # Pairs: with a weight > 0 every step trains on training scenes and their partners of
+    # the dataset's train_pairs split (the same scenes with the factors that do not carry
+    # the class redrawn, `xaistudy generate --train-pairs`), and adds this weight times the
+    # mean squared difference of the two logits: the model learns not to decide by what
+    # the data never tied to the class. batch_size then counts scenes, each step takes
+    # twice as many images.
+    invariance_weight: float = 0.0
     epochs: int = 10
     batch_size: int = 64
     cuda_batch_size: int = 256
@@ -191,6 +198,8 @@ class ModelConfig:
             raise UserError(
                 f"config {self.name!r}: augment_shift must be in 0..{self.input_size // 2 - 1}"
             )
+        if self.invariance_weight < 0:
+            raise UserError(f"config {self.name!r}: invariance_weight must be >= 0")
         if not 0.0 <= self.label_noise < 0.5:
             raise UserError(f"config {self.name!r}: label_noise must be in [0, 0.5)")
         for key in ("epochs", "batch_size", "cuda_batch_size"):

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from generator.dataset import DatasetFolder, ImageDataset
+from generator.dataset import PAIRS_SPLIT, DatasetFolder, ImageDataset
 from modeling import checkpoint as ckpt
 from modeling.architectures import Architecture, StudiedModel, architecture_of
 from modeling.card import CardDataset, ModelCard
@@ -113,6 +113,31 @@ def load_split_tensors(folder: DatasetFolder, split: str) -> tuple[torch.Tensor,
     data = ImageDataset(folder, split)
     images = torch.from_numpy(np.array(data.images)).permute(0, 3, 1, 2).contiguous()
     return images, torch.from_numpy(data.labels.copy())
+
+
+def load_training_pairs(
+    folder: DatasetFolder, config: ModelConfig, n_train: int
+) -> torch.Tensor | None:
+    """The partner images of the training scenes, row for row, where the config trains on
+    pairs (``invariance_weight > 0``); ``None`` otherwise."""
+    if not config.invariance_weight:
+        return None
+    if not folder.has_split(PAIRS_SPLIT):
+        raise UserError(
+            f"config {config.name!r} trains on pairs of scenes (invariance_weight "
+            f"{config.invariance_weight}) but dataset {folder.root} has no {PAIRS_SPLIT!r} "
+            "split: generate it with --train-pairs FACTORS (docs/dataset.md)"
+        )
+    split = folder.split(PAIRS_SPLIT)
+    train_ids = folder.split("train").params["id"].astype(str).tolist()
+    if split.params["original_id"].astype(str).tolist() != train_ids:
+        raise UserError(
+            f"dataset {folder.root}: split {PAIRS_SPLIT!r} does not pair the training scenes "
+            "row for row; generate the dataset again"
+        )
+    images, _ = load_split_tensors(folder, PAIRS_SPLIT)
+    assert len(images) == n_train
+    return images
 
 
 def to_unit_float(images: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -479,7 +504,11 @@ def _train(options: TrainOptions, processes: Processes, device: torch.device) ->
         elapsed = state["training_seconds"]
 
     images, labels = load_split_tensors(folder, "train")
+    pairs = load_training_pairs(folder, config, len(images))
     train_labels = noisy_labels(labels, config.label_noise, plan.seed)
+    # the figures per image besides loss and accuracy: the architecture's, and with pairs
+    # the mean squared logit gap of a pair
+    figures = {**architecture.figures, **({"pair_gap": "gap"} if pairs is not None else {})}
     has_val = processes.is_main and folder.has_split("val")  # process 0 evaluates
     val = load_split_tensors(folder, "val") if has_val else None
     share = plan.batch_size // processes.world_size  # images per process and step
@@ -494,7 +523,7 @@ def _train(options: TrainOptions, processes: Processes, device: torch.device) ->
         epoch_start = time.monotonic()
         order = torch.randperm(len(images), generator=order_generator)
         mine = process_share(order, processes)
-        sums = {"loss": 0.0, "correct": 0, "n": 0, **dict.fromkeys(architecture.figures, 0.0)}
+        sums = {"loss": 0.0, "correct": 0, "n": 0, **dict.fromkeys(figures, 0.0)}
         bar = tqdm(
             total=steps_per_epoch,
             desc=f"epoch {epoch + 1}/{plan.epochs}",
@@ -509,12 +538,25 @@ def _train(options: TrainOptions, processes: Processes, device: torch.device) ->
                 x, config, order_generator, len(index) * processes.world_size, rows_of_process
             )
             y = train_labels[index].to(device)
+            if pairs is not None:  # the partners, augmented with draws of their own
+                partners = augment(
+                    to_unit_float(pairs[index], device),
+                    config,
+                    order_generator,
+                    len(index) * processes.world_size,
+                    rows_of_process,
+                )
+                x, y = torch.cat([x, partners]), torch.cat([y, y])
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(config, step, total_steps) * group["lr_scale"]
             if step == 0 and processes.distributed:
                 initialize_replicas(architecture, model, x, processes)
             batch = architecture.batch_loss(replica, x, y, noise_generator)
             loss = batch.loss
+            if pairs is not None:
+                first, second = batch.logit.float().chunk(2)
+                batch.figures["pair_gap"] = (first - second).pow(2).mean()
+                loss = loss + config.invariance_weight * batch.figures["pair_gap"]
             if not all_true(processes, bool(torch.isfinite(loss)), device):
                 bar.close()
                 kept = (
@@ -537,7 +579,7 @@ def _train(options: TrainOptions, processes: Processes, device: torch.device) ->
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
             step += 1
-            n = len(index)
+            n = len(y)
             sums["loss"] += loss.item() * n
             for name, value in batch.figures.items():
                 sums[name] += value.item() * n
@@ -546,10 +588,7 @@ def _train(options: TrainOptions, processes: Processes, device: torch.device) ->
             bar.update(1)
             bar.set_postfix(
                 loss=f"{sums['loss'] / sums['n']:.3f}",
-                **{
-                    short: f"{sums[name] / sums['n']:.3f}"
-                    for name, short in architecture.figures.items()
-                },
+                **{short: f"{sums[name] / sums['n']:.3f}" for name, short in figures.items()},
                 acc=f"{sums['correct'] / sums['n']:.3f}",
             )
         bar.close()
@@ -562,7 +601,7 @@ def _train(options: TrainOptions, processes: Processes, device: torch.device) ->
             row = {
                 "epoch": epoch,
                 "train_loss": sums["loss"] / sums["n"],
-                **{f"train_{name}": sums[name] / sums["n"] for name in architecture.figures},
+                **{f"train_{name}": sums[name] / sums["n"] for name in figures},
                 "train_accuracy": sums["correct"] / sums["n"],
             }
             if val is not None:

@@ -74,6 +74,17 @@ def test_generate_refuses_a_non_empty_output_folder(tmp_path):
     assert (out / "meta.json").exists() and not (out / "notes.txt").exists()
 
 
+def test_generate_free_training_pairs_redraw_every_factor_free_of_the_class(tmp_path):
+    result = run("generate", "--out", tmp_path / "ds", *TINY, "--train-pairs", "free")
+    assert result.exit_code == 0, result.output
+    meta = json.loads((tmp_path / "ds" / "meta.json").read_text())
+    assert meta["train_pairs"] == [
+        "bg_color", "bending", "obj_rotation_yaw", "obj_rotation_pitch", "obj_rotation_roll",
+        "position",
+    ]  # fmt: skip
+    assert meta["splits"]["train_pairs"] == meta["splits"]["train"]
+
+
 @pytest.mark.parametrize(
     ("args", "fragments"),
     [
@@ -82,6 +93,8 @@ def test_generate_refuses_a_non_empty_output_folder(tmp_path):
         (["--preset", "unbiased", "--bias", "x.toml"], ["either --preset or --bias"]),
         (["--shard", "3/2"], ["--shard"]),
         (["--n-train", "-1"], ["--n-train"]),
+        (["--train-pairs", "obj_color"], ["obj_color depends on the class", "bg_color"]),
+        (["--train-pairs", "bg_color,legs"], ["unknown factor legs", "position"]),
     ],
 )
 def test_generate_bad_input_is_one_error_line(tmp_path, args, fragments):

@@ -27,7 +27,7 @@ SPEC = load_spec("iclr2022")
 # val has fewer scenes than there are shards: some shards hold none of them
 OPTIONS = {
     "n_train": 6, "n_val": 2, "n_test": 4, "size": 16, "seed": 11, "interventions": True,
-    "batch_size": 4,
+    "train_pairs": ("bg_color", "position"), "batch_size": 4,
 }  # fmt: skip
 
 

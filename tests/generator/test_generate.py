@@ -12,7 +12,9 @@ from generator.attributes import ATTRIBUTES, intervention_split
 from generator.biases import load_spec
 from generator.dataset import DatasetFolder, ImageDataset
 from generator.generate import (
+    check_pair_factors,
     dataset_is_current,
+    free_factors,
     generate_dataset,
     intervene,
     merge_shards,
@@ -62,6 +64,9 @@ def test_a_dataset_is_current_only_for_the_arguments_it_was_made_with(dataset, t
     made = {"seed": 11, "size": SIZE, "counts": {"train": 6, "val": 3, "test": 5}}
     assert dataset_is_current(dataset.root, "iclr2022", **made, interventions=True)
     assert not dataset_is_current(dataset.root, "iclr2022", **made, interventions=False)
+    assert not dataset_is_current(
+        dataset.root, "iclr2022", **made, interventions=True, train_pairs=("bending",)
+    )
     assert not dataset_is_current(dataset.root, "unbiased", **made, interventions=True)
     for change in ({"seed": 12}, {"size": 32}, {"counts": {"train": 7, "val": 3, "test": 5}}):
         assert not dataset_is_current(
@@ -99,6 +104,44 @@ def test_intervene_api_keeps_rows_and_labels():
     assert (new["position_y"] != params["position_y"]).all()
     with pytest.raises(UserError, match="unknown factor 'legs'"):
         intervene(params, "legs", spec, np.random.default_rng(1))
+
+
+def test_training_pairs_redraw_only_the_named_factors_of_each_training_scene(tmp_path):
+    factors = ("bg_color", "position")
+    folder = DatasetFolder(_generate(tmp_path / "paired", train_pairs=factors))
+    assert folder.meta["train_pairs"] == list(factors)
+    train, pairs = folder.split("train").params, folder.split("train_pairs").params
+    assert list(pairs["original_id"]) == list(train["id"])
+    assert list(pairs["id"]) == [f"{i}:pair" for i in train["id"]]
+    redrawn = ("bg_color", "position_x", "position_y")
+    kept = [a for a in ATTRIBUTES if a not in redrawn] + ["label"]
+    pd.testing.assert_frame_equal(pairs[kept], train[kept])
+    for name in redrawn:
+        assert (pairs[name] != train[name]).all(), name
+    assert not np.array_equal(folder.split("train_pairs").images, folder.split("train").images)
+
+
+def test_training_pairs_may_only_redraw_what_does_not_carry_the_class():
+    spec = load_spec("iclr2022")
+    assert free_factors(spec) == (
+        "bg_color", "bending", "obj_rotation_yaw", "obj_rotation_pitch",
+        "obj_rotation_roll", "position",
+    )  # fmt: skip
+    with pytest.raises(UserError, match="obj_color depends on the class in bias spec"):
+        check_pair_factors(spec, ["bg_color", "obj_color"])
+    with pytest.raises(UserError, match="unknown factor legs"):
+        check_pair_factors(spec, ["legs"])
+    assert free_factors(load_spec("unbiased"))[0] == "obj_color"  # nothing biased but arms
+
+
+def test_training_pairs_leave_every_other_split_as_it_was():
+    spec = load_spec("iclr2022")
+    counts = {"train": 20, "val": 5, "test": 5}
+    plain = plan_splits(spec, counts, seed=3, interventions=True)
+    paired = plan_splits(spec, counts, seed=3, interventions=True, train_pairs=("bending",))
+    assert set(paired) == set(plain) | {"train_pairs"}
+    for name, frame in plain.items():
+        pd.testing.assert_frame_equal(paired[name], frame)
 
 
 def test_same_seed_same_scenes_and_splits_do_not_disturb_each_other():

@@ -118,6 +118,41 @@ def write_dataset(root: Path, size: int = 16, counts=None, seed: int = 0) -> Pat
     return writer.finish({"size": size, "preset": "pattern-test", "seed": seed})
 
 
+def write_paired_dataset(
+    root: Path, size: int = 16, n: int = 128, seed: int = 0, redraw: bool = True
+) -> Path:
+    """A dataset whose background (the blue channel) gives the class away in training, and
+    a ``train_pairs`` split: the same images with the background redrawn, row for row
+    (``redraw=False``: the same images unchanged).
+
+    The arm bar separates the classes too, so a model that learns to ignore the background
+    loses nothing.
+    """
+    rng = np.random.default_rng(seed)
+    writer = DatasetWriter(root)
+    for split, count in {"train": n, "val": 16, "test": 32}.items():
+        params = scene_params(np.arange(count) % 2, rng)
+        params["bg_color"] = np.where(params["label"] == 1, 0.9, 0.1)
+        images = pattern_images(params, size, rng)
+        writer.write_split(split, params, images, np.zeros(images.shape[:3], np.uint8))
+        if split == "train":
+            pairs = params.assign(original_id=params["id"], intervened="bg_color")
+            pairs["id"] = pairs["id"] + ":pair"
+            if redraw:
+                pairs["bg_color"] = rng.uniform(0, 1, count)
+            partners = with_background(images, pairs["bg_color"].to_numpy())
+            masks = np.zeros(images.shape[:3], np.uint8)
+            writer.write_split("train_pairs", pairs, partners, masks)
+    return writer.finish({"size": size, "preset": "pattern-test", "seed": seed})
+
+
+def with_background(images: np.ndarray, bg_color: np.ndarray) -> np.ndarray:
+    """``images`` of :func:`pattern_images` with their background set to ``bg_color``."""
+    out = images.copy()
+    out[..., 2] = (bg_color[:, None, None] * 120).astype(np.uint8)
+    return out
+
+
 def randomized_model(config: ModelConfig, seed: int = 0, dtype=torch.float32):
     """A model (either architecture) whose every parameter is perturbed, so no layer is
     the identity; BatchNorm statistics are moved off zero mean and unit variance too."""

@@ -167,9 +167,13 @@ def dataset_stage(settings: DemoSettings, device):
     """Generate the demo dataset unless an identical one is there; return the folder."""
     from generator.biases import load_spec
     from generator.dataset import DatasetFolder
-    from generator.generate import dataset_is_current, generate_dataset
+    from generator.generate import dataset_is_current, free_factors, generate_dataset
+    from modeling.configs import load_config
 
+    spec = load_spec(settings.preset)
     counts = {"train": settings.n_train, "val": settings.n_val, "test": settings.n_test}
+    # a config that trains on pairs gets every factor the preset does not tie to the class
+    pairs = free_factors(spec) if load_config(settings.config).invariance_weight else ()
     if dataset_is_current(
         settings.data_dir,
         settings.preset,
@@ -177,15 +181,17 @@ def dataset_stage(settings: DemoSettings, device):
         size=settings.size,
         counts=counts,
         interventions=True,
+        train_pairs=pairs,
     ):
         _say(f"[1/4] dataset: up to date in {settings.data_dir}")
         return DatasetFolder(settings.data_dir)
     _say(
         f"[1/4] dataset: rendering {sum(counts.values())} {settings.preset} scenes at "
         f"{settings.size} px, plus the intervention splits"
+        + (" and the training pairs" if pairs else "")
     )
     generate_dataset(
-        load_spec(settings.preset),
+        spec,
         settings.data_dir,
         n_train=settings.n_train,
         n_val=settings.n_val,
@@ -193,6 +199,7 @@ def dataset_stage(settings: DemoSettings, device):
         size=settings.size,
         seed=settings.seed,
         interventions=True,
+        train_pairs=pairs,
         device=device,
         overwrite=True,
     )

@@ -37,6 +37,13 @@ def _spec(preset: str | None, bias: str | None):
     is_flag=True,
     help="Also write, per factor, the test split with only that factor redrawn.",
 )
+@click.option(
+    "--train-pairs",
+    metavar="FACTOR,...|free",
+    help="Also write the training scenes again with these factors redrawn (split "
+    "train_pairs, for configs with invariance_weight); 'free': every factor the bias "
+    "specification does not tie to the class.",
+)
 @click.option("--device", default="auto", show_default=True, type=click.Choice(DEVICE_CHOICES))
 @click.option("--png", is_flag=True, help="Also write browsable PNGs (<split>/png/).")
 @click.option("--shard", metavar="i/N", help="Render only the i-th of N parts (merge them later).")
@@ -50,14 +57,15 @@ def _spec(preset: str | None, bias: str | None):
 @click.option("--antialias/--no-antialias", default=True, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace an existing non-empty --out folder.")
 def generate(
-    preset, bias, out, n_train, n_val, n_test, size, seed, interventions, device, png, shard,
-    executor_name, address, shards, batch_size, antialias, overwrite,
+    preset, bias, out, n_train, n_val, n_test, size, seed, interventions, train_pairs, device,
+    png, shard, executor_name, address, shards, batch_size, antialias, overwrite,
 ):  # fmt: skip
     """Sample scenes from a bias specification and render a dataset folder."""
     from generator.generate import generate_dataset, parse_shard
     from xaistudy.devices import resolve_device
 
     spec = _spec(preset, bias)
+    train_pairs = pair_factors(spec, train_pairs)
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {batch_size}")
     if executor_name == "ray":
@@ -72,7 +80,8 @@ def generate(
             )
         _generate_on_ray(
             spec, out, address, shards, n_train=n_train, n_val=n_val, n_test=n_test, size=size,
-            seed=seed, interventions=interventions, png=png, overwrite=overwrite,
+            seed=seed, interventions=interventions, train_pairs=train_pairs, png=png,
+            overwrite=overwrite,
             antialias=antialias, batch_size=batch_size,
         )  # fmt: skip
         return
@@ -87,6 +96,7 @@ def generate(
         size=size,
         seed=seed,
         interventions=interventions,
+        train_pairs=train_pairs,
         device=resolve_device(device),
         png=png,
         shard=parse_shard(shard),
@@ -95,6 +105,18 @@ def generate(
         batch_size=batch_size,
     )
     click.echo(f"wrote {path}")
+
+
+def pair_factors(spec, text: str | None) -> tuple[str, ...]:
+    """``--train-pairs``: the factors named, or with ``free`` every factor ``spec`` does not
+    tie to the class (the generator refuses the others)."""
+    from generator.generate import free_factors
+
+    if not text:
+        return ()
+    if text.strip() == "free":
+        return free_factors(spec)
+    return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 def _generate_on_ray(spec, out, address, shards, **options) -> None:
