@@ -19,9 +19,9 @@ by the participant's rank among its condition's arrivals and by the scene, so a
 simulation through a server is the same whatever condition order and trial order the
 server draws. In a within-subjects study (docs/designs/within-subjects.md) a participant
 draws an ability per condition, as they meet it block by block, and gains ``practice``
-in each block after the first (a period effect; 0 by default). Questionnaire items (:class:`ScaleAnswers`) are answered around a set mean
-per item and condition, shifted by a set change at the last point of a pre/post block,
-drawn by the same key.
+in each block after the first (a period effect; 0 by default). Questionnaire items
+(:class:`ScaleAnswers`) are answered around a set mean per item and condition, shifted by
+a set change at the last point of a pre/post block, drawn by the same key.
 
 Here the tables in the export format (no server) and the answers of one participant;
 simulation/runs.py sends such participants through a real server.
