@@ -24,6 +24,7 @@ from analysis.calibration import calibration_tables
 from analysis.load import Responses
 from analysis.questionnaires import QuestionnaireAnalysis
 from analysis.scoring import apply_exclusions
+from analysis.within import WithinAnalysis, analyze_within, is_within
 from xaistudy.errors import UserError
 from xaistudy.too_fast import TooFastRule
 from xaistudy.vocabulary import DISTINCTION, FORWARD_SIMULATION, NO_EXPLANATION
@@ -58,6 +59,9 @@ class SimulationAnalysis:
     calibration_curve: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
     questionnaires: QuestionnaireAnalysis | None = None
+    # a within-subjects study's contrasts and period effect (analysis.within); None
+    # between subjects
+    within: WithinAnalysis | None = None
 
 
 def _per_participant(trials: pd.DataFrame) -> pd.DataFrame:
@@ -272,4 +276,19 @@ def analyze_trials(
         design=responses.trial_design,
         calibration=calibration,
         calibration_curve=curve,
+        within=within_tables(responses, trials, conditions, level, n_boot, seed),
     )
+
+
+def within_tables(
+    responses: Responses,
+    trials: pd.DataFrame,
+    conditions: list[str],
+    level: float,
+    n_boot: int,
+    seed: int,
+) -> WithinAnalysis | None:
+    """A within-subjects study's analysis (analysis.within); None between subjects."""
+    if not is_within(trials):
+        return None
+    return analyze_within(trials, conditions, responses.participants, level, n_boot, seed)

@@ -60,6 +60,7 @@ from analysis.technical import (
     score_columns,
 )
 from analysis.verification import VerificationAnalysis, analyze_verification
+from analysis.within import WithinAnalysis
 from xaistudy.errors import UserError
 from xaistudy.files import Stopwatch, atomic_write_text
 from xaistudy.too_fast import TooFastRule
@@ -474,11 +475,53 @@ def render_simulation_html(analysis: SimulationAnalysis, bundle: Bundle, source:
         ),
         "<h2>Utility: test accuracy gained over the control</h2>",
         *_utility_section(analysis.utility, level),
+        *within_section(analysis.within),
         *calibration_section(analysis.calibration, analysis.calibration_curve, level),
         *questionnaire_section(analysis.questionnaires),
         "</body></html>",
     ]
     return "\n".join(parts)
+
+
+def within_section(within: WithinAnalysis | None) -> list[str]:
+    """A within-subjects study's section: accuracy per condition, the contrasts with the
+    reference within participants, the period (order) effect and the orders walked."""
+    if within is None:
+        return []
+    level = round(within.level * 100)
+    return [
+        "<h2>Within subjects: conditions compared within participants</h2>",
+        "<p>Each participant answered the test trials of several conditions, one block "
+        "each, in an order from a Williams square (docs/designs/within-subjects.md). "
+        f"Accuracy on the test trials per condition, with {level}% percentile bootstrap "
+        "intervals over participants (each resampled with all their trials).</p>",
+        _table(within.accuracy),
+        f"<p>Each condition against <code>{html.escape(within.reference)}</code>: "
+        "<code>difference</code> in accuracy with a paired bootstrap interval (the same "
+        "resampled participants for both); <code>odds_ratio</code> from "
+        f"{html.escape(within.model)}; the <code>gee_</code> columns from the GEE.</p>",
+        _table(within.contrasts),
+        "<h3>Period (order) effect</h3>",
+        "<p>Accuracy per block position (<code>period</code>), its difference from the first "
+        "block (paired bootstrap) and the period's odds ratio in the same models: practice "
+        "(above 1) or fatigue (below), which the counterbalanced orders keep out of the "
+        "condition contrasts.</p>",
+        _table(within.periods),
+        "<h3>Orders walked</h3>",
+        _table(within.orders),
+    ]
+
+
+def within_frames(within: WithinAnalysis | None) -> dict[str, pd.DataFrame]:
+    """A within-subjects study's tables, as the report folder's CSV files."""
+    if within is None:
+        return {}
+    return {
+        "within_accuracy": within.accuracy,
+        "within_contrasts": within.contrasts,
+        "within_periods": within.periods,
+        "within_orders": within.orders,
+    }
 
 
 def _utility_section(utility: pd.DataFrame, level: int) -> list[str]:
@@ -540,6 +583,7 @@ def render_verification_html(analysis: VerificationAnalysis, bundle: Bundle, sou
         ),
         "<h2>Utility: test accuracy gained over the control</h2>",
         *_utility_section(analysis.utility, level),
+        *within_section(analysis.within),
         *calibration_section(analysis.calibration, analysis.calibration_curve, level),
         *questionnaire_section(analysis.questionnaires),
         "</body></html>",
@@ -638,6 +682,7 @@ def write_simulation_report(
         "exclusions": analysis.exclusions,
         "sample": analysis.sample,
         **questionnaire_frames(analysis.questionnaires),
+        **within_frames(analysis.within),
     }
     return _write_folder(out_dir, frames, lambda: render_simulation_html(analysis, bundle, source))
 
@@ -655,6 +700,7 @@ def write_verification_report(
         "exclusions": analysis.exclusions,
         "sample": analysis.sample,
         **questionnaire_frames(analysis.questionnaires),
+        **within_frames(analysis.within),
     }
     return _write_folder(
         out_dir, frames, lambda: render_verification_html(analysis, bundle, source)

@@ -17,9 +17,11 @@ set acceptance: of a "right" verdict where the model is right, and where it is w
 (accept_right + 1 - accept_wrong) / 2. Those draws are keyed
 by the participant's rank among its condition's arrivals and by the scene, so a
 simulation through a server is the same whatever condition order and trial order the
-server draws. Questionnaire items (:class:`ScaleAnswers`) are answered around a set mean
-per item and condition, shifted by a set change at the last point of a pre/post block,
-drawn by the same key.
+server draws. In a within-subjects study (docs/designs/within-subjects.md) a participant
+draws an ability per condition, as they meet it block by block, and gains ``practice``
+in each block after the first (a period effect; 0 by default). Questionnaire items
+(:class:`ScaleAnswers`) are answered around a set mean per item and condition, shifted by
+a set change at the last point of a pre/post block, drawn by the same key.
 
 Here the tables in the export format (no server) and the answers of one participant;
 simulation/runs.py sends such participants through a real server.
@@ -195,6 +197,9 @@ class SimulationSpec:
     # a counterfactual-simulation study's pre-test accuracy per condition (None: accuracy)
     pre_accuracy: dict[str, float] | None = None
     scales: ScaleAnswers = dataclasses.field(default_factory=ScaleAnswers)
+    # a within-subjects study's practice effect: the accuracy gained per block walked
+    # before (0 in a participant's first block, and in every between-subjects study)
+    practice: float = 0.0
 
     def __post_init__(self) -> None:
         if self.n < 1:
@@ -205,6 +210,8 @@ class SimulationSpec:
         _fraction(self.too_fast, "--too-fast")
         if self.attention_fail + self.too_fast > 1:
             raise UserError("--attention-fail plus --too-fast must not exceed 1")
+        if not -0.5 <= self.practice <= 0.5:
+            raise UserError(f"--practice={self.practice:g} is outside [-0.5, 0.5]")
 
 
 def draw_abilities(rng: np.random.Generator, p: float, n: int, sd: float) -> np.ndarray:
@@ -408,7 +415,8 @@ class ParticipantAnswers:
         self.block_points = block_points or {}
         self.ranks = {} if ranks is None else ranks
         self.rng = np.random.default_rng([spec.seed, index])
-        self.ability: float | None = None
+        # the ability per condition, in the order met: a within study's blocks
+        self.abilities: dict[str, float] = {}
         self.acceptance: tuple[float, float] | None = None  # a verification study's
         self.key: list[int] | None = None  # the trials' draws: seed, condition, rank
 
@@ -418,10 +426,12 @@ class ParticipantAnswers:
                 f"the server assigned condition {condition!r}, for which --accuracy gives no "
                 f"value (it gives {', '.join(self.spec.accuracy)})"
             )
-        if self.ability is None:
+        if condition not in self.abilities:
             p = self.spec.accuracy[condition]
-            self.ability = float(draw_abilities(self.rng, p, 1, self.spec.ability_sd)[0])
-        return self.ability
+            drawn = float(draw_abilities(self.rng, p, 1, self.spec.ability_sd)[0])
+            self.abilities[condition] = drawn
+        period = list(self.abilities).index(condition)  # blocks walked before this one
+        return float(np.clip(self.abilities[condition] + self.spec.practice * period, 0, 1))
 
     def _key(self, condition: str | None) -> list[int]:
         """The key of this participant's draws: seed, condition, rank in the condition. The

@@ -28,9 +28,11 @@ from analysis.forward_simulation import (
     included_trials,
     interval,
     utility_table,
+    within_tables,
 )
 from analysis.load import Responses
 from analysis.questionnaires import QuestionnaireAnalysis
+from analysis.within import WithinAnalysis
 from xaistudy.errors import UserError
 from xaistudy.too_fast import TooFastRule
 
@@ -63,6 +65,7 @@ class VerificationAnalysis:
     calibration: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
     calibration_curve: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
+    within: WithinAnalysis | None = None  # a within-subjects study's (analysis.within)
 
 
 def reliance_table(
@@ -122,4 +125,5 @@ def analyze_verification(
         level=level,
         calibration=calibration,
         calibration_curve=curve,
+        within=within_tables(responses, trials, conditions, level, n_boot, seed),
     )

@@ -26,6 +26,7 @@ from simulation.transport import Reply, TransportError
 from study_server.pages import (
     END_STATUS,
     AttentionPage,
+    BlockIntroPage,
     ComprehensionPage,
     ConsentPage,
     DemographicsPage,
@@ -223,6 +224,7 @@ FILLERS: dict[str, Filler] = {
     RatingPage.kind: _rating,
     AttentionPage.kind: _attention,
     DemographicsPage.kind: _demographics,
+    BlockIntroPage.kind: _nothing,
     LearningIntroPage.kind: _nothing,
     LearningPage.kind: _trial,
     FeedbackPage.kind: _nothing,

@@ -9,6 +9,12 @@ study is full, which also caps how many a script can start). The count and the i
 of the new participant happen under one lock: on PostgreSQL a ``SELECT ... FOR UPDATE``
 of the study's row in ``studies``; on SQLite every transaction is ``BEGIN IMMEDIATE``
 (sqlite.configure_sqlite), which holds the database's write lock.
+
+A within-subjects study (docs/designs/within-subjects.md) assigns cells, not conditions:
+a group and a row of its Williams square (:class:`~study_server.within.Cell`), the
+least-filled cell below its share of the group's target winning in the same way, under
+the same lock; a cell admits while every condition of its group is open. A condition
+then counts every participant who sees it.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from sqlalchemy.orm import Session
 from study_server.models import Participant, StudyRecord, utcnow
 from study_server.states import State, condition_states
 from study_server.study import Condition, Study
+from study_server.within import Cell
 from xaistudy.vocabulary import Status
 
 
@@ -64,24 +71,48 @@ def lock_study(session: Session, study: Study) -> StudyRecord:
     return record
 
 
-def condition_counts(session: Session, study: Study, now: datetime) -> dict[str, int]:
-    """Participants who fill a condition: completed, or started and active recently."""
+def _filling(study: Study, now: datetime):
+    """The participants who fill a condition or cell: completed, or started and active
+    recently (previews and excluded participants never)."""
     cutoff = now - timedelta(minutes=study.abandonment_timeout_minutes)
+    return (
+        Participant.study == study.slug,
+        Participant.preview.is_(False),
+        Participant.excluded.is_(False),
+        or_(
+            Participant.status == Status.COMPLETED,
+            (Participant.status == Status.STARTED) & (Participant.last_seen_at >= cutoff),
+        ),
+    )
+
+
+def condition_counts(session: Session, study: Study, now: datetime) -> dict[str, int]:
+    """Participants who fill a condition: completed, or started and active recently; in a
+    within study everyone whose group sees it."""
+    counts = {name: 0 for name in study.condition_names}
+    if study.within is not None:
+        for cell, n in cell_counts(session, study, now).items():
+            for name in study.within.groups[cell.group - 1]:
+                counts[name] += n
+        return counts
     rows = session.execute(
         select(Participant.condition, func.count())
-        .where(
-            Participant.study == study.slug,
-            Participant.preview.is_(False),
-            Participant.excluded.is_(False),
-            or_(
-                Participant.status == Status.COMPLETED,
-                (Participant.status == Status.STARTED) & (Participant.last_seen_at >= cutoff),
-            ),
-        )
+        .where(*_filling(study, now))
         .group_by(Participant.condition)
     ).all()
-    counts = {name: 0 for name in study.condition_names}
     counts.update({name: n for name, n in rows if name in counts})
+    return counts
+
+
+def cell_counts(session: Session, study: Study, now: datetime) -> dict[Cell, int]:
+    """Participants who fill each cell of a within study (as :func:`condition_counts`)."""
+    rows = session.execute(
+        select(Participant.within_group, Participant.within_order, func.count())
+        .where(*_filling(study, now))
+        .group_by(Participant.within_group, Participant.within_order)
+    ).all()
+    counts = dict.fromkeys(study.within.cells(), 0)
+    counts.update({Cell(g, r): n for g, r, n in rows if Cell(g, r) in counts})
     return counts
 
 
@@ -112,3 +143,36 @@ def assign(
         waiting = any(states[c.name] == State.PAUSED for c in short)
         raise Unavailable(State.PAUSED if waiting else "full")
     return choose_condition(counts, admitting, rng or random.Random())
+
+
+def choose_cell(
+    counts: dict[Cell, int], study: Study, cells: Sequence[Cell], rng: random.Random
+) -> Cell:
+    """The cell furthest below its target (count / its share of the group's target N),
+    random among ties."""
+    fill = {c: counts[c] / study.within.cell_target(c) for c in cells}
+    lowest = min(fill.values())
+    return rng.choice(sorted(c for c, value in fill.items() if value == lowest))
+
+
+def assign_cell(
+    session: Session, study: Study, rng: random.Random | None = None, cap: bool = True
+) -> Cell:
+    """:func:`assign` for a within study: lock, count the cells, choose one whose group's
+    conditions are all open; raise :class:`Unavailable` when none takes the arrival."""
+    record = lock_study(session, study)
+    if record.state != State.OPEN:
+        raise Unavailable(record.state)
+    within = study.within
+    states = condition_states(session, study)
+    counts = cell_counts(session, study, utcnow())
+    short = [c for c in within.cells() if not cap or counts[c] < within.cell_target(c)]
+    admitting = [
+        c for c in short if all(states[n] == State.OPEN for n in within.groups[c.group - 1])
+    ]
+    if not admitting:
+        # a cell waits on a paused condition unless another of its group is closed
+        group_states = [{states[n] for n in within.groups[c.group - 1]} for c in short]
+        waiting = any(State.PAUSED in s and State.CLOSED not in s for s in group_states)
+        raise Unavailable(State.PAUSED if waiting else "full")
+    return choose_cell(counts, study, admitting, rng or random.Random())

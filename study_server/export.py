@@ -153,6 +153,11 @@ PARTICIPANT_COLUMNS = (
     "age",
     "gender",
     "ml_experience",
+    # a within-subjects participant's cell and the conditions of their blocks in order
+    # (docs/designs/within-subjects.md); empty between subjects
+    "within_group",
+    "within_order",
+    "condition_order",
 )
 
 
@@ -180,6 +185,9 @@ def _participant_values(p, context: Context) -> tuple:
         p.age,
         p.gender,
         p.ml_experience,
+        p.within_group,
+        p.within_order,
+        p.condition_order,
     )
 
 
@@ -259,6 +267,9 @@ TRIAL_COLUMNS = (
     "confidence",
     "response_ms",
     "answered_at",
+    "period",
+    "within_group",
+    "within_order",
 )
 
 
@@ -269,11 +280,19 @@ def _trials(connection: Connection, context: Context) -> Iterator[tuple]:
     ``correct`` it equal to the model's decision; ``verdict`` (verification) right or
     wrong, ``correct`` it matching ``model_correct``, the model's decision equal to the true
     animal; a pair trial's ``changed_factor``, the model's decision on the unchanged scene
-    and whether the change ``flips`` it (empty in other trials)."""
+    and whether the change ``flips`` it (empty in other trials). ``condition`` is the one
+    the trial was answered in and ``period`` the position of its block: the participant's
+    condition and 1 between subjects, their block's in a within-subjects study, whose
+    participant's cell is ``within_group`` and ``within_order`` (empty between subjects)."""
     statement = (
-        select(Trial.__table__, Participant.prolific_pid, Participant.condition)
+        select(
+            Trial.__table__,
+            Participant.prolific_pid,
+            Participant.within_group,
+            Participant.within_order,
+        )
         .join(Participant, Participant.id == Trial.participant_id)
-        .order_by(Trial.participant_id, Trial.phase, Trial.position)
+        .order_by(Trial.participant_id, Trial.period, Trial.phase, Trial.position)
     )
     for t in _batches(connection, statement):
         verdict = t.design == VERIFICATION
@@ -298,6 +317,9 @@ def _trials(connection: Connection, context: Context) -> Iterator[tuple]:
             t.confidence,
             t.response_ms,
             _iso(t.answered_at),
+            t.period,
+            t.within_group,
+            t.within_order,
         )
 
 

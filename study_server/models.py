@@ -96,6 +96,12 @@ class Participant(db.Model):
     # JSON {"seed", "learning": [...], "test": [...]}, each the bundle's scene positions
     # (Manifest.simulation) in the order shown; null in other designs.
     trial_order: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # A within-subjects participant's cell (docs/designs/within-subjects.md): the group
+    # and the row of its Williams square (1-based), and the conditions of their blocks in
+    # the order walked, joined by "|" (``condition`` is the first); null between subjects.
+    within_group: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    within_order: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    condition_order: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     answers: Mapped[list[Answer]] = relationship(
         back_populates="participant", order_by="Answer.position"
@@ -104,6 +110,17 @@ class Participant(db.Model):
     @property
     def order(self) -> list[str]:
         return self.attribute_order.split("|") if self.attribute_order else []
+
+    @property
+    def conditions(self) -> list[str]:
+        """The conditions the participant sees, in the order of their blocks: their one
+        condition between subjects."""
+        return self.condition_order.split("|") if self.condition_order else [self.condition]
+
+    def block_condition(self, period: int) -> str:
+        """The condition of block ``period`` (1-based; 0 names the one block of a
+        between-subjects walk)."""
+        return self.conditions[max(period, 1) - 1]
 
 
 class Answer(db.Model):
@@ -132,11 +149,16 @@ class Trial(db.Model):
     pair (docs/designs/)."""
 
     __tablename__ = "trials"
-    __table_args__ = (UniqueConstraint("participant_id", "phase", "position"),)
+    __table_args__ = (UniqueConstraint("participant_id", "period", "phase", "position"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
     design: Mapped[str] = mapped_column(String(24), server_default="forward-simulation")
+    # The condition the trial was answered in and the position of its block (1-based):
+    # the participant's condition and 1 between subjects; a within-subjects participant's
+    # block (docs/designs/within-subjects.md).
+    condition: Mapped[str] = mapped_column(String(32))
+    period: Mapped[int] = mapped_column(Integer, server_default="1")
     phase: Mapped[str] = mapped_column(String(16))  # learning | test | pre | post
     position: Mapped[int] = mapped_column(Integer)  # 0-based, in the order shown
     scene_index: Mapped[int] = mapped_column(Integer)  # in the bundle's list of the phase

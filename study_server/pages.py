@@ -19,6 +19,12 @@ the same names with their own kinds of page: verification shows the model's deci
 asks whether it is right; distinction shows two maps of the scene and asks which one
 explains the model's decision.
 
+A within-subjects study of these designs (docs/designs/within-subjects.md) walks one block
+per condition of the participant's group, in their order: block-1 (what the part is),
+b1-learning-intro, b1-learning-1 .. b1-test-T, block-2, b2-learning-intro, ..., then the
+questionnaires before the demographics; a page of block k is shown in the participant's
+k-th condition (:meth:`Page.condition`).
+
 A counterfactual-simulation study (docs/designs/counterfactual-simulation.md) walks:
 consent, intro, pre-intro, pre-1 .. pre-P, the learning block as above (learning-intro,
 learning-1, feedback-1 .. learning-L), post-intro, post-1 .. post-Q, demographics, complete.
@@ -69,6 +75,7 @@ from study_server.study import (
     Study,
     questionnaire_page_name,
 )
+from study_server.within import Block, Cell
 from xaistudy.vocabulary import Status
 
 if TYPE_CHECKING:
@@ -125,6 +132,12 @@ class Page:
     def shown_to(self, study: Study, condition: str) -> bool:
         """Whether participants of ``condition`` see this page (else the walk skips it)."""
         return True
+
+    block = 0  # the block of a within-subjects walk the page is part of (1-based); 0: none
+
+    def condition(self, participant: Participant) -> str:
+        """The condition the page is shown in: the participant's, or their block's."""
+        return participant.block_condition(self.block)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -325,23 +338,42 @@ def _questionnaire_pages(study: Study, point: str) -> list[Page]:
 # -- trial designs: forward, verification, distinction, counterfactual simulation ---------
 
 
-def new_trial_order(study: Study) -> str | None:
+def new_trial_order(study: Study, cell: Cell | None = None) -> str | None:
     """A new participant's trial order (the ``trial_order`` column): per phase of the
-    design, its scenes shuffled, drawn from a fresh seed kept with it; None in a design
-    without trials."""
+    design (per block and phase, for a participant of a within study's ``cell``), its
+    scenes shuffled, drawn from a fresh seed kept with it; None in a design without trials.
+    A block's scenes are its slice of the bundle's (:meth:`Within.block_plan`)."""
     design = study.trials
     if design is None:
         return None
     seed = secrets.randbits(32)
     rng = random.Random(seed)
     order: dict[str, Any] = {"seed": seed}
-    for phase in design.phases:
-        count = getattr(design, f"{phase}_trials")
-        order[phase] = rng.sample(range(count), count)
-        if study.design == DISTINCTION:
-            # the model's map on the left in half the trials of a phase, in a drawn order
-            order[f"{phase}_left"] = rng.sample([k < count // 2 for k in range(count)], count)
+    plan = study.within.block_plan(cell) if cell else (Block(0, "", 0),)
+    for block in plan:
+        for phase in design.phases:
+            count = getattr(design, f"{phase}_trials")
+            start = block.scene_slice * count
+            order[order_key(phase, block.period)] = [
+                start + k for k in rng.sample(range(count), count)
+            ]
+            if study.design == DISTINCTION:
+                # the model's map on the left in half the trials of a phase, in a drawn order
+                order[order_key(f"{phase}_left", block.period)] = rng.sample(
+                    [k < count // 2 for k in range(count)], count
+                )
     return json.dumps(order)
+
+
+def order_key(phase: str, block: int) -> str:
+    """The key of a phase's scene positions in the trial order: the phase, and in a
+    within study's walk its block (``learning-2``)."""
+    return f"{phase}-{block}" if block else phase
+
+
+def in_block(name: str, block: int) -> str:
+    """A page's name in block ``block`` of a within study's walk (``b2-learning-3``)."""
+    return f"b{block}-{name}" if block else name
 
 
 def per_scene_explanation(ctx: StudyContext, condition: str) -> AttributionCondition | None:
@@ -360,13 +392,33 @@ PRELOAD_TRIALS = 3
 
 
 def upcoming_images(
-    ctx: StudyContext, participant: Participant, trial: type[TrialPage], first: int
+    ctx: StudyContext, participant: Participant, trial: type[TrialPage], first: int, block: int = 0
 ) -> list[str]:
     """The pictures of the ``trial`` pages ``first`` .. ``first + PRELOAD_TRIALS - 1`` of
-    the participant's order (as many of them as the phase has)."""
+    the participant's order (as many of them as the phase has) in ``block``."""
     count = getattr(ctx.study.trials, f"{trial.phase}_trials")
     last = min(first + PRELOAD_TRIALS - 1, count)
-    return [rel for i in range(first, last + 1) for rel in trial(i).images(ctx, participant)]
+    return [rel for i in range(first, last + 1) for rel in trial(i, block).images(ctx, participant)]
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockIntroPage(Page):
+    """The start of block ``block`` of a within study's walk: a new part begins, with a
+    new kind of explanation (or none), whose learning then test trials follow."""
+
+    kind: ClassVar[str] = "block-intro"
+    block: int
+
+    @property
+    def name(self) -> str:
+        return f"block-{self.block}"
+
+    def context(self, ctx, participant):
+        return {
+            "block": self.block,
+            "blocks": len(participant.conditions),
+            "explains": ctx.study.explains(self.condition(participant)),
+        }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -376,21 +428,25 @@ class LearningIntroPage(Page):
 
     kind: ClassVar[str] = "learning-intro"
     keys: ClassVar[dict[str, str]] = PREDICTION_KEYS
+    block: int = 0
 
     @property
     def name(self) -> str:
-        return "learning-intro"  # in every trial design, whatever its kind of page
+        # in every trial design, whatever its kind of page
+        return in_block("learning-intro", self.block)
 
     def context(self, ctx, participant):
         design = ctx.study.trials
-        explains = ctx.study.explains(participant.condition)
-        per_scene = per_scene_explanation(ctx, participant.condition) is not None
+        condition = self.condition(participant)
+        explains = ctx.study.explains(condition)
+        per_scene = per_scene_explanation(ctx, condition) is not None
+        learning = _TRIAL_KINDS[ctx.study.design][1]
         return {
             "trials": design.learning_trials,
             "feedback": design.feedback,
             "explanation": "maps" if per_scene else "page" if explains else None,
             "keys": self.keys,
-            "preload": upcoming_images(ctx, participant, _TRIAL_KINDS[ctx.study.design][1], 1),
+            "preload": upcoming_images(ctx, participant, learning, 1, self.block),
         }
 
 
@@ -405,10 +461,11 @@ class TrialPage(Page):
     verdict: ClassVar[bool] = False  # the answer: the model's decision, or right | wrong
     shows_map: ClassVar[bool] = False  # the condition's map of the scene beside it
     index: int
+    block: int = 0
 
     @property
     def name(self) -> str:
-        return f"{self.phase}-{self.index}"
+        return in_block(f"{self.phase}-{self.index}", self.block)
 
     def scenes(self, ctx: StudyContext) -> tuple:
         """The bundle's scenes of this phase."""
@@ -416,7 +473,8 @@ class TrialPage(Page):
 
     def scene(self, ctx: StudyContext, participant: Participant) -> tuple[int, SimulationScene]:
         """(the scene's position in the bundle's list of this phase, the scene)."""
-        position = json.loads(participant.trial_order)[self.phase][self.index - 1]
+        order = json.loads(participant.trial_order)[order_key(self.phase, self.block)]
+        position = order[self.index - 1]
         return position, self.scenes(ctx)[position]
 
     def scored(self, scene) -> dict[str, Any]:
@@ -436,20 +494,20 @@ class TrialPage(Page):
     def context(self, ctx, participant):
         design = ctx.study.trials
         _, scene = self.scene(ctx, participant)
-        maps = per_scene_explanation(ctx, participant.condition) if self.shows_map else None
+        maps = per_scene_explanation(ctx, self.condition(participant)) if self.shows_map else None
         return {
             "index": self.index,
             "total": getattr(design, f"{self.phase}_trials"),
             "scene": scene,
             "scene_map": maps.scene_map(scene.test_index) if maps else None,
             "keys": self.keys,
-            "preload": upcoming_images(ctx, participant, type(self), self.index + 1),
+            "preload": upcoming_images(ctx, participant, type(self), self.index + 1, self.block),
         }
 
     def images(self, ctx: StudyContext, participant: Participant) -> list[str]:
         """The bundle pictures this trial shows: its scene, and its map where it has one."""
         _, scene = self.scene(ctx, participant)
-        maps = per_scene_explanation(ctx, participant.condition) if self.shows_map else None
+        maps = per_scene_explanation(ctx, self.condition(participant)) if self.shows_map else None
         shown = maps.scene_map(scene.test_index) if maps else None
         return [scene.image] + ([shown] if shown else [])
 
@@ -476,6 +534,8 @@ class TrialPage(Page):
         trial = Trial(
             participant_id=visit.participant.id,
             design=visit.study.design,
+            condition=self.condition(visit.participant),
+            period=max(self.block, 1),
             phase=self.phase,
             position=self.index - 1,
             scene_index=position,
@@ -506,23 +566,25 @@ class FeedbackPage(Page):
     script: ClassVar[str | None] = "trials.js"
     trial: ClassVar[type[TrialPage]] = LearningPage  # the trial it gives feedback on
     index: int
+    block: int = 0
 
     @property
     def name(self) -> str:
-        return f"feedback-{self.index}"
+        return in_block(f"feedback-{self.index}", self.block)
 
     def context(self, ctx, participant):
-        trial = self.trial(self.index)
+        trial = self.trial(self.index, self.block)
         values = trial.context(ctx, participant)
-        values["prediction"] = _answered(participant, trial.phase, self.index)
+        values["prediction"] = _answered(participant, trial.phase, self.index, self.block)
         return values
 
 
-def _answered(participant: Participant, phase: str, index: int) -> str | None:
-    """The participant's stored answer to trial ``index`` of ``phase``, if any."""
+def _answered(participant: Participant, phase: str, index: int, block: int) -> str | None:
+    """The participant's stored answer to trial ``index`` of ``phase`` in ``block``, if any."""
     return db.session.execute(
         select(Trial.prediction).where(
             Trial.participant_id == participant.id,
+            Trial.period == max(block, 1),
             Trial.phase == phase,
             Trial.position == index - 1,
         )
@@ -533,17 +595,19 @@ def _answered(participant: Participant, phase: str, index: int) -> str | None:
 class TestIntroPage(Page):
     kind: ClassVar[str] = "test-intro"
     keys: ClassVar[dict[str, str]] = PREDICTION_KEYS
+    block: int = 0
 
     @property
     def name(self) -> str:
-        return "test-intro"  # in every trial design, whatever its kind of page
+        # in every trial design, whatever its kind of page
+        return in_block("test-intro", self.block)
 
     def context(self, ctx, participant):
         test = _TRIAL_KINDS[ctx.study.design][4]
         return {
             "trials": ctx.study.trials.test_trials,
             "keys": self.keys,
-            "preload": upcoming_images(ctx, participant, test, 1),
+            "preload": upcoming_images(ctx, participant, test, 1, self.block),
         }
 
 
@@ -616,18 +680,19 @@ class Panel:
 
 
 def distinction_panels(
-    ctx: StudyContext, participant: Participant, phase: str, index: int
+    ctx: StudyContext, participant: Participant, phase: str, index: int, block: int = 0
 ) -> tuple[SimulationScene, tuple[Panel, Panel]]:
-    """The scene of trial ``index`` of ``phase`` and its two panels in the participant's
-    order: the map for the model's decision on the drawn side, the other class's beside it."""
+    """The scene of trial ``index`` of ``phase`` (in ``block``) and its two panels in the
+    participant's order: the map for the model's decision on the drawn side, the other
+    class's beside it."""
     order = json.loads(participant.trial_order)
-    position = order[phase][index - 1]
+    position = order[order_key(phase, block)][index - 1]
     scene = getattr(ctx.manifest.simulation, phase)[position]
-    maps = ctx.manifest.conditions[participant.condition]
+    maps = ctx.manifest.conditions[participant.block_condition(block)]
     entry = next(m for m in maps.scene_maps if m.test_index == scene.test_index)
     other = "peaky" if scene.decision == "stretchy" else "stretchy"
     pair = [(entry.image, scene.decision), (entry.other_image, other)]
-    if not order[f"{phase}_left"][index - 1]:
+    if not order[order_key(f"{phase}_left", block)][index - 1]:
         pair.reverse()
     return scene, tuple(Panel(letter, *shown) for letter, shown in zip("AB", pair, strict=True))
 
@@ -641,7 +706,7 @@ class DistinctionIntroPage(LearningIntroPage):
     keys: ClassVar[dict[str, str]] = PANEL_KEYS
 
     def context(self, ctx, participant):
-        scene, panels = distinction_panels(ctx, participant, "learning", 1)
+        scene, panels = distinction_panels(ctx, participant, "learning", 1, self.block)
         return {**super().context(ctx, participant), "scene": scene, "panels": panels}
 
 
@@ -654,15 +719,15 @@ class _Distinguishing:
         return panel_form(self.asks_confidence(study))
 
     def context(self, ctx, participant):
-        scene, panels = distinction_panels(ctx, participant, self.phase, self.index)
+        scene, panels = distinction_panels(ctx, participant, self.phase, self.index, self.block)
         return {**super().context(ctx, participant), "phase": self.phase, "panels": panels}
 
     def answer(self, ctx, participant, form) -> str:
-        _, panels = distinction_panels(ctx, participant, self.phase, self.index)
+        _, panels = distinction_panels(ctx, participant, self.phase, self.index, self.block)
         return next(p.explains for p in panels if p.letter == form.panel.data)
 
     def images(self, ctx, participant):
-        scene, panels = distinction_panels(ctx, participant, self.phase, self.index)
+        scene, panels = distinction_panels(ctx, participant, self.phase, self.index, self.block)
         return [scene.image, *(p.image for p in panels)]
 
 
@@ -840,6 +905,10 @@ def page_sequence(study: Study) -> tuple[Page, ...]:
         pages += _pair_pages(study, "pre", PreTestPage)
         pages += [*_learning_pages(study), *at("after-learning")]
         pages += [*_pair_pages(study, "post", PostTestPage), *at("after-test")]
+    elif study.within is not None:  # a block per condition, questionnaires outside them
+        for block in range(1, study.within.blocks + 1):
+            pages += [BlockIntroPage(block), *_learning_pages(study, block)]
+            pages += _test_pages(study, block)
     elif study.trials is not None:
         pages += [*_learning_pages(study), *at("after-learning")]
         pages += [*_test_pages(study), *at("after-test")]
@@ -881,23 +950,25 @@ _TRIAL_KINDS = {
 }
 
 
-def _learning_pages(study: Study) -> list[Page]:
-    """The learning block of a trial design: its intro, then the learning trials, each
-    with its feedback when the study gives it."""
+def _learning_pages(study: Study, block: int = 0) -> list[Page]:
+    """The learning block of a trial design (in ``block`` of a within study): its intro,
+    then the learning trials, each with its feedback when the study gives it."""
     design = study.trials
     intro, learning, feedback, _, _ = _TRIAL_KINDS[study.design]
-    pages: list[Page] = [intro()]
+    pages: list[Page] = [intro(block=block)]
     for index in range(1, design.learning_trials + 1):
-        pages.append(learning(index))
+        pages.append(learning(index, block))
         if design.feedback:
-            pages.append(feedback(index))
+            pages.append(feedback(index, block))
     return pages
 
 
-def _test_pages(study: Study) -> list[Page]:
-    """The test of a learn-then-test design: its intro, then the test trials."""
+def _test_pages(study: Study, block: int = 0) -> list[Page]:
+    """The test of a learn-then-test design (in ``block`` of a within study): its intro,
+    then the test trials."""
     _, _, _, intro, test = _TRIAL_KINDS[study.design]
-    return [intro(), *(test(index) for index in range(1, study.trials.test_trials + 1))]
+    count = study.trials.test_trials
+    return [intro(block=block), *(test(index, block) for index in range(1, count + 1))]
 
 
 def _pair_pages(study: Study, phase: str, page: type[PairPage]) -> list[Page]:

@@ -41,7 +41,7 @@ from sqlalchemy.exc import IntegrityError
 from werkzeug.datastructures import MultiDict
 
 from study_server import study_context
-from study_server.assignment import Unavailable, assign, lock_study
+from study_server.assignment import Unavailable, assign, assign_cell, lock_study
 from study_server.extensions import db
 from study_server.forms import StepForm, without_control_characters
 from study_server.http import abort_with
@@ -145,10 +145,17 @@ def find_or_create(
     existing = db.session.execute(found).scalar_one_or_none()
     if existing is not None:
         return existing, None
-    if condition is None:
-        condition = assign(db.session, study, cap=current_app.config["XAISTUDY_STUDY_CAP"])
-    else:
+    cap = current_app.config["XAISTUDY_STUDY_CAP"]
+    cell = None
+    if condition is not None:  # a preview: in a within study, an order it comes first in
         lock_study(db.session, study)
+        cell = study.within.first_cell(condition) if study.within else None
+    elif study.within is not None:
+        cell = assign_cell(db.session, study, cap=cap)
+    else:
+        condition = assign(db.session, study, cap=cap)
+    within = _within_columns(study, cell)
+    condition = within.pop("condition", condition)
     order = list(study.attribute_keys)
     random.SystemRandom().shuffle(order)
     now = utcnow()
@@ -161,7 +168,8 @@ def find_or_create(
         condition=condition,
         preview=preview,
         attribute_order="|".join(order),
-        trial_order=new_trial_order(study),
+        trial_order=new_trial_order(study, cell),
+        **within,
         page=ConsentPage().name,
         started_at=now,
         last_seen_at=now,
@@ -178,6 +186,20 @@ def find_or_create(
         return participant, None
     g.created_participant = True  # counted by the arrival limit (rate_limits.py)
     return participant, token
+
+
+def _within_columns(study, cell) -> dict:
+    """A within study's participant's cell and the conditions of their blocks, the first
+    of them their ``condition``; nothing between subjects."""
+    if cell is None:
+        return {}
+    conditions = study.within.condition_order(cell)
+    return {
+        "condition": conditions[0],
+        "within_group": cell.group,
+        "within_order": cell.order,
+        "condition_order": "|".join(conditions),
+    }
 
 
 def _rebind(participant: Participant, session_id: str) -> str:
@@ -410,8 +432,9 @@ def _save_draft(
 def _render(participant: Participant, page: Page, form: StepForm | None, review: bool = False):
     """The page's template; ``review``: shown again from a later page, without its form."""
     ctx = study_context()
-    explains = ctx.study.explains(participant.condition)
-    condition = ctx.manifest.conditions[participant.condition] if explains else None
+    name = page.condition(participant)  # the block's, in a within study
+    explains = ctx.study.explains(name)
+    condition = ctx.manifest.conditions[name] if explains else None
     if form is not None:
         form.rev.data = str(participant.revision)
     values = {
@@ -422,11 +445,9 @@ def _render(participant: Participant, page: Page, form: StepForm | None, review:
         "review": review,
         "back": url_for("participant.step", page=participant.page),
         "condition": condition,
-        "condition_name": participant.condition,
-        "how_to_read": ctx.study.how_to_read(participant.condition, condition.description)
-        if explains
-        else None,
-        "cells": ctx.grids.get(participant.condition),
+        "condition_name": name,
+        "how_to_read": ctx.study.how_to_read(name, condition.description) if explains else None,
+        "cells": ctx.grids.get(name),
         "tutorial": ctx.manifest.tutorial,
         "progress": progress(ctx.study, page),
         "script": page.script,
@@ -567,8 +588,8 @@ def bundle_file(rel: str):
             db.session.rollback()
         else:
             participant = _current_participant(required=False)
-            allowed = participant is not None and rel in ctx.condition_images.get(
-                participant.condition, ()
+            allowed = participant is not None and any(
+                rel in ctx.condition_images.get(name, ()) for name in participant.conditions
             )
             db.session.rollback()
     if not allowed or rel not in ctx.manifest.files:

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import tomllib
 from collections.abc import Sequence
@@ -15,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from study_server.within import Within, check_target, parse_groups, williams_square
 from xaistudy.errors import UserError
 from xaistudy.files import atomic_write_text
 from xaistudy.vocabulary import (
@@ -211,6 +213,9 @@ class Study:
     verification: Trials | None = None  # the design's settings
     distinction: Trials | None = None  # the design's settings
     counterfactual_simulation: CounterfactualSimulation | None = None  # the design's settings
+    # ``[within]``: each participant sees the conditions of one group, one block each
+    # (docs/designs/within-subjects.md); None: between subjects, one condition each
+    within: Within | None = None
 
     @property
     def trials(self) -> Trials | CounterfactualSimulation | None:
@@ -338,15 +343,17 @@ class Study:
                 "which this bundle lacks; rebuild it with xaistudy explain "
                 "(--simulation-trials LEARNING,TEST)"
             )
-        _enough(f"{table}.learning_trials", design.learning_trials, len(section.learning))
-        learning = [s.test_index for s in section.learning[: design.learning_trials]]
+        blocks = self.within.blocks if self.within else 1  # each block its own scenes
+        enough = functools.partial(_enough, blocks=blocks)
+        enough(f"{table}.learning_trials", design.learning_trials, len(section.learning))
+        learning = [s.test_index for s in section.learning[: blocks * design.learning_trials]]
         mapped, which = learning, "learning"
         if self.design in (VERIFICATION, DISTINCTION):  # a map with the test scenes too
-            _enough(f"{table}.test_trials", design.test_trials, len(section.test))
-            test = [s.test_index for s in section.test[: design.test_trials]]
+            enough(f"{table}.test_trials", design.test_trials, len(section.test))
+            test = [s.test_index for s in section.test[: blocks * design.test_trials]]
             mapped, which = learning + test, "trial"
         elif self.design == FORWARD_SIMULATION:
-            _enough(f"{table}.test_trials", design.test_trials, len(section.test))
+            enough(f"{table}.test_trials", design.test_trials, len(section.test))
         for name in self.condition_names:
             condition = manifest.conditions[name] if self.explains(name) else None
             if self.design == DISTINCTION:
@@ -371,7 +378,14 @@ class Study:
         self.check_simulation(manifest)
 
 
-def _enough(key: str, wanted: int, held: int) -> None:
+def _enough(key: str, wanted: int, held: int, blocks: int = 1) -> None:
+    if blocks > 1 and wanted * blocks > held:
+        raise UserError(
+            f"study: {key} = {wanted} in each of {blocks} blocks needs {wanted * blocks} "
+            f"disjoint scenes (blocks never share one), but the bundle has {held}; ask for at "
+            f"most {held // blocks} or rebuild the bundle with more (xaistudy explain "
+            "--simulation-trials)"
+        )
     if wanted > held:
         raise UserError(
             f"study: {key} = {wanted}, but the bundle has {held} such scenes; ask for at most "
@@ -631,9 +645,10 @@ def _languages(top: _Reader) -> tuple[tuple[str, ...], str]:
     return tuple(offered), default
 
 
-def _conditions(top: _Reader, design: str) -> tuple[Condition, ...]:
+def _conditions(top: _Reader, design: str, within: bool = False) -> tuple[Condition, ...]:
     """``[conditions]``: the bundle's conditions served, and in a study of a controlled
-    design (CONTROLLED_DESIGNS) the explanation-free control ``none``."""
+    design (CONTROLLED_DESIGNS) the explanation-free control ``none``. In a within study
+    (``within``) their targets come from ``[within]`` (:func:`_within`), 0 until then."""
     allowed = ALL_CONDITIONS + ((NO_EXPLANATION,) if design in CONTROLLED_DESIGNS else ())
     conditions_table = top.table_of("conditions")
     conditions = []
@@ -650,10 +665,15 @@ def _conditions(top: _Reader, design: str) -> tuple[Condition, ...]:
             )
         reader = conditions_table.table_of(name)
         reader.where = f"conditions.{name}"
+        if within and "target_n" in reader.table:
+            raise UserError(
+                f"study: conditions.{name}.target_n is not read in a within-subjects study: "
+                "within.target_n sets how many participants each group has"
+            )
         conditions.append(
             Condition(
                 name=name,
-                target_n=reader.integer("target_n", 1, 100000),
+                target_n=0 if within else reader.integer("target_n", 1, 100000),
                 tutorial=reader.text("tutorial", default=_ABSENT, translated=True),
             )
         )
@@ -662,6 +682,30 @@ def _conditions(top: _Reader, design: str) -> tuple[Condition, ...]:
     if not conditions:
         raise UserError("study: [conditions] must name at least one condition")
     return tuple(conditions)
+
+
+# Why the designs outside LEARN_THEN_TEST take no [within] (docs/designs/within-subjects.md).
+WITHIN_REFUSED = {
+    ATTRIBUTE_RATING: "its ratings ask once which attributes the model relies on; a second "
+    "method's block would rate the same attributes again, with the first method's answers "
+    "in mind",
+    COUNTERFACTUAL_SIMULATION: "its pre-test measures the participant before any "
+    "explanation; a second block would have no fresh pre-test",
+}
+
+
+def _within(top: _Reader, design: str, conditions: tuple[Condition, ...]) -> Within | None:
+    """``[within]``: the groups seen within subjects and the participants per group; None
+    when absent (between subjects)."""
+    if "within" not in top.table:
+        return None
+    table = top.table_of("within")
+    table.where = "within"
+    groups = parse_groups(table._get("groups", list, _REQUIRED), tuple(c.name for c in conditions))
+    within = Within(groups=groups, target_n=table.integer("target_n", 1, 100000))
+    table.done()
+    check_target(within)
+    return within
 
 
 # What only the attribute-rating design reads from a study file.
@@ -878,6 +922,29 @@ def _points(reader: _Reader, design: str) -> tuple[str, ...]:
     return tuple(points)
 
 
+# The points of a within study's walk where a questionnaire can go: before the first
+# block and after the last (a point inside the blocks would be asked once, about one of them).
+WITHIN_QUESTIONNAIRE_POINTS = ("after-intro", "before-demographics")
+
+
+def _check_within_questionnaire(reader: _Reader, named: list) -> None:
+    """A within study's questionnaire is asked of everyone, outside the blocks."""
+    if named:
+        raise UserError(
+            f"study: {reader.where}.conditions: in a within-subjects study every participant "
+            "sees several conditions, so a questionnaire cannot be limited to some of them"
+        )
+    value = reader.table.get("at")
+    points = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+    inside = [p for p in points if p not in WITHIN_QUESTIONNAIRE_POINTS]
+    if inside:
+        raise UserError(
+            f"study: {reader.where}.at names {', '.join(map(repr, inside))}: a within-subjects "
+            "study walks a learning and a test per block, so its questionnaires go at "
+            f"{' or '.join(WITHIN_QUESTIONNAIRE_POINTS)}"
+        )
+
+
 def questionnaire_page_name(questionnaire_id: str, point: str, repeated: bool) -> str:
     """``questionnaire-<id>``, or ``questionnaire-<id>-<point>`` for one asked at several
     points (its page URL and the stored page pointer)."""
@@ -896,12 +963,16 @@ def _check_page_names(reader: _Reader, questionnaire_id: str, points: tuple[str,
         )
 
 
-def _questionnaires(top: _Reader, design: str, conditions: tuple[str, ...]) -> tuple:
+def _questionnaires(
+    top: _Reader, design: str, conditions: tuple[str, ...], within: bool = False
+) -> tuple:
     """``[[questionnaires]]`` with their ``[[questionnaires.items]]``."""
     questionnaires = []
     for reader in top.tables("questionnaires"):
         questionnaire_id = _questionnaire_id(reader, "questionnaire")
         named = reader._get("conditions", list, [])
+        if within:
+            _check_within_questionnaire(reader, named)
         unknown = [c for c in named if c not in conditions]
         if unknown:
             raise UserError(
@@ -949,7 +1020,18 @@ def parse_study(data: dict[str, Any], language: str | None = None) -> Study:
         raise UserError(
             f"study: design = {design!r} is not known; allowed are {', '.join(DESIGNS)}"
         )
-    conditions = _conditions(top, design)
+    if "within" in top.table and design not in LEARN_THEN_TEST:  # before its conditions
+        raise UserError(
+            f'study: [within] does not apply to design = "{design}": {WITHIN_REFUSED[design]}; '
+            f"within-subjects designs are {', '.join(LEARN_THEN_TEST)}"
+        )
+    conditions = _conditions(top, design, within="within" in top.table)
+    within = _within(top, design, conditions)
+    if within is not None:  # a condition's target: the participants who see it
+        conditions = tuple(
+            dataclasses.replace(c, target_n=within.target_n * len(within.groups_of(c.name)))
+            for c in conditions
+        )
     if design in LEARN_THEN_TEST:
         parts = _trial_parts(top, design)
     elif design == COUNTERFACTUAL_SIMULATION:
@@ -994,7 +1076,10 @@ def parse_study(data: dict[str, Any], language: str | None = None) -> Study:
         completion_url=url,
         screened_out_payment=screened_out_payment,
         design=design,
-        questionnaires=_questionnaires(top, design, tuple(c.name for c in conditions)),
+        questionnaires=_questionnaires(
+            top, design, tuple(c.name for c in conditions), within is not None
+        ),
+        within=within,
         **parts,
     )
     top.done()
@@ -1020,7 +1105,11 @@ def study_for_conditions(
     is not a study."""
     path = default_study_path() if source is None else Path(source)
     data = tomllib.loads(path.read_text(encoding="utf-8"))
-    data["conditions"] = {name: {"target_n": target_n} for name in conditions}
+    if "within" in data:
+        data["conditions"] = {name: {} for name in conditions}
+        data["within"] = _within_for_conditions(data["within"], conditions, target_n)
+    else:
+        data["conditions"] = {name: {"target_n": target_n} for name in conditions}
     kept = [
         q
         for q in data.get("comprehension", {}).get("questions", [])
@@ -1035,6 +1124,22 @@ def study_for_conditions(
         del data["questionnaires"]
     parse_study(data)
     return data
+
+
+def _within_for_conditions(
+    table: dict[str, Any], conditions: Sequence[str], target_n: int
+) -> dict[str, Any]:
+    """A study file's ``[within]`` serving ``conditions``: its groups when they name
+    exactly these, else one group of them all; ``target_n`` per group, rounded up to a
+    multiple of every group's orders."""
+    from math import lcm
+
+    groups = table.get("groups")
+    named = {c for group in groups for c in group} if isinstance(groups, list) else set()
+    if named != set(conditions):
+        groups = [list(conditions)]
+    orders = lcm(*(len(williams_square(len(g))) for g in groups if len(g) >= 2))
+    return {**table, "groups": groups, "target_n": -(-target_n // orders) * orders}
 
 
 def write_study(data: dict[str, Any], path: str | Path, header: str) -> Path:

@@ -6,6 +6,7 @@ axe-core; the answers stored are those given, each with the browser's response t
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -53,23 +54,25 @@ def walk(
 ) -> tuple[str, dict[tuple[str, int], str]]:
     """One participant of a trial design from the link to the completion page, the trials
     answered in turn by key and by mouse (``answers``: the odd trials', the even ones');
-    returns the condition and the answer given per (phase, trial). Each kind of page not
-    yet in ``audited`` is audited and added (``by_condition`` kinds once per condition);
+    returns the (first) condition and the answer given per (phase, trial), in a within
+    study per (period, phase, trial). Each kind of page not yet in ``audited`` is audited
+    and added (``by_condition`` kinds once per condition, a within study's block's);
     screenshots go to ``folder`` of the screenshots."""
     page.goto(f"{base}/?PROLIFIC_PID={pid}&STUDY_ID=S1&SESSION_ID=X{pid}")
     condition = page.locator('meta[name="xaistudy-condition"]').get_attribute("content")
     out = SCREENSHOTS / folder / condition
     out.mkdir(parents=True, exist_ok=True)
-    given: dict[tuple[str, int], str] = {}
+    given: dict[tuple, str] = {}
     step = 0
     while True:
         name = page_name(page)
         kind = page.locator('meta[name="xaistudy-kind"]').get_attribute("content")
-        seen = f"{condition} {kind}" if kind in by_condition else kind
+        shown_in = page.locator('meta[name="xaistudy-condition"]').get_attribute("content")
+        seen = f"{shown_in} {kind}" if kind in by_condition else kind
         if seen not in audited:
             audited.add(seen)
             page.screenshot(path=str(out / f"{step:02d}-{name}.png"), full_page=True)
-            audit(page, f"{condition} {name}")
+            audit(page, f"{shown_in} {name}")
         step += 1
         if name == "complete":
             return condition, given
@@ -78,9 +81,10 @@ def walk(
         if kind == "questionnaire":  # before and after learning: 3, then 6 of 7 points
             answer_questionnaire(page, "6" if "after-learning" in name else "3")
         if kind.endswith("trial"):  # learning-trial, test-trial and the verification ones
-            phase, number = name.split("-")
+            block, phase, number = re.fullmatch(r"(?:b(\d+)-)?(\w+)-(\d+)", name).groups()
             answer = answers[1] if int(number) % 2 == 0 else answers[0]
-            given[phase, int(number)] = answer
+            key = (phase, int(number))
+            given[key if block is None else (int(block), *key)] = answer
             if int(number) % 2 == 1:  # by key: F or J chooses and sends at once
                 with page.expect_navigation():
                     page.keyboard.press(_option(page, answer).get_attribute("data-key").lower())

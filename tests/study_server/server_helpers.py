@@ -70,6 +70,31 @@ def forward_study(
     return path
 
 
+def within_study(
+    folder: Path, groups=(("none", "integrated_gradients"),), target_n: int = 6, **design
+) -> Path:
+    """The shipped within-subjects forward-simulation study, consent filled in, over
+    ``groups`` (each group's conditions seen within subjects) with ``target_n`` per group;
+    ``design`` replaces keys of its ``[forward_simulation]``."""
+    import json
+
+    from study_server.study import CONSENT_DETAILS, shipped_studies
+
+    text = shipped_studies()["within-forward-simulation"].read_text()
+    for key in CONSENT_DETAILS:
+        text = text.replace(f'{key} = ""', f'{key} = "the {key.replace("_", " ")}"')
+    names = dict.fromkeys(c for group in groups for c in group)
+    tables = f"[within]\ngroups = {json.dumps([list(g) for g in groups])}\n"
+    tables += f"target_n = {target_n}\n\n" + "".join(f"[conditions.{c}]\n\n" for c in names)
+    start, end = text.index("[within]"), text.index("[demographics]")
+    text = text[:start] + tables + text[end:]
+    for key, value in design.items():
+        text = re.sub(rf"(?m)^{key} = .*$", f"{key} = {json.dumps(value)}", text)
+    path = folder / "within.toml"
+    path.write_text(text)
+    return path
+
+
 def trial_app(bundle_dir: Path, tmp_path: Path, shipped: str = "forward-simulation", **kwargs):
     """A test server of the shipped trial-design study ``shipped`` (:func:`forward_study`
     with ``kwargs``) on its own SQLite database in ``tmp_path``."""
@@ -196,7 +221,8 @@ def walk_trials(
         scene = re.search(r'name="xaistudy-scene" content="(\d+)"', html)
         if scene:
             if answer is None:
-                data["prediction"] = predict(name.split("-")[0], int(scene.group(1)))
+                phase = re.sub(r"^b\d+-", "", name).split("-")[0]  # a within block's too
+                data["prediction"] = predict(phase, int(scene.group(1)))
             else:
                 data.update(answer(name, html))
             data["response_ms"] = "750"

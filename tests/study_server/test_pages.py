@@ -15,6 +15,7 @@ FORWARD = load_study(default_study_path().parent / "forward-simulation.toml")
 VERIFY = load_study(default_study_path().parent / "verification.toml")
 DISTINCTION = load_study(default_study_path().parent / "distinction.toml")
 COUNTERFACTUAL = load_study(default_study_path().parent / "counterfactual-simulation.toml")
+WITHIN = load_study(default_study_path().parent / "within-forward-simulation.toml")
 TEMPLATES = Path(pages.__file__).parent / "templates" / "pages"
 
 
@@ -146,7 +147,7 @@ def test_every_kind_has_a_template_and_every_answered_kind_a_simulated_answer():
     every = (
         *pages.page_sequence(STUDY), *pages.page_sequence(FORWARD),
         *pages.page_sequence(VERIFY), *pages.page_sequence(DISTINCTION),
-        *pages.page_sequence(COUNTERFACTUAL), *pages.END_PAGES,
+        *pages.page_sequence(COUNTERFACTUAL), *pages.page_sequence(WITHIN), *pages.END_PAGES,
     )  # fmt: skip
     for page in every:
         assert (TEMPLATES / f"{page.kind}.html").is_file(), page.kind

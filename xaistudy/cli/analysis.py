@@ -186,7 +186,28 @@ def summary_lines(analysis) -> str:
             f"  {row['condition']:<16} gain over none {row['gain']:+.3f} "
             f"[{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]  p={row['p_value']:.3g}"
         )
+    lines += within_lines(analysis.within)
     return "\n".join(lines + questionnaire_lines(analysis.questionnaires))
+
+
+def within_lines(within) -> list[str]:
+    """A within-subjects study's contrasts with the reference and its period effect."""
+    if within is None:
+        return []
+    lines = [f"within subjects (test trials, against {within.reference}):"]
+    for _, row in within.contrasts.iterrows():
+        odds = row.get("odds_ratio", row["gee_odds_ratio"])
+        lines.append(
+            f"  {row['condition']:<16} difference {row['difference']:+.3f} "
+            f"[{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]  odds ratio {odds:.2f}"
+        )
+    for _, row in within.periods.iloc[1:].iterrows():
+        lines.append(
+            f"  period {int(row['period']):<9} difference {row['difference']:+.3f} "
+            f"[{row['difference_ci_low']:+.3f}, {row['difference_ci_high']:+.3f}] "
+            "against period 1"
+        )
+    return lines
 
 
 def questionnaire_lines(analysis) -> list[str]:
@@ -311,6 +332,14 @@ def database_responses(url: str):
     help="Questionnaire answers (--db, --url): each condition's change from the first to "
     "the last point of a pre/post block, e.g. none=0.4,baseline=1 (0 when not named).",
 )
+@click.option(
+    "--practice",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="A within-subjects study (--db, --url): the accuracy gained in each block after "
+    "the first (a period effect).",
+)
 @_scoring_options
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty --out folder.")
@@ -329,6 +358,7 @@ def simulate(
     too_fast,
     scale_offset,
     scale_change,
+    practice,
     relies_on,
     not_relies_on,
     seed,
@@ -363,6 +393,7 @@ def simulate(
         ability_sd=ability_sd,
         attention_fail=attention_fail,
         too_fast=too_fast,
+        practice=practice,
         rule=ScoringRule.parse(relies_on, not_relies_on),
         scales=sim.ScaleAnswers(
             offset=per_condition(scale_offset, "--scale-offset"),

@@ -51,7 +51,7 @@ from xaistudy.vocabulary import CONDITIONS
     "study_name",
     default=None,
     help="The study served: the name of a shipped study file (default, forward-simulation, "
-    "verification, distinction, counterfactual-simulation; "
+    "verification, distinction, counterfactual-simulation, within-forward-simulation; "
     "study_server/studies) or a study file; it serves the bundle's conditions.",
 )
 def demo(
