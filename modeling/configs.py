@@ -124,10 +124,12 @@ class ModelConfig:
     # Pairs: with a weight > 0 every step trains on training scenes and their partners of
     # the dataset's train_pairs split (the same scenes with the factors that do not carry
     # the class redrawn, `xaistudy generate --train-pairs`), and adds this weight times the
-    # mean squared difference of the two logits: the model learns not to decide by what
-    # the data never tied to the class. batch_size then counts scenes, each step takes
-    # twice as many images.
+    # share of the logits' variance that the pairs' differences explain
+    # (training.pair_figures): the model learns not to decide by what the data never tied
+    # to the class. batch_size counts scenes; the first pair_fraction
+    # of each step's scenes bring their partner (1: a step takes twice as many images).
     invariance_weight: float = 0.0
+    pair_fraction: float = 1.0
     epochs: int = 10
     batch_size: int = 64
     cuda_batch_size: int = 256
@@ -200,6 +202,8 @@ class ModelConfig:
             )
         if self.invariance_weight < 0:
             raise UserError(f"config {self.name!r}: invariance_weight must be >= 0")
+        if not 0 < self.pair_fraction <= 1:
+            raise UserError(f"config {self.name!r}: pair_fraction must be in (0, 1]")
         if not 0.0 <= self.label_noise < 0.5:
             raise UserError(f"config {self.name!r}: label_noise must be in [0, 0.5)")
         for key in ("epochs", "batch_size", "cuda_batch_size"):

@@ -140,6 +140,25 @@ def load_training_pairs(
     return images
 
 
+PAIR_FIGURES = {"pair_gap": "gap", "pair_share": "share"}
+
+
+def pair_figures(logit: torch.Tensor, scenes: int) -> dict[str, torch.Tensor]:
+    """``logit`` of a step's ``scenes`` followed by the partners of the first of them:
+    ``pair_gap``, the mean squared difference between a scene's logit and its partner's,
+    and ``pair_share``, that gap over twice the variance of the scenes' logits.
+
+    For partners drawn independently of the class, the share is the part of the logit's
+    variance that the redrawn factors explain (as the ground truth's variance share), and
+    it does not shrink when every logit does: a penalty on the raw gap would be met most
+    cheaply by a model that decides nothing.
+    """
+    logit = logit.float()
+    second = logit[scenes:]
+    gap = (logit[: len(second)] - second).pow(2).mean()
+    return {"pair_gap": gap, "pair_share": gap / (2 * logit[:scenes].var() + 1e-6)}
+
+
 def to_unit_float(images: torch.Tensor, device: torch.device) -> torch.Tensor:
     """uint8 (N, 3, H, W) -> float32 in [0, 1] on ``device``, as ImageDataset yields."""
     return images.to(device, non_blocking=True).float().div_(255.0)
@@ -507,8 +526,8 @@ def _train(options: TrainOptions, processes: Processes, device: torch.device) ->
     pairs = load_training_pairs(folder, config, len(images))
     train_labels = noisy_labels(labels, config.label_noise, plan.seed)
     # the figures per image besides loss and accuracy: the architecture's, and with pairs
-    # the mean squared logit gap of a pair
-    figures = {**architecture.figures, **({"pair_gap": "gap"} if pairs is not None else {})}
+    # those of pair_figures
+    figures = {**architecture.figures, **(PAIR_FIGURES if pairs is not None else {})}
     has_val = processes.is_main and folder.has_split("val")  # process 0 evaluates
     val = load_split_tensors(folder, "val") if has_val else None
     share = plan.batch_size // processes.world_size  # images per process and step
@@ -538,15 +557,16 @@ def _train(options: TrainOptions, processes: Processes, device: torch.device) ->
                 x, config, order_generator, len(index) * processes.world_size, rows_of_process
             )
             y = train_labels[index].to(device)
-            if pairs is not None:  # the partners, augmented with draws of their own
-                partners = augment(
+            if pairs is not None:  # partners of the first scenes, with draws of their own
+                paired = index[: max(1, round(config.pair_fraction * len(index)))]
+                partners = augment(  # drawn for the whole step, as for the scenes
                     to_unit_float(pairs[index], device),
                     config,
                     order_generator,
                     len(index) * processes.world_size,
                     rows_of_process,
-                )
-                x, y = torch.cat([x, partners]), torch.cat([y, y])
+                )[: len(paired)]
+                x, y = torch.cat([x, partners]), torch.cat([y, y[: len(paired)]])
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(config, step, total_steps) * group["lr_scale"]
             if step == 0 and processes.distributed:
@@ -554,9 +574,8 @@ def _train(options: TrainOptions, processes: Processes, device: torch.device) ->
             batch = architecture.batch_loss(replica, x, y, noise_generator)
             loss = batch.loss
             if pairs is not None:
-                first, second = batch.logit.float().chunk(2)
-                batch.figures["pair_gap"] = (first - second).pow(2).mean()
-                loss = loss + config.invariance_weight * batch.figures["pair_gap"]
+                batch.figures.update(pair_figures(batch.logit, len(index)))
+                loss = loss + config.invariance_weight * batch.figures["pair_share"]
             if not all_true(processes, bool(torch.isfinite(loss)), device):
                 bar.close()
                 kept = (
@@ -650,11 +669,11 @@ def model_card(
     rows: list[dict[str, Any]],
     device: torch.device,
 ) -> ModelCard:
-    """Accuracy (and the flow's bits/dim) on every split but train, the ceiling, and the
-    settings."""
+    """Accuracy (and the flow's bits/dim) on every split but the training scenes and their
+    pairs, the ceiling, and the settings."""
     accuracy, bits_per_dim = {}, {}
     for split in folder.splits:
-        if split == "train":
+        if split in ("train", PAIRS_SPLIT):
             continue
         metrics = evaluate(model, *load_split_tensors(folder, split), device, 2 * plan.batch_size)
         accuracy[split] = metrics["accuracy"]
