@@ -418,6 +418,7 @@ class BlockIntroPage(Page):
             "block": self.block,
             "blocks": len(participant.conditions),
             "explains": ctx.study.explains(self.condition(participant)),
+            "design": ctx.study.design,
         }
 
 
