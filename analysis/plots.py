@@ -261,8 +261,9 @@ def page_time_plot(page_times: pd.DataFrame, conditions: list[str]) -> bytes:
     return _png(fig)
 
 
-def power_plot(curve: pd.DataFrame) -> bytes:
-    """Power against participants per condition, one line per comparison."""
+def power_plot(curve: pd.DataFrame, within: bool = False) -> bytes:
+    """Power against participants per condition (``within``: participants, each in every
+    condition), one line per comparison."""
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for i, ((a, b), rows) in enumerate(curve.groupby(["condition_a", "condition_b"], sort=False)):
         rows = rows.sort_values("n")
@@ -273,7 +274,9 @@ def power_plot(curve: pd.DataFrame) -> bytes:
         )
     ax.axhline(0.8, color="gray", ls="--", lw=1)
     ax.set_ylim(0, 1.02)
-    ax.set_xlabel("participants per condition")
+    ax.set_xlabel(
+        "participants, each in every condition" if within else "participants per condition"
+    )
     ax.set_ylabel("power (share of simulated studies detecting it)")
     ax.legend(frameon=False, fontsize=8)
     ax.grid(color="#eeeeee")

@@ -433,17 +433,36 @@ def simulate(
     required=True,
     help="Expected accuracy per condition, e.g. baseline=0.7,concepts=0.75.",
 )
-@click.option("--n", "n", type=int, required=True, help="Participants per condition.")
+@click.option(
+    "--n",
+    "n",
+    type=int,
+    required=True,
+    help="Participants per condition (--within: participants, each in every condition).",
+)
 @click.option("--sims", type=int, default=500, show_default=True, help="Simulated studies.")
 @click.option(
     "--attributes",
+    "--trials",
     "n_attributes",
     type=int,
     default=7,
     show_default=True,
-    help="Attributes each participant rates.",
+    help="Answers per participant and condition: attributes rated, or test trials.",
 )
 @click.option("--ability-sd", type=float, default=0.1, show_default=True)
+@click.option(
+    "--within",
+    is_flag=True,
+    help="A within-subjects study: every participant in every condition, paired tests.",
+)
+@click.option(
+    "--correlation",
+    type=float,
+    default=0.5,
+    show_default=True,
+    help="With --within: how much of a participant's ability is shared over conditions.",
+)
 @click.option("--alpha", type=float, default=0.05, show_default=True)
 @click.option(
     "--curve",
@@ -451,19 +470,30 @@ def simulate(
     help="Also write a power curve over N as this PNG (its table beside it as CSV).",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
-def power(accuracy, n, sims, n_attributes, ability_sd, alpha, curve, seed):
-    """Probability that a study with N per condition detects the differences."""
+def power(accuracy, n, sims, n_attributes, ability_sd, within, correlation, alpha, curve, seed):
+    """Probability that a study with N per condition (--within: N participants in every
+    condition) detects the differences."""
     from analysis.power import default_ns, power_analysis, power_curve
     from analysis.simulate import parse_accuracy
-    from xaistudy.vocabulary import CONDITIONS
+    from xaistudy.vocabulary import ALL_CONDITIONS, NO_EXPLANATION
 
-    targets = parse_accuracy(accuracy, list(CONDITIONS))
-    options = dict(n_attributes=n_attributes, ability_sd=ability_sd, alpha=alpha)
+    # every design's conditions: the explanation-free control and every explanation
+    targets = parse_accuracy(accuracy, [NO_EXPLANATION, *ALL_CONDITIONS])
+    options = dict(
+        n_attributes=n_attributes,
+        ability_sd=ability_sd,
+        alpha=alpha,
+        within=within,
+        correlation=correlation,
+    )
+    if correlation != 0.5 and not within:
+        raise UserError("--correlation goes with --within (participants in every condition)")
+    each = "participants, each in every condition" if within else "per condition"
     table = power_analysis(targets, n, sims=sims, seed=seed, **options)
     for _, row in table.iterrows():
         click.echo(
             f"{row['condition_a']} vs {row['condition_b']}: difference "
-            f"{row['difference']:+.3f}, N={n} per condition -> power {row['power']:.2f} "
+            f"{row['difference']:+.3f}, N={n} {each} -> power {row['power']:.2f} "
             f"[{row['power_ci_low']:.2f}, {row['power_ci_high']:.2f}] ({sims} simulations)"
         )
     if curve is not None:
@@ -474,7 +504,7 @@ def power(accuracy, n, sims, n_attributes, ability_sd, alpha, curve, seed):
         curve_table = power_curve(targets, default_ns(n), sims=sims, seed=seed, **options)
         curve.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(curve.with_suffix(".csv"), curve_table.to_csv(index=False))
-        atomic_write_bytes(curve, power_plot(curve_table))
+        atomic_write_bytes(curve, power_plot(curve_table, within=within))
         click.echo(f"power curve: {curve}")
 
 
