@@ -60,15 +60,7 @@ def intervene(
         raise UserError(f"unknown factor {factor!r}: allowed are {', '.join(FACTORS)}")
     if "id" not in params:
         raise ValueError("params need an 'id' column to intervene on")
-    attributes = FACTORS[factor]
-    redrawn = spec.sample_intervened(attributes, len(params), rng)
-    result = params.copy().reset_index(drop=True)
-    for name in attributes:
-        result[name] = redrawn[name].to_numpy()
-    result["original_id"] = result["id"].astype(str)
-    result["id"] = [f"{i}:{factor}" for i in result["original_id"]]
-    result["intervened"] = factor
-    return result
+    return _redrawn(params, FACTORS[factor], spec, rng, suffix=factor, intervened=factor)
 
 
 def pair_scenes(
@@ -81,13 +73,26 @@ def pair_scenes(
     and the two should get the same decision.
     """
     attributes = tuple(a for factor in factors for a in FACTORS[factor])
+    return _redrawn(params, attributes, spec, rng, suffix="pair", intervened="+".join(factors))
+
+
+def _redrawn(
+    params: pd.DataFrame,
+    attributes: tuple[str, ...],
+    spec: BiasSpec,
+    rng: np.random.Generator,
+    suffix: str,
+    intervened: str,
+) -> pd.DataFrame:
+    """``params`` with ``attributes`` redrawn independently of class, ids ``<id>:<suffix>``,
+    ``original_id`` the old id and ``intervened`` as given."""
     redrawn = spec.sample_intervened(attributes, len(params), rng)
     result = params.copy().reset_index(drop=True)
     for name in attributes:
         result[name] = redrawn[name].to_numpy()
     result["original_id"] = result["id"].astype(str)
-    result["id"] = [f"{i}:pair" for i in result["original_id"]]
-    result["intervened"] = "+".join(factors)
+    result["id"] = [f"{i}:{suffix}" for i in result["original_id"]]
+    result["intervened"] = intervened
     return result
 
 

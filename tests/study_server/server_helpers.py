@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from html import unescape
 from pathlib import Path
 
@@ -109,6 +111,20 @@ def answer_all(key: str, condition: str) -> tuple[int, str]:
 def enter(client, pid: str = "P1", follow: bool = True):
     url = f"/?PROLIFIC_PID={pid}&STUDY_ID=S1&SESSION_ID=X1"
     return client.get(url, follow_redirects=follow)
+
+
+def simultaneous_arrivals(app, arrivals: int, prefix: str) -> list[int]:
+    """The status codes of ``arrivals`` participants (ids ``<prefix>000``, ...) entering
+    ``app`` at the same moment, each from a thread of its own."""
+    barrier = threading.Barrier(arrivals)
+
+    def arrive(i: int) -> int:
+        client = app.test_client()
+        barrier.wait(timeout=60)
+        return enter(client, f"{prefix}{i:03d}", follow=False).status_code
+
+    with ThreadPoolExecutor(max_workers=arrivals) as pool:
+        return list(pool.map(arrive, range(arrivals)))
 
 
 def hidden_fields(html: str) -> dict[str, str]:

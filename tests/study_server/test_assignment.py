@@ -8,7 +8,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
-from server_helpers import enter
+from server_helpers import enter, simultaneous_arrivals
 
 from study_server.assignment import choose_condition, condition_counts
 from study_server.extensions import db
@@ -63,15 +63,7 @@ def test_previews_excluded_and_abandoned_participants_do_not_fill_a_condition(sq
 def test_300_simultaneous_arrivals_stay_balanced_and_stop_at_the_targets(app):
     """80 per condition: 240 are admitted, balanced; the other 60 see the "full" page."""
     arrivals = 300
-    barrier = threading.Barrier(arrivals)
-
-    def arrive(i: int) -> int:
-        client = app.test_client()
-        barrier.wait(timeout=60)
-        return enter(client, f"CONC{i:03d}", follow=False).status_code
-
-    with ThreadPoolExecutor(max_workers=arrivals) as pool:
-        statuses = list(pool.map(arrive, range(arrivals)))
+    statuses = simultaneous_arrivals(app, arrivals, "CONC")
     assert sorted(statuses) == [303] * 240 + [410] * 60
     with app.app_context():
         conditions = [p.condition for p in db.session.query(Participant).all()]

@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import tomllib
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 
 import flask_migrate
 import pytest
-from server_helpers import count, enter, make_app, walk_trials, within_study
+from server_helpers import count, enter, make_app, simultaneous_arrivals, walk_trials, within_study
 from sqlalchemy import text
 
 from explain.bundle_format import load_manifest
@@ -250,15 +248,7 @@ def within_backend_app(bundle_dir, database_url, backend, tmp_path):
 
 def test_40_simultaneous_arrivals_fill_each_cell_to_its_share_and_no_further(within_backend_app):
     app, arrivals = within_backend_app, 40
-    barrier = threading.Barrier(arrivals)
-
-    def arrive(i: int) -> int:
-        client = app.test_client()
-        barrier.wait(timeout=60)
-        return enter(client, f"WCONC{i:03d}", follow=False).status_code
-
-    with ThreadPoolExecutor(max_workers=arrivals) as pool:
-        statuses = list(pool.map(arrive, range(arrivals)))
+    statuses = simultaneous_arrivals(app, arrivals, "WCONC")
     assert sorted(statuses) == [303] * 12 + [410] * 28
     with app.app_context():
         people = db.session.query(Participant).all()
