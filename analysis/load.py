@@ -362,6 +362,7 @@ def _normalize(responses: Responses, answers_name: str) -> Responses:
         for column in ("participant_id", "condition", "questionnaire", "point", "item"):
             questionnaire[column] = questionnaire[column].astype(str)
         questionnaire["value"] = pd.to_numeric(questionnaire["value"], errors="coerce")
+        questionnaire["condition"] = _by_order(questionnaire, responses.participants)
         bad = questionnaire["value"].notna() & ~questionnaire["value"].isin(range(1, 8))
         if bad.any():
             row = questionnaire[bad].iloc[0]
@@ -373,6 +374,18 @@ def _normalize(responses: Responses, answers_name: str) -> Responses:
     if answers.empty and (trials is None or trials.empty):
         raise UserError(f"{responses.source} holds no answers to analyze")
     return Responses(answers, participants, pages, responses.source, trials, questionnaire)
+
+
+def _by_order(questionnaire: pd.DataFrame, participants: pd.DataFrame | None) -> pd.Series:
+    """The group each questionnaire answer is reported in: its condition, or in a
+    within-subjects study, where a participant met every condition of their group, the
+    order they met them in (``none > integrated_gradients``)."""
+    if participants is None or "condition_order" not in participants:
+        return questionnaire["condition"]
+    orders = participants.set_index(participants["participant_id"].astype(str))["condition_order"]
+    orders = orders.dropna().astype(str)
+    orders = orders[orders != ""].str.replace("|", " > ", regex=False)
+    return questionnaire["participant_id"].map(orders).fillna(questionnaire["condition"])
 
 
 def check_bundle_matches(responses: Responses, bundle: Bundle) -> None:

@@ -72,6 +72,9 @@ def test_the_analysis_recovers_each_condition_the_contrast_and_the_period_effect
     assert "Period (order) effect" in report
     written = pd.read_csv(tmp_path / "report" / "within_contrasts.csv")
     assert list(written["condition"]) == ["integrated_gradients"]
+    # the questionnaire after both blocks is reported per order met, not per first block
+    groups = set(result.questionnaires.items["condition"])
+    assert groups == {"none > integrated_gradients", "integrated_gradients > none"}
 
 
 def test_a_between_subjects_study_has_no_within_section(tmp_path):
