@@ -385,7 +385,9 @@ def _by_order(questionnaire: pd.DataFrame, participants: pd.DataFrame | None) ->
     orders = participants.set_index(participants["participant_id"].astype(str))["condition_order"]
     orders = orders.dropna().astype(str)
     orders = orders[orders != ""].str.replace("|", " > ", regex=False)
-    return questionnaire["participant_id"].map(orders).fillna(questionnaire["condition"])
+    # without any within participant the mapping is all missing (float): make it text
+    mapped = questionnaire["participant_id"].map(orders).astype("string")
+    return mapped.fillna(questionnaire["condition"])
 
 
 def check_bundle_matches(responses: Responses, bundle: Bundle) -> None:

@@ -1,12 +1,15 @@
 """Renderer throughput: images/s at 128x128 with anti-aliasing, peak memory, time per stage.
 
 Usage: ``.venv/bin/python bench/render.py [--images 1024] [--batch-size 64,256]
-[--threads 1,2] [--workers 2]``. On the CPU it measures ``render_scenes`` end to end with
-worker processes (one torch thread each, start-up included; ``render_scenes`` renders at
-most ``CPU_BATCH`` scenes at once there), then one ``Renderer`` in this process with each
-torch thread count and batch size, then the time per stage with one thread; on CUDA one
-process. Every figure comes with the load average at the time, since other work on the
-machine slows it.
+[--threads 1,2] [--workers 2] [--devices cpu,cuda]``. On the CPU it measures
+``render_scenes`` end to end with worker processes (one torch thread each, start-up
+included; ``render_scenes`` renders at most ``CPU_BATCH`` scenes at once there), then one
+``Renderer`` in this process with each torch thread count and batch size, then the time per
+stage with one thread. On CUDA it measures ``render_scenes`` with each batch size (the
+images brought home into numpy arrays, as ``xaistudy generate`` does), then one
+``Renderer`` with the largest batch (each batch copied to the host as it comes) and the
+time per stage. Every figure comes with the load average at the time, since other work on
+the machine slows it.
 """
 
 from __future__ import annotations
@@ -52,6 +55,24 @@ def bench_workers(scenes: pd.DataFrame, batch_size: int, size: int, workers: int
     )
     worker_rss = peak_rss_mib(resource.RUSAGE_CHILDREN)
     print(f"  peak resident memory of the largest worker so far: {worker_rss:.0f} MiB")
+
+
+def bench_cuda(scenes: pd.DataFrame, batch_size: int, size: int) -> None:
+    """``render_scenes`` on the GPU, the images and masks brought home into numpy arrays
+    (what ``xaistudy generate`` does)."""
+    cuda = torch.device("cuda")
+    render_scenes(scenes.iloc[:batch_size], size=size, device=cuda, batch_size=batch_size)
+    torch.cuda.synchronize(cuda)
+    torch.cuda.reset_peak_memory_stats(cuda)
+    start = time.perf_counter()
+    render_scenes(scenes, size=size, device=cuda, batch_size=batch_size)
+    elapsed = time.perf_counter() - start
+    peak = torch.cuda.max_memory_allocated(cuda) / 2**20
+    print(
+        f"cuda, render_scenes into host arrays, batch size {batch_size}: {len(scenes)} images "
+        f"in {elapsed:.2f} s, {len(scenes) / elapsed:.1f} images/s; peak CUDA memory "
+        f"allocated {peak:.0f} MiB"
+    )
 
 
 def bench_process(device: torch.device, scenes, batch_size: int, size: int, threads: int):
@@ -100,6 +121,25 @@ def stage_times(renderer: Renderer, parts) -> None:
         print(f"    {name:<13} {seconds:7.3f} s  {100 * seconds / total:5.1f} %")
 
 
+def bench_cpu(scenes: pd.DataFrame, args) -> None:
+    """Worker processes first, so that their memory figure is not inflated by the pages the
+    single-process runs leave in this process; ``render_scenes`` renders at most
+    ``CPU_BATCH`` scenes at once on the CPU."""
+    for batch_size in sorted({min(b, CPU_BATCH) for b in args.batch_size}):
+        for workers in args.workers:
+            if workers > 1:
+                bench_workers(scenes, batch_size, args.size, workers)
+    cpu = torch.device("cpu")
+    timed = None
+    for batch_size in args.batch_size:
+        for threads in args.threads:
+            renderer, parts = bench_process(cpu, scenes, batch_size, args.size, threads)
+            timed = timed or (renderer, parts, threads)
+    if timed is not None:
+        torch.set_num_threads(timed[2])
+        stage_times(timed[0], timed[1])
+
+
 def int_list(text: str) -> list[int]:
     return [int(part) for part in text.split(",") if part]
 
@@ -114,30 +154,21 @@ def main(argv=None) -> int:
         "--workers", type=int_list, default=[usable_cores()], help="e.g. 2 (default: cores)"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--devices", default="cpu,cuda", help="cpu, cuda or both (cuda only where present)"
+    )
     args = parser.parse_args(argv)
+    devices = set(args.devices.split(","))
     scenes = random_scenes(args.images, args.seed)
     print(f"{args.size}x{args.size}, anti-aliasing on, {usable_cores()} usable CPU cores")
-    # workers first, so that their memory figure is not inflated by the pages the
-    # single-process runs below leave in this process
-    # render_scenes renders at most CPU_BATCH scenes at once on the CPU
-    for batch_size in sorted({min(b, CPU_BATCH) for b in args.batch_size}):
-        for workers in args.workers:
-            if workers > 1:
-                bench_workers(scenes, batch_size, args.size, workers)
-    cpu = torch.device("cpu")
-    timed = None
-    for batch_size in args.batch_size:
-        for threads in args.threads:
-            renderer, parts = bench_process(cpu, scenes, batch_size, args.size, threads)
-            timed = timed or (renderer, parts, threads)
-    if timed is not None:
-        torch.set_num_threads(timed[2])
-        stage_times(timed[0], timed[1])
-    if torch.cuda.is_available():
+    if "cpu" in devices:
+        bench_cpu(scenes, args)
+    if "cuda" in devices and torch.cuda.is_available():
         for batch_size in args.batch_size:
-            renderer, parts = bench_process(
-                torch.device("cuda"), scenes, batch_size, args.size, args.threads[0]
-            )
+            bench_cuda(scenes, batch_size, args.size)
+        renderer, parts = bench_process(
+            torch.device("cuda"), scenes, args.batch_size[-1], args.size, args.threads[0]
+        )
         stage_times(renderer, parts)
     return 0
 

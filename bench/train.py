@@ -142,11 +142,6 @@ def bench_processes(processes: int, threads: int, *args) -> dict:
     return total
 
 
-def default_batch_size(name: str, device: torch.device) -> int:
-    config = CONFIGS[name]
-    return config.cuda_batch_size if device.type == "cuda" else config.batch_size
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -183,7 +178,7 @@ def main() -> None:
         if torch.cuda.is_available():
             plan.append(("paper", torch.device("cuda")))
     for name, device in plan:
-        batch_size = args.batch_size or default_batch_size(name, device)
+        batch_size = args.batch_size or CONFIGS[name].batch_size_on(device)
         if args.processes > 1 and device.type == "cpu":
             r = bench_processes(
                 args.processes,

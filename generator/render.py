@@ -599,15 +599,57 @@ def render_scenes(
 
         if count > 1:
             render_in_workers(renderer, batch, images, masks, batch_size, count, rendered)
+        elif renderer.device.type == "cuda":
+            _render_on_cuda(renderer, batch, images, masks, batch_size, rendered)
         else:
             for start in range(0, n, batch_size):
                 part = {k: v[start : start + batch_size] for k, v in batch.items()}
                 image_t, mask_t = renderer.render(part)
-                images[start : start + batch_size] = image_t.cpu().numpy()
-                masks[start : start + batch_size] = mask_t.cpu().numpy()
+                images[start : start + batch_size] = image_t.numpy()
+                masks[start : start + batch_size] = mask_t.numpy()
                 rendered(image_t.shape[0])
     if out is not None and not direct:
         out[0][:] = images
         out[1][:] = masks
         return out
     return images, masks
+
+
+def _render_on_cuda(renderer: Renderer, batch, images, masks, batch_size: int, rendered) -> None:
+    """Render on the GPU and bring each batch home through two page-locked buffers, one
+    batch behind: plain (pageable) copies moved about 1.4 GB/s on an H200 and took three
+    quarters of the time; these run at the bus's speed while the next batch renders."""
+    n, side = len(images), renderer.size
+    if n == 0:  # an empty split
+        return
+    rows = min(batch_size, n)
+    buffers = [
+        (
+            torch.empty((rows, side, side, 3), dtype=torch.uint8, pin_memory=True),
+            torch.empty((rows, side, side), dtype=torch.uint8, pin_memory=True),
+            torch.cuda.Event(),
+        )
+        for _ in range(2)
+    ]
+    waiting = None  # (start, count, buffer) of the batch whose copy is under way
+
+    def unload(start: int, count: int, buffer) -> None:
+        image_buffer, mask_buffer, copied = buffer
+        copied.synchronize()
+        images[start : start + count] = image_buffer[:count].numpy()
+        masks[start : start + count] = mask_buffer[:count].numpy()
+        rendered(count)
+
+    for index, start in enumerate(range(0, n, rows)):
+        part = {k: v[start : start + rows] for k, v in batch.items()}
+        image_t, mask_t = renderer.render(part)
+        count = image_t.shape[0]
+        buffer = buffers[index % 2]
+        buffer[0][:count].copy_(image_t, non_blocking=True)
+        buffer[1][:count].copy_(mask_t, non_blocking=True)
+        buffer[2].record()
+        if waiting is not None:
+            unload(*waiting)
+        waiting = (start, count, buffer)
+    if waiting is not None:
+        unload(*waiting)

@@ -132,7 +132,9 @@ class ModelConfig:
     pair_fraction: float = 1.0
     epochs: int = 10
     batch_size: int = 64
-    cuda_batch_size: int = 256
+    # The batch on a CUDA GPU; None: batch_size, so that a recipe tuned on the CPU (its
+    # steps, learning rate, warm-up) trains the same model on a GPU.
+    cuda_batch_size: int | None = None
     learning_rate: float = 1e-3
     warmup_steps: int = 100
     weight_decay: float = 0.0
@@ -207,10 +209,16 @@ class ModelConfig:
         if not 0.0 <= self.label_noise < 0.5:
             raise UserError(f"config {self.name!r}: label_noise must be in [0, 0.5)")
         for key in ("epochs", "batch_size", "cuda_batch_size"):
-            if getattr(self, key) < 1:
+            if getattr(self, key) is not None and getattr(self, key) < 1:
                 raise UserError(f"config {self.name!r}: {key} must be at least 1")
         if self.learning_rate <= 0:
             raise UserError(f"config {self.name!r}: learning_rate must be > 0")
+
+    def batch_size_on(self, device) -> int:
+        """The batch of one training step on ``device`` (a ``torch.device``)."""
+        if device.type == "cuda" and self.cuda_batch_size is not None:
+            return self.cuda_batch_size
+        return self.batch_size
 
     def _validate_flow(self) -> None:
         stages = self.num_stages

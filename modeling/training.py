@@ -357,7 +357,7 @@ def _plan_run(
             config=config,
             seed=0 if options.seed is None else options.seed,
             epochs=options.epochs or config.epochs,
-            batch_size=options.batch_size or _default_batch_size(config, options.device),
+            batch_size=options.batch_size or config.batch_size_on(options.device),
             fingerprint=fingerprint,
             world_size=world_size,
         )
@@ -399,10 +399,6 @@ def _plan_run(
     )
     state = ckpt.load_checkpoint(out, "cpu") if has_checkpoint else None
     return plan, state
-
-
-def _default_batch_size(config: ModelConfig, device: torch.device) -> int:
-    return config.cuda_batch_size if device.type == "cuda" else config.batch_size
 
 
 def _check_batch_split(batch_size: int, world_size: int) -> None:

@@ -242,11 +242,23 @@ def test_ray_hits_rounded_box_where_its_distance_vanishes():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_matches_cpu_masks():
-    params = scenes(bending=[0.3, -0.1], obj_rotation_yaw=[1.0, -2.5], spherical=[0.1, 0.8])
-    _, cpu = render_scenes(params, size=64)
-    _, gpu = render_scenes(params, size=64, device=torch.device("cuda"))
-    assert (cpu == gpu).mean() > 0.995
+def test_cuda_matches_cpu_images_and_masks():
+    """Five scenes in batches of two: the GPU's copies home go through two reused buffers,
+    and the last batch is short; every scene must land in its own row."""
+    params = scenes(
+        bending=[0.3, -0.1, 0.0, 0.2, -0.3],
+        obj_rotation_yaw=[1.0, -2.5, 0.0, 2.0, -1.0],
+        spherical=[0.1, 0.8, 0.5, 0.3, 0.9],
+    )
+    cpu_images, cpu_masks = render_scenes(params, size=64, batch_size=2)
+    gpu_images, gpu_masks = render_scenes(
+        params, size=64, device=torch.device("cuda"), batch_size=2
+    )
+    assert (cpu_masks == gpu_masks).mean() > 0.995
+    difference = np.abs(cpu_images.astype(int) - gpu_images.astype(int))
+    assert difference.mean() < 0.5 and (difference <= 2).mean() > 0.995
+    for row in range(len(params)):  # each row is its own scene, not a neighbor's
+        assert (cpu_masks[row] == gpu_masks[row]).mean() > 0.99
 
 
 def test_line_box_distance_is_the_closest_approach():

@@ -30,7 +30,7 @@ def resnet_run(tiny_dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "resnet"
     result = run_cli("--data", tiny_dataset, "--out", out, "--config", toml, "--quiet")
     assert result.exit_code == 0, result.output
-    assert "ResNetClassifier, 6 epochs" in result.output and "bits/dim" not in result.output
+    assert "ResNetClassifier, 8 epochs" in result.output and "bits/dim" not in result.output
     return out
 
 
@@ -42,12 +42,12 @@ def test_a_resnet_run_writes_a_card_with_the_resnet_meanings(resnet_run, tiny_da
     assert (card.num_stages, card.classifier_layer, card.default_concept_layer) == (4, 3, 2)
     assert card.head_shape == (64,)  # the pooled layer4 the fully connected layer reads
     assert set(card.accuracy) == {"val", "test", "test_intervene_bg_color"}
-    assert card.epochs == 6 and card.label_noise == 0.0
+    assert card.epochs == 8 and card.label_noise == 0.0
     assert card.dataset.fingerprint == DatasetFolder(tiny_dataset).fingerprint()
     text = (resnet_run / "model_card.json").read_text()
     assert json.dumps(card.to_json(), indent=2, sort_keys=True) + "\n" == text
     metrics = pd.read_csv(resnet_run / "metrics.csv")
-    assert list(metrics["epoch"]) == [1, 2, 3, 4, 5, 6]
+    assert list(metrics["epoch"]) == list(range(1, 9))
     assert {"train_loss", "train_accuracy", "val_accuracy"} <= set(metrics)
     assert not any("bits_per_dim" in column for column in metrics)
 

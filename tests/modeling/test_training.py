@@ -218,6 +218,17 @@ def test_toml_config_is_loaded_with_its_file_name(tiny_toml):
     assert load_config("cpu-small") is CONFIGS["cpu-small"]
 
 
+def test_a_cpu_recipe_trains_with_its_own_batch_on_a_gpu():
+    """The demo's model must be the same recipe whether it trains on a CPU or a GPU; only
+    the GPU configs take a larger batch there."""
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    for name in ("cpu-small", "cpu-study", "resnet-cpu"):
+        config = CONFIGS[name]
+        assert config.batch_size_on(cuda) == config.batch_size_on(cpu) == config.batch_size
+    assert CONFIGS["paper"].batch_size_on(cuda) == 64 and CONFIGS["paper"].batch_size_on(cpu) == 16
+    assert CONFIGS["resnet-gpu"].batch_size_on(cuda) == 256
+
+
 def test_label_noise_flips_the_asked_share_deterministically():
     labels = torch.arange(4000) % 2
     noisy = noisy_labels(labels, 0.1, seed=3)
