@@ -19,7 +19,7 @@ exchange).
                                     [--steps 10] [--threads N] [--processes P]
                                     [--batch-size B] [--float32]
 
-Where training runs in bfloat16 (a CUDA GPU, or a CPU with AVX512-BF16 or AMX: the flow's
+Where training runs in bfloat16 (a CUDA GPU, or a CPU with AMX: the flow's
 coupling networks, the ResNet's forward pass), so does the benchmark; ``--float32``
 measures without.
 """

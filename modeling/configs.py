@@ -139,8 +139,8 @@ class ModelConfig:
     warmup_steps: int = 100
     weight_decay: float = 0.0
     grad_clip: float = 50.0
-    # bfloat16 where the device computes it natively (a CUDA GPU, a CPU with AVX512-BF16
-    # or AMX), while training only: the flow's coupling networks, the ResNet's whole
+    # bfloat16 where the device computes it faster (a CUDA GPU, a CPU with AMX;
+    # training.native_bfloat16), while training only: the flow's coupling networks, the ResNet's whole
     # forward pass. Evaluation, inversion and explanations always run in float32 or wider.
     mixed_precision: bool = True
     description: str = field(default="", compare=False)
