@@ -5,13 +5,13 @@
 #   one DDP step under torchrun with NCCL, the whole demo on CUDA, its bundle's
 #   validation and `bench/explain.py` on the demo's model.
 #
-# Usage, from the repository root of an installed checkout (python with the project's
-# dependencies, or PYTHONPATH set so that they import):
+# Usage, from the repository root (PYTHON: the interpreter with the project's
+# dependencies, default python3, e.g. .venv/bin/python):
 #     bash bench/cuda.sh OUT_DIR [PYTHON]
 # Each step has its own time limit, cut to what is left of CUDA_DEADLINE seconds (default
 # 560) for the whole run, and a failing step does not stop the next; the log is
-# OUT_DIR/cuda.log, the demo's report, metrics and manifest beside it. bench/results/cuda.md holds the figures
-# of the last run on an H200.
+# OUT_DIR/cuda.log, the demo's report, metrics and manifest beside it.
+# bench/results/cuda-h200.md holds the figures of a run on an H200.
 set -u
 DEADLINE=${CUDA_DEADLINE:-560}
 OUT=${1:?usage: bash bench/cuda.sh OUT_DIR [PYTHON]}
@@ -19,10 +19,14 @@ PY=${2:-python3}
 WORK=$(mktemp -d)
 LOG="$OUT/cuda.log"
 mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-# An installed package maps migrations/ to study_server.migrations; a plain checkout links it.
-[ -e study_server/migrations ] || ln -s ../migrations study_server/migrations
-xaistudy() { "$PY" -m xaistudy.cli "$@"; }
+export PYTHONUNBUFFERED=1
+# An installed checkout imports as it is. A bare one (a GPU machine's own image with the
+# dependencies on PYTHONPATH) gets the repository on the path and the link an install
+# makes from study_server.migrations to migrations/.
+if ! "$PY" -c "import xaistudy, study_server.migrations" 2>/dev/null; then
+    export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+    [ -e study_server/migrations ] || ln -s ../migrations study_server/migrations
+fi
 
 step() {  # step NAME SECONDS COMMAND...: run with a time limit, log, say how it ended
     local name=$1 limit=$2 start=$SECONDS
