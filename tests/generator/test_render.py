@@ -259,6 +259,8 @@ def test_cuda_matches_cpu_images_and_masks():
     assert difference.mean() < 0.5 and (difference <= 2).mean() > 0.995
     for row in range(len(params)):  # each row is its own scene, not a neighbor's
         assert (cpu_masks[row] == gpu_masks[row]).mean() > 0.99
+    empty_images, empty_masks = render_scenes(params.iloc[:0], size=64, device=torch.device("cuda"))
+    assert empty_images.shape == (0, 64, 64, 3) and empty_masks.shape == (0, 64, 64)
 
 
 def test_line_box_distance_is_the_closest_approach():
