@@ -140,8 +140,9 @@ class ModelConfig:
     weight_decay: float = 0.0
     grad_clip: float = 50.0
     # bfloat16 where the device computes it faster (a CUDA GPU, a CPU with AMX;
-    # training.native_bfloat16), while training only: the flow's coupling networks, the ResNet's whole
-    # forward pass. Evaluation, inversion and explanations always run in float32 or wider.
+    # training.native_bfloat16), while training only: the flow's coupling networks, the
+    # ResNet's whole forward pass. Evaluation, inversion and explanations always run in
+    # float32 or wider.
     mixed_precision: bool = True
     description: str = field(default="", compare=False)
 
