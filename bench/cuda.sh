@@ -50,8 +50,10 @@ step generate 90 "$PY" bench/bench_generator.py --device cuda --n-images 20000 -
 step train 120 "$PY" bench/train.py --device cuda --steps 20 --config paper \
     --config resnet-gpu --config cpu-small
 step attribution 90 "$PY" bench/attribution.py --devices cuda --images 32
+# the invertible network's demo: its counterfactuals are the CUDA path to exercise (the
+# default demo trains the ResNet); the short run fails validation, hence the override
 step demo 400 "$PY" -m xaistudy.cli demo --no-serve --device cuda --out "$WORK/demo" \
-    --simulate 40
+    --simulate 40 --conditions baseline,counterfactuals,concepts --allow-invalid
 step validate 90 "$PY" -m xaistudy.cli bundle validate "$WORK/demo/bundle" \
     --model "$WORK/demo/run" --data "$WORK/demo/data" --device cuda
 step torchrun 90 bash -c "

@@ -46,11 +46,11 @@ from explain.stimuli import PairCandidates, counterfactual_section, simulation_s
 from explain.technical import OtherScenes, TechnicalSettings, technical_scores
 from explain.tutorial import tutorial_section
 from explain.validation import (
+    InvalidBundle,
     Thresholds,
     assemble,
     concept_checks,
     counterfactual_checks,
-    gate_message,
     ground_truth_checks,
 )
 from generator.attributes import intervention_split
@@ -384,7 +384,7 @@ def build_bundle(
             validation = replace(validation, published_despite_failures=not validation.passed)
             manifest = replace(manifest, validation=validation)
             if not validation.passed and not allow_invalid:
-                raise UserError(gate_message(validation))
+                raise InvalidBundle(validation)
         with stage("write"):
             path = writer.finish(manifest)
     except BaseException:

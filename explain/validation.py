@@ -441,6 +441,15 @@ def probe_summary(card: dict) -> ProbeSummary:
     return ProbeSummary(**{k: card.get(k) for k in keys})
 
 
+class InvalidBundle(UserError):
+    """A bundle that failed validation: nothing was published. ``validation`` says why,
+    so that a caller with other options than ``xaistudy explain`` words its own advice."""
+
+    def __init__(self, validation: Validation):
+        super().__init__(gate_message(validation))
+        self.validation = validation
+
+
 def gate_message(validation: Validation) -> str:
     """The one-line error of a bundle that failed validation."""
     return (

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -23,6 +24,7 @@ from explain.validation import (
 from generator.dataset import DatasetFolder
 from xaistudy.cli import cli
 from xaistudy.errors import UserError
+from xaistudy.vocabulary import CONDITIONS
 
 CPU = torch.device("cpu")
 SMALL = ["--device", "cpu", "--baseline-rows", "2", "--baseline-columns", "3", "--cf-sources",
@@ -229,6 +231,52 @@ def test_explain_refuses_to_publish_a_failing_bundle_unless_allowed(tiny_run, ti
     assert validation["passed"] is False and validation["published_despite_failures"] is True
     assert any("stored_logit_error_max" in f for f in validation["failures"])
     assert validation["thresholds"]["max_stored_logit_error"] == 0
+
+
+def test_the_demo_serves_a_failing_bundle_only_when_allowed(
+    published, tiny_run, tiny_data, tmp_path
+):
+    """``xaistudy demo`` keeps the gate: a bundle that fails validation, even one published
+    by an earlier run with --allow-invalid, is refused by a run without it."""
+    from xaistudy.cli.demo_pipeline import DemoSettings, bundle_stage
+
+    settings = DemoSettings(out=tmp_path, conditions=CONDITIONS, gt_scenes=24)
+    shutil.copytree(published, settings.bundle_dir)
+    with pytest.raises(UserError) as refused:
+        bundle_stage(settings, tiny_data, tiny_run, CPU)
+    message = str(refused.value)
+    assert "failed validation" in message and "nothing is served" in message
+    assert "--allow-invalid" in message and "--conditions baseline,concepts,lrp" in message
+    assert "The counterfactuals need the invertible network" in message
+    allowed = replace(settings, allow_invalid=True)
+    assert bundle_stage(allowed, tiny_data, tiny_run, CPU) == settings.bundle_dir
+
+
+def test_the_demo_words_the_gate_refusal_of_a_new_bundle(
+    published, tiny_run, tiny_data, tmp_path, monkeypatch
+):
+    """When the gate refuses the bundle the demo just built, the demo's own advice is said
+    (it has no --thresholds) and nothing is published. The build is the gate's own, tested
+    above; here it refuses with the published bundle's failures."""
+    import explain.build
+    from explain.bundle_format import load_manifest
+    from explain.validation import InvalidBundle
+    from xaistudy.cli.demo_pipeline import DemoSettings, bundle_stage
+
+    validation = load_manifest(published).validation
+
+    def refuse(*args, allow_invalid, **kwargs):
+        assert not allow_invalid
+        raise InvalidBundle(validation)
+
+    monkeypatch.setattr(explain.build, "build_bundle", refuse)
+    settings = DemoSettings(out=tmp_path, conditions=("baseline", "concepts"))
+    with pytest.raises(UserError) as refused:
+        bundle_stage(settings, tiny_data, tiny_run, CPU)
+    message = str(refused.value)
+    assert validation.failures[0] in message and "--thresholds" not in message
+    assert "--allow-invalid" in message and "need the invertible network" not in message
+    assert not settings.bundle_dir.exists()
 
 
 def test_published_bundle_records_every_group(published):

@@ -18,7 +18,7 @@ from simulation.transport import FlaskTransport
 from study_server import study_context
 from study_server.study import load_study
 from xaistudy.errors import UserError
-from xaistudy.vocabulary import Status
+from xaistudy.vocabulary import CONDITIONS, Status
 
 METHODS = ("integrated_gradients", "grad_cam")  # the fixture bundle's: signed, unsigned
 
@@ -115,15 +115,20 @@ def test_a_study_file_made_for_a_set_of_conditions_serves_them(bundle_dir, tmp_p
         for i in range(2)
     ]
     assert sorted(r.condition for r in results) == ["baseline", "grad_cam"]
-    # the default three need no file of their own
-    assert study_stage(DemoSettings(out=tmp_path / "default")) is None
+    # the ICLR 2022 study's three are the shipped default study: no file of their own
+    assert study_stage(DemoSettings(out=tmp_path / "default", conditions=CONDITIONS)) is None
 
 
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
         (["--conditions", "baseline,saliency"], "unknown condition(s) saliency; allowed are"),
-        (["--conditions", "baseline,lrp"], "lrp is not defined for the invertible model"),
+        (
+            ["--config", "cpu-small", "--conditions", "baseline,lrp"],
+            "lrp is not defined for the invertible model",
+        ),
+        # counterfactuals make the demo train the invertible network, which has no LRP
+        (["--conditions", "counterfactuals,lrp"], "lrp is not defined for the invertible model"),
         (
             ["--config", "resnet-cpu", "--conditions", "baseline,counterfactuals"],
             "counterfactuals need the invertible network",

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
+from xaistudy.cli.demo_pipeline import DEMO_CONDITIONS
 from xaistudy.devices import DEVICE_CHOICES
-from xaistudy.vocabulary import CONDITIONS
 
 
 @click.command()
@@ -36,15 +36,21 @@ from xaistudy.vocabulary import CONDITIONS
     default=None,
     help="Comma-separated conditions of the demo's bundle and study: baseline, "
     "counterfactuals, concepts and the attribution methods (docs/methods.md). Default: "
-    f"the --study file's, else {','.join(CONDITIONS)}.",
+    f"the --study file's, else {','.join(DEMO_CONDITIONS)}.",
 )
 @click.option(
     "--config",
     "model_config",
-    default="cpu-small",
-    show_default=True,
-    help="The model under study: cpu-small (the invertible network) or resnet-cpu (a ResNet: "
-    "no counterfactuals, but LRP), or any config xaistudy train takes.",
+    default=None,
+    help="The model under study: resnet-cpu (a ResNet: no counterfactuals, but LRP), "
+    "cpu-small (the invertible network), or any config xaistudy train takes. Default: "
+    "cpu-small for conditions with counterfactuals, else resnet-cpu.",
+)
+@click.option(
+    "--allow-invalid",
+    is_flag=True,
+    help="Publish and serve the bundle even when it fails validation (the manifest "
+    "records it); without it such a bundle is refused.",
 )
 @click.option(
     "--study",
@@ -55,7 +61,17 @@ from xaistudy.vocabulary import CONDITIONS
     "study_server/studies) or a study file; it serves the bundle's conditions.",
 )
 def demo(
-    out, n_simulated, no_serve, host, port, device, seed, conditions, model_config, study_name
+    out,
+    n_simulated,
+    no_serve,
+    host,
+    port,
+    device,
+    seed,
+    conditions,
+    model_config,
+    allow_invalid,
+    study_name,
 ):
     """Generate an iclr2022 dataset, train the model, precompute the bundle, serve the study.
 
@@ -70,6 +86,7 @@ def demo(
         bundle_stage,
         check_port_free,
         dataset_stage,
+        demo_config,
         model_stage,
         server_config,
         simulate_stage,
@@ -81,9 +98,17 @@ def demo(
 
     study = None if study_name is None else study_file(study_name)
     chosen = _bundle_conditions(conditions, study)
+    model_config = model_config or demo_config(chosen)
     # what the model cannot be explained by is refused before minutes of work
     check_conditions(chosen, load_config(model_config).architecture)
-    settings = DemoSettings(out=out, seed=seed, conditions=chosen, config=model_config, study=study)
+    settings = DemoSettings(
+        out=out,
+        seed=seed,
+        conditions=chosen,
+        config=model_config,
+        study=study,
+        allow_invalid=allow_invalid,
+    )
     if study is not None:  # a study file that does not load fails before minutes of work
         study_for_conditions(settings.study_conditions, source=study)
     if not no_serve:
@@ -106,11 +131,11 @@ def demo(
 
 def _bundle_conditions(given: str | None, study) -> tuple[str, ...]:
     """The conditions the demo's bundle is built with: those given, else the study file's
-    explained conditions, else the three of the ICLR 2022 study."""
+    explained conditions, else the demo's own (``DEMO_CONDITIONS``)."""
     if given is not None:
         return tuple(c.strip() for c in given.split(",") if c.strip())
     if study is None:
-        return CONDITIONS
+        return DEMO_CONDITIONS
     from study_server.study import load_study
 
     loaded = load_study(study)
