@@ -5,12 +5,12 @@ Usage::
     python bench/attribution.py                      # CPU, and CUDA when present
     python bench/attribution.py --threads 1 --images 8 --models flow
 
-The flow is ``cpu-small`` (the demo's model) with fresh weights, its ActNorms initialized
-on one batch; the ResNet is ``resnet-cpu`` (``modeling.resnet``, ResNet-18 blocks at
-width 32) with fresh weights. Speed does not depend on what the weights learned. Each
-method runs with its default settings on ``--images`` random 64 px images in batches of
-``--batch-size``, after a warm-up call on two images; methods a model does not support are
-skipped.
+The flow is ``cpu-small`` (the invertible model of the counterfactual condition) with
+fresh weights, its ActNorms initialized on one batch; the ResNet is ``resnet-cpu``
+(``modeling.resnet``, ResNet-18 blocks at width 32) with fresh weights. Speed does not
+depend on what the weights learned. Each method runs with its default settings on
+``--images`` random 64 px images in batches of ``--batch-size``, after a warm-up call on
+two images; methods a model does not support are skipped.
 """
 
 from __future__ import annotations

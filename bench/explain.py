@@ -1,6 +1,6 @@
 """Time ``xaistudy explain`` stage by stage on a trained run and its dataset.
 
-Usage (the demo model: cpu-small at 64 px)::
+Usage (the invertible ``cpu-small`` at 64 px, for the ICLR 2022 study's conditions)::
 
     xaistudy generate --preset iclr2022 --out /tmp/ex_data --n-train 40000 --n-val 500 \\
         --n-test 1000 --size 64 --interventions
@@ -11,7 +11,7 @@ Usage (the demo model: cpu-small at 64 px)::
 Prints the seconds of each stage (each condition is one: an attribution method's
 includes its technical scores), the total, and the threads torch used. ``--conditions``
 takes a comma-separated list, or ``all`` for every condition the run's model supports.
-The targets on 2 CPU cores: the demo model's three conditions, ground truth included
+The targets on 2 CPU cores: the ICLR 2022 study's three conditions, ground truth included
 (9 factors x 500 scenes), under 2 minutes; its full set of conditions and scores under
 3 minutes.
 """
