@@ -119,6 +119,16 @@ def test_a_study_file_made_for_a_set_of_conditions_serves_them(bundle_dir, tmp_p
     assert study_stage(DemoSettings(out=tmp_path / "default", conditions=CONDITIONS)) is None
 
 
+def test_the_demo_chooses_a_model_for_its_conditions_and_conditions_for_its_model():
+    from xaistudy.cli.demo_pipeline import DEMO_CONDITIONS, demo_choice
+
+    assert demo_choice(None, None) == ("resnet-cpu", DEMO_CONDITIONS)
+    assert demo_choice(None, CONDITIONS) == ("cpu-small", CONDITIONS)
+    assert demo_choice(None, ("baseline", "grad_cam")) == ("resnet-cpu", ("baseline", "grad_cam"))
+    assert demo_choice("cpu-study", None) == ("cpu-study", CONDITIONS)
+    assert demo_choice("resnet-cpu", None) == ("resnet-cpu", DEMO_CONDITIONS)
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [

@@ -36,7 +36,8 @@ from xaistudy.devices import DEVICE_CHOICES
     default=None,
     help="Comma-separated conditions of the demo's bundle and study: baseline, "
     "counterfactuals, concepts and the attribution methods (docs/methods.md). Default: "
-    f"the --study file's, else {','.join(DEMO_CONDITIONS)}.",
+    f"the --study file's, else {','.join(DEMO_CONDITIONS)} (baseline,counterfactuals,"
+    "concepts for an invertible --config).",
 )
 @click.option(
     "--config",
@@ -86,7 +87,7 @@ def demo(
         bundle_stage,
         check_port_free,
         dataset_stage,
-        demo_config,
+        demo_choice,
         model_stage,
         server_config,
         simulate_stage,
@@ -97,8 +98,7 @@ def demo(
     from xaistudy.devices import resolve_device
 
     study = None if study_name is None else study_file(study_name)
-    chosen = _bundle_conditions(conditions, study)
-    model_config = model_config or demo_config(chosen)
+    model_config, chosen = demo_choice(model_config, _bundle_conditions(conditions, study))
     # what the model cannot be explained by is refused before minutes of work
     check_conditions(chosen, load_config(model_config).architecture)
     settings = DemoSettings(
@@ -129,13 +129,13 @@ def demo(
     run_server(server_config(settings), host, port, workers=2)
 
 
-def _bundle_conditions(given: str | None, study) -> tuple[str, ...]:
+def _bundle_conditions(given: str | None, study) -> tuple[str, ...] | None:
     """The conditions the demo's bundle is built with: those given, else the study file's
-    explained conditions, else the demo's own (``DEMO_CONDITIONS``)."""
+    explained conditions, else None (the demo's choice for its model)."""
     if given is not None:
         return tuple(c.strip() for c in given.split(",") if c.strip())
     if study is None:
-        return DEMO_CONDITIONS
+        return None
     from study_server.study import load_study
 
     loaded = load_study(study)

@@ -165,9 +165,20 @@ class DemoSettings:
         return f"sqlite:///{(self.out / f'study{self._named}.sqlite').resolve()}"
 
 
-def demo_config(conditions: tuple[str, ...]) -> str:
-    """The model the demo trains for ``conditions`` when no --config is given."""
-    return INVERTIBLE_CONFIG if "counterfactuals" in conditions else DEMO_CONFIG
+def demo_choice(
+    config: str | None, conditions: tuple[str, ...] | None
+) -> tuple[str, tuple[str, ...]]:
+    """The model the demo trains and the conditions it explains, where not given: the
+    ResNet and ``DEMO_CONDITIONS``; ``cpu-small`` for conditions with counterfactuals; the
+    ICLR 2022 study's three for an invertible ``config``."""
+    from modeling.configs import load_config
+
+    if conditions is None:
+        invertible = config is not None and load_config(config).architecture == "invertible"
+        conditions = CONDITIONS if invertible else DEMO_CONDITIONS
+    if config is None:
+        config = INVERTIBLE_CONFIG if "counterfactuals" in conditions else DEMO_CONFIG
+    return config, conditions
 
 
 def _say(message: str) -> None:
