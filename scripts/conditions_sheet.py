@@ -1,9 +1,9 @@
-"""The README's picture of the three conditions, from a bundle's preview.
+"""The README's picture of the demo's conditions, from a bundle's preview.
 
 Usage: ``.venv/bin/python scripts/conditions_sheet.py demo/bundle [--out PATH]``; runs
-``xaistudy bundle preview`` into a temporary folder and puts the baseline,
-counterfactual and concept sheets side by side, cut to a common height (the top rows),
-in ``docs/images/conditions.png`` by default.
+``xaistudy bundle preview`` into a temporary folder and puts the sheets of the bundle's
+conditions side by side (in the order of ``ALL_CONDITIONS``), cut to a common height (the
+top rows), in ``docs/images/conditions.png`` by default.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from explain.bundle_format import load_manifest
 from explain.preview import preview_bundle
-from xaistudy.vocabulary import CONDITIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "docs" / "images" / "conditions.png"
@@ -29,7 +29,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         preview_bundle(args.bundle, Path(tmp))
-        sheets = [Image.open(Path(tmp) / f"{name}.png").convert("RGB") for name in CONDITIONS]
+        names = list(load_manifest(args.bundle).conditions)
+        sheets = [Image.open(Path(tmp) / f"{name}.png").convert("RGB") for name in names]
         height = min(args.height, *(sheet.height for sheet in sheets))
         out = Image.new("RGB", (sum(sheet.width for sheet in sheets), height), "white")
         left = 0
