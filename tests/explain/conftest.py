@@ -54,7 +54,7 @@ def tiny_model(tiny_data):
     model = build_model(config, seed=0)
     train = tiny_data.split("train")
     x = torch.from_numpy(np.array(train.images)).permute(0, 3, 1, 2).float() / 255.0
-    y = torch.from_numpy(train.params["label"].to_numpy()).float()
+    y = torch.from_numpy(train.params["label"].to_numpy(copy=True)).float()
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     rng = np.random.default_rng(0)
     model.train()
